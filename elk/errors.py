@@ -1,0 +1,32 @@
+"""Errors that elk raises on purpose.
+
+Every problem a user can cause (a bad model file, an impossible chip, a solver
+option that does not exist) surfaces as an :class:`ElkError` subclass whose
+message names the offending thing. The CLI prints that message on one line and
+exits non-zero; anything else escaping is a bug in elk.
+"""
+from __future__ import annotations
+
+
+class ElkError(Exception):
+    """Base class: a problem with the user's input or request, not an elk bug."""
+
+
+class ChipConfigError(ElkError):
+    """The chip description is malformed or physically impossible."""
+
+
+class ModelConfigError(ElkError):
+    """The model name or architecture config is unknown or malformed."""
+
+
+class OperatorDoesNotFitError(ElkError):
+    """An operator cannot fit in per-core SRAM even when fully partitioned."""
+
+
+class ScheduleError(ElkError):
+    """A strategy could not produce a schedule (e.g. nothing fits in SRAM)."""
+
+
+class SolverConfigError(ElkError):
+    """A solver name, parameter or limit is invalid."""

@@ -1,0 +1,317 @@
+"""Operators as einsums over named indices, and programs as ordered graphs.
+
+An operator's variables are its output (variable 0) and its inputs. Each
+variable is a list of axes; an axis is one index, or a sliding window of two
+(an output position and a kernel offset, for convolutions). Indices are kept
+in a canonical order: the output's, then new ones from the inputs taken last
+input first. That order fixes tie-breaks in the cost model, exactly as the
+Elk artifact orders them.
+
+Inputs are *on chip* or *off chip*. The program decides which by the
+artifact's adjacency rule: an input is on chip when the immediately preceding
+operator produced it or also read it; everything else (weights, KV cache,
+older activations) is loaded from HBM.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from functools import cached_property
+from typing import Iterable, Mapping, Sequence
+
+import networkx as nx
+
+from elk.errors import ModelConfigError
+
+
+class OpKind(str, Enum):
+    MATMUL = "matmul"
+    BINARY = "binary"
+    UNARY = "unary"
+    REDUCE = "reduce"
+    GATHER = "gather"
+    SLICE = "slice"
+    CONV = "conv"
+    POOL = "pool"
+
+
+Axis = tuple[str, ...]  # one index, or (output index, kernel index) for a window
+
+
+@dataclass(frozen=True)
+class Operand:
+    tensor: str
+    axes: tuple[Axis, ...]
+    offchip: bool = False
+
+    @property
+    def indices(self) -> tuple[str, ...]:
+        return tuple(i for axis in self.axes for i in axis)
+
+
+@dataclass(frozen=True)
+class OpSignature:
+    """What a plan table depends on: the operator with its index names erased."""
+
+    kind: OpKind
+    lengths: tuple[int, ...]
+    variables: tuple[tuple[tuple[int, ...], ...], ...]  # variable -> axes -> index positions
+    offchip: tuple[bool, ...]  # per variable; the output is never off chip
+    bytes_per_element: int
+
+    @property
+    def num_indices(self) -> int:
+        return len(self.lengths)
+
+    def describe(self) -> str:
+        names = "abcdefghijklmnopqrstuvwxyz"
+
+        def var(v: tuple[tuple[int, ...], ...]) -> str:
+            return "".join(names[a[0]] if len(a) == 1 else "(" + "".join(names[i] for i in a) + ")"
+                           for a in v)
+        ins = ",".join(var(v) + ("*" if off else "") for v, off in zip(self.variables[1:], self.offchip[1:]))
+        dims = "x".join(str(n) for n in self.lengths)
+        return f"{self.kind.value} {ins}->{var(self.variables[0])} [{dims}]"
+
+
+@dataclass(frozen=True)
+class Operator:
+    name: str
+    kind: OpKind
+    sizes: tuple[tuple[str, int], ...]  # canonical index order
+    output: Operand
+    inputs: tuple[Operand, ...]
+    bytes_per_element: int = 2
+    layer: int | None = None  # transformer block number, None outside the repeated blocks
+    role: str = ""
+
+    def __post_init__(self) -> None:
+        known = dict(self.sizes)
+        for operand in (self.output, *self.inputs):
+            for idx in operand.indices:
+                if idx not in known:
+                    raise ModelConfigError(f"operator {self.name}: index '{idx}' of {operand.tensor} has no size")
+        for idx, n in self.sizes:
+            if not isinstance(n, int) or n < 1:
+                raise ModelConfigError(f"operator {self.name}: index '{idx}' must have a positive integer "
+                                       f"length, got {n!r}")
+        if self.bytes_per_element not in (1, 2, 4):
+            raise ModelConfigError(f"operator {self.name}: bytes_per_element must be 1, 2 or 4")
+        if self.kind == OpKind.MATMUL and len(self.inputs) != 2:
+            raise ModelConfigError(f"operator {self.name}: a matmul needs exactly two inputs")
+
+    @property
+    def lengths(self) -> dict[str, int]:
+        return dict(self.sizes)
+
+    @property
+    def volume(self) -> int:
+        return math.prod(n for _, n in self.sizes)
+
+    @property
+    def flops(self) -> int:
+        """2 x iteration-space volume, the artifact's FLOP count for every operator kind."""
+        return 2 * self.volume
+
+    def tensor_elements(self, operand: Operand) -> int:
+        lengths = self.lengths
+        total = 1
+        for axis in operand.axes:
+            total *= sum(lengths[i] for i in axis) - (len(axis) - 1)
+        return total
+
+    def offchip_bytes(self) -> int:
+        return sum(self.tensor_elements(op) * self.bytes_per_element for op in self.inputs if op.offchip)
+
+    @cached_property
+    def signature(self) -> OpSignature:
+        position = {name: k for k, (name, _) in enumerate(self.sizes)}
+        variables = tuple(tuple(tuple(position[i] for i in axis) for axis in operand.axes)
+                          for operand in (self.output, *self.inputs))
+        return OpSignature(self.kind, tuple(n for _, n in self.sizes), variables,
+                           (False, *(op.offchip for op in self.inputs)), self.bytes_per_element)
+
+    def describe(self) -> str:
+        def var(o: Operand) -> str:
+            return "".join(a[0] if len(a) == 1 else "(" + "".join(a) + ")" for a in o.axes)
+        ins = ",".join(var(o) + ("*" if o.offchip else "") for o in self.inputs)
+        dims = " ".join(f"{k}={n}" for k, n in self.sizes)
+        return f"{self.kind.value} {ins}->{var(self.output)} [{dims}]"
+
+
+_AXES = re.compile(r"\(([a-zA-Z]+)\)|([a-zA-Z])")
+
+
+def parse_axes(spec: str) -> tuple[Axis, ...]:
+    """'bhmk' -> (('b',), ('h',), ...); '(hr)' marks a sliding-window axis."""
+    axes = []
+    pos = 0
+    for m in _AXES.finditer(spec):
+        if m.start() != pos:
+            raise ModelConfigError(f"bad einsum operand '{spec}'")
+        pos = m.end()
+        axes.append(tuple(m.group(1)) if m.group(1) else (m.group(2),))
+    if pos != len(spec):
+        raise ModelConfigError(f"bad einsum operand '{spec}'")
+    return tuple(axes)
+
+
+def einsum_op(name: str, kind: OpKind | str, spec: str, sizes: Mapping[str, int],
+              inputs: Sequence[str], output: str, *, bytes_per_element: int = 2,
+              layer: int | None = None, role: str = "") -> Operator:
+    """Build an operator from an einsum spec such as ``'mk,kn->mn'``.
+
+    ``inputs``/``output`` name the tensors; residency is decided later by the
+    program, so every input starts on chip.
+    """
+    kind = OpKind(kind)
+    try:
+        lhs, rhs = spec.replace(" ", "").split("->")
+    except ValueError:
+        raise ModelConfigError(f"operator {name}: einsum spec '{spec}' needs exactly one '->'") from None
+    in_specs = lhs.split(",")
+    if len(in_specs) != len(inputs):
+        raise ModelConfigError(f"operator {name}: spec '{spec}' has {len(in_specs)} inputs, "
+                               f"{len(inputs)} tensors given")
+    out_axes = parse_axes(rhs)
+    in_axes = [parse_axes(s) for s in in_specs]
+    order: list[str] = []
+    for axes in (out_axes, *reversed(in_axes)):
+        for axis in axes:
+            for idx in axis:
+                if idx not in order:
+                    order.append(idx)
+    missing = [i for i in order if i not in sizes]
+    if missing:
+        raise ModelConfigError(f"operator {name}: no size for index {', '.join(missing)}")
+    return Operator(
+        name=name, kind=kind, sizes=tuple((i, int(sizes[i])) for i in order),
+        output=Operand(output, out_axes), inputs=tuple(Operand(t, a) for t, a in zip(inputs, in_axes)),
+        bytes_per_element=bytes_per_element, layer=layer, role=role)
+
+
+@dataclass(frozen=True)
+class LayerStructure:
+    """Where the repeated transformer blocks sit in the program."""
+
+    start: int  # first op of block 0
+    length: int  # ops per block
+    count: int  # number of identical blocks
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.length * self.count
+
+
+@dataclass
+class Program:
+    """Operators in execution order, with residency resolved."""
+
+    name: str
+    ops: tuple[Operator, ...]
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_ops(cls, name: str, ops: Iterable[Operator], meta: Mapping | None = None) -> "Program":
+        ops = tuple(ops)
+        if not ops:
+            raise ModelConfigError(f"program {name} has no operators")
+        names = [op.name for op in ops]
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise ModelConfigError(f"program {name}: duplicate operator names {dup[:5]}")
+        program = cls(name, resolve_residency(ops), dict(meta or {}))
+        program.check_topological()
+        return program
+
+    # ---- structure ----------------------------------------------------------
+    @cached_property
+    def graph(self) -> nx.DiGraph:
+        """Operators as nodes, producer -> consumer edges labelled with the tensor."""
+        g = nx.DiGraph()
+        producer: dict[str, int] = {}
+        for i, op in enumerate(self.ops):
+            g.add_node(i, name=op.name, kind=op.kind.value)
+            for operand in op.inputs:
+                if operand.tensor in producer:
+                    g.add_edge(producer[operand.tensor], i, tensor=operand.tensor)
+            producer[op.output.tensor] = i
+        return g
+
+    def check_topological(self) -> None:
+        produced: set[str] = set()
+        consumed_before: dict[str, str] = {}
+        for op in self.ops:
+            for operand in op.inputs:
+                consumed_before.setdefault(operand.tensor, op.name)
+            if op.output.tensor in consumed_before and op.output.tensor not in produced:
+                raise ModelConfigError(f"program {self.name}: tensor {op.output.tensor} is read by "
+                                       f"{consumed_before[op.output.tensor]} before {op.name} produces it")
+            produced.add(op.output.tensor)
+        if not nx.is_directed_acyclic_graph(self.graph):  # pragma: no cover - implied by the check above
+            raise ModelConfigError(f"program {self.name} has a cycle")
+
+    @cached_property
+    def layers(self) -> LayerStructure | None:
+        """The repeated block structure, if the ops carry layer numbers with identical blocks."""
+        first: dict[int, int] = {}
+        count: dict[int, int] = {}
+        for i, op in enumerate(self.ops):
+            if op.layer is not None:
+                first.setdefault(op.layer, i)
+                count[op.layer] = count.get(op.layer, 0) + 1
+        if len(first) < 2:
+            return None
+        order = sorted(first)
+        length = count[order[0]]
+        start = first[order[0]]
+        if any(count[k] != length or first[k] != start + j * length for j, k in enumerate(order)):
+            return None
+        # keep the longest run of consecutive blocks whose operator signatures repeat exactly
+        # (the first block often differs: its input comes from HBM, not from the block before)
+        sigs = [tuple(op.signature for op in self.ops[start + j * length: start + (j + 1) * length])
+                for j in range(len(order))]
+        best_from, best_run, j = 0, 1, 0
+        while j < len(sigs):
+            k = j + 1
+            while k < len(sigs) and sigs[k] == sigs[j]:
+                k += 1
+            if k - j > best_run:
+                best_from, best_run = j, k - j
+            j = k
+        if best_run < 2:
+            return None
+        return LayerStructure(start + best_from * length, length, best_run)
+
+    # ---- totals ---------------------------------------------------------------
+    @property
+    def hbm_bytes(self) -> int:
+        return sum(op.offchip_bytes() for op in self.ops)
+
+    @property
+    def flops(self) -> int:
+        return sum(op.flops for op in self.ops)
+
+    def unique_signatures(self) -> list[OpSignature]:
+        return list(dict.fromkeys(op.signature for op in self.ops))
+
+    def summary(self) -> dict:
+        return {"model": self.name, "operators": len(self.ops),
+                "unique_operators": len(self.unique_signatures()),
+                "hbm_bytes_per_step": self.hbm_bytes, "flops": self.flops, **self.meta}
+
+
+def resolve_residency(ops: Sequence[Operator]) -> tuple[Operator, ...]:
+    """Mark each input off chip unless the previous operator produced or read it."""
+    out = []
+    prev: Operator | None = None
+    for op in ops:
+        resident: set[str] = set()
+        if prev is not None:
+            resident = {prev.output.tensor, *(o.tensor for o in prev.inputs)}
+        inputs = tuple(replace(o, offchip=o.tensor not in resident) for o in op.inputs)
+        out.append(replace(op, inputs=inputs))
+        prev = op
+    return tuple(out)

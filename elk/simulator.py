@@ -1,0 +1,290 @@
+"""The judge: validates a schedule against the four rules and times it.
+
+Rules (cycles; intervals half-open):
+
+1. executions run one at a time in program order (``end[i] <= start[i+1]``)
+   and none is faster than its plan (``end - start >= plan time``);
+2. a load ends before its operator starts, lasts at least bytes / HBM
+   bandwidth, and loads never overlap (one HBM channel, any order);
+3. loads spread data over the interconnect: a load whose layout replicates
+   data needs ``bytes * broadcast ratio`` of it, so its interconnect share is
+   that work over its duration (at most 1). While operator i runs, the share
+   loads leave free must carry its communication: the integral of
+   ``1 - load share`` over ``[start, end)`` is at least its communication
+   cycles. (The operator's communication may use any free capacity inside its
+   interval; this is exactly the condition for an instant-by-instant split
+   with load share + execution share <= 1 to exist.)
+4. per-core SRAM: at every instant, the hot bytes of the running operator
+   plus the cold bytes of every operator whose load has started and which has
+   not started executing fit in SRAM.
+
+Everything is computed with sorted event arrays and cumulative sums; there is
+no Python loop over operators or events.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from elk.schedule import Schedule
+from elk.workload import Workload
+
+RULES = {
+    "0-structure": "schedule shape and plan choices",
+    "1-order": "executions one at a time in program order",
+    "1-duration": "an execution lasts at least its plan time",
+    "2-deadline": "a load finishes before its operator starts",
+    "2-bandwidth": "a load takes at least bytes / HBM bandwidth",
+    "2-channel": "loads share one HBM channel (no overlap)",
+    "3-noc-share": "a load's interconnect share is at most 1",
+    "3-noc-exec": "an execution's communication fits in the interconnect share loads leave",
+    "4-sram": "running hot bytes + waiting cold bytes fit in SRAM",
+}
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    op: int
+    op_name: str
+    time_cycles: float
+    detail: str
+
+    def message(self, clock_hz: float) -> str:
+        where = f"operator {self.op} ({self.op_name})" if self.op >= 0 else "between operators"
+        return (f"rule {self.rule} ({RULES[self.rule]}) violated by {where} at "
+                f"{self.time_cycles / clock_hz * 1e3:.6f} ms: {self.detail}")
+
+
+@dataclass
+class Timeline:
+    """Arrays for traces and plots (cycles from the schedule's first event)."""
+
+    exec_start: np.ndarray
+    exec_end: np.ndarray
+    load_ops: np.ndarray  # operators with a real load, in load order
+    load_start: np.ndarray
+    load_end: np.ndarray
+    load_share: np.ndarray  # interconnect share of each load
+    sram_time: np.ndarray  # step function: value sram_bytes[k] from sram_time[k]
+    sram_bytes: np.ndarray
+    busy: np.ndarray  # plan time / execution duration of each operator
+
+
+@dataclass
+class SimResult:
+    design: str
+    valid: bool
+    violations: list[Violation]
+    relaxation: str
+    latency_cycles: float
+    latency_ms: float
+    breakdown_ms: dict[str, float]
+    hbm_utilisation: float
+    noc_utilisation: float
+    achieved_tflops: float
+    peak_sram_bytes: int
+    execute_ms: float  # sum of execution intervals
+    load_ms: float  # sum of load intervals
+    hbm_bytes: int
+    timeline: Timeline = field(repr=False)
+
+    @property
+    def first_violation(self) -> Violation | None:
+        return self.violations[0] if self.violations else None
+
+    def summary(self) -> dict:
+        return {"design": self.design, "valid": self.valid, "relaxation": self.relaxation,
+                "latency_ms": self.latency_ms, "breakdown_ms": dict(self.breakdown_ms),
+                "hbm_utilisation": self.hbm_utilisation, "noc_utilisation": self.noc_utilisation,
+                "achieved_tflops": self.achieved_tflops, "peak_sram_bytes": self.peak_sram_bytes,
+                "execute_ms": self.execute_ms, "load_ms": self.load_ms, "hbm_bytes": self.hbm_bytes,
+                "violations": [v.__dict__ for v in self.violations[:20]]}
+
+
+def _tolerance(scale: float) -> float:
+    return 1e-6 + 1e-9 * abs(scale)
+
+
+def simulate(workload: Workload, schedule: Schedule, max_violations: int = 50) -> SimResult:
+    """Validate ``schedule`` and compute its metrics."""
+    n = len(workload)
+    names = [op.name for op in workload.program.ops]
+    violations: list[Violation] = []
+
+    structural = _check_structure(workload, schedule)
+    if structural:
+        return _invalid_shape(workload, schedule, structural)
+
+    s, e = schedule.exec_start, schedule.exec_end
+    a, b = schedule.load_start, schedule.load_end
+    relax = schedule.relaxation
+    chosen = workload.chosen(schedule.entry)
+    plan_time, comm = chosen["time"], chosen["comm"]
+    hot = workload.min_hot if relax.sram_uses_min_hot else chosen["hot"]
+    cold = workload.min_cold if relax.cold_uses_min else chosen["cold"]
+    noc_work = (workload.load_bytes / workload.noc_load_bytes_per_cycle) if relax.cold_uses_min \
+        else chosen["noc"]
+    loads = np.flatnonzero(workload.has_load)
+    tol = _tolerance(max(np.abs(e).max(), np.abs(s).max(), np.abs(a[loads]).max() if len(loads) else 0.0))
+
+    def flag(rule: str, ops: np.ndarray, times: np.ndarray, detail) -> None:
+        for op, t in zip(ops[:max_violations], times[:max_violations]):
+            violations.append(Violation(rule, int(op), names[op] if op >= 0 else "", float(t), detail(int(op))))
+
+    # rule 1 ---------------------------------------------------------------
+    bad = np.flatnonzero(e[:-1] > s[1:] + tol)
+    flag("1-order", bad + 1, s[bad + 1],
+         lambda i: f"starts at cycle {s[i]:.1f} before operator {i - 1} ends at {e[i - 1]:.1f}")
+    dur = e - s
+    bad = np.flatnonzero(dur < plan_time - tol)
+    flag("1-duration", bad, s[bad], lambda i: f"runs {dur[i]:.1f} cycles, plan needs {plan_time[i]:.1f}")
+
+    # rule 2 ---------------------------------------------------------------
+    la, lb = a[loads], b[loads]
+    bad = loads[lb > s[loads] + tol]
+    flag("2-deadline", bad, s[bad], lambda i: f"load ends at cycle {b[i]:.1f} after the operator starts")
+    ldur = lb - la
+    bad = loads[ldur < workload.hbm_cycles[loads] - tol]
+    flag("2-bandwidth", bad, a[bad],
+         lambda i: f"load of {workload.load_bytes[i]} B takes {b[i] - a[i]:.1f} cycles, HBM needs "
+                   f"{workload.hbm_cycles[i]:.1f}")
+    order = np.argsort(la, kind="stable")
+    lo, la_s, lb_s = loads[order], la[order], lb[order]
+    bad = np.flatnonzero(lb_s[:-1] > la_s[1:] + tol)
+    flag("2-channel", lo[bad + 1], la_s[bad + 1],
+         lambda i: f"load starts while the load of another operator is still running")
+
+    # rule 3 ---------------------------------------------------------------
+    lw = noc_work[lo]
+    ld = np.maximum(lb_s - la_s, 0.0)
+    share = np.where(ld > 0, lw / np.where(ld > 0, ld, 1.0), np.where(lw > 0, np.inf, 0.0))
+    bad_mask = share > 1 + 1e-9
+    flag("3-noc-share", lo[bad_mask], la_s[bad_mask],
+         lambda i: f"load needs {noc_work[i]:.1f} interconnect cycles in {b[i] - a[i]:.1f} cycles")
+    if relax.noc_contention and len(lo):
+        used = _cumulative_noc(la_s, lb_s, lw)
+        load_noc_in_exec = used(e) - used(s)
+        slack = dur - comm - load_noc_in_exec
+        bad = np.flatnonzero(slack < -tol)
+        flag("3-noc-exec", bad, s[bad],
+             lambda i: f"communication needs {comm[i]:.1f} cycles but loads leave "
+                       f"{dur[i] - load_noc_in_exec[i]:.1f} free in its {dur[i]:.1f}-cycle run")
+
+    # rule 4 ---------------------------------------------------------------
+    sram_t, sram_v = _sram_profile(s, e, a[loads], s[loads], hot, cold[loads])
+    peak = int(sram_v.max()) if len(sram_v) else 0
+    over = np.flatnonzero(sram_v > workload.chip.sram_per_core)
+    if len(over):
+        t_over = sram_t[over]
+        running = np.searchsorted(s, t_over, side="right") - 1
+        running = np.where((running >= 0) & (t_over < e[np.maximum(running, 0)]), running, -1)
+        first = np.unique(running, return_index=True)[1]
+        for k in sorted(first):
+            op = running[k]
+            violations.append(Violation(
+                "4-sram", int(op), names[op] if op >= 0 else "", float(t_over[k]),
+                f"{int(sram_v[over[k]])} B per core in use, SRAM holds {workload.chip.sram_per_core}"))
+
+    violations.sort(key=lambda v: (v.time_cycles, v.rule))
+    return _metrics(workload, schedule, violations, plan_time, comm, noc_work, lo, la_s, lb_s, share,
+                    sram_t, sram_v, peak)
+
+
+def _cumulative_noc(starts: np.ndarray, ends: np.ndarray, work: np.ndarray):
+    """F(t): interconnect work loads have done by time t (loads sorted by start, non-overlapping)."""
+    before = np.concatenate([[0.0], np.cumsum(work)])
+    length = np.where(ends > starts, ends - starts, 1.0)
+
+    def used(t: np.ndarray) -> np.ndarray:
+        k = np.searchsorted(starts, t, side="right") - 1
+        inside = k >= 0
+        kk = np.maximum(k, 0)
+        frac = np.clip((t - starts[kk]) / length[kk], 0.0, 1.0)
+        return np.where(inside, before[kk] + work[kk] * frac, 0.0)
+
+    return used
+
+
+def _sram_profile(s, e, load_start, load_op_start, hot, cold) -> tuple[np.ndarray, np.ndarray]:
+    """Step function of per-core SRAM in use (releases before acquisitions at equal times)."""
+    wait_from = load_start
+    wait_to = np.maximum(load_op_start, load_start)
+    times = np.concatenate([s, e, wait_from, wait_to])
+    delta = np.concatenate([hot, -hot, cold, -cold]).astype(np.float64)
+    order = np.lexsort((delta, times))
+    times, delta = times[order], delta[order]
+    level = np.cumsum(delta)
+    return times, level
+
+
+def _check_structure(workload: Workload, schedule: Schedule) -> str:
+    n = len(workload)
+    for name in ("entry", "exec_start", "exec_end", "load_start", "load_end"):
+        if len(getattr(schedule, name)) != n:
+            return f"{name} has {len(getattr(schedule, name))} values for {n} operators"
+    sizes = np.array([len(t) for t in workload.tables])
+    bad = np.flatnonzero((schedule.entry < 0) | (schedule.entry >= sizes))
+    if len(bad):
+        return f"operator {bad[0]} chooses plan row {schedule.entry[bad[0]]} of a {sizes[bad[0]]}-row table"
+    times = [schedule.exec_start, schedule.exec_end,
+             schedule.load_start[workload.has_load], schedule.load_end[workload.has_load]]
+    if not all(np.isfinite(t).all() for t in times):
+        return "some times are not finite"
+    return ""
+
+
+def _invalid_shape(workload: Workload, schedule: Schedule, detail: str) -> SimResult:
+    empty = np.zeros(0)
+    return SimResult(schedule.design, False, [Violation("0-structure", -1, "", 0.0, detail)],
+                     schedule.relaxation.describe(), float("nan"), float("nan"), {}, float("nan"),
+                     float("nan"), float("nan"), 0, float("nan"), float("nan"), int(workload.load_bytes.sum()),
+                     Timeline(empty, empty, empty.astype(np.int64), empty, empty, empty, empty, empty, empty))
+
+
+def _metrics(workload, schedule, violations, plan_time, comm, noc_work, lo, la, lb, share, sram_t, sram_v,
+             peak) -> SimResult:
+    chip = workload.chip
+    s, e = schedule.exec_start, schedule.exec_end
+    begin = min(float(s.min()), float(la.min()) if len(la) else np.inf)
+    end = float(e.max())
+    latency = end - begin
+    dur = e - s
+    busy = np.where(dur > 0, plan_time / np.where(dur > 0, dur, 1.0), 1.0)
+
+    # four-way breakdown over elementary intervals
+    points = np.unique(np.concatenate([s, e, la, lb, [begin, end]]))
+    points = points[(points >= begin) & (points <= end)]
+    width = np.diff(points)
+    mid = points[:-1] + width / 2
+    k = np.searchsorted(s, mid, side="right") - 1
+    kk = np.maximum(k, 0)
+    u_exec = np.where((k >= 0) & (mid < e[kk]), busy[kk], 0.0)
+    j = np.searchsorted(la, mid, side="right") - 1
+    jj = np.maximum(j, 0)
+    ldur = np.where(lb > la, lb - la, 1.0)
+    u_hbm = np.zeros_like(mid)
+    if len(la):
+        u_hbm = np.where((j >= 0) & (mid < lb[jj]), workload.hbm_cycles[lo][jj] / ldur[jj], 0.0)
+    to_ms = 1e3 / chip.clock_hz
+    overlapped = float((u_hbm * u_exec * width).sum())
+    preload = float((u_hbm * (1 - u_exec) * width).sum())
+    execute = float((u_exec * (1 - u_hbm) * width).sum())
+    breakdown = {"overlapped": overlapped * to_ms, "preload_only": preload * to_ms,
+                 "execute_only": execute * to_ms,
+                 "stall": max(0.0, latency - overlapped - preload - execute) * to_ms}
+    seconds = latency / chip.clock_hz
+    hbm_cycles = float(workload.hbm_cycles[lo].sum())
+    noc_cycles = float(noc_work[lo].sum() + (comm.sum() if schedule.relaxation.noc_contention else 0.0))
+    timeline = Timeline(exec_start=s - begin, exec_end=e - begin, load_ops=lo, load_start=la - begin,
+                        load_end=lb - begin, load_share=share, sram_time=sram_t - begin, sram_bytes=sram_v,
+                        busy=busy)
+    return SimResult(
+        design=schedule.design, valid=not violations, violations=violations,
+        relaxation=schedule.relaxation.describe(), latency_cycles=latency, latency_ms=latency * to_ms,
+        breakdown_ms=breakdown, hbm_utilisation=hbm_cycles / latency if latency > 0 else 0.0,
+        noc_utilisation=noc_cycles / latency if latency > 0 else 0.0,
+        achieved_tflops=float(workload.flops.sum()) / seconds / 1e12 if seconds > 0 else 0.0,
+        peak_sram_bytes=peak, execute_ms=float(dur.sum()) * to_ms, load_ms=float((lb - la).sum()) * to_ms,
+        hbm_bytes=int(workload.load_bytes.sum()), timeline=timeline)

@@ -1,0 +1,84 @@
+"""A program on a chip: the per-operator facts every strategy and the simulator share.
+
+Built once per (program, chip): plan tables, HBM bytes and transfer times of
+each operator's load, and the interconnect capacity loads use. Keeping these
+in one place is what lets "only the simulator times a schedule" hold: a
+strategy and the simulator read the same numbers.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from elk.chip import Chip
+from elk.ir import Program
+from elk.plantable import PlanTable, plan_table
+from elk.topology import load_noc_bytes_per_cycle
+
+
+@dataclass
+class Workload:
+    program: Program
+    chip: Chip
+    tables: list[PlanTable]
+    #: bytes each operator loads from HBM: its minimum cold size on every core
+    load_bytes: np.ndarray
+    #: cycles the HBM channel needs for that load
+    hbm_cycles: np.ndarray
+    min_cold: np.ndarray
+    min_hot: np.ndarray
+    flops: np.ndarray
+    #: bytes per cycle the interconnect can spread from HBM over the cores
+    noc_load_bytes_per_cycle: float
+    table_seconds: float = 0.0
+    _entry_cache: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def build(cls, program: Program, chip: Chip) -> "Workload":
+        started = time.perf_counter()
+        tables = [plan_table(op.signature, chip) for op in program.ops]
+        min_cold = np.array([t.min_cold for t in tables], dtype=np.int64)
+        load_bytes = min_cold * chip.cores
+        return cls(program=program, chip=chip, tables=tables, load_bytes=load_bytes,
+                   hbm_cycles=load_bytes / chip.hbm_bytes_per_cycle, min_cold=min_cold,
+                   min_hot=np.array([t.min_hot for t in tables], dtype=np.int64),
+                   flops=np.array([op.flops for op in program.ops], dtype=np.float64),
+                   noc_load_bytes_per_cycle=load_noc_bytes_per_cycle(chip),
+                   table_seconds=time.perf_counter() - started)
+
+    def __len__(self) -> int:
+        return len(self.tables)
+
+    @property
+    def has_load(self) -> np.ndarray:
+        return self.load_bytes > 0
+
+    def load_noc_cycles(self, op: int, cold: float) -> float:
+        """Cycles of full interconnect the load needs when it lands in a layout of ``cold`` bytes/core.
+
+        A layout that replicates data (cold > min cold) multiplies the bytes the
+        interconnect must deliver by the broadcast ratio cold / min cold.
+        """
+        if self.load_bytes[op] == 0:
+            return 0.0
+        return float(self.load_bytes[op]) * (cold / self.min_cold[op]) / self.noc_load_bytes_per_cycle
+
+    def chosen(self, entry: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-operator arrays of the chosen plan-table rows."""
+        key = entry.tobytes()
+        hit = self._entry_cache.get(key)
+        if hit is not None:
+            return hit
+        cols = {name: np.array([getattr(t, name)[e] for t, e in zip(self.tables, entry)])
+                for name in ("cold", "hot", "time", "comp", "comm")}
+        safe_min = np.where(self.min_cold > 0, self.min_cold, 1)
+        cols["noc"] = self.load_bytes * (cols["cold"] / safe_min) / self.noc_load_bytes_per_cycle
+        if len(self._entry_cache) > 8:
+            self._entry_cache.clear()
+        self._entry_cache[key] = cols
+        return cols
+
+    def hbm_seconds(self) -> float:
+        return float(self.load_bytes.sum()) / self.chip.hbm_bytes_per_s

@@ -1,0 +1,260 @@
+"""The inductive (backward) scheduling pass shared by every heuristic design.
+
+Operators are placed from the last to the first. For operator ``i`` the
+already-placed HBM loads form a chain in time; choosing how many of the
+earliest of them may be *resident* while ``i`` runs sets ``i``'s deadline (it
+must end before the next load starts) and its memory budget (SRAM minus the
+cold bytes of the resident loads). Designs differ only in how they pick that
+depth and the plan:
+
+* ELK (Dyn/Full): try every depth, choose the plan cost-aware under each
+  budget, keep the depth that lets ``i`` start latest;
+* Basic / Static / Ideal: take the deepest depth a fixed memory rule allows
+  and a fixed plan rule.
+
+Interconnect sharing is exact under the simulator's rule 3: in ``stretch``
+mode an operator is lengthened until the interconnect share the overlapping
+loads leave carries its communication; in ``push`` mode the operator keeps its
+plan time and the overlapping loads move earlier instead. Every schedule this
+pass returns satisfies the simulator's four rules by construction; the
+simulator still checks it.
+
+Load order: loads are placed in reverse *load order*, each ending before its
+own operator starts and before the next load in the order. With a permuted
+order an operator whose execution is placed but whose load is still blocked
+behind another operator's is a *forced resident* of everything placed until
+its load goes in (the Elk paper's "uncommitted loads").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from elk.errors import ScheduleError
+from elk.schedule import STRICT, Relaxation, Schedule
+from elk.workload import Workload
+
+
+class Chooser(Protocol):
+    def choose(self, op: int, budget: float) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class PassConfig:
+    """How one backward pass decides.
+
+    ``depth``: "best-start" (ELK: every depth, latest start wins) or a greedy
+    rule, "greedy" (deepest depth whose resident cold bytes fit
+    ``preload_budget``) with ``max_residents`` as an extra cap (Basic: 1).
+    ``preload``: how the greedy budget is set: "static" (SRAM - exec region),
+    "min-hot" (SRAM - the operator's smallest hot size), "min-hot-of-min-cold".
+    ``plan_budget``: "remaining" (SRAM - resident colds) or "exec-region".
+    """
+
+    theta: float = 0.9
+    noc_mode: str = "stretch"  # "stretch" | "push" | "none"
+    depth: str = "best-start"
+    max_residents: int | None = None
+    preload: str = "min-hot"
+    plan_budget: str = "remaining"
+    exec_region: float = 0.0
+    charge_min_cold: bool = False  # Ideal: preloads and load traffic at min cold
+
+
+class _Lists:
+    """Per-table Python lists (fast scalar access in the pass), shared between identical shapes."""
+
+    def __init__(self, workload: Workload):
+        cache: dict[int, tuple] = {}
+        self.time, self.comm, self.cold = [], [], []
+        for t in workload.tables:
+            key = id(t)
+            if key not in cache:
+                cache[key] = (t.time.tolist(), t.comm.tolist(), t.cold.tolist())
+            tm, cm, cd = cache[key]
+            self.time.append(tm)
+            self.comm.append(cm)
+            self.cold.append(cd)
+
+
+def _lists(workload: Workload) -> _Lists:
+    lists = getattr(workload, "_pass_lists", None)
+    if lists is None:
+        lists = _Lists(workload)
+        workload._pass_lists = lists
+    return lists
+
+
+def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, design: str,
+                  load_order: Sequence[int] | None = None, max_depth: int | None = None,
+                  relaxation: Relaxation = STRICT) -> Schedule:
+    """One inductive pass; returns a schedule whose last execution ends at time 0."""
+    n = len(workload)
+    lists = _lists(workload)
+    sram = float(workload.chip.sram_per_core)
+    has_load = workload.load_bytes > 0
+    hbm = workload.hbm_cycles.tolist()
+    load_bytes = workload.load_bytes.astype(float).tolist()
+    min_cold = workload.min_cold.astype(float).tolist()
+    min_hot = workload.min_hot.astype(float).tolist()
+    cap = workload.noc_load_bytes_per_cycle
+    theta = cfg.theta
+    order = [op for op in (range(n) if load_order is None else load_order) if has_load[op]]
+    if load_order is not None and sorted(load_order) != list(range(n)):
+        raise ScheduleError("load order must be a permutation of the operators")
+    depth_cap = max_depth if max_depth is not None else n
+    fixed = getattr(chooser, "smallest_hot_of_smallest_cold", None)
+
+    exec_s = [0.0] * n
+    exec_e = [0.0] * n
+    load_s = [0.0] * n
+    load_e = [0.0] * n
+    entry = [0] * n
+    cold_of = [0.0] * n  # cold bytes charged while waiting
+    noc_of = [0.0] * n  # interconnect cycles of the load
+    # chain of placed loads, latest first: chain[-1] is the earliest in time
+    chain: list[int] = []
+    idx = len(order) - 1
+    forced = 0.0
+    next_start = 0.0
+
+    for i in range(n - 1, -1, -1):
+        m = len(chain)
+        best = None  # (key, start, deadline, row, push_from, push_by)
+        resident = forced
+        greedy = cfg.depth != "best-start"
+        if greedy:
+            if cfg.preload == "static":
+                preload_room = sram - cfg.exec_region
+            elif cfg.preload == "min-hot-of-min-cold" and fixed is not None:
+                preload_room = sram - fixed(i)
+            else:
+                preload_room = sram - min_hot[i]
+            preload_room -= forced
+        for r in range(0, min(m, depth_cap) + 1):
+            if r > 0:
+                resident += cold_of[chain[m - r]]
+            if r < m:
+                ls = load_s[chain[m - 1 - r]]
+                last = ls >= next_start
+                deadline = next_start if last else ls
+            else:
+                last = True
+                deadline = next_start
+            if greedy:
+                if r > 0 and (resident - forced > preload_room + 1e-9
+                              or (cfg.max_residents is not None and r > cfg.max_residents)):
+                    break
+                budget = cfg.exec_region if cfg.plan_budget == "exec-region" else sram - resident
+            else:
+                budget = sram - resident
+            row = chooser.choose(i, budget)
+            if row is None:
+                break
+            t_plan = lists.time[i][row]
+            start = deadline - t_plan
+            push_from, push_by = -1, 0.0
+            if cfg.noc_mode != "none":
+                comm = lists.comm[i][row]
+                if cfg.noc_mode == "stretch":
+                    start = min(start, _noc_start(deadline, comm, chain, m, r, load_s, load_e, noc_of))
+                else:
+                    push_from, push_by = _push(start, deadline, t_plan - comm, chain, m, r, load_s, load_e,
+                                               noc_of)
+            frontier = load_s[chain[-1]] - (push_by if push_from >= 0 else 0.0) if m else start
+            key = (min(start, frontier), start)
+            if greedy or best is None or key > best[0]:
+                best = (key, start, deadline, row, push_from, push_by)
+            if last:
+                break
+        if best is None:
+            raise ScheduleError(f"operator {i} ({workload.program.ops[i].name}) has no plan that fits the "
+                                f"{int(sram - forced)} bytes of SRAM left by preloads already committed")
+        _, start, deadline, row, push_from, push_by = best
+        if push_from >= 0 and push_by > 0:
+            for q in range(push_from, m):  # the load where the budget ran out and every earlier one
+                op = chain[q]
+                load_s[op] -= push_by
+                load_e[op] -= push_by
+        exec_s[i], exec_e[i], entry[i] = start, deadline, row
+        next_start = start
+        if has_load[i]:
+            c = min_cold[i] if cfg.charge_min_cold else lists.cold[i][row]
+            cold_of[i] = c
+            noc_of[i] = load_bytes[i] * (c / min_cold[i]) / cap
+            forced += c
+        # place every load whose turn has come in the load order
+        while idx >= 0 and order[idx] >= i:
+            op = order[idx]
+            end = exec_s[op]
+            if chain:
+                end = min(end, load_s[chain[-1]])
+            dur = max(hbm[op], noc_of[op] / theta)
+            load_e[op], load_s[op] = end, end - dur
+            chain.append(op)
+            forced -= cold_of[op]
+            idx -= 1
+
+    for op in range(n):
+        if not has_load[op]:
+            load_s[op] = load_e[op] = exec_s[op]
+    return Schedule(design, np.array(entry), np.array(exec_s), np.array(exec_e), np.array(load_s),
+                    np.array(load_e), relaxation)
+
+
+def _noc_start(deadline: float, comm: float, chain: list[int], m: int, r: int, load_s: list[float],
+               load_e: list[float], noc_of: list[float]) -> float:
+    """Latest start such that the interconnect left free by the resident loads carries ``comm``."""
+    need = comm
+    t = deadline
+    for q in range(m - r, m):  # resident loads, latest first
+        op = chain[q]
+        a, b = load_s[op], load_e[op]
+        if a >= t:
+            continue
+        end = b if b < t else t
+        gap = t - end
+        if gap >= need:
+            return t - need
+        need -= gap
+        t = end
+        length = b - a
+        free_rate = 1.0 - (noc_of[op] / length if length > 0 else 0.0)
+        free = (t - a) * free_rate
+        if free >= need:
+            return t - need / free_rate if free_rate > 0 else t
+        need -= free
+        t = a
+    return t - need
+
+
+def _push(start: float, deadline: float, budget: float, chain: list[int], m: int, r: int,
+          load_s: list[float], load_e: list[float], noc_of: list[float]) -> tuple[int, float]:
+    """Loads-yield mode: how far the overlapping loads must move earlier.
+
+    The operator keeps ``[start, deadline)``; loads may use the interconnect
+    only for ``budget`` (its compute cycles) in that window. Walking the
+    resident loads latest first, the load where the budget runs out is moved so
+    that its overlap uses exactly what is left, and every earlier load moves with
+    it. Returns (chain position of that load, shift), or (-1, 0).
+    """
+    left = budget
+    for q in range(m - r, m):
+        op = chain[q]
+        a, b = load_s[op], load_e[op]
+        lo, hi = max(a, start), min(b, deadline)
+        if hi <= lo:
+            if b <= start:
+                break
+            continue
+        length = b - a
+        rate = noc_of[op] / length if length > 0 else 0.0
+        use = (hi - lo) * rate
+        if use <= left + 1e-9:
+            left -= use
+            continue
+        # after the move the load ends ``left / rate`` into the window and starts before it
+        return q, max(b - (start + left / rate), 0.0)
+    return -1, 0.0

@@ -1,0 +1,107 @@
+"""HBM load orders for ELK-Full: permute a layer's operator groups, the same way in every layer.
+
+A group is one large operator (matmul or convolution) with the small
+operators since the previous large one; trailing small operators join the last
+group. Groups whose large operators have the same kind and volume are
+interchangeable, so orders are distinct sequences of group *types*. Every group
+may move at most ``max_displacement`` places.
+
+``space="complete"`` yields every such type sequence (252 for a Llama layer,
+150 for OPT). ``space="artifact"`` reproduces the Elk artifact's depth-first
+generator, which also prunes any partial arrangement equal to a finished one
+and so yields a subset (221 and 147).
+"""
+from __future__ import annotations
+
+from itertools import permutations
+from typing import Sequence
+
+from elk.ir import OpKind, Program
+
+LARGE = (OpKind.MATMUL, OpKind.CONV)
+
+
+def layer_groups(program: Program) -> list[list[int]] | None:
+    """Groups of one repeated layer, as op offsets inside the layer (None without layers)."""
+    layers = program.layers
+    if layers is None:
+        return None
+    ops = program.ops[layers.start: layers.start + layers.length]
+    groups: list[list[int]] = []
+    current: list[int] = []
+    for k, op in enumerate(ops):
+        current.append(k)
+        if op.kind in LARGE:
+            groups.append(current)
+            current = []
+    if current:
+        if groups:
+            groups[-1].extend(current)
+        else:
+            groups.append(current)
+    return groups
+
+
+def group_types(program: Program, groups: list[list[int]]) -> list[tuple]:
+    layers = program.layers
+    assert layers is not None
+    types = []
+    for g in groups:
+        large = [program.ops[layers.start + k] for k in g if program.ops[layers.start + k].kind in LARGE]
+        op = large[-1] if large else program.ops[layers.start + g[-1]]
+        types.append((op.kind.value, op.volume))
+    return types
+
+
+def group_orders(types: Sequence, max_displacement: int = 4, space: str = "complete") -> list[tuple[int, ...]]:
+    """Permutations of group positions, one per distinct type sequence, identity first."""
+    n = len(types)
+    if space == "artifact":
+        found = _artifact_orders(list(types), max_displacement)
+    elif space == "complete":
+        seen: dict[tuple, tuple[int, ...]] = {}
+        for perm in permutations(range(n)):
+            if all(abs(perm[k] - k) <= max_displacement for k in range(n)):
+                seen.setdefault(tuple(types[j] for j in perm), perm)
+        found = list(seen.values())
+    else:
+        raise ValueError(f"unknown order space '{space}' (complete or artifact)")
+    identity = tuple(range(n))
+    rest = sorted(p for p in found if tuple(types[j] for j in p) != tuple(types))
+    return [identity] + rest
+
+
+def _artifact_orders(types: list, limit: int) -> list[tuple[int, ...]]:
+    n = len(types)
+    data, idx = list(types), list(range(n))
+    finished: set[tuple] = set()
+    orders: set[tuple[int, ...]] = set()
+
+    def place(level: int) -> None:
+        if level == n:
+            finished.add(tuple(data))
+            orders.add(tuple(idx))
+            return
+        for k in range(level, n):
+            idx[level], idx[k] = idx[k], idx[level]
+            data[level], data[k] = data[k], data[level]
+            if tuple(data) not in finished and abs(idx[k] - k) <= limit and abs(idx[level] - level) <= limit:
+                place(level + 1)
+            idx[level], idx[k] = idx[k], idx[level]
+            data[level], data[k] = data[k], data[level]
+
+    place(0)
+    return sorted(orders)
+
+
+def load_order(program: Program, groups: list[list[int]], perm: Sequence[int]) -> list[int]:
+    """Operator load order: preamble, each repeated layer with its groups permuted, then the tail."""
+    layers = program.layers
+    assert layers is not None
+    inner = [k for g in perm for k in groups[g]]
+    order = list(range(layers.start))
+    for layer in range(layers.count):
+        base = layers.start + layer * layers.length
+        order.extend(base + k for k in inner)
+    order.extend(range(layers.stop, len(program.ops)))
+    return order
