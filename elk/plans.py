@@ -50,7 +50,7 @@ class PlanSet:
 
     sig: OpSignature
     spatial: np.ndarray  # (S, D) spatial splits, one row per spatial plan
-    spatial_id: np.ndarray  # (n,) row of ``spatial`` each plan uses
+    spatial_id: np.ndarray  # (n,) row of ``spatial`` each plan uses (non-decreasing)
     temporal: np.ndarray  # (n, D, V) temporal splits
     var_elems: np.ndarray  # (n, V) per-core, per-iteration elements of each variable
     hot: np.ndarray  # (n,) bytes per core while executing
@@ -65,12 +65,6 @@ class PlanSet:
 
     def __len__(self) -> int:
         return len(self.spatial_id)
-
-    def spatial_ranges(self) -> tuple[np.ndarray, np.ndarray]:
-        """First and one-past-last plan row of every spatial plan."""
-        ids = np.arange(len(self.spatial))
-        return (np.searchsorted(self.spatial_id, ids, side="left"),
-                np.searchsorted(self.spatial_id, ids, side="right"))
 
 
 # ---------------------------------------------------------------------------
@@ -176,12 +170,52 @@ def temporal_plans(sig: OpSignature, spatial: np.ndarray, th: Thresholds) -> tup
     ell = per_core[sid]
     sub = -(-ell // most)
     ok = np.prod(ell / (sub * most), axis=1) >= th.pad
-    return sid[ok], temporal[ok]
+    return sid[ok], temporal[ok].astype(np.int32)
 
 
-def enumerate_plans(sig: OpSignature, chip: Chip) -> PlanSet:
+#: Spatial plans expanded at once: bounds the temporary arrays of the temporal expansion
+#: (a few hundred thousand partial plans) whatever the operator.
+SPATIAL_CHUNK = 1500
+
+
+def enumerate_plans(sig: OpSignature, chip: Chip, spatial: np.ndarray | None = None) -> PlanSet:
+    """Every valid plan with all its costs (of ``spatial`` plans only, if given)."""
+    th = thresholds(sig, chip.cores)
+    if spatial is None:
+        spatial = spatial_plans(sig.lengths, chip.cores, th)
+    parts: list[dict] = []
+    for lo in range(0, max(len(spatial), 1), SPATIAL_CHUNK):
+        chunk = spatial[lo: lo + SPATIAL_CHUNK]
+        sid, temporal = temporal_plans(sig, chunk, th)
+        costs = plan_costs(sig, chip, chunk[sid], temporal)
+        parts.append({"spatial_id": (sid + lo).astype(np.int32), "temporal": temporal, **costs})
+    merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return PlanSet(sig=sig, spatial=spatial, **merged)
+
+
+@dataclass
+class PlanSummary:
+    """Hot bytes and time of every plan, without the plans themselves (20 bytes per plan)."""
+
+    spatial: np.ndarray
+    spatial_id: np.ndarray  # non-decreasing; plans of one spatial plan keep enumeration order
+    hot: np.ndarray
+    time: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.spatial_id)
+
+
+def summarize_plans(sig: OpSignature, chip: Chip) -> PlanSummary:
+    """One streaming pass over all plans keeping only what the Pareto frontier needs."""
     th = thresholds(sig, chip.cores)
     spatial = spatial_plans(sig.lengths, chip.cores, th)
-    sid, temporal = temporal_plans(sig, spatial, th)
-    costs = plan_costs(sig, chip, spatial[sid], temporal)
-    return PlanSet(sig=sig, spatial=spatial, spatial_id=sid, temporal=temporal, **costs)
+    sids, hots, times = [], [], []
+    for lo in range(0, max(len(spatial), 1), SPATIAL_CHUNK):
+        chunk = spatial[lo: lo + SPATIAL_CHUNK]
+        sid, temporal = temporal_plans(sig, chunk, th)
+        costs = plan_costs(sig, chip, chunk[sid], temporal)
+        sids.append((sid + lo).astype(np.int32))
+        hots.append(costs["hot"])
+        times.append(costs["comp"] + costs["comm"])
+    return PlanSummary(spatial, np.concatenate(sids), np.concatenate(hots), np.concatenate(times))

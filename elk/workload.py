@@ -14,7 +14,7 @@ import numpy as np
 
 from elk.chip import Chip
 from elk.ir import Program
-from elk.plantable import PlanTable, plan_table
+from elk.plantable import PlanTable, tables_for
 from elk.topology import load_noc_bytes_per_cycle
 
 
@@ -38,7 +38,7 @@ class Workload:
     @classmethod
     def build(cls, program: Program, chip: Chip) -> "Workload":
         started = time.perf_counter()
-        tables = [plan_table(op.signature, chip) for op in program.ops]
+        tables = tables_for(program, chip)
         min_cold = np.array([t.min_cold for t in tables], dtype=np.int64)
         load_bytes = min_cold * chip.cores
         return cls(program=program, chip=chip, tables=tables, load_bytes=load_bytes,

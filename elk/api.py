@@ -1,0 +1,157 @@
+"""The front door: compile a model on a chip with a set of designs.
+
+This is the one place in ``elk`` that imports ``solvers`` (strategies) and
+``elk.zoo`` (model builders); the core never does.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from elk.chip import Chip, resolve_chip
+from elk.errors import ElkError, SolverConfigError
+from elk.ir import Program
+from elk.schedule import Schedule
+from elk.simulator import SimResult, simulate
+from elk.workload import Workload
+
+PAPER_DESIGNS = ("basic", "static", "elk-dyn", "elk-full", "ideal")
+
+
+@dataclass
+class DesignResult:
+    name: str
+    schedule: Schedule
+    sim: SimResult
+    compile_seconds: float
+
+    def row(self, ideal_ms: float | None, clock_hz: float) -> dict[str, Any]:
+        r = self.sim
+        row = {"design": self.name, "latency_ms": r.latency_ms, "valid": r.valid,
+               "pct_of_ideal": (100.0 * ideal_ms / r.latency_ms) if ideal_ms and r.latency_ms else None,
+               **{f"{k}_ms": v for k, v in r.breakdown_ms.items()},
+               "hbm_utilisation": r.hbm_utilisation, "noc_utilisation": r.noc_utilisation,
+               "achieved_tflops": r.achieved_tflops, "peak_sram_bytes": r.peak_sram_bytes,
+               "compile_seconds": self.compile_seconds, "relaxation": r.relaxation}
+        if r.violations:
+            row["first_violation"] = r.violations[0].message(clock_hz)
+        return row
+
+
+@dataclass
+class CompileResult:
+    model: str
+    chip: Chip
+    program: Program
+    workload: Workload
+    designs: dict[str, DesignResult]
+    table_seconds: float
+    total_seconds: float = 0.0
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def ideal_ms(self) -> float | None:
+        d = self.designs.get("ideal")
+        return d.sim.latency_ms if d else None
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [d.row(self.ideal_ms, self.chip.clock_hz) for d in self.designs.values()]
+
+    def to_frame(self):
+        """One row per design (pandas DataFrame)."""
+        import pandas as pd
+        return pd.DataFrame(self.rows()).set_index("design")
+
+    def to_json(self) -> dict[str, Any]:
+        designs = {}
+        for name, d in self.designs.items():
+            row = d.row(self.ideal_ms, self.chip.clock_hz)
+            row.pop("design")
+            row["violations"] = [v.message(self.chip.clock_hz) for v in d.sim.violations[:10]]
+            row["info"] = _jsonable(d.schedule.info)
+            designs[name] = row
+        return {"model": self.model, "program": _jsonable(self.program.summary()),
+                "chip": _jsonable(self.chip.to_dict()), "table_seconds": self.table_seconds,
+                "total_seconds": self.total_seconds, "designs": designs, **_jsonable(self.extras)}
+
+
+def _jsonable(value: Any) -> Any:
+    import numpy as np
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def parse_designs(designs: str | Iterable[str], known: Iterable[str]) -> list[str]:
+    known = list(known)
+    if isinstance(designs, str):
+        items = [d.strip() for d in designs.split(",") if d.strip()]
+    else:
+        items = list(designs)
+    out: list[str] = []
+    for d in items:
+        if d == "all":
+            out.extend(PAPER_DESIGNS)
+        elif d in known:
+            out.append(d)
+        else:
+            raise SolverConfigError(f"unknown design '{d}' (known: all, {', '.join(known)})")
+    if not out:
+        raise SolverConfigError("no design requested")
+    return list(dict.fromkeys(out))
+
+
+def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batch: int = 32, seq: int = 2048,
+            mode: str = "decode", designs: str | Iterable[str] = "all",
+            chip_overrides: Mapping[str, Any] | None = None, design_options: Mapping[str, Mapping] | None = None,
+            ) -> CompileResult:
+    """Build the model, its plan tables, and a schedule per design, each timed by the simulator."""
+    from solvers.registry import DESIGNS, run_design  # the front door may reach the strategies
+
+    started = time.perf_counter()
+    the_chip = resolve_chip(chip)
+    if chip_overrides:
+        the_chip = the_chip.with_overrides(**{k: v for k, v in chip_overrides.items() if v is not None})
+    if isinstance(model, Program):
+        program = model
+    else:
+        from elk.zoo import build_program
+        program = build_program(model, batch=batch, seq=seq, mode=mode)
+    names = parse_designs(designs, DESIGNS)
+    workload = Workload.build(program, the_chip)
+    results: dict[str, DesignResult] = {}
+    done: dict[str, Schedule] = {}
+    for name in _dependency_order(names):
+        t0 = time.perf_counter()
+        schedule = run_design(name, workload, done, (design_options or {}).get(name, {}))
+        spent = time.perf_counter() - t0
+        done[name] = schedule
+        if name in names:
+            results[name] = DesignResult(name, schedule, simulate(workload, schedule), spent)
+    ordered = {n: results[n] for n in names}
+    return CompileResult(model=program.name, chip=the_chip, program=program, workload=workload,
+                         designs=ordered, table_seconds=workload.table_seconds,
+                         total_seconds=time.perf_counter() - started)
+
+
+def _dependency_order(names: list[str]) -> list[str]:
+    """Run ELK-Dyn before designs that start from it (ELK-Full, exact window solvers)."""
+    needs_dyn = any(n in ("elk-full", "cpsat", "milp") for n in names)
+    needs_full = any(n in ("cpsat", "milp") for n in names)
+    order = [n for n in ("elk-dyn",) if needs_dyn or n in names]
+    order += [n for n in ("elk-full",) if needs_full or n in names]
+    order += [n for n in names if n not in order]
+    return order
+
+
+__all__ = ["compile", "CompileResult", "DesignResult", "PAPER_DESIGNS", "ElkError"]
