@@ -109,7 +109,6 @@ def _tolerance(scale: float) -> float:
 
 def simulate(workload: Workload, schedule: Schedule, max_violations: int = 50) -> SimResult:
     """Validate ``schedule`` and compute its metrics."""
-    n = len(workload)
     names = [op.name for op in workload.program.ops]
     violations: list[Violation] = []
 
@@ -154,7 +153,7 @@ def simulate(workload: Workload, schedule: Schedule, max_violations: int = 50) -
     lo, la_s, lb_s = loads[order], la[order], lb[order]
     bad = np.flatnonzero(lb_s[:-1] > la_s[1:] + tol)
     flag("2-channel", lo[bad + 1], la_s[bad + 1],
-         lambda i: f"load starts while the load of another operator is still running")
+         lambda i: "load starts while the load of another operator is still running")
 
     # rule 3 ---------------------------------------------------------------
     lw = noc_work[lo]

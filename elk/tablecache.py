@@ -8,7 +8,6 @@ Set ``ELK_NO_CACHE=1`` to disable the disk cache, ``ELK_CACHE_DIR`` to move it.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import multiprocessing

@@ -80,5 +80,24 @@ class Workload:
         self._entry_cache[key] = cols
         return cols
 
+    def truncated(self, layers: int) -> "Workload":
+        """The same program with only its first ``layers`` repeated blocks (plus preamble and tail).
+
+        Used to rank choices that act the same way on every layer (load-order
+        permutations) cheaply; results are always confirmed on the full program.
+        """
+        structure = self.program.layers
+        if structure is None or layers >= structure.count:
+            return self
+        keep = list(range(structure.start + layers * structure.length)) + \
+            list(range(structure.stop, len(self.program.ops)))
+        program = Program(f"{self.program.name}[{layers} layers]", tuple(self.program.ops[k] for k in keep),
+                          dict(self.program.meta))
+        idx = np.array(keep)
+        return Workload(program=program, chip=self.chip, tables=[self.tables[k] for k in keep],
+                        load_bytes=self.load_bytes[idx], hbm_cycles=self.hbm_cycles[idx],
+                        min_cold=self.min_cold[idx], min_hot=self.min_hot[idx], flops=self.flops[idx],
+                        noc_load_bytes_per_cycle=self.noc_load_bytes_per_cycle)
+
     def hbm_seconds(self) -> float:
         return float(self.load_bytes.sum()) / self.chip.hbm_bytes_per_s

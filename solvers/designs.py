@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -95,55 +94,72 @@ def elk_dyn(workload: Workload, thetas: tuple[float, ...] = (0.9, 0.7, 0.5)) -> 
     return best
 
 
-@dataclass
-class FullSearch:
-    """What ELK-Full tried, for reports."""
-
-    orders: int = 0
-    passes: int = 0
-    best_order: tuple[int, ...] = ()
-    best_mode: str = ""
-    spans: list[float] = field(default_factory=list)
-
-
 def elk_full(workload: Workload, *, space: str = "complete", max_displacement: int = 4,
-             modes: tuple[str, ...] = ("stretch", "push"), theta: float = 0.99,
+             modes: tuple[str, ...] = ("stretch", "push", "hybrid"), theta: float = 0.99,
+             penalties: tuple[float, ...] = (0.5,), screen_layers: int = 12, finalists: int = 6,
              dyn: Schedule | None = None) -> Schedule:
-    """ELK-Dyn over permuted HBM load orders (same group permutation every layer), both NoC modes.
+    """ELK-Dyn over permuted HBM load orders (the same group permutation in every layer).
 
-    ELK-Dyn's own schedule is a candidate, so ELK-Full is never worse.
+    Every (order, NoC mode, NoC penalty) is first ranked on the program cut to
+    ``screen_layers`` layers, where a permutation acts exactly as on the full
+    program; the ``finalists`` best are re-run in full (``screen_layers=0``
+    runs everything in full). Measured on Llama2-13B: 12 layers / 6 finalists
+    find the same best order as the full search (7.869 ms) in 14 s instead of
+    107 s; 4 or 8 layers pick a 1.3% worse one. ELK-Dyn's own schedule is a candidate, so
+    ELK-Full is never worse. Modes: the artifact's ``stretch`` (delay compute)
+    and ``push`` (delay loads), and elk's ``hybrid`` (the better of the two per
+    operator).
     """
     started = time.perf_counter()
-    chooser = CostAware(workload)
-    depth = preload_depth(workload)
     program = workload.program
     groups = layer_groups(program)
     perms: list[tuple[int, ...]] = [()]
     if groups is not None and len(groups) > 1:
         perms = group_orders(group_types(program, groups), max_displacement, space)
+    configs = [(perm, mode, pen) for perm in perms for mode in modes for pen in penalties]
+
+    def run(w: Workload, perm, mode, pen) -> Schedule | None:
+        order = load_order(w.program, groups, perm) if perm else None
+        try:
+            return backward_pass(w, choosers(w, pen), PassConfig(theta=theta, noc_mode=mode), design="elk-full",
+                                 load_order=order, max_depth=preload_depth(w))
+        except ScheduleError:
+            return None
+
+    cache: dict = {}
+
+    def choosers(w: Workload, pen: float) -> CostAware:
+        key = (id(w), pen)
+        if key not in cache:
+            cache[key] = CostAware(w, noc_penalty=pen)
+        return cache[key]
+
+    screened = len(configs)
+    small = workload.truncated(screen_layers) if screen_layers > 0 else workload
+    if small is not workload and len(configs) > finalists:
+        scores = []
+        for cfg in configs:
+            sched = run(small, *cfg)
+            if sched is not None:
+                scores.append((span(sched, small.has_load), cfg))
+        scores.sort(key=lambda x: x[0])
+        configs = [cfg for _, cfg in scores[:finalists]]
     dyn = dyn if dyn is not None else elk_dyn(workload)
-    best, best_span, search = dyn, span(dyn, workload.has_load), FullSearch()
-    best_label = ("elk-dyn", "stretch")
-    for perm in perms:
-        order = load_order(program, groups, perm) if perm else None
-        search.orders += 1
-        for mode in modes:
-            try:
-                sched = backward_pass(workload, chooser, PassConfig(theta=theta, noc_mode=mode), design="elk-full",
-                                      load_order=order, max_depth=depth)
-            except ScheduleError:
-                continue
-            search.passes += 1
-            s = span(sched, workload.has_load)
-            search.spans.append(s)
-            if s < best_span - 1e-6:
-                best, best_span, best_label = sched, s, (perm, mode)
+    best, best_span, best_cfg = dyn, span(dyn, workload.has_load), None
+    passes = 0
+    for cfg in configs:
+        sched = run(workload, *cfg)
+        passes += 1
+        if sched is not None and span(sched, workload.has_load) < best_span - 1e-6:
+            best, best_span, best_cfg = sched, span(sched, workload.has_load), cfg
     result = Schedule("elk-full", best.entry, best.exec_start, best.exec_end, best.load_start, best.load_end,
-                      best.relaxation, dict(best.info))
-    result.info.update(compile_seconds=time.perf_counter() - started, orders_tried=search.orders,
-                       passes=search.passes, order_space=space,
-                       best_order=list(best_label[0]) if best_label[0] != "elk-dyn" else "elk-dyn",
-                       best_noc_mode=best_label[1])
+                      best.relaxation, {})
+    result.info.update(
+        compile_seconds=time.perf_counter() - started, order_space=space, orders=len(perms),
+        configs_screened=screened if small is not workload else 0, screen_layers=screen_layers,
+        full_passes=passes,
+        best=("elk-dyn" if best_cfg is None else
+              {"order": list(best_cfg[0]), "noc_mode": best_cfg[1], "noc_penalty": best_cfg[2]}))
     return result
 
 

@@ -15,9 +15,15 @@ depth and the plan:
 Interconnect sharing is exact under the simulator's rule 3: in ``stretch``
 mode an operator is lengthened until the interconnect share the overlapping
 loads leave carries its communication; in ``push`` mode the operator keeps its
-plan time and the overlapping loads move earlier instead. Every schedule this
-pass returns satisfies the simulator's four rules by construction; the
-simulator still checks it.
+plan time and the overlapping loads move earlier instead; ``hybrid`` tries
+both for every candidate. Every schedule this pass returns satisfies the
+simulator's four rules by construction; the simulator still checks it.
+
+Candidates are compared by a lookahead key: the latest of ``start - (fastest
+execution of the operators still to place)`` and ``frontier - (HBM time of
+the loads still to place)``, then the latest start. With loads fixed
+(stretch mode) this picks exactly the artifact's "latest start"; it is what
+lets push and hybrid modes see the price of moving loads earlier.
 
 Load order: loads are placed in reverse *load order*, each ending before its
 own operator starts and before the next load in the order. With a permuted
@@ -54,7 +60,7 @@ class PassConfig:
     """
 
     theta: float = 0.9
-    noc_mode: str = "stretch"  # "stretch" | "push" | "none"
+    noc_mode: str = "stretch"  # "stretch" | "push" | "hybrid" (best of both per operator) | "none"
     depth: str = "best-start"
     max_residents: int | None = None
     preload: str = "min-hot"
@@ -107,6 +113,12 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
     depth_cap = max_depth if max_depth is not None else n
     fixed = getattr(chooser, "smallest_hot_of_smallest_cold", None)
 
+    fastest = [float(t.time.min()) for t in workload.tables]
+    exec_left = [0.0] * (n + 1)  # fastest execution of ops 0..i-1
+    for k in range(n):
+        exec_left[k + 1] = exec_left[k] + fastest[k]
+    hbm_left = float(sum(hbm[op] for op in order))  # HBM time of loads not placed yet
+
     exec_s = [0.0] * n
     exec_e = [0.0] * n
     load_s = [0.0] * n
@@ -155,18 +167,22 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
                 break
             t_plan = lists.time[i][row]
             start = deadline - t_plan
-            push_from, push_by = -1, 0.0
-            if cfg.noc_mode != "none":
+            options = []  # (start, push_from, push_by)
+            if cfg.noc_mode in ("stretch", "hybrid"):
                 comm = lists.comm[i][row]
-                if cfg.noc_mode == "stretch":
-                    start = min(start, _noc_start(deadline, comm, chain, m, r, load_s, load_e, noc_of))
-                else:
-                    push_from, push_by = _push(start, deadline, t_plan - comm, chain, m, r, load_s, load_e,
-                                               noc_of)
-            frontier = load_s[chain[-1]] - (push_by if push_from >= 0 else 0.0) if m else start
-            key = (min(start, frontier), start)
-            if greedy or best is None or key > best[0]:
-                best = (key, start, deadline, row, push_from, push_by)
+                options.append((min(start, _noc_start(deadline, comm, chain, m, r, load_s, load_e, noc_of)),
+                                -1, 0.0))
+            if cfg.noc_mode in ("push", "hybrid"):
+                comm = lists.comm[i][row]
+                push_from, push_by = _push(start, deadline, t_plan - comm, chain, m, r, load_s, load_e, noc_of)
+                options.append((start, push_from, push_by))
+            if cfg.noc_mode == "none":
+                options.append((start, -1, 0.0))
+            for opt_start, push_from, push_by in options:
+                frontier = (load_s[chain[-1]] - (push_by if push_from >= 0 else 0.0)) if m else opt_start
+                key = (min(opt_start - exec_left[i], frontier - hbm_left), opt_start)
+                if greedy or best is None or key > best[0]:
+                    best = (key, opt_start, deadline, row, push_from, push_by)
             if last:
                 break
         if best is None:
@@ -195,6 +211,7 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
             load_e[op], load_s[op] = end, end - dur
             chain.append(op)
             forced -= cold_of[op]
+            hbm_left -= hbm[op]
             idx -= 1
 
     for op in range(n):

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,11 +14,7 @@ from elk.timeline_plot import plot_timeline
 from elk.trace import chrome_trace, collapse_steps, write_chrome_trace
 from elk.workload import Workload
 
-try:
-    from solvers.designs import elk_dyn
-except ModuleNotFoundError:  # the editable install may map only `elk`; the repo root holds `solvers`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from solvers.designs import elk_dyn
+from solvers.designs import elk_dyn
 
 
 def _toy_ops() -> list:
