@@ -152,8 +152,9 @@ def _validate(chip: Chip) -> None:
                  "noc_load_bytes_per_s_per_core", "cores_per_chip", "noc_scale", "compute_scale",
                  "inter_chip_comm_factor"):
         positive(name, getattr(chip, name))
-    if chip.sync_cycles < 0:
-        raise ChipConfigError(f"chip '{chip.name}': sync_cycles must be >= 0, got {chip.sync_cycles}")
+    if isinstance(chip.sync_cycles, bool) or not isinstance(chip.sync_cycles, (int, float)) \
+            or not math.isfinite(chip.sync_cycles) or chip.sync_cycles < 0:
+        raise ChipConfigError(f"chip '{chip.name}': sync_cycles must be >= 0 and finite, got {chip.sync_cycles!r}")
     if chip.inter_chip_comm_factor < 1:
         raise ChipConfigError(f"chip '{chip.name}': inter_chip_comm_factor must be >= 1")
     topo = chip.topology
@@ -236,15 +237,18 @@ def load_chip(path: str | Path) -> Chip:
     path = Path(path)
     if not path.is_file():
         raise ChipConfigError(f"chip config file not found: {path}")
-    text = path.read_text()
     try:
+        text = path.read_text(encoding="utf-8")
         if path.suffix.lower() == ".json":
             data = json.loads(text)
         else:
             data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ChipConfigError(f"malformed chip config {path}: {exc}") from None
-    if isinstance(data, Mapping) and "chip" in data and isinstance(data["chip"], Mapping):
+    if not isinstance(data, Mapping):
+        raise ChipConfigError(f"malformed chip config {path}: expected a table of chip fields, "
+                              f"got {type(data).__name__}")
+    if "chip" in data and isinstance(data["chip"], Mapping):
         data = data["chip"]
     data = dict(data)
     data.setdefault("name", path.stem)

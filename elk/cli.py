@@ -122,6 +122,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
                            designs=args.designs, design_options=options)
     print(compile_report(result))
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result.to_json(), indent=2))
         print(f"\nwrote {args.json}")
     if args.trace or args.timeline:

@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import sys
 import tempfile
+import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Iterable
@@ -54,7 +55,7 @@ def load(sig: OpSignature, chip: Chip):
         with np.load(path) as data:
             arrays = {k: data[k] for k in _ARRAYS}
             meta = json.loads(str(data["meta"]))
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # a damaged or foreign file: rebuild
     return PlanTable(sig=sig, **arrays, n_plans=meta["n_plans"], n_spatial=meta["n_spatial"],
                      build_seconds=meta["build_seconds"])

@@ -153,7 +153,7 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
         if sched is not None and span(sched, workload.has_load) < best_span - 1e-6:
             best, best_span, best_cfg = sched, span(sched, workload.has_load), cfg
     result = Schedule("elk-full", best.entry, best.exec_start, best.exec_end, best.load_start, best.load_end,
-                      best.relaxation, {})
+                      best.relaxation, {"theta": best.info.get("theta"), "noc_mode": best.info.get("noc_mode")})
     result.info.update(
         compile_seconds=time.perf_counter() - started, order_space=space, orders=len(perms),
         configs_screened=screened if small is not workload else 0, screen_layers=screen_layers,

@@ -218,7 +218,7 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
         if not has_load[op]:
             load_s[op] = load_e[op] = exec_s[op]
     return Schedule(design, np.array(entry), np.array(exec_s), np.array(exec_e), np.array(load_s),
-                    np.array(load_e), relaxation)
+                    np.array(load_e), relaxation, info={"theta": theta, "noc_mode": cfg.noc_mode})
 
 
 def _noc_start(deadline: float, comm: float, chain: list[int], m: int, r: int, load_s: list[float],

@@ -1,0 +1,169 @@
+"""Run a window model with a solver and report what it found and proved.
+
+The same ``WindowProblem`` goes to CP-SAT or to a MILP (HiGHS or CBC through
+PuLP); both start from the complete warm-start assignment and both report an
+``Outcome`` in the window's own units (makespan cycles from the origin).
+"""
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from formulations.cpsat_window import build_cpsat
+from formulations.window import WindowAssignment, WindowProblem
+from solvers.solver_options import SolverSettings, apply_cpsat_params
+
+
+@dataclass
+class Outcome:
+    assignment: WindowAssignment | None
+    status: str
+    makespan: float | None  # of the best solution found
+    bound: float | None  # proven lower bound on the makespan
+    seconds: float
+    first_improvement_s: float | None = None
+    anytime: list = field(default_factory=list)
+    warm_start_used: bool | None = None  # MILP: the solver log shows it read the start
+    log: str = ""
+
+
+def solve_cpsat(problem: WindowProblem, settings: SolverSettings, hint: WindowAssignment | None,
+                anytime: bool = False) -> Outcome:
+    from ortools.sat.python import cp_model
+
+    built = build_cpsat(problem)
+    if hint is not None:
+        built.add_hint(hint)
+    solver = cp_model.CpSolver()
+    p = solver.parameters
+    p.max_time_in_seconds = float(settings.time_limit)
+    p.num_workers = settings.workers
+    p.random_seed = settings.seed
+    if settings.deterministic_time is not None:
+        p.max_deterministic_time = float(settings.deterministic_time)
+    apply_cpsat_params(p, settings.params)
+    weight = problem.tail_weight
+    hint_obj = hint.objective(problem) if hint is not None else None
+    trace: list = []
+    started = time.perf_counter()
+
+    class Progress(cp_model.CpSolverSolutionCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.first_better: float | None = None
+
+        def on_solution_callback(self) -> None:
+            now = time.perf_counter() - started
+            obj = self.objective_value
+            if anytime:
+                trace.append((now, obj // weight, None))
+            if self.first_better is None and hint_obj is not None and obj < hint_obj:
+                self.first_better = now
+
+    progress = Progress()
+    if anytime:
+        solver.best_bound_callback = lambda b: trace.append((time.perf_counter() - started, None, b // weight))
+    status = solver.solve(built.model, progress)
+    seconds = time.perf_counter() - started
+    name = solver.status_name(status)
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        a = built.decode(solver)
+        return Outcome(a, name, float(a.makespan()), float(solver.best_objective_bound // weight), seconds,
+                       progress.first_better, trace)
+    bound = float(solver.best_objective_bound // weight) if status == cp_model.UNKNOWN else None
+    return Outcome(None, name, None, bound, seconds, None, trace)
+
+
+def solve_milp(problem: WindowProblem, settings: SolverSettings, hint: WindowAssignment | None) -> Outcome:
+    import pulp
+
+    from formulations.milp_window import build_milp
+
+    built = build_milp(problem)
+    if hint is not None:
+        built.set_start(hint)
+    with tempfile.TemporaryDirectory() as tmp:
+        log_path = Path(tmp) / "milp.log"
+        if settings.backend == "cbc":
+            options = [f"{k} {v}" for k, v in settings.params.items()]
+            solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=settings.time_limit, threads=settings.workers,
+                                       warmStart=hint is not None, logPath=str(log_path), options=options)
+        else:
+            solver = WarmHiGHS(msg=False, timeLimit=settings.time_limit, threads=settings.workers,
+                               log_file=str(log_path), random_seed=settings.seed, **dict(settings.params))
+        started = time.perf_counter()
+        built.problem.solve(solver)
+        seconds = time.perf_counter() - started
+        log = log_path.read_text() if log_path.exists() else ""
+    status = pulp.LpStatus[built.problem.status]
+    assignment = built.decode() if built.problem.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible) \
+        else None
+    bound = milp_bound(built.problem, settings.backend, log)
+    makespan = float(assignment.makespan()) if assignment is not None else None
+    if status == "Optimal" and built.problem.sol_status == pulp.LpSolutionIntegerFeasible:
+        status = "Feasible"
+    return Outcome(assignment, status.upper(), makespan, bound, seconds,
+                   warm_start_used=warm_start_in_log(settings.backend, log) if hint is not None else None, log=log)
+
+
+def milp_bound(problem, backend: str, log: str) -> float | None:
+    """Proven lower bound on the makespan (the objective is makespan x weight + tail)."""
+    weight = problem.tail_weight_value
+    if backend == "highs":
+        model = getattr(problem, "solverModel", None)
+        if model is not None:
+            info = model.getInfo()
+            bound = getattr(info, "mip_dual_bound", None)
+            if bound is not None and abs(bound) < 1e30:
+                return float(bound // weight)
+        return None
+    for pattern in (r"Lower bound:\s*([-\d.eE+]+)", r"best possible\s*([-\d.eE+]+)", r"Objective value:\s*([-\d.eE+]+)"):
+        found = re.findall(pattern, log)
+        if found:
+            return float(float(found[-1]) // weight)
+    return None
+
+
+def warm_start_in_log(backend: str, log: str) -> bool:
+    """Whether the solver reports reading a feasible start (checked in its log, not assumed)."""
+    if backend == "cbc":
+        return bool(re.search(r"MIPStart values read|mipstart", log, re.IGNORECASE)) and \
+            not re.search(r"mipstart.*(infeasible|not feasible)", log, re.IGNORECASE)
+    return bool(re.search(r"(user-supplied|feasible) solution|solution given by user|Warm start", log, re.IGNORECASE))
+
+
+try:
+    import pulp as _pulp
+
+    class WarmHiGHS(_pulp.HiGHS):  # type: ignore[misc, valid-type]
+        """PuLP's HiGHS (highspy API) plus a MIP start from the variables' initial values.
+
+        PuLP's own class ignores initial values; highspy's ``setSolution`` passes
+        them to HiGHS, which logs whether it accepted the start.
+        """
+
+        def __init__(self, *args, log_file: str | None = None, **kwargs):
+            self._log_file = log_file
+            super().__init__(*args, **kwargs)
+
+        def callSolver(self, lp):  # noqa: N802 - PuLP's hook name
+            import highspy
+            model = lp.solverModel
+            if self._log_file:
+                model.setOptionValue("log_file", self._log_file)
+                model.setOptionValue("output_flag", True)
+                model.setOptionValue("log_to_console", False)
+            values = [(var.index, var.varValue) for var in lp.variables() if var.varValue is not None]
+            if values:
+                sol = highspy.HighsSolution()
+                sol.col_value = [0.0] * model.getNumCol()
+                for index, value in values:
+                    sol.col_value[index] = float(value)
+                sol.value_valid = True
+                model.setSolution(sol)
+            model.run()
+except ImportError:  # pragma: no cover - pulp is a dependency
+    WarmHiGHS = None  # type: ignore[assignment]

@@ -1,0 +1,228 @@
+"""The paper's designs: every schedule passes the simulator, and the bounds between designs hold."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from elk.chip import preset
+from elk.errors import ScheduleError
+from elk.schedule import IDEAL_RELAXATION, STRICT
+from elk.simulator import simulate
+from elk.workload import Workload
+from elk.zoo import build_program
+from solvers.choice import CostAware, FixedCold
+from solvers.designs import DESIGNS, elk_dyn, preload_depth, span
+from solvers.engine import PassConfig, backward_pass
+from solvers.orders import group_orders, group_types, layer_groups, load_order
+
+MK2 = preset("ipu-mk2")
+CASES = {
+    "mk2": MK2,
+    # a slow HBM and per-core SRAM of a few KiB: loads dominate and preloads compete for memory
+    "small-sram": MK2.with_overrides(sram_per_core=1536, hbm_bytes_per_s=0.02e12),
+    "mesh": MK2.with_overrides(topology_kind="mesh", hbm_bytes_per_s=0.05e12),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_program():
+    return build_program("tiny", batch=4, seq=128)
+
+
+@functools.lru_cache(maxsize=None)
+def run_all(case_name: str):
+    """Workload, schedules and simulator results of every design (computed once per module run)."""
+    workload = Workload.build(tiny_program(), CASES[case_name])
+    schedules = {name: strategy(workload) for name, strategy in DESIGNS.items()}
+    results = {name: simulate(workload, s) for name, s in schedules.items()}
+    return case_name, workload, schedules, results
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_program()
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def case(request):
+    return run_all(request.param)
+
+
+def test_designs_are_the_papers_five():
+    assert list(DESIGNS) == ["basic", "static", "elk-dyn", "elk-full", "ideal"]
+
+
+def test_every_design_is_valid(case):
+    name, w, schedules, results = case
+    for design, r in results.items():
+        assert r.valid, f"{name}/{design}: {r.violations[:2]}"
+        assert r.design == design
+        assert r.peak_sram_bytes <= w.chip.sram_per_core
+        assert np.isfinite(r.latency_cycles) and r.latency_cycles > 0
+    assert schedules["ideal"].relaxation == IDEAL_RELAXATION
+    assert all(schedules[d].relaxation == STRICT for d in DESIGNS if d != "ideal")
+
+
+def test_bounds_between_designs(case):
+    name, w, schedules, results = case
+    lat = {d: r.latency_cycles for d, r in results.items()}
+    tol = 1e-6 * lat["ideal"]
+    for design in DESIGNS:
+        assert lat[design] >= lat["ideal"] - tol, (name, design, lat)
+    hbm = float(w.hbm_cycles[w.has_load].sum())
+    assert lat["ideal"] >= hbm - tol
+    assert results["ideal"].latency_ms >= w.hbm_seconds() * 1e3 * (1 - 1e-9)
+    assert lat["elk-full"] <= lat["elk-dyn"] + tol
+    # each design's own span is the simulator's latency
+    for design, s in schedules.items():
+        assert span(s, w.has_load) == pytest.approx(lat[design], rel=1e-9)
+
+
+def test_memory_binds_in_the_small_sram_case(tiny):
+    _, w, _, results = run_all("small-sram")
+    roomy = Workload.build(tiny, CASES["small-sram"].with_overrides(sram_per_core=624 * 1024))
+    # the HBM is the bottleneck, and the small SRAM costs the fixed-split baseline time
+    assert float(w.hbm_cycles.sum()) > 0.5 * results["ideal"].latency_cycles
+    large = simulate(roomy, DESIGNS["static"](roomy))
+    assert results["static"].latency_cycles > large.latency_cycles * 1.001
+    assert max(r.peak_sram_bytes for r in results.values()) > 0.9 * w.chip.sram_per_core
+
+
+def test_designs_are_deterministic():
+    _, _, first, _ = run_all("small-sram")
+    fresh = Workload.build(tiny_program(), CASES["small-sram"])  # no state carried over from the first run
+    for name, strategy in DESIGNS.items():
+        a, b = first[name], strategy(fresh)
+        for field in ("entry", "exec_start", "exec_end", "load_start", "load_end"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=f"{name}.{field}")
+
+
+@pytest.mark.parametrize("mode", ["stretch", "push", "hybrid", "none"])
+def test_backward_pass_modes(tiny, mode):
+    for chip in (CASES["small-sram"], CASES["mesh"]):
+        w = Workload.build(tiny, chip)
+        s = backward_pass(w, CostAware(w), PassConfig(theta=0.9, noc_mode=mode), design=f"pass-{mode}",
+                          max_depth=preload_depth(w))
+        r = simulate(w, s)
+        if mode == "none":
+            # no NoC accounting: only the interconnect rules may be broken
+            assert {v.rule for v in r.violations} <= {"3-noc-exec"}
+            continue
+        assert r.valid, (mode, chip.name, r.violations[:2])
+        assert s.exec_end.max() == pytest.approx(0.0)  # the pass ends the last execution at time 0
+
+
+@pytest.mark.parametrize("mode", ["stretch", "push", "hybrid"])
+def test_backward_pass_with_a_permuted_load_order(tiny, mode):
+    groups = layer_groups(tiny)
+    perms = group_orders(group_types(tiny, groups))
+    assert len(perms) > 1
+    for chip in (MK2, CASES["small-sram"]):
+        w = Workload.build(tiny, chip)
+        for perm in (perms[1], perms[len(perms) // 2], perms[-1]):
+            order = load_order(tiny, groups, perm)
+            assert sorted(order) == list(range(len(tiny.ops))) and order != list(range(len(tiny.ops)))
+            s = backward_pass(w, CostAware(w), PassConfig(theta=0.99, noc_mode=mode), design="perm",
+                              load_order=order, max_depth=preload_depth(w))
+            r = simulate(w, s)
+            assert r.valid, (mode, chip.name, perm, r.violations[:2])
+            # loads really happen in the permuted order
+            loads = [op for op in order if w.has_load[op]]
+            starts = s.load_start[loads]
+            assert np.all(np.diff(starts) >= -1e-6)
+
+
+def test_backward_pass_rejects_a_non_permutation(tiny):
+    w = Workload.build(tiny, MK2)
+    with pytest.raises(ScheduleError):
+        backward_pass(w, CostAware(w), PassConfig(), design="x", load_order=[0] * len(w))
+
+
+def test_fixed_cold_baseline_pass(tiny):
+    w = Workload.build(tiny, CASES["small-sram"])
+    for largest in (False, True):
+        cfg = PassConfig(theta=0.7, depth="greedy", max_residents=1, preload="min-hot-of-min-cold")
+        s = backward_pass(w, FixedCold(w, largest), cfg, design="basic")
+        assert simulate(w, s).valid
+
+
+def test_layer_groups_of_tiny(tiny):
+    groups = layer_groups(tiny)
+    layers = tiny.layers
+    assert layers is not None and layers.count == 2
+    assert sorted(k for g in groups for k in g) == list(range(layers.length))
+    types = group_types(tiny, groups)
+    assert len(types) == len(groups) == 6
+    assert all(kind == "matmul" for kind, _ in types)
+
+
+@pytest.mark.parametrize("types, complete, artifact", [([0, 1, 1, 2, 3, 4], 252, 221),
+                                                        ([0, 1, 1, 2, 3, 3], 150, 147)])
+def test_group_order_counts(types, complete, artifact):
+    for space, count in (("complete", complete), ("artifact", artifact)):
+        orders = group_orders(types, 4, space)
+        assert len(orders) == count
+        assert orders[0] == tuple(range(len(types)))
+        assert all(sorted(p) == list(range(len(types))) for p in orders)
+        assert all(max(abs(p[k] - k) for k in range(len(p))) <= 4 for p in orders)
+        sequences = [tuple(types[j] for j in p) for p in orders]
+        assert len(set(sequences)) == len(sequences)
+    # the artifact's orders are a subset of the complete space (as type sequences)
+    full = {tuple(types[j] for j in p) for p in group_orders(types, 4, "complete")}
+    assert {tuple(types[j] for j in p) for p in group_orders(types, 4, "artifact")} <= full
+    with pytest.raises(ValueError):
+        group_orders(types, 4, "nope")
+
+
+def test_group_orders_respect_displacement():
+    orders = group_orders(list(range(6)), 1)
+    assert all(max(abs(p[k] - k) for k in range(6)) <= 1 for p in orders)
+    assert len(orders) == 13  # Fibonacci: adjacent swaps only
+
+
+def test_load_order_permutes_every_layer_the_same_way(tiny):
+    groups = layer_groups(tiny)
+    perm = group_orders(group_types(tiny, groups))[1]
+    order = load_order(tiny, groups, perm)
+    layers = tiny.layers
+    inner = [k for g in perm for k in groups[g]]
+    for layer in range(layers.count):
+        base = layers.start + layer * layers.length
+        assert order[base: base + layers.length] == [base + k for k in inner]
+    assert order[:layers.start] == list(range(layers.start))
+    assert order[layers.stop:] == list(range(layers.stop, len(tiny.ops)))
+
+
+def test_truncated_workload(tiny):
+    w = Workload.build(tiny, MK2)
+    layers = tiny.layers
+    t = w.truncated(1)
+    tail = len(tiny.ops) - layers.stop
+    assert len(t) == layers.start + layers.length + tail
+    keep = list(range(layers.start + layers.length)) + list(range(layers.stop, len(tiny.ops)))
+    assert [op.name for op in t.program.ops] == [tiny.ops[k].name for k in keep]
+    assert all(a is w.tables[k] for a, k in zip(t.tables, keep))
+    np.testing.assert_array_equal(t.load_bytes, w.load_bytes[keep])
+    np.testing.assert_array_equal(t.hbm_cycles, w.hbm_cycles[keep])
+    assert t.noc_load_bytes_per_cycle == w.noc_load_bytes_per_cycle
+    assert w.truncated(layers.count) is w
+    assert simulate(t, elk_dyn(t)).valid
+
+
+@pytest.mark.slow
+def test_llama2_13b_on_pod4():
+    program = build_program("llama2-13b", batch=32, seq=2048)
+    w = Workload.build(program, preset("ipu-pod4"))
+    lat = {}
+    for name, strategy in DESIGNS.items():
+        r = simulate(w, strategy(w))
+        assert r.valid, (name, r.violations[:2])
+        lat[name] = r.latency_ms
+    eps = 1e-9
+    assert lat["basic"] >= lat["static"] - eps
+    assert lat["static"] >= lat["elk-dyn"] - eps
+    assert lat["elk-dyn"] >= lat["elk-full"] - eps
+    assert lat["elk-full"] >= lat["ideal"] - eps
+    assert lat["ideal"] >= w.hbm_seconds() * 1e3
