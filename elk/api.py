@@ -70,7 +70,10 @@ class CompileResult:
             row = d.row(self.ideal_ms, self.chip.clock_hz)
             row.pop("design")
             row["violations"] = [v.message(self.chip.clock_hz) for v in d.sim.violations[:10]]
-            row["info"] = _jsonable(d.schedule.info)
+            info = dict(d.schedule.info)
+            if "records" in info:
+                row["windows"] = window_summary(info["records"])
+            row["info"] = _jsonable(info)
             designs[name] = row
         return {"model": self.model, "program": _jsonable(self.program.summary()),
                 "chip": _jsonable(self.chip.to_dict()), "table_seconds": self.table_seconds,
@@ -78,7 +81,13 @@ class CompileResult:
 
 
 def _jsonable(value: Any) -> Any:
+    import dataclasses
+
     import numpy as np
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(dataclasses.asdict(value))
+    if isinstance(value, float) and value != value:
+        return None  # NaN is not JSON
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -90,6 +99,19 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def window_summary(records) -> dict[str, Any]:
+    """Per-design totals of the exact window solves (for reports)."""
+    solved = [r for r in records if not r.reused]
+    proven = sum(1 for r in solved if r.status == "OPTIMAL")
+    return {"windows": len(records), "solved": len(solved), "reused": len(records) - len(solved),
+            "proven_optimal_pct": 100.0 * proven / len(solved) if solved else 0.0,
+            "improved": sum(1 for r in records if r.accepted),
+            "solve_seconds": sum(r.seconds for r in solved),
+            "heuristic_cycles": sum(r.heuristic_cycles for r in records),
+            "exact_cycles": sum(r.exact_cycles for r in records),
+            "solver": records[0].solver if records else "", "version": records[0].version if records else ""}
 
 
 def parse_designs(designs: str | Iterable[str], known: Iterable[str]) -> list[str]:

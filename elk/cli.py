@@ -113,11 +113,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
         if args.records is not None:
             opts["records"] = args.records
         if name == "milp" and args.milp_solver is not None:
-            opts["solver"] = args.milp_solver
+            opts["backend"] = args.milp_solver
+        if args.records is not None and "cpsat" in args.designs and "milp" in args.designs:
+            stem = Path(args.records)
+            opts["records"] = str(stem.with_name(f"{stem.stem}-{name}{stem.suffix}"))
         if opts:
             options[name] = opts
-    requested = args.designs
-    options = {k: v for k, v in options.items() if k in requested or (requested == "all" and k == "elk-full")}
+    requested = [d.strip() for d in args.designs.split(",")]
+    options = {k: v for k, v in options.items() if k in requested or ("all" in requested and k == "elk-full")}
     result = compile_model(args.model, chip=chip, batch=args.batch, seq=args.seq, mode=args.mode,
                            designs=args.designs, design_options=options)
     print(compile_report(result))

@@ -58,6 +58,17 @@ def compile_report(result) -> str:
                   "HBM util", "NoC util", "TFLOPS", "SRAM KiB", "compile s", "valid"], rows)]
     notes = []
     for name, d in result.designs.items():
+        records = d.schedule.info.get("records")
+        if records:
+            from elk.api import window_summary
+            w = window_summary(records)
+            kept = d.schedule.info.get("kept_warm_start")
+            notes.append(f"{name}: {w['windows']} windows of {d.schedule.info.get('window')} ops "
+                         f"({w['solved']} solved, {w['reused']} reused from identical windows), "
+                         f"{w['proven_optimal_pct']:.0f}% of solved windows proven optimal, "
+                         f"{w['improved']} improved on the warm start ({d.schedule.info.get('warm_start')}); "
+                         f"{w['solve_seconds']:.1f} s in {w['solver']} ({w['version']})"
+                         + (f"; kept the warm start: {kept}" if kept else ""))
         if d.sim.relaxation != "strict":
             notes.append(f"{name} is a bound, timed under relaxed rules: {d.sim.relaxation}")
         if not d.sim.valid:

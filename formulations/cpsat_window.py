@@ -59,6 +59,11 @@ class CpsatWindow:
             m.add_hint(v, a.load_start[op])
         for var, value_of in self.aux:
             m.add_hint(var, value_of(a))
+        proto = m.proto
+        hinted = set(proto.solution_hint.vars)
+        for index, v in enumerate(proto.variables):  # constants are variables too in the model proto
+            if index not in hinted and len(v.domain) == 2 and v.domain[0] == v.domain[1]:
+                m.add_hint(m.get_int_var_from_proto_index(index), v.domain[0])
 
 
 def build_cpsat(problem: WindowProblem) -> CpsatWindow:
@@ -84,8 +89,8 @@ def build_cpsat(problem: WindowProblem) -> CpsatWindow:
         start.append(s), end.append(e), duration.append(d)
         comm.append(sum(o.comm * b for o, b in zip(w.options, bs)))
         # cumulative demands must be single variables
-        hot.append(_choice_var(m, [o.hot for o in w.options], bs, f"hot{k}"))
-        cold.append(_choice_var(m, [o.cold for o in w.options], bs, f"cold{k}"))
+        hot.append(_choice_var(m, [o.hot for o in w.options], bs, f"hot{k}", aux, k))
+        cold.append(_choice_var(m, [o.cold for o in w.options], bs, f"cold{k}", aux, k))
         if k > 0:
             m.add(s >= end[k - 1])
 
@@ -95,13 +100,15 @@ def build_cpsat(problem: WindowProblem) -> CpsatWindow:
         if w.load != "free":
             continue
         a = m.new_int_var(problem.release, hi, f"a{k}")
-        size = _choice_var(m, [o.load_time for o in w.options], choice[k], f"lt{k}")
+        size = _choice_var(m, [o.load_time for o in w.options], choice[k], f"lt{k}", aux, k)
         b = m.new_int_var(problem.release, hi, f"b{k}")
+        aux.append((b, lambda h, k=k, op=w.op: h.load_start[op] + ops[k].options[h.choice[k]].load_time))
         m.add(b <= start[k])
         if w.latest_end is not None:
             m.add(b <= w.latest_end)
         load_ivs.append(m.new_interval_var(a, size, b, f"load{k}"))
-        res_ivs.append(_span(m, a, start[k], hi - lo + 1, f"wait{k}"))
+        res_ivs.append(_span(m, a, start[k], hi - lo + 1, f"wait{k}", aux,
+                             lambda h, k=k, op=w.op: h.exec_start[k] - h.load_start[op]))
         res_demands.append(cold[k])
         load_start[w.op] = a
         free_loads.append((k, a, b))
@@ -111,7 +118,8 @@ def build_cpsat(problem: WindowProblem) -> CpsatWindow:
         b = a + f.option.load_time
         m.add(b <= f.latest_end)
         load_ivs.append(m.new_interval_var(a, f.option.load_time, b, f"fload{f.op}"))
-        res_ivs.append(_span(m, a, hi + 1, hi - lo + 2, f"fwait{f.op}"))
+        res_ivs.append(_span(m, a, hi + 1, hi - lo + 2, f"fwait{f.op}", aux,
+                             lambda h, op=f.op: hi + 1 - h.load_start[op]))
         res_demands.append(f.option.cold)
         load_start[f.op] = a
         future_loads.append((f, a, b))
@@ -121,7 +129,8 @@ def build_cpsat(problem: WindowProblem) -> CpsatWindow:
         if f.owner >= 0:
             s = start[f.owner]
             m.add(s >= f.end)  # a committed load still ends before its operator starts
-            res_ivs.append(_span(m, f.start, s, hi - lo + 1, f"fixedwait{f.op}"))
+            res_ivs.append(_span(m, f.start, s, hi - lo + 1, f"fixedwait{f.op}", aux,
+                                 lambda h, k=f.owner, t0=f.start: h.exec_start[k] - t0))
         else:
             res_ivs.append(m.new_interval_var(f.start, hi + 1 - f.start, hi + 1, f"fixedwait{f.op}"))
         res_demands.append(f.cold)
@@ -189,17 +198,20 @@ def _overlap_var(m: cp_model.CpModel, s, e, a, b, lo: int, hi: int, name: str, a
     return ov
 
 
-def _span(m: cp_model.CpModel, start, end, longest: int, name: str):
-    """Interval [start, end) between two expressions (its size gets a variable of its own)."""
+def _span(m: cp_model.CpModel, start, end, longest: int, name: str, aux: list, length_of):
+    """Interval [start, end) between two expressions (its size gets a variable of its own, hinted)."""
     size = m.new_int_var(0, longest, name + "_len")
+    aux.append((size, length_of))
     return m.new_interval_var(start, size, end, name)
 
 
-def _choice_var(m: cp_model.CpModel, values: list[int], bools: list, name: str):
+def _choice_var(m: cp_model.CpModel, values: list[int], bools: list, name: str, aux: list, k: int):
+    """The value of the chosen option as one variable (cumulative demands and sizes need one)."""
     if len(set(values)) == 1:
         return m.new_constant(values[0])
     v = m.new_int_var(min(values), max(values), name)
     m.add(v == sum(x * b for x, b in zip(values, bools)))
+    aux.append((v, lambda h: values[h.choice[k]]))
     return v
 
 

@@ -6,9 +6,11 @@ PuLP); both start from the complete warm-start assignment and both report an
 """
 from __future__ import annotations
 
+import math
 import re
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,14 +90,19 @@ def solve_milp(problem: WindowProblem, settings: SolverSettings, hint: WindowAss
     with tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "milp.log"
         if settings.backend == "cbc":
-            options = [f"{k} {v}" for k, v in settings.params.items()]
+            warnings.filterwarnings("ignore", message="PULP_CBC_CMD is deprecated", category=DeprecationWarning)
+            options = [f"{k} {v}" for k, v in settings.params.items()] + [f"randomSeed {settings.seed + 1}"]
             solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=settings.time_limit, threads=settings.workers,
-                                       warmStart=hint is not None, logPath=str(log_path), options=options)
+                                       warmStart=hint is not None, logPath=str(log_path), options=options,
+                                       gapRel=0.0)
         else:
             solver = WarmHiGHS(msg=False, timeLimit=settings.time_limit, threads=settings.workers,
-                               log_file=str(log_path), random_seed=settings.seed, **dict(settings.params))
+                               log_file=str(log_path), gapRel=0.0, random_seed=settings.seed,
+                               **dict(settings.params))
         started = time.perf_counter()
-        built.problem.solve(solver)
+        with warnings.catch_warnings():  # PuLP 3.3 announces 4.0 API changes; the pinned version is fine
+            warnings.simplefilter("ignore", DeprecationWarning)
+            built.problem.solve(solver)
         seconds = time.perf_counter() - started
         log = log_path.read_text() if log_path.exists() else ""
     status = pulp.LpStatus[built.problem.status]
@@ -110,29 +117,40 @@ def solve_milp(problem: WindowProblem, settings: SolverSettings, hint: WindowAss
 
 
 def milp_bound(problem, backend: str, log: str) -> float | None:
-    """Proven lower bound on the makespan (the objective is makespan x weight + tail)."""
-    weight = problem.tail_weight_value
+    """Proven lower bound on the makespan.
+
+    The MILP objective is makespan + tail / weight with tail / weight < 1, so
+    the floor of a bound on it bounds the (integer) makespan.
+    """
     if backend == "highs":
         model = getattr(problem, "solverModel", None)
         if model is not None:
-            info = model.getInfo()
-            bound = getattr(info, "mip_dual_bound", None)
+            bound = getattr(model.getInfo(), "mip_dual_bound", None)
             if bound is not None and abs(bound) < 1e30:
-                return float(bound // weight)
+                return float(math.floor(bound + 1e-6))
         return None
-    for pattern in (r"Lower bound:\s*([-\d.eE+]+)", r"best possible\s*([-\d.eE+]+)", r"Objective value:\s*([-\d.eE+]+)"):
-        found = re.findall(pattern, log)
-        if found:
-            return float(float(found[-1]) // weight)
+    found = re.findall(r"(?:Lower bound|best possible|Best possible)\s*:?\s*([-\d.eE+]+)", log)
+    if found:
+        return float(math.floor(float(found[-1]) + 1e-6))
+    if re.search(r"Result - Optimal solution found", log):
+        values = re.findall(r"Objective value:\s*([-\d.eE+]+)", log)
+        if values:
+            return float(math.floor(float(values[-1]) + 1e-6))
     return None
 
 
 def warm_start_in_log(backend: str, log: str) -> bool:
-    """Whether the solver reports reading a feasible start (checked in its log, not assumed)."""
+    """Whether the solver's own log says it used the start as a feasible solution.
+
+    CBC: "MIPStart provided solution with cost ..." (versus "mipstart values
+    could not be used"). HiGHS: the start's summary shows no row or integer
+    infeasibilities.
+    """
     if backend == "cbc":
-        return bool(re.search(r"MIPStart values read|mipstart", log, re.IGNORECASE)) and \
-            not re.search(r"mipstart.*(infeasible|not feasible)", log, re.IGNORECASE)
-    return bool(re.search(r"(user-supplied|feasible) solution|solution given by user|Warm start", log, re.IGNORECASE))
+        return "MIPStart provided solution" in log
+    summary = re.search(r"Solution has.*?Row\s+infeasibilities\s+(\d+)", log, re.DOTALL)
+    integer = re.search(r"Integer infeasibilities\s+(\d+)", log)
+    return bool(summary) and summary.group(1) == "0" and (integer is None or integer.group(1) == "0")
 
 
 try:
@@ -158,10 +176,11 @@ try:
                 model.setOptionValue("log_to_console", False)
             values = [(var.index, var.varValue) for var in lp.variables() if var.varValue is not None]
             if values:
-                sol = highspy.HighsSolution()
-                sol.col_value = [0.0] * model.getNumCol()
+                column = [0.0] * model.getNumCol()
                 for index, value in values:
-                    sol.col_value[index] = float(value)
+                    column[index] = float(value)
+                sol = highspy.HighsSolution()
+                sol.col_value = column  # assign whole: element writes would hit a pybind11 copy
                 sol.value_valid = True
                 model.setSolution(sol)
             model.run()

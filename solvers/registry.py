@@ -11,7 +11,28 @@ from solvers import designs
 
 Strategy = Callable[..., Schedule]
 
-DESIGNS: dict[str, Strategy] = dict(designs.DESIGNS)
+def cpsat(workload: Workload, warm_start: Schedule | None = None, *, window: int = 8, stride: int | None = None,
+          time_limit: float = 10.0, workers: int = 2, seed: int = 0, params: dict | None = None,
+          reuse: bool = True, deterministic_time: float | None = None, records: str | None = None) -> Schedule:
+    """CP-SAT over windows, warm-started by ELK-Full (or ELK-Dyn)."""
+    from solvers.windowed import windowed
+    warm = warm_start if warm_start is not None else designs.elk_full(workload)
+    return windowed(workload, warm, solver="cpsat", window=window, stride=stride, time_limit=time_limit,
+                    workers=workers, seed=seed, params=params, reuse=reuse, deterministic_time=deterministic_time,
+                    records=records)
+
+
+def milp(workload: Workload, warm_start: Schedule | None = None, *, window: int = 8, stride: int | None = None,
+         time_limit: float = 10.0, workers: int = 2, seed: int = 0, params: dict | None = None,
+         backend: str = "highs", reuse: bool = True, records: str | None = None) -> Schedule:
+    """The same windows as a MILP (HiGHS or CBC through PuLP), warm-started the same way."""
+    from solvers.windowed import windowed
+    warm = warm_start if warm_start is not None else designs.elk_full(workload)
+    return windowed(workload, warm, solver="milp", backend=backend, window=window, stride=stride,
+                    time_limit=time_limit, workers=workers, seed=seed, params=params, reuse=reuse, records=records)
+
+
+DESIGNS: dict[str, Strategy] = {**designs.DESIGNS, "cpsat": cpsat, "milp": milp}
 
 
 def run_design(name: str, workload: Workload, done: Mapping[str, Schedule], options: Mapping[str, Any]) -> Schedule:

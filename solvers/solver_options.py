@@ -84,11 +84,21 @@ def _fresh_cpsat_params():
 
 
 def apply_cpsat_params(target, params: Mapping[str, Any]) -> None:
+    """Set SatParameters fields; enum values may be given by name ("FIXED_SEARCH") or number.
+
+    OR-Tools 9.15's ``solver.parameters`` is a pybind11 wrapper, not a protobuf
+    message: field metadata comes from the protobuf descriptor, enum values are
+    wrapped in the wrapper's own enum type.
+    """
+    from ortools.sat import sat_parameters_pb2
+    fields = sat_parameters_pb2.SatParameters.DESCRIPTOR.fields_by_name
     for name, value in params.items():
         try:
-            field_desc = target.DESCRIPTOR.fields_by_name[name]
-            if field_desc.enum_type is not None and isinstance(value, str):
-                value = field_desc.enum_type.values_by_name[value].number
+            field_desc = fields[name]
+            if field_desc.enum_type is not None:
+                number = field_desc.enum_type.values_by_name[value].number if isinstance(value, str) else int(value)
+                current = getattr(target, name)
+                value = number if isinstance(current, int) else type(current)(number)
             setattr(target, name, value)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise SolverConfigError(f"CP-SAT parameter '{name}' cannot take {value!r}: {exc}") from None
