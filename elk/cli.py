@@ -97,6 +97,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from elk.report import compile_report
 
     chip = chip_from_args(args)
+    requested = [d.strip() for d in args.designs.split(",")]
+    exact = [d for d in ("cpsat", "milp") if d in requested]
+    if exact and args.records is None:  # the per-window table is part of the result: keep it by default
+        args.records = f"{Path(str(args.model)).stem}-windows.csv"
     options: dict = {}
     if args.order_space:
         options.setdefault("elk-full", {})["space"] = args.order_space
@@ -114,12 +118,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
             opts["records"] = args.records
         if name == "milp" and args.milp_solver is not None:
             opts["backend"] = args.milp_solver
-        if args.records is not None and "cpsat" in args.designs and "milp" in args.designs:
+        if args.records is not None and len(exact) > 1:
             stem = Path(args.records)
             opts["records"] = str(stem.with_name(f"{stem.stem}-{name}{stem.suffix}"))
         if opts:
             options[name] = opts
-    requested = [d.strip() for d in args.designs.split(",")]
     options = {k: v for k, v in options.items() if k in requested or ("all" in requested and k == "elk-full")}
     result = compile_model(args.model, chip=chip, batch=args.batch, seq=args.seq, mode=args.mode,
                            designs=args.designs, design_options=options)
@@ -142,6 +145,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
             from elk.timeline_plot import plot_timeline
             plot_timeline(args.timeline, result.workload, d.schedule, d.sim)
             print(f"wrote {args.timeline} ({name})")
+    for name in exact:
+        path = options.get(name, {}).get("records")
+        if path:
+            print(f"wrote {path} ({name}: one row per window solve)")
     invalid = [n for n, d in result.designs.items() if not d.sim.valid]
     return 1 if invalid else 0
 
@@ -221,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="CP-SAT workers / MILP threads")
     p.add_argument("--seed", type=int, help="solver random seed")
     p.add_argument("--milp-solver", choices=("highs", "cbc"), help="MILP backend")
-    p.add_argument("--records", help="write per-window solve records to this .csv or .parquet")
+    p.add_argument("--records", help="per-window solve records (.csv, or .parquet with pyarrow); "
+                                     "default MODEL-windows[-DESIGN].csv when cpsat/milp run")
     p.add_argument("--json", help="write the report as JSON")
     p.add_argument("--trace", help="write a Chrome trace-event JSON (Perfetto)")
     p.add_argument("--timeline", help="write a PNG timeline")
