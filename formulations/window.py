@@ -80,8 +80,16 @@ class WindowProblem:
     horizon: int  # no time exceeds this
 
     def signature(self) -> tuple:
-        """Everything the models are built from (equal signatures -> identical models)."""
-        return (self.ops, self.fixed, self.future, self.sram, self.release, self.horizon)
+        """Everything the models are built from, operator ids relative to the window's first operator.
+
+        Equal signatures mean identical models up to renaming operators, so a
+        window of layer 12 can reuse the solution of the same window in layer 11.
+        """
+        base = self.ops[0].op
+        ops = tuple((w.op - base, w.options, w.load, w.latest_end) for w in self.ops)
+        fixed = tuple((f.op - base, f.start, f.end, f.share, f.cold, f.owner) for f in self.fixed)
+        future = tuple((f.op - base, f.option, f.latest_end) for f in self.future)
+        return (ops, fixed, future, self.sram, self.release, self.horizon)
 
     @property
     def lower(self) -> int:
@@ -105,6 +113,11 @@ class WindowAssignment:
 
     def makespan(self) -> int:
         return self.exec_end[-1]
+
+    def renamed(self, offset: int) -> "WindowAssignment":
+        """The same assignment with every operator id shifted by ``offset`` (for reuse across layers)."""
+        return WindowAssignment(list(self.choice), list(self.exec_start), list(self.exec_end),
+                                {op + offset: t for op, t in self.load_start.items()})
 
     def objective(self, problem: WindowProblem) -> int:
         """Makespan, then the tail term: the sum of future-load ends (early loads feed the next window)."""

@@ -221,14 +221,16 @@ class WindowedSolver:
             built = self.build(first, stop, commit, state)
             key = built.problem.signature()
             started = time.perf_counter()
-            if self.reuse and key in self.cache:
-                solution = self.cache[key]
+            reused_from = ""
+            if self.reuse and key in self.cache:  # cached with operator ids relative to the window start
+                cached, reused_from = self.cache[key]
+                solution = cached.renamed(first) if cached is not None else None
                 outcome = Outcome(solution, "REUSED", float(solution.makespan()) if solution else None, None, 0.0)
             else:
                 outcome = self.solve_one(built)
                 solution = outcome.assignment if outcome.assignment is not None and \
                     not check(built.problem, outcome.assignment) else None
-                self.cache[key] = solution
+                self.cache[key] = (solution.renamed(-first) if solution is not None else None, outcome.status)
             # accept a strictly shorter window, or an equally short one that leaves loads further ahead
             better = solution is not None and (
                 solution.makespan() < built.heuristic_makespan - 1e-6
@@ -242,9 +244,12 @@ class WindowedSolver:
             heuristic = float(built.hint.makespan()) if built.hint_ok else built.heuristic_makespan
             exact = float(solution.makespan()) if better else heuristic
             bound = None if outcome.bound is None else min(float(outcome.bound), exact)
-            note = "" if built.hint_ok else "warm start infeasible in the rounded model"
-            if outcome.status == "INFEASIBLE":
-                note = (note + "; " if note else "") + "window model infeasible: kept the warm start"
+            notes = [] if built.hint_ok else ["warm start infeasible in the rounded model"]
+            if reused_from:
+                notes.append(f"same model as an earlier window ({reused_from})")
+            if "INFEASIBLE" in (outcome.status, reused_from):
+                notes.append("window model infeasible: kept the warm start")
+            note = "; ".join(notes)
             records.append(WindowRecord(
                 model=model_name or w.program.name, window=index, first_op=first, last_op=stop - 1,
                 solver=self.settings.name, version=self.version, status=outcome.status,
