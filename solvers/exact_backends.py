@@ -108,10 +108,12 @@ def solve_milp(problem: WindowProblem, settings: SolverSettings, hint: WindowAss
     status = pulp.LpStatus[built.problem.status]
     assignment = built.decode() if built.problem.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible) \
         else None
-    bound = milp_bound(built.problem, settings.backend, log)
     makespan = float(assignment.makespan()) if assignment is not None else None
     if status == "Optimal" and built.problem.sol_status == pulp.LpSolutionIntegerFeasible:
         status = "Feasible"
+    # a proven optimum is its own bound; otherwise read what the solver proved (CBC's log lines
+    # before the end of the search report bounds of sub-problems, so they are not used then)
+    bound = makespan if status == "Optimal" else milp_bound(built.problem, settings.backend, log)
     return Outcome(assignment, status.upper(), makespan, bound, seconds,
                    warm_start_used=warm_start_in_log(settings.backend, log) if hint is not None else None, log=log)
 
@@ -153,6 +155,8 @@ def warm_start_in_log(backend: str, log: str) -> bool:
     return bool(summary) and summary.group(1) == "0" and (integer is None or integer.group(1) == "0")
 
 
+_HIGHS_THREADS: int | None = None
+
 try:
     import pulp as _pulp
 
@@ -169,6 +173,11 @@ try:
 
         def callSolver(self, lp):  # noqa: N802 - PuLP's hook name
             import highspy
+            global _HIGHS_THREADS
+            if self.threads is not None and self.threads != _HIGHS_THREADS:
+                # HiGHS fixes its thread pool at the first solve in a process and refuses another count later
+                highspy.Highs.resetGlobalScheduler(True)
+                _HIGHS_THREADS = self.threads
             model = lp.solverModel
             if self._log_file:
                 model.setOptionValue("log_file", self._log_file)

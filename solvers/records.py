@@ -18,7 +18,7 @@ class WindowRecord:
     solver: str
     version: str
     status: str  # OPTIMAL, FEASIBLE, INFEASIBLE, UNKNOWN, REUSED, HINT-ONLY...
-    heuristic_cycles: float  # warm start's window makespan (cycles from the window origin)
+    heuristic_cycles: float  # the warm start's makespan in this window problem (cycles from the window origin)
     exact_cycles: float  # best makespan the solver found (= heuristic if it found nothing better)
     bound_cycles: float  # proven lower bound on the makespan
     gap: float  # (exact - bound) / exact
@@ -27,6 +27,9 @@ class WindowRecord:
     seed: int
     time_limit: float
     params: str  # JSON of solver-specific parameters
+    # how far the window's last execution ends before the warm start's (cycles); unlike the makespans,
+    # which each start from the stitched state, this is what carries through to the latency
+    ahead_cycles: float = 0.0
     reused: bool = False
     accepted: bool = False  # the exact solution replaced the warm start in this window
     note: str = ""

@@ -257,7 +257,9 @@ class WindowedSolver:
                 bound_cycles=float(bound) if bound is not None else float("nan"),
                 gap=(exact - bound) / exact if bound is not None and exact > 0 else float("nan"),
                 seconds=time.perf_counter() - started, workers=self.settings.workers, seed=self.settings.seed,
-                time_limit=self.settings.time_limit, params=params, reused=outcome.status == "REUSED",
+                time_limit=self.settings.time_limit, params=params,
+                ahead_cycles=float(ws.exec_end[commit - 1] - state[2][commit - 1]),
+                reused=outcome.status == "REUSED",
                 accepted=bool(better), note=note, first_improvement_s=outcome.first_improvement_s,
                 anytime=outcome.anytime))
         entry, s, e, a, b, _ = state
