@@ -21,7 +21,21 @@ class ModelConfigError(ElkError):
 
 
 class OperatorDoesNotFitError(ElkError):
-    """An operator cannot fit in per-core SRAM even when fully partitioned."""
+    """An operator cannot fit in per-core SRAM even when fully partitioned.
+
+    Carries the operator's shape signature in ``args`` (so it survives a
+    process pool) for the caller to name the operator.
+    """
+
+    def __init__(self, message: str, signature: object = None):
+        super().__init__(message, signature)
+
+    @property
+    def signature(self) -> object:
+        return self.args[1]
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class ScheduleError(ElkError):

@@ -140,12 +140,12 @@ def build_plan_table(sig: OpSignature, chip: Chip) -> PlanTable:
     summary = summarize_plans(sig, chip)
     if len(summary) == 0:
         raise OperatorDoesNotFitError(f"{sig.describe()}: no partition plan satisfies the utilisation and "
-                                      f"padding rules on {chip.cores} cores")
+                                      f"padding rules on {chip.cores} cores", sig)
     fits = np.flatnonzero(summary.hot <= chip.sram_per_core)
     if len(fits) == 0:
         raise OperatorDoesNotFitError(
             f"{sig.describe()} needs at least {int(summary.hot.min())} bytes per core even fully "
-            f"partitioned over {chip.cores} cores, but a core has {chip.sram_per_core} bytes of SRAM")
+            f"partitioned over {chip.cores} cores, but a core has {chip.sram_per_core} bytes of SRAM", sig)
     front = fits[pareto_front(summary.hot[fits], summary.time[fits])]
     touched, local = np.unique(summary.spatial_id[front], return_inverse=True)
     plans = enumerate_plans(sig, chip, summary.spatial[touched])
@@ -190,7 +190,15 @@ def tables_for(program, chip: Chip, workers: int | None = None) -> list[PlanTabl
             _MEMORY[(sig, chip)] = cached
         else:
             missing.append((sig, chip))
-    for (sig, _), table in zip(missing, tablecache.build_many(missing, workers)):
+    try:
+        built = tablecache.build_many(missing, workers)
+    except OperatorDoesNotFitError as exc:
+        names = [op.name for op in program.ops if op.signature == exc.signature]
+        if not names:
+            raise
+        more = f" and {len(names) - 1} more like it" if len(names) > 1 else ""
+        raise OperatorDoesNotFitError(f"operator {names[0]}{more}: {exc}", exc.signature) from None
+    for (sig, _), table in zip(missing, built):
         tablecache.store(table, chip)
         _MEMORY[(sig, chip)] = table
     return [_MEMORY[(op.signature, chip)] for op in program.ops]
