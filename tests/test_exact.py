@@ -13,7 +13,7 @@ from elk.errors import SolverConfigError
 from elk.simulator import simulate
 from elk.workload import Workload
 from elk.zoo import build_program
-from formulations.brute_force import noc_binding, solve_brute_force
+from solvers.brute_force import noc_binding, solve_brute_force
 from formulations.cpsat_window import build_cpsat
 from formulations.window import check
 from solvers import designs
