@@ -70,11 +70,6 @@ class Schedule:
         return len(self.entry)
 
     def shifted(self, offset: float) -> "Schedule":
+        """The same schedule moved in time (latency and validity do not change)."""
         return Schedule(self.design, self.entry.copy(), self.exec_start + offset, self.exec_end + offset,
                         self.load_start + offset, self.load_end + offset, self.relaxation, dict(self.info))
-
-    def normalized(self, has_load: np.ndarray) -> "Schedule":
-        """Shift so the earliest execution or real load starts at time 0."""
-        first = min(float(self.exec_start.min()),
-                    float(self.load_start[has_load].min()) if has_load.any() else np.inf)
-        return self.shifted(-first)

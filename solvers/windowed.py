@@ -61,14 +61,14 @@ def window_ranges(workload: Workload, size: int, stride: int | None = None) -> l
     return out
 
 
-def pareto_rows(table, keep: int) -> list[int]:
-    """Rows not dominated in (cold, hot, time, comm); ``keep`` is always included."""
+def undominated_rows(table) -> list[int]:
+    """Rows not dominated in (cold, hot, time, comm)."""
     c, h, t, m = table.cold, table.hot, table.time, table.comm
     rows = []
     for r in range(len(c)):
         dominated = (c <= c[r]) & (h <= h[r]) & (t <= t[r]) & (m <= m[r]) & \
             ((c < c[r]) | (h < h[r]) | (t < t[r]) | (m < m[r]))
-        if not dominated.any() or r == keep:
+        if not dominated.any():
             rows.append(r)
     return rows
 
@@ -112,13 +112,18 @@ class WindowedSolver:
         loads = workload.has_load
         self.begin = min(float(warm.exec_start[0]), float(warm.load_start[loads].min()) if loads.any() else np.inf)
         self.version = solver_version(settings)
-        self.cache: dict[tuple, WindowAssignment | None] = {}
+        self.cache: dict[tuple, tuple[WindowAssignment | None, str]] = {}
+        self._undominated: dict[int, list[int]] = {}  # per table (shared by identical operators)
 
     # -- options ---------------------------------------------------------------
     def options(self, op: int, cold: int | None, warm_row: int) -> tuple[tuple[Option, ...], int]:
         """Undominated rows of the operator's table (only those with ``cold`` if its load is issued)."""
         t = self.w.tables[op]
-        rows = pareto_rows(t, warm_row)
+        if id(t) not in self._undominated:
+            self._undominated[id(t)] = undominated_rows(t)
+        rows = list(self._undominated[id(t)])
+        if warm_row not in rows:
+            rows.append(warm_row)
         if cold is not None:
             rows = [r for r in rows if t.cold[r] == cold]
             if warm_row not in rows:

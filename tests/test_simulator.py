@@ -62,6 +62,18 @@ def sequential(w: Workload, entry: np.ndarray | None = None, gap: float = 0.0, d
     return Schedule(design, entry, s, e, a, b)
 
 
+def preload_op3_with_op1(base: Schedule):
+    """Times of ``base`` with op 3's load moved right after op 1's, so both wait before op 1 runs."""
+    a, b = base.load_start.copy(), base.load_end.copy()
+    a[3], b[3] = b[1], b[1] + (b[3] - a[3])
+    s, e = base.exec_start.copy(), base.exec_end.copy()
+    shift = b[3] - s[1]
+    s[1:] += shift
+    e[1:] += shift
+    a[2] = b[2] = s[2]
+    return s, e, a, b
+
+
 def with_times(sched: Schedule, **arrays) -> Schedule:
     fields = dict(exec_start=sched.exec_start.copy(), exec_end=sched.exec_end.copy(),
                   load_start=sched.load_start.copy(), load_end=sched.load_end.copy())
@@ -316,16 +328,7 @@ def test_rule_4_sram_while_an_operator_runs():
     hot1, cold1, cold3 = int(t1.hot[entry[1]]), int(t1.cold[entry[1]]), int(t3.cold[entry[3]])
     assert cold1 + cold3 <= 2048 < hot1 + cold3  # waiting together fits, running next to a preload does not
     base = sequential(w, entry)
-    a, b = base.load_start.copy(), base.load_end.copy()
-    # preload op 3's weights right after op 1's, before op 1 runs
-    dur3 = b[3] - a[3]
-    a[3] = b[1]
-    b[3] = a[3] + dur3
-    s, e = base.exec_start.copy(), base.exec_end.copy()
-    shift = b[3] - s[1]
-    s[1:] += shift
-    e[1:] += shift
-    a[2] = b[2] = s[2]
+    s, e, a, b = preload_op3_with_op1(base)
     r = simulate(w, with_times(base, load_start=a, load_end=b, exec_start=s, exec_end=e))
     assert_flags(r, "4-sram", 1, s[1])
     assert r.peak_sram_bytes == hot1 + cold3
@@ -339,15 +342,7 @@ def test_rule_4_sram_between_operators():
     colds = [int(w.tables[i].cold[entry[i]]) for i in (1, 3)]
     assert max(colds) <= 1024 < sum(colds)
     base = sequential(w, entry)
-    a, b = base.load_start.copy(), base.load_end.copy()
-    # load op 3 straight after op 1's load; both wait together before op 1 runs
-    d3 = b[3] - a[3]
-    a[3], b[3] = b[1], b[1] + d3
-    s, e = base.exec_start.copy(), base.exec_end.copy()
-    shift = b[3] - s[1]
-    s[1:] += shift
-    e[1:] += shift
-    a[2] = b[2] = s[2]
+    s, e, a, b = preload_op3_with_op1(base)
     r = simulate(w, with_times(base, load_start=a, load_end=b, exec_start=s, exec_end=e))
     hits = [v for v in r.violations if v.rule == "4-sram"]
     assert not r.valid and hits
