@@ -44,3 +44,15 @@ class ScheduleError(ElkError):
 
 class SolverConfigError(ElkError):
     """A solver name, parameter or limit is invalid."""
+
+
+class AllocationError(ElkError):
+    """Base class for on-chip memory allocation problems (input or placement)."""
+
+
+class AllocationInputError(AllocationError):
+    """An allocation problem is malformed: a bad CSV row, a buffer larger than the capacity, duplicate ids."""
+
+
+class InvalidPlacementError(AllocationError):
+    """A placement breaks the allocation rules: overlap, over capacity, misaligned, or a fixed buffer moved."""
