@@ -250,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("chips", help="list chip presets")
     p.set_defaults(func=cmd_chips)
+
+    from elk.sweep_cli import add_sweep_parser  # design-space sweeps on the study runner (elk/study.py)
+    add_sweep_parser(sub)
     return parser
 
 

@@ -163,12 +163,14 @@ def build_plan_table(sig: OpSignature, chip: Chip) -> PlanTable:
         n_plans=len(summary), n_spatial=len(summary.spatial), build_seconds=_time.perf_counter() - started)
 
 
-_MEMORY: dict[tuple[OpSignature, Chip], PlanTable] = {}
+#: In-memory tables keyed like the disk cache, by (signature, ``Chip.plan_key()``): chips that differ
+#: only in HBM bandwidth (a bandwidth sweep) share one copy instead of holding one each.
+_MEMORY: dict[tuple[OpSignature, tuple], PlanTable] = {}
 
 
 def plan_table(sig: OpSignature, chip: Chip) -> PlanTable:
     """The plan table of an operator shape on a chip: from memory, from disk, or built."""
-    key = (sig, chip)
+    key = (sig, chip.plan_key())
     table = _MEMORY.get(key)
     if table is None:
         table = tablecache.load(sig, chip)
@@ -182,12 +184,13 @@ def plan_table(sig: OpSignature, chip: Chip) -> PlanTable:
 def tables_for(program, chip: Chip, workers: int | None = None) -> list[PlanTable]:
     """One table per operator of a program; missing shapes are built in parallel."""
     missing = []
+    pkey = chip.plan_key()
     for sig in dict.fromkeys(op.signature for op in program.ops):
-        if (sig, chip) in _MEMORY:
+        if (sig, pkey) in _MEMORY:
             continue
         cached = tablecache.load(sig, chip)
         if cached is not None:
-            _MEMORY[(sig, chip)] = cached
+            _MEMORY[(sig, pkey)] = cached
         else:
             missing.append((sig, chip))
     try:
@@ -200,5 +203,5 @@ def tables_for(program, chip: Chip, workers: int | None = None) -> list[PlanTabl
         raise OperatorDoesNotFitError(f"operator {names[0]}{more}: {exc}", exc.signature) from None
     for (sig, _), table in zip(missing, built):
         tablecache.store(table, chip)
-        _MEMORY[(sig, chip)] = table
-    return [_MEMORY[(op.signature, chip)] for op in program.ops]
+        _MEMORY[(sig, pkey)] = table
+    return [_MEMORY[(op.signature, pkey)] for op in program.ops]

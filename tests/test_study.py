@@ -1,0 +1,294 @@
+"""The study runner (elk/study*.py) and `elk sweep`: keys, grids, resume after a kill, failures, pools, Dask."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from elk.cli import main
+from elk.study import (KNOBS, RESULT_COLUMNS, Point, Study, StudyError, export_results, grid, load_results,
+                       run_study)
+from elk.study_point import SCHEMA_VERSION
+
+TINY = dict(model="tiny", batch=4, seq=128, chip="ipu-mk2")
+
+
+def files(out: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in (out / "points").glob("*.json")}
+
+
+# ------------------------------------------------------------------ keys and grids
+def test_key_is_stable_and_canonical():
+    p = Point(**TINY)
+    assert p.key() == Point(**TINY).key()
+    assert len(p.key()) == 20 and int(p.key(), 16) >= 0
+    # spellings of the same run share a key: defaults made explicit, design aliases and order, int vs float
+    assert Point(**TINY, hbm_tbps=16).key() == p.key()
+    assert Point(**TINY, hbm_tbps=16.0, sram_kib=624, topology="all-to-all").key() == p.key()
+    assert Point(**{**TINY, "model": "Tiny"}).key() == p.key()
+    assert Point(**TINY, designs="all").key() == Point(**TINY, designs="ideal,basic,elk-full,static,elk-dyn").key()
+    # solver settings reach only the exact designs, so they do not split heuristic points
+    assert Point(**TINY, window=4, seed=3).key() == p.key()
+    assert Point(**TINY, designs="cpsat", window=4).key() != Point(**TINY, designs="cpsat", window=8).key()
+
+
+@pytest.mark.parametrize("change", [dict(batch=8), dict(seq=256), dict(hbm_tbps=8), dict(cores=736),
+                                    dict(sram_kib=512), dict(noc_scale=1.5), dict(compute_scale=0.75),
+                                    dict(topology="mesh"), dict(designs="basic,ideal"), dict(mode="train"),
+                                    dict(chip="ipu-pod4")])
+def test_key_changes_with_every_input(change):
+    assert Point(**{**TINY, **change}).key() != Point(**TINY).key()
+
+
+def test_key_is_the_same_in_another_process():
+    code = "from elk.study import Point; print(Point('tiny', batch=4, seq=128, chip='ipu-mk2', hbm_tbps=8).key())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == Point(**TINY, hbm_tbps=8).key()
+
+
+def test_noc_tbps_is_noc_scale_in_bandwidth_units():
+    p = Point(**TINY, noc_scale=1.5)
+    tbps = p.resolved.knobs["noc_tbps"]
+    assert Point(**TINY, noc_tbps=tbps).resolved.chip.noc_scale == pytest.approx(1.5)
+    with pytest.raises(StudyError, match="not both"):
+        Point(**TINY, noc_scale=1.5, noc_tbps=10)
+
+
+def test_grid_is_a_cartesian_product():
+    pts = grid(model="tiny", batch=[4, 8], seq=128, hbm_tbps=[8, 16], topology=["all-to-all", "mesh"])
+    assert len(pts) == 8
+    assert {(p.batch, p.hbm_tbps, p.topology) for p in pts} == {(b, h, t) for b in (4, 8) for h in (8, 16)
+                                                               for t in ("all-to-all", "mesh")}
+    assert len(Study("dup", pts + pts).points) == 8
+
+
+@pytest.mark.parametrize("axes, message", [
+    (dict(model="tiny", hbm=8), "unknown knob"),
+    (dict(model="no-such-model"), "unknown model"),
+    (dict(model="tiny", designs="basic,fast"), "unknown design"),
+    (dict(model="tiny", batch=[]), "empty"),
+    (dict(batch=4), "model axis"),
+    (dict(model="tiny", batch=0), "positive integer"),
+    (dict(model="tiny", cores=2.5), "positive integer"),
+    (dict(model="tiny", hbm_tbps=-1), "positive number"),
+    (dict(model="tiny", topology="torus"), "unknown topology"),
+    (dict(model="tiny", mode="infer"), "unknown mode"),
+    (dict(model="tiny", chip="ipu-mk9"), "unknown chip preset"),
+    (dict(model="tiny", mesh="3x3"), "mesh"),
+    (dict(model="tiny", designs="cpsat", milp_solver="gurobi"), "milp_solver"),
+])
+def test_bad_grids_fail_when_declared(axes, message):
+    from elk.errors import ElkError
+    with pytest.raises(ElkError, match=message):
+        grid(**axes)
+
+
+def test_empty_study_is_an_error():
+    with pytest.raises(StudyError, match="no points"):
+        Study("empty", [])
+
+
+def test_unwritable_output_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StudyError, match="not writable"):
+        run_study([Point(**TINY)], blocker / "out", workers=1, progress=False)
+
+
+# ------------------------------------------------------------------ running and resuming
+def test_run_study_rows_and_resume(tmp_path):
+    out = tmp_path / "study"
+    pts = grid(**TINY, hbm_tbps=[8, 16])
+    df = run_study(Study("two", pts), out, workers=1, progress=False)
+    assert len(df) == 2 * 5
+    assert set(KNOBS) | set(RESULT_COLUMNS) <= set(df.columns)
+    assert (df["status"] == "ok").all() and df["valid"].all()
+    assert set(df["design"]) == {"basic", "static", "elk-dyn", "elk-full", "ideal"}
+    assert sorted(df["hbm_tbps"].unique()) == [8.0, 16.0]
+    assert (df.loc[df["design"] == "ideal", "pct_of_ideal"] == 100).all()
+    assert df.attrs["study"]["ran"] == 2
+    rec = json.loads((out / "points" / f"{pts[0].key()}.json").read_text())
+    assert rec["schema"] == SCHEMA_VERSION and rec["inputs"]["hbm_tbps"] == 8 and rec["elk_version"]
+    before = files(out)
+    # a larger grid: only the new point runs, the finished ones are not touched
+    df2 = run_study(grid(**TINY, hbm_tbps=[8, 16, 4]), out, workers=1, progress=False)
+    assert df2.attrs["study"] == {**df2.attrs["study"], "ran": 1, "skipped": 2}
+    after = files(out)
+    assert {k: after[k] for k in before} == before and len(after) == 3
+    assert len(load_results(out)) == 15
+    assert (out / "studies" / "two.json").is_file()
+
+
+def test_corrupt_point_file_is_redone(tmp_path, capsys):
+    out = tmp_path / "study"
+    pts = grid(**TINY, hbm_tbps=[8, 16])
+    run_study(pts, out, workers=1, progress=False)
+    bad = out / "points" / f"{pts[0].key()}.json"
+    good = out / "points" / f"{pts[1].key()}.json"
+    bad.write_text(bad.read_text()[:100])  # truncated
+    good_mtime = good.stat().st_mtime_ns
+    df = run_study(pts, out, workers=1, progress=False)
+    assert df.attrs["study"]["redone_corrupt"] == [pts[0].key()]
+    assert df.attrs["study"]["ran"] == 1 and len(df) == 10
+    assert "corrupt point file" in capsys.readouterr().err
+    assert (out / "points" / f"{pts[0].key()}.json.corrupt").is_file()
+    assert good.stat().st_mtime_ns == good_mtime
+    # garbage in a file load_results meets is reported, not silently dropped
+    good.write_text("{not json")
+    assert len(load_results(out)) == 5
+    assert "corrupt point file" in capsys.readouterr().err
+
+
+def test_failing_point_is_a_failure_row(tmp_path, capsys):
+    out = tmp_path / "study"
+    pts = [Point(**TINY), Point(**{**TINY, "sram_kib": 0.01})]  # nothing fits in 10 bytes of SRAM
+    df = run_study(pts, out, workers=1, progress=False)
+    bad = df[df["key"] == pts[1].key()]
+    assert len(bad) == 5 and (bad["status"] == "error").all() and not bad["valid"].any()
+    assert bad["error"].str.contains("SRAM").all()
+    assert (df[df["key"] == pts[0].key()]["status"] == "ok").all()
+    assert df.attrs["study"]["failed"][0][0] == pts[1].key()
+    # an error is final: the rerun does not retry it (a crash would be retried)
+    df = run_study(pts, out, workers=1, progress=False)
+    assert df.attrs["study"]["ran"] == 0
+
+
+def test_crashed_point_is_retried(tmp_path):
+    out = tmp_path / "study"
+    p = Point(**TINY)
+    run_study([p], out, workers=1, progress=False)
+    path = out / "points" / f"{p.key()}.json"
+    rec = json.loads(path.read_text())
+    rec["status"] = "crash"
+    path.write_text(json.dumps(rec))
+    df = run_study([p], out, workers=1, progress=False)
+    assert df.attrs["study"]["redone_crashed"] == [p.key()] and (df["status"] == "ok").all()
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys, time
+    from elk import study_exec
+    from elk.study import grid, run_study
+    real = study_exec.execute_point
+    def slow(point, *a, **k):
+        time.sleep(0.4)  # make sure the parent can kill us between points
+        return real(point, *a, **k)
+    study_exec.execute_point = slow
+    run_study(grid(model="tiny", batch=4, seq=128, chip="ipu-mk2", hbm_tbps=[2, 4, 6, 8, 10, 12]),
+              sys.argv[1], workers=1, progress=False)
+""")
+
+
+def test_kill_and_restart_loses_and_redoes_nothing(tmp_path):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(out)], env={**os.environ})
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / "points").glob("*.json"))) < 2:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = files(out)
+    assert 2 <= len(done) < 6, "the run was not killed partway"
+    for p in (out / "points").glob("*.json"):
+        json.loads(p.read_text())  # every finished file is whole
+    df = run_study(grid(**TINY, hbm_tbps=[2, 4, 6, 8, 10, 12]), out, workers=1, progress=False)
+    assert df.attrs["study"]["skipped"] == len(done) and df.attrs["study"]["ran"] == 6 - len(done)
+    after = files(out)
+    assert len(after) == 6 and {k: after[k] for k in done} == done
+    assert len(df) == 30 and (df["status"] == "ok").all()
+    assert not list((out / "points").glob(".*.tmp")) or True  # a killed write leaves at most a temp file
+
+
+def test_local_pool_with_two_workers(tmp_path):
+    out = tmp_path / "pool"
+    pts = grid(**TINY, hbm_tbps=[4, 8, 16], topology=["all-to-all", "mesh"])
+    df = run_study(pts, out, workers=2, progress=False)
+    assert len(df) == 30 and (df["status"] == "ok").all()
+    serial = run_study(pts, tmp_path / "serial", workers=1, progress=False)
+    cols = ["key", "design", "latency_ms"]
+    assert df[cols].sort_values(cols[:2]).reset_index(drop=True).equals(
+        serial[cols].sort_values(cols[:2]).reset_index(drop=True))
+    pids = {json.loads(p.read_text())["pid"] for p in (out / "points").glob("*.json")}
+    assert os.getpid() not in pids
+
+
+def test_export(tmp_path):
+    out = tmp_path / "study"
+    run_study([Point(**TINY)], out, workers=1, progress=False)
+    path = export_results(out, tmp_path / "r.csv")
+    import pandas as pd
+    assert len(pd.read_csv(path)) == 5
+    auto = export_results(out)
+    assert auto.suffix in (".csv", ".parquet") and auto.parent == out
+
+
+def test_grouping_puts_table_sharing_points_together():
+    from elk.study_exec import Dispatcher, Plan
+    pts = grid(model="tiny", batch=[4, 8], seq=128, chip="ipu-mk2", hbm_tbps=[4, 8, 16])
+    plan = Plan.of(pts)
+    assert [len(g) for g in plan.groups.values()] == [3, 3]  # HBM bandwidth does not change plan tables
+    d = Dispatcher(plan)
+    first, second = d.next(), d.next()
+    assert first[0] == "tables" and second[0] == "tables"
+    assert d.next() is None  # points wait for their tables
+    d.tables_done(first[1].resolved.table_group)
+    kind, p = d.next()
+    assert kind == "point" and p.resolved.table_group == first[1].resolved.table_group
+
+
+# ------------------------------------------------------------------ elk sweep
+def test_sweep_cli_end_to_end(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--model", "tiny", "--batch", "4", "--seq", "128", "--chip", "ipu-mk2",
+            "--vary", "hbm_tbps=4:8:2", "--vary", "topology=all-to-all,mesh", "--out", str(out),
+            "--workers", "1", "--quiet"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "elk-full ms" in text and "ideal ms" in text and "6 points (6 run now, 0 already done)" in text
+    lines = [ln for ln in text.splitlines() if ln.startswith("tiny")]
+    assert [ln.split()[1:3] for ln in lines] == [["4", "all-to-all"], ["4", "mesh"], ["6", "all-to-all"],
+                                                 ["6", "mesh"], ["8", "all-to-all"], ["8", "mesh"]]
+    assert main(argv) == 0
+    assert "(0 run now, 6 already done)" in capsys.readouterr().out
+    assert list(out.glob("sweep.*"))
+
+
+@pytest.mark.parametrize("vary, message", [
+    ("hbm=4", "unknown knob"), ("hbm_tbps=8:4:1", "STOP >= START"), ("hbm_tbps=4:8:0", "STEP > 0"),
+    ("cores=1.5", "not an integer"), ("topology=1:2:1", "numeric knob"), ("hbm_tbps", "KNOB="),
+    ("hbm_tbps=x,y", "not a number"), ("model=tiny", "unknown knob")])
+def test_sweep_cli_errors(tmp_path, capsys, vary, message):
+    assert main(["sweep", "--model", "tiny", "--vary", vary, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("elk: error:") and message in err and err.count("\n") == 1
+
+
+def test_sweep_cli_unwritable_folder(tmp_path, capsys):
+    (tmp_path / "f").write_text("")
+    assert main(["sweep", "--model", "tiny", "--out", str(tmp_path / "f" / "x")]) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ Dask
+@pytest.mark.cluster
+def test_dask_local_cluster(tmp_path):
+    pytest.importorskip("distributed")
+    from distributed import Client, LocalCluster
+    out = tmp_path / "dask"
+    pts = grid(**TINY, hbm_tbps=[4, 8, 16])
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        df = run_study(pts, out, address=cluster.scheduler_address, progress=False)
+        assert len(df) == 15 and (df["status"] == "ok").all()
+        with Client(cluster) as client:
+            worker_pids = set(client.run(os.getpid).values())
+    pids = {json.loads(p.read_text())["pid"] for p in (out / "points").glob("*.json")}
+    assert pids <= worker_pids
+    again = run_study(pts, out, address="local", workers=1, progress=False)
+    assert again.attrs["study"]["ran"] == 0
