@@ -26,6 +26,8 @@ class DesignResult:
     schedule: Schedule
     sim: SimResult
     compile_seconds: float
+    #: SRAM addresses of the schedule's buffers (None for bounds, or when placement is off)
+    placement: Any = None
 
     def row(self, ideal_ms: float | None, clock_hz: float) -> dict[str, Any]:
         r = self.sim
@@ -35,6 +37,8 @@ class DesignResult:
                "hbm_utilisation": r.hbm_utilisation, "noc_utilisation": r.noc_utilisation,
                "achieved_tflops": r.achieved_tflops, "peak_sram_bytes": r.peak_sram_bytes,
                "compile_seconds": self.compile_seconds, "relaxation": r.relaxation}
+        if self.placement is not None:
+            row.update(self.placement.row())
         if r.violations:
             row["first_violation"] = r.violations[0].message(clock_hz)
         return row
@@ -136,8 +140,16 @@ def parse_designs(designs: str | Iterable[str], known: Iterable[str]) -> list[st
 def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batch: int = 32, seq: int = 2048,
             mode: str = "decode", designs: str | Iterable[str] = "all",
             chip_overrides: Mapping[str, Any] | None = None, design_options: Mapping[str, Mapping] | None = None,
+            placement: str | None = "heuristic", placement_time_limit: float = 10.0,
             ) -> CompileResult:
-    """Build the model, its plan tables, and a schedule per design, each timed by the simulator."""
+    """Build the model, its plan tables, and a schedule per design, each timed by the simulator.
+
+    With ``placement`` (an allocator: heuristic, cpsat or milp) every strict
+    design's buffers also get SRAM addresses; a schedule whose buffers do not
+    fit is repaired by re-running the design under a smaller byte budget, and
+    the design's result is the repaired schedule (the cost is reported).
+    ``placement=None`` keeps byte budgets only.
+    """
     from solvers.registry import DESIGNS, run_design  # the front door may reach the strategies
 
     started = time.perf_counter()
@@ -150,6 +162,8 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
         from elk.zoo import build_program
         program = build_program(model, batch=batch, seq=seq, mode=mode)
     names = parse_designs(designs, DESIGNS)
+    if placement is not None and placement not in ("heuristic", "cpsat", "milp"):
+        raise SolverConfigError(f"unknown placement solver '{placement}' (heuristic, cpsat, milp or None)")
     workload = Workload.build(program, the_chip)
     results: dict[str, DesignResult] = {}
     done: dict[str, Schedule] = {}
@@ -159,7 +173,14 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
         spent = time.perf_counter() - t0
         done[name] = schedule
         if name in names:
-            results[name] = DesignResult(name, schedule, simulate(workload, schedule), spent)
+            placed = None
+            if placement is not None and schedule.relaxation.strict:
+                from solvers.placement import cost_aware_placement, rerun_design
+                options = {k: v for k, v in (design_options or {}).get(name, {}).items() if k != "records"}
+                schedule, placed = cost_aware_placement(name, workload, schedule, rerun_design(name, options),
+                                                        solver=placement, time_limit=placement_time_limit)
+                spent += placed.seconds
+            results[name] = DesignResult(name, schedule, simulate(workload, schedule), spent, placed)
     ordered = {n: results[n] for n in names}
     return CompileResult(model=program.name, chip=the_chip, program=program, workload=workload,
                          designs=ordered, table_seconds=workload.table_seconds,

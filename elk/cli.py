@@ -125,7 +125,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
             options[name] = opts
     options = {k: v for k, v in options.items() if k in requested or ("all" in requested and k == "elk-full")}
     result = compile_model(args.model, chip=chip, batch=args.batch, seq=args.seq, mode=args.mode,
-                           designs=args.designs, design_options=options)
+                           designs=args.designs, design_options=options,
+                           placement=None if args.placement == "none" else args.placement)
     print(compile_report(result))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -230,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--milp-solver", choices=("highs", "cbc"), help="MILP backend")
     p.add_argument("--records", help="per-window solve records (.csv, or .parquet with pyarrow); "
                                      "default MODEL-windows[-DESIGN].csv when cpsat/milp run")
+    p.add_argument("--placement", default="heuristic", choices=("heuristic", "cpsat", "milp", "none"),
+                   help="allocator giving each design's buffers SRAM addresses (none = byte budgets only)")
     p.add_argument("--json", help="write the report as JSON")
     p.add_argument("--trace", help="write a Chrome trace-event JSON (Perfetto)")
     p.add_argument("--timeline", help="write a PNG timeline")

@@ -50,12 +50,14 @@ def compile_report(result) -> str:
                      b("overlapped"), b("preload_only"), b("execute_only"), b("stall"),
                      f"{100 * r['hbm_utilisation']:.1f}%", f"{100 * r['noc_utilisation']:.1f}%",
                      f"{r['achieved_tflops']:.1f}", f"{r['peak_sram_bytes'] / 1024:.0f}",
+                     _placed_kib(r), f"{100 * r['fragmentation']:.1f}" if "fragmentation" in r else "-",
                      f"{r['compile_seconds']:.2f}", "yes" if r["valid"] else "NO"])
     out = [program_header(result.program, result.chip),
            f"plan tables: {len(set(id(t) for t in result.workload.tables))} unique operators in "
            f"{result.table_seconds:.2f} s; total {result.total_seconds:.2f} s", "",
            table(["design", "latency ms", "% ideal", "overlap ms", "preload ms", "execute ms", "stall ms",
-                  "HBM util", "NoC util", "TFLOPS", "SRAM KiB", "compile s", "valid"], rows)]
+                  "HBM util", "NoC util", "TFLOPS", "SRAM KiB", "alloc KiB", "frag %", "compile s", "valid"],
+                 rows)]
     notes = []
     for name, d in result.designs.items():
         records = d.schedule.info.get("records")
@@ -69,6 +71,14 @@ def compile_report(result) -> str:
                          f"{w['improved']} improved on the warm start ({d.schedule.info.get('warm_start')}); "
                          f"{w['solve_seconds']:.1f} s in {w['solver']} ({w['version']})"
                          + (f"; kept the warm start: {kept}" if kept else ""))
+        p = d.placement
+        if p is not None and p.status == "repaired":
+            notes.append(f"{name}: its first schedule's buffers needed {p.unrepaired_peak / 1024:.0f}"
+                         f" KiB of addresses (SRAM {p.capacity / 1024:.0f} KiB); re-scheduled under a "
+                         f"{p.budget / 1024:.0f} KiB byte budget to fit, costing {p.latency_cost_ms:+.3f} ms")
+        elif p is not None and p.status == "unplaced":
+            notes.append(f"{name} NOT PLACEABLE: its buffers need {p.allocated_peak / 1024:.0f} KiB of addresses, "
+                         f"SRAM holds {p.capacity / 1024:.0f} KiB, and {len(p.repairs)} repairs did not fit")
         if d.sim.relaxation != "strict":
             notes.append(f"{name} is a bound, timed under relaxed rules: {d.sim.relaxation}")
         if not d.sim.valid:
@@ -76,8 +86,16 @@ def compile_report(result) -> str:
     if notes:
         out += [""] + [f"note: {n}" for n in notes]
     out += ["", "% ideal = Ideal latency / design latency. Breakdown: overlapped = execute while loading; "
-                "stall = neither at full rate (interconnect contention or idle)."]
+                "stall = neither at full rate (interconnect contention or idle). SRAM KiB = most bytes live at "
+                "once; alloc KiB = highest SRAM address the placed buffers use; frag % = 1 - SRAM / alloc."]
     return "\n".join(out)
+
+
+def _placed_kib(row: dict) -> str:
+    if "allocated_peak_bytes" not in row:
+        return "-"
+    mark = {"repaired": " (r)", "unplaced": " (!)"}.get(row["placement"], "")
+    return f"{row['allocated_peak_bytes'] / 1024:.0f}{mark}"
 
 
 def plan_table_report(op_name: str, table_: PlanTable, chip: Chip, limit: int = 40) -> str:

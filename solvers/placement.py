@@ -1,0 +1,149 @@
+"""Cost-aware placement: give a design's schedule SRAM addresses, repairing it when they do not exist.
+
+The schedulers budget bytes (rule 4); a byte-feasible schedule can still be
+unplaceable because tensors need contiguous addresses. When the allocator's
+peak exceeds the SRAM, the design is re-run with a smaller byte budget —
+shrunk by the measured overflow, then geometrically — so the scheduler
+itself shrinks preloads, delays loads or picks smaller plans where the
+budget binds. The repaired schedule is timed by the simulator on the real
+chip and allocated again at the real capacity. The latency difference is the
+price of placement, and the report shows it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from elk.allocation import AllocationResult
+from elk.buffers import ScheduleBuffers, schedule_buffers
+from elk.errors import ScheduleError
+from elk.schedule import Schedule
+from elk.simulator import simulate
+from elk.workload import Workload
+from solvers.allocate import allocate
+
+
+@dataclass
+class Placement:
+    """How a design's buffers were placed in one core's SRAM."""
+
+    design: str
+    status: str  # "placed", "repaired" or "unplaced"
+    capacity: int
+    buffers: int
+    byte_peak: int  # most bytes live at once (what rule 4 charges)
+    allocated_peak: int  # highest address used, offset + size
+    solver: str
+    alloc_status: str
+    seconds: float  # allocation and repair time
+    budget: int  # byte budget the final schedule was made under
+    latency_cost_ms: float = 0.0  # repaired latency - original latency
+    unrepaired_peak: int = 0  # highest address the design's own schedule needed
+    repairs: list[dict] = field(default_factory=list)
+    offsets: np.ndarray | None = field(default=None, repr=False)
+    buffer_map: ScheduleBuffers | None = field(default=None, repr=False)
+
+    @property
+    def fragmentation(self) -> float:
+        """Share of the allocated span not covered at the busiest instant: 1 - bytes / address peak."""
+        return 1.0 - self.byte_peak / self.allocated_peak if self.allocated_peak else 0.0
+
+    def row(self) -> dict[str, Any]:
+        return {"placement": self.status, "allocated_peak_bytes": self.allocated_peak,
+                "fragmentation": self.fragmentation, "placement_cost_ms": self.latency_cost_ms,
+                "placement_seconds": self.seconds, "placement_repairs": len(self.repairs)}
+
+
+def place_schedule(workload: Workload, schedule: Schedule, *, solver: str = "heuristic",
+                   time_limit: float = 10.0, granularity: str = "tensor") -> tuple[ScheduleBuffers, AllocationResult]:
+    """Allocate ``schedule``'s buffers at the chip's SRAM.
+
+    The heuristic minimises the peak, so an overflow is measured, not just
+    detected. An exact ``solver`` is only asked when the heuristic overflows,
+    as a feasibility problem at the capacity, and only a placement that fits
+    replaces the heuristic's.
+    """
+    bufs = schedule_buffers(workload, schedule, granularity)
+    capacity = int(workload.chip.sram_per_core)
+    # no capacity for the heuristic: it returns its best placement even when that overflows
+    res = allocate(dataclasses.replace(bufs.problem, capacity=None), solver="heuristic", minimize=True)
+    if solver == "heuristic" or res.peak <= capacity:
+        return bufs, res
+    exact = allocate(bufs.problem, solver=solver, capacity=capacity, time_limit=time_limit)
+    if exact.offsets is not None and exact.peak <= capacity:
+        return bufs, exact
+    return bufs, res
+
+
+def with_budget(workload: Workload, budget: int) -> Workload:
+    """The same workload (same plan tables) scheduled as if a core had ``budget`` bytes of SRAM."""
+    chip = dataclasses.replace(workload.chip, sram_per_core=int(budget))
+    return dataclasses.replace(workload, chip=chip, _entry_cache={})
+
+
+Rerun = Callable[[Workload], Schedule]
+
+
+def cost_aware_placement(name: str, workload: Workload, schedule: Schedule, rerun: Rerun, *,
+                         solver: str = "heuristic", time_limit: float = 10.0, granularity: str = "tensor",
+                         max_repairs: int = 8) -> tuple[Schedule, Placement]:
+    """Place ``schedule``; if it does not fit, re-run the design (``rerun``) under shrinking budgets."""
+    started = time.perf_counter()
+    capacity = int(workload.chip.sram_per_core)
+    bufs, res = place_schedule(workload, schedule, solver=solver, time_limit=time_limit, granularity=granularity)
+    original_ms = simulate(workload, schedule).latency_ms
+
+    def placement(status: str, sched_bufs, result, budget, cost_ms, repairs) -> Placement:
+        return Placement(design=name, status=status, capacity=capacity, buffers=len(sched_bufs.problem),
+                         byte_peak=sched_bufs.byte_peak, allocated_peak=int(result.peak), solver=result.solver,
+                         alloc_status=result.status, seconds=time.perf_counter() - started, budget=budget,
+                         latency_cost_ms=cost_ms, repairs=repairs, unrepaired_peak=int(res.peak),
+                         offsets=result.offsets if result.peak <= capacity else None, buffer_map=sched_bufs)
+
+    if res.offsets is not None and res.peak <= capacity:
+        return schedule, placement("placed", bufs, res, capacity, 0.0, [])
+    repairs: list[dict] = []
+    budget = capacity
+    best = (schedule, bufs, res)
+    for _ in range(max_repairs):
+        overflow = int(best[2].peak) - capacity
+        shrink = max(overflow, capacity // 100, 1) * (2 ** len(repairs) if repairs else 1)
+        budget = max(budget - shrink, 0)
+        if budget <= int(workload.min_hot.max()):
+            break
+        try:
+            candidate = rerun(with_budget(workload, budget))
+        except ScheduleError as err:
+            repairs.append({"budget": budget, "error": str(err)})
+            break
+        sim = simulate(workload, candidate)
+        if not sim.valid:  # a smaller budget can only tighten rule 4; anything else is a strategy bug
+            repairs.append({"budget": budget, "error": sim.violations[0].message(workload.chip.clock_hz)})
+            continue
+        cbufs, cres = place_schedule(workload, candidate, solver=solver, time_limit=time_limit,
+                                     granularity=granularity)
+        repairs.append({"budget": budget, "latency_ms": sim.latency_ms, "allocated_peak": int(cres.peak),
+                        "byte_peak": cbufs.byte_peak})
+        best = (candidate, cbufs, cres)
+        if cres.offsets is not None and cres.peak <= capacity:
+            candidate.info["placement_budget"] = budget
+            return candidate, placement("repaired", cbufs, cres, budget, sim.latency_ms - original_ms, repairs)
+    return schedule, placement("unplaced", bufs, res, capacity, 0.0, repairs)
+
+
+def rerun_design(name: str, options: Mapping[str, Any]) -> Rerun:
+    """Re-run design ``name`` and the designs it builds on, all under the given (shrunk) workload."""
+    from elk.api import _dependency_order
+    from solvers.registry import run_design
+
+    def run(budget_workload: Workload) -> Schedule:
+        done: dict[str, Schedule] = {}
+        for dep in _dependency_order([name]):
+            done[dep] = run_design(dep, budget_workload, done, options if dep == name else {})
+        return done[name]
+
+    return run
