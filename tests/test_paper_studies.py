@@ -1,0 +1,277 @@
+"""The paper's studies (experiments/paper, experiments/run_all.py): grids, figures, report.
+
+The grids are checked against the experiment matrix of the paper (sizes,
+knobs, which points figures share); the figures and the report are rendered
+from a synthetic results frame shaped like the runner's (fast, no compiling);
+one end-to-end run on the tiny model goes through the real runner.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+sys.path.insert(0, str(EXPERIMENTS))
+
+from paper import FIGURES  # noqa: E402
+from paper.report import exact_gaps, md_table, pct_of_ideal, speedups  # noqa: E402
+from paper.script import render  # noqa: E402
+from paper.spec import Options, unique  # noqa: E402
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FULL = Options()
+SPECS = {m: importlib.import_module(f"paper.{m}").SPEC for m in FIGURES}
+
+
+def spec(name: str):
+    return next(s for s in SPECS.values() if s.name == name)
+
+
+def keys(points) -> set[str]:
+    return {p.key() for p in points}
+
+
+def knobs(points, name: str) -> list:
+    return sorted({p.resolved.knobs[name] for p in points})
+
+
+# ---- grids -------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def full_points():
+    return {s.name: s.heuristic_points(FULL) for s in SPECS.values()}
+
+
+def test_grid_sizes_follow_the_experiment_matrix(full_points):
+    sizes = {name: len(pts) for name, pts in full_points.items()}
+    assert sizes == {"fig17": 24, "fig18": 4, "fig19": 104, "fig20": 11, "fig21": 136, "fig22": 32, "fig23": 52,
+                     "fig24": 32}
+    for pts in full_points.values():
+        assert all(p.resolved.designs == ("basic", "static", "elk-dyn", "elk-full", "ideal") for p in pts)
+
+
+def test_shared_points_run_once(full_points):
+    k = {name: keys(pts) for name, pts in full_points.items()}
+    assert k["fig18"] <= k["fig17"]
+    assert k["fig20"] <= k["fig19"]
+    assert k["fig19"] <= k["fig21"]  # 4-16 TB/s inside 2-18 TB/s
+    assert len(k["fig22"] & k["fig19"]) == 8  # NoC x1 at HBM 8-14, both topologies
+    assert len(k["fig17"] & k["fig19"]) == 4  # B32 S2048 all-to-all 16 TB/s
+    total = set().union(*k.values())
+    # The artifact's 268 runs count Fig. 22's mesh points at NoC x1 again (its mesh is an x-factor that
+    # differs from Fig. 19's); elk's mesh model makes them the same 4 runs: 24+100+32+24+52+32.
+    assert len(total) == 264
+    assert len(unique(p for pts in full_points.values() for p in pts)) == 264
+
+
+def test_figure_knobs(full_points):
+    f17 = full_points["fig17"]
+    assert knobs(f17, "batch") == [16, 32, 64] and knobs(f17, "seq") == [2048, 4096]
+    assert knobs(f17, "model") == ["gemma2-27b", "llama2-13b", "llama2-70b", "opt-30b"]
+    assert knobs(f17, "hbm_tbps") == [16.0] and knobs(f17, "cores") == [5888]
+    assert knobs(f17, "topology") == ["all-to-all"]
+
+    assert knobs(full_points["fig19"], "hbm_tbps") == list(range(4, 17))
+    assert knobs(full_points["fig19"], "topology") == ["all-to-all", "mesh"]
+    assert knobs(full_points["fig20"], "hbm_tbps") == list(range(6, 17))
+    assert knobs(full_points["fig20"], "model") == ["llama2-13b"]
+    assert knobs(full_points["fig21"], "hbm_tbps") == list(range(2, 19))
+
+    f22 = full_points["fig22"]
+    assert knobs(f22, "model") == ["llama2-70b"] and knobs(f22, "hbm_tbps") == [8, 10, 12, 14]
+    assert knobs(f22, "noc_scale") == [0.75, 1.0, 1.25, 1.5]
+    assert [round(t, 1) for t in knobs(f22, "noc_tbps")] == [24.3, 32.4, 40.5, 48.6]  # 5,888 x 5.5 GB/s x scale
+
+    f23 = full_points["fig23"]
+    llm = [p for p in f23 if p.resolved.knobs["model"] != "dit-xl-2"]
+    dit = [p for p in f23 if p.resolved.knobs["model"] == "dit-xl-2"]
+    assert (len(llm), len(dit)) == (40, 12)
+    assert knobs(llm, "cores") == [2208, 2944, 3680, 4416, 5152]
+    assert knobs(dit, "cores") == [552, 736, 920, 1104, 1288, 1472]
+    for p in llm:
+        assert math.isclose(p.resolved.knobs["hbm_tbps"], p.resolved.knobs["cores"] * 4 / 1472)
+    for p in dit:
+        assert math.isclose(p.resolved.knobs["hbm_tbps"], p.resolved.knobs["cores"] / 1472)
+    assert all(p.resolved.chip.topology.rows * p.resolved.chip.topology.cols == p.resolved.chip.cores
+               for p in f23 if p.resolved.knobs["topology"] == "mesh")
+
+    f24 = full_points["fig24"]
+    assert knobs(f24, "mode") == ["train"] and knobs(f24, "batch") == [2] and knobs(f24, "seq") == [2048]
+    assert knobs(f24, "compute_scale") == [0.75, 1.0, 1.25, 1.5]
+    assert knobs(f24, "noc_scale") == [1.0, 1.5] and knobs(f24, "hbm_tbps") == [0.3, 0.4]
+    assert knobs(f24, "topology") == ["all-to-all", "mesh"]
+
+
+def configuration(p) -> tuple:
+    """A point's knobs without its designs and solver settings."""
+    skip = ("designs", "window", "time_limit", "workers", "seed", "milp_solver")
+    return tuple(sorted((k, v) for k, v in p.resolved.knobs.items() if k not in skip))
+
+
+def test_exact_points_are_few_and_reuse_heuristic_configurations():
+    opts = Options(exact=True, time_limit=3.0)
+    all_exact = []
+    for s in SPECS.values():
+        ex = s.exact_points(opts)
+        assert 1 <= len(ex) <= 6, s.name
+        heur = {configuration(p) for p in s.heuristic_points(opts)}
+        for p in ex:
+            assert p.resolved.designs == ("elk-full", "ideal", "cpsat", "milp")
+            assert p.resolved.design_options["cpsat"]["time_limit"] == 3.0
+            assert configuration(p) in heur, (s.name, p.label())
+        all_exact += ex
+    assert len(unique(all_exact)) == 16  # 4 (Figs. 17-18) + 5 (Figs. 19-21) + 2 + 4 + 1
+    assert not Options().exact and all(not s.exact_points(Options()) for s in SPECS.values())
+
+
+def test_quick_and_smoke_grids_are_small():
+    quick = unique(p for s in SPECS.values() for p in s.all_points(Options(level="quick")))
+    smoke = unique(p for s in SPECS.values() for p in s.all_points(Options(level="smoke")))
+    assert len(quick) == 14
+    assert {p.resolved.knobs["model"] for p in quick} == {"llama2-13b", "opt-30b", "dit-xl-2", "tiny"}
+    assert {p.resolved.knobs["model"] for p in smoke} == {"tiny"}
+    assert len(smoke) <= 12
+    for s in SPECS.values():
+        assert s.heuristic_points(Options(level="smoke")), s.name
+
+
+# ---- synthetic results: figures, tables, report numbers --------------------------------------------------------
+
+
+def synthetic_frame(points) -> pd.DataFrame:
+    """Rows shaped like elk.study's frame, with made-up but consistent numbers (Ideal fastest)."""
+    factor = {"basic": 1.6, "static": 1.3, "elk-dyn": 1.15, "elk-full": 1.08, "ideal": 1.0, "cpsat": 1.07,
+              "milp": 1.075}
+    rows = []
+    for p in points:
+        k = p.resolved.knobs
+        ideal = 5.0 + 40.0 / k["hbm_tbps"] + 3.0 * k["batch"] / 32 + 10000 / k["cores"] / k["noc_scale"]
+        for d in p.resolved.designs:
+            lat = ideal * factor[d]
+            rows.append({**k, "key": p.key(), "status": "ok", "error": None, "design": d, "latency_ms": lat,
+                         "pct_of_ideal": 100 * ideal / lat, "valid": True, "overlapped_ms": 0.5 * lat,
+                         "preload_only_ms": 0.2 * lat, "execute_only_ms": 0.25 * lat, "stall_ms": 0.05 * lat,
+                         "hbm_utilisation": 0.9 / factor[d], "noc_utilisation": 0.5, "compile_seconds": 1.0,
+                         "achieved_tflops": 100 * k["compute_scale"] / factor[d], "peak_sram_bytes": 5e5,
+                         "point_seconds": 10.0, "table_seconds": 2.0,
+                         "proven_optimal_pct": 100.0 if d in ("cpsat", "milp") else None,
+                         "solve_seconds": 2.0 if d in ("cpsat", "milp") else None})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def full_frame():
+    opts = Options(exact=True)
+    return synthetic_frame(unique(p for s in SPECS.values() for p in s.all_points(opts))), opts
+
+
+@pytest.mark.parametrize("module", FIGURES)
+def test_every_figure_renders_png_pdf_csv(module, full_frame, tmp_path):
+    frame, opts = full_frame
+    s = SPECS[module]
+    r = render(s, frame, tmp_path, opts)
+    assert r.png.read_bytes()[:8] == PNG_MAGIC
+    assert r.pdf.read_bytes()[:5] == b"%PDF-"
+    table = pd.read_csv(r.csv)
+    n_heur = len(s.heuristic_points(opts))
+    n_exact = len(s.exact_points(opts))
+    assert len(table) == 5 * n_heur + 2 * n_exact  # paper designs everywhere, exact ones at their points
+    assert {"model", "design", "latency_ms"} <= set(table.columns)
+    assert not r.summary.empty
+
+
+def test_failed_points_are_not_plotted(full_frame, tmp_path):
+    frame, opts = full_frame
+    frame = frame.copy()
+    bad = frame["key"] == frame["key"].iloc[0]
+    frame.loc[bad, ["status", "error", "latency_ms"]] = ["error", "ElkError: no", None]
+    r = render(spec("fig17"), frame, tmp_path, opts)
+    assert len(r.table) == 5 * 24 + 2 * 4 - bad.sum()
+
+
+def test_a_figure_without_results_still_renders(tmp_path):
+    r = render(spec("fig22"), pd.DataFrame(), tmp_path, FULL)
+    assert r.png.read_bytes()[:8] == PNG_MAGIC and r.table.empty and r.summary.empty
+
+
+def test_headline_numbers():
+    tab = pd.DataFrame({"model": ["a", "a", "a", "b", "b", "b"], "batch": 32, "design": ["basic", "elk-full", "ideal"] * 2,
+                        "latency_ms": [20.0, 10.0, 8.0, 30.0, 12.0, 12.0]})
+    tab["pct_of_ideal"] = 100 * tab.groupby("model")["latency_ms"].transform("min") / tab["latency_ms"]
+    pct = pct_of_ideal(tab)
+    assert list(pct.index) == ["basic", "elk-full", "ideal"]
+    assert pct.loc["elk-full", "mean % of Ideal"] == pytest.approx((80 + 100) / 2)
+    sp = speedups(tab)
+    assert sp.loc["Basic", "mean speedup"] == pytest.approx((2.0 + 2.5) / 2)
+    assert sp.loc["Basic", "max speedup"] == pytest.approx(2.5)
+    assert sp.loc["Basic", "at max"].startswith("b B32")
+
+
+def test_exact_gaps_compare_inside_one_point():
+    frame = pd.DataFrame({"key": ["k"] * 3 + ["j"] * 2, "status": "ok", "model": "m",
+                          "design": ["elk-full", "cpsat", "milp", "elk-full", "cpsat"],
+                          "latency_ms": [10.0, 9.5, 10.0, 4.0, 4.0], "pct_of_ideal": [80.0, 84.2, 80.0, 90, 90]})
+    gaps = exact_gaps(frame, ["k", "j"]).set_index(["model", "design"], append=True)
+    assert len(gaps) == 3
+    assert sorted(gaps["gain %"].round(6)) == [0.0, 0.0, 5.0]
+
+
+def test_markdown_formatting():
+    text = md_table(pd.DataFrame({"x": [1.5, 0.002, float("nan")], "y": ["a|b", "c", "d"]}), index=False)
+    assert text.splitlines()[0] == "| x | y |" and "a\\|b" in text
+    assert "| 0.002 |" in text and "| n/a |" in text
+    assert "| 97.6 |" in md_table(pd.DataFrame({"p": [97.6123]}), index=False, digits=1)
+
+
+# ---- end to end through the real runner (tiny model) -----------------------------------------------------------
+
+
+def run_all(argv):
+    module = importlib.import_module("run_all")
+    return module.main(argv)
+
+
+def test_run_all_smoke_subset_writes_report(tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert run_all(["--out", str(out), "--smoke", "--figures", "fig17,fig18", "--workers", "1",
+                    "--no-progress"]) == 0
+    report = (out / "report.md").read_text()
+    for name in ("fig17", "fig18"):
+        assert f"![{name}]({name}.png)" in report
+        assert (out / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
+        assert (out / f"{name}.pdf").is_file() and (out / f"{name}.csv").is_file()
+    assert "Average % of Ideal" in report and "ELK-Full's speedup" in report
+    assert "python experiments/run_all.py --out" in report
+    assert "python experiments/paper/fig17_latency.py" in report
+    assert len(list((out / "results" / "points").glob("*.json"))) == 2  # Fig. 18's point is Fig. 17's
+    # a rerun computes nothing and renders the same tables
+    before = (out / "fig17.csv").read_text()
+    assert run_all(["--out", str(out), "--smoke", "--figures", "fig17,fig18", "--workers", "1",
+                    "--no-progress"]) == 0
+    assert "0 run now" in capsys.readouterr().out
+    assert (out / "fig17.csv").read_text() == before
+
+
+def test_figure_script_runs_alone(tmp_path):
+    fig17 = importlib.import_module("paper.fig17_latency")
+    assert fig17.main(["--out", str(tmp_path), "--smoke", "--workers", "1", "--no-progress"]) == 0
+    assert (tmp_path / "fig17.png").is_file() and (tmp_path / "fig17.csv").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.solver
+def test_run_all_smoke_every_figure_with_exact(tmp_path):
+    out = tmp_path / "eval"
+    assert run_all(["--out", str(out), "--smoke", "--exact", "--time-limit", "1", "--solver-workers", "1",
+                    "--workers", "2", "--no-progress"]) == 0
+    report = (out / "report.md").read_text()
+    for s in SPECS.values():
+        assert f"![{s.name}]({s.name}.png)" in report
+    assert "**CP-SAT**" in report and "**MILP**" in report
+    assert "exact designs: wall time" in report
