@@ -33,7 +33,7 @@ RESULT_COLUMNS = ("key", "status", "error", "design", "latency_ms", "pct_of_idea
                   "preload_only_ms", "execute_only_ms", "stall_ms", "hbm_utilisation", "noc_utilisation",
                   "achieved_tflops", "peak_sram_bytes", "compile_seconds", "table_seconds", "point_seconds",
                   "hbm_bound_ms", "elk_version")
-_POINT_FIELDS = ("table_seconds", "point_seconds", "hbm_bound_ms", "hbm_bytes", "elk_version", "table_group")
+_POINT_FIELDS = ("table_seconds", "point_seconds", "cpu_seconds", "hbm_bound_ms", "hbm_bytes", "elk_version", "table_group")
 
 
 def grid(**axes: Any) -> list[Point]:
@@ -90,11 +90,13 @@ class RunReport:
     redone_corrupt: list[str] = field(default_factory=list)
     redone_crashed: list[str] = field(default_factory=list)
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (key, label, error)
+    #: table tasks run before a group's points: (table group, seconds, CPU seconds)
+    table_tasks: list[tuple[str, float, float]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"total": self.total, "skipped": self.skipped, "ran": self.ran,
                 "redone_corrupt": list(self.redone_corrupt), "redone_crashed": list(self.redone_crashed),
-                "failed": [list(f) for f in self.failed]}
+                "failed": [list(f) for f in self.failed], "table_tasks": [list(t) for t in self.table_tasks]}
 
 
 def run_study(study_or_points: Study | Iterable[Point], out_dir: str | os.PathLike, *, workers: int | None = None,
@@ -138,16 +140,19 @@ def run_study(study_or_points: Study | Iterable[Point], out_dir: str | os.PathLi
             bar.note(f"elk study: {point.label()} failed ({record['status']}): {record['error']}")
         bar.update(point.label(), record["point_seconds"], record["status"])
 
+    def on_tables(point: Point, info: dict[str, Any]) -> None:
+        report.table_tasks.append((info["group"], info["seconds"], info.get("cpu_seconds", 0.0)))
+
     if todo:
         from elk import study_exec
         if address is not None:
-            study_exec.run_dask(todo, address, workers, on_record)
+            study_exec.run_dask(todo, address, workers, on_record, on_tables)
         else:
             n = max(1, min(workers or os.cpu_count() or 1, len(todo)))
             if n == 1:
                 study_exec.run_serial(todo, on_record)
             else:
-                study_exec.run_pool(todo, n, on_record)
+                study_exec.run_pool(todo, n, on_record, on_tables=on_tables)
     if report.failed and progress:
         print(f"elk study {study.name}: {len(report.failed)} point(s) failed; their rows have status != 'ok'",
               file=sys.stderr)

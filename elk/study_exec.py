@@ -16,6 +16,7 @@ every point after it starts warm.
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import platform
@@ -64,13 +65,15 @@ def build_tables(point: Point, table_workers: int | None = None) -> dict[str, An
     from elk.plantable import tables_for
     from elk.zoo import build_program
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     try:
         program = build_program(point.model, batch=point.batch, seq=point.seq, mode=point.mode)
         tables_for(program, point.resolved.chip)
         error = None
     except Exception as exc:  # the points themselves will record it
         error = f"{type(exc).__name__}: {exc}"
-    return {"group": point.resolved.table_group, "seconds": time.perf_counter() - t0, "error": error,
+    return {"group": point.resolved.table_group, "seconds": time.perf_counter() - t0,
+            "cpu_seconds": time.process_time() - cpu0, "error": error,
             "host": socket.gethostname(), "pid": os.getpid()}
 
 
@@ -89,6 +92,7 @@ def execute_point(point: Point, table_workers: int | None = None, after: Any = N
     _trim_tables(res.table_group)
     started = time.time()
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     record: Record = {"schema": None, "key": res.key, "inputs": point.inputs(), "knobs": res.knobs,
                       "table_group": res.table_group, "elk_version": elk.__version__,
                       "cost_model_version": COST_MODEL_VERSION, "host": socket.gethostname(), "pid": os.getpid(),
@@ -113,6 +117,7 @@ def execute_point(point: Point, table_workers: int | None = None, after: Any = N
         record.update(status="crash", error=f"{type(exc).__name__}: {exc}", traceback=tail[-12:],
                       rows=_failure_rows(res.designs))
     record["point_seconds"] = time.perf_counter() - t0
+    record["cpu_seconds"] = time.process_time() - cpu0  # this process only: table builds on other cores not counted
     record["finished_at"] = time.time()
     from elk.study_point import SCHEMA_VERSION
     record["schema"] = SCHEMA_VERSION
@@ -208,12 +213,13 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     # forkserver: workers start from a clean, single-threaded process (safe with any threads in the parent)
     # and may be recycled, which "fork" does not allow.
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["elk.study_exec", "elk.api"])
+    ctx.set_forkserver_preload(["elk.study_exec", "elk.api", "elk.zoo", "solvers.registry"])
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, max_tasks_per_child=MAX_TASKS_PER_CHILD)
 
 
-def run_pool(points: list[Point], workers: int, on_record: OnRecord, table_workers: int = 1) -> None:
-    """On a local process pool; the caller stores each record as it arrives."""
+def run_pool(points: list[Point], workers: int, on_record: OnRecord, table_workers: int = 1,
+             on_tables: Callable[[Point, dict], None] | None = None) -> None:
+    """On a local process pool; the caller stores each record as it arrives (``on_tables`` sees table tasks)."""
     dispatch = Dispatcher(Plan.of(points))
     restarts = 0
     while dispatch:
@@ -236,6 +242,8 @@ def run_pool(points: list[Point], workers: int, on_record: OnRecord, table_worke
                     out = fut.result()
                     if kind == "tables":
                         dispatch.tables_done(p.resolved.table_group)
+                        if on_tables is not None:
+                            on_tables(p, out)
                     else:
                         on_record(p, out)
         except BrokenProcessPool:
@@ -254,7 +262,13 @@ def run_pool(points: list[Point], workers: int, on_record: OnRecord, table_worke
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_dask(points: list[Point], address: str, workers: int | None, on_record: OnRecord) -> None:
+def _tables_finished(on_tables: Callable[[Point, dict], None], point: Point, future: Any) -> None:
+    if future.status == "finished":
+        on_tables(point, future.result())
+
+
+def run_dask(points: list[Point], address: str, workers: int | None, on_record: OnRecord,
+             on_tables: Callable[[Point, dict], None] | None = None) -> None:
     """On a Dask cluster (``address="local"`` starts a LocalCluster of ``workers`` processes).
 
     Each point is one task; a shared group's points depend on its table task, which Dask
@@ -280,6 +294,8 @@ def run_dask(points: list[Point], address: str, workers: int | None, on_record: 
             after = None
             if len(pts) > 1:
                 after = client.submit(build_tables, pts[0], 1, key=f"elk-tables-{group}", pure=False)
+                if on_tables is not None:
+                    after.add_done_callback(functools.partial(_tables_finished, on_tables, pts[0]))
             for p in pts:
                 fut = client.submit(execute_point, p, 1, after, key=f"elk-point-{p.key()}", pure=False)
                 futures[fut] = p

@@ -151,7 +151,10 @@ def _resolve(p: Point) -> Resolved:
         if name == "milp" and solver["milp_solver"] is not None:
             opts["backend"] = solver["milp_solver"]
         options[name] = opts
-    seq = model["tokens"] if model["family"] == "dit" else p.seq  # a DiT's image fixes its token count
+    if model["family"] == "dit":  # one denoising step whatever the mode; the image fixes the token count
+        mode, seq = "forward", model["tokens"]
+    else:
+        seq = p.seq
     topo = chip.topology
     knobs = {"model": model["name"], "mode": mode, "batch": p.batch, "seq": seq, "chip": p.chip,
              "cores": chip.cores, "sram_kib": chip.sram_per_core / 1024, "hbm_tbps": chip.hbm_bytes_per_s / 1e12,

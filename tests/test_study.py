@@ -37,6 +37,8 @@ def test_key_is_stable_and_canonical():
     # solver settings reach only the exact designs, so they do not split heuristic points
     assert Point(**TINY, window=4, seed=3).key() == p.key()
     assert Point(**TINY, designs="cpsat", window=4).key() != Point(**TINY, designs="cpsat", window=8).key()
+    # a DiT runs one forward step whatever the mode and sequence say
+    assert Point("dit-xl-2", mode="decode", seq=2048).key() == Point("dit-xl-2", mode="forward", seq=77).key()
 
 
 @pytest.mark.parametrize("change", [dict(batch=8), dict(seq=256), dict(hbm_tbps=8), dict(cores=736),
