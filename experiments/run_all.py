@@ -79,6 +79,15 @@ def run_phase(name: str, points: list, out: Path, args: argparse.Namespace, opts
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from elk.errors import ElkError
+    try:
+        return evaluate(argv)
+    except ElkError as exc:  # a bad option (e.g. an unknown exact design) or an unusable output folder
+        print(f"run_all: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def evaluate(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)
     parser.add_argument("--figures", default="all", help="comma-separated subset, e.g. fig17,fig19 (default all)")

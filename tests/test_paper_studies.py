@@ -258,6 +258,12 @@ def test_run_all_smoke_subset_writes_report(tmp_path, capsys):
     assert (out / "fig17.csv").read_text() == before
 
 
+def test_run_all_rejects_a_bad_option_before_running(tmp_path, capsys):
+    assert run_all(["--out", str(tmp_path), "--smoke", "--exact", "--exact-designs", "nope"]) == 2
+    assert "unknown design 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+
+
 def test_figure_script_runs_alone(tmp_path):
     fig17 = importlib.import_module("paper.fig17_latency")
     assert fig17.main(["--out", str(tmp_path), "--smoke", "--workers", "1", "--no-progress"]) == 0

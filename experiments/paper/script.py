@@ -8,11 +8,14 @@ PNG, PDF and CSV go to ``DIR``.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import pandas as pd
+
+from elk.errors import ElkError
 
 from . import style
 from .spec import FigureSpec, Options, figure_rows, unique, write_table
@@ -96,9 +99,13 @@ def main_for(spec: FigureSpec) -> Callable[[Sequence[str] | None], int]:
         parser = argparse.ArgumentParser(description=spec.title)
         add_arguments(parser)
         args = parser.parse_args(argv)
-        opts = options(args)
-        frame = run_points([spec], args.out, opts, workers=args.workers, address=args.address,
-                           progress=not args.no_progress)
+        try:
+            opts = options(args)
+            frame = run_points([spec], args.out, opts, workers=args.workers, address=args.address,
+                               progress=not args.no_progress)
+        except ElkError as exc:
+            print(f"{spec.name}: error: {exc}", file=sys.stderr)
+            return 2
         r = render(spec, frame, args.out, opts)
         print(f"{spec.title}\n{r.summary.to_string() if not r.summary.empty else '(no results)'}")
         print(f"wrote {r.png}, {r.pdf}, {r.csv}")
