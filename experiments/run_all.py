@@ -75,6 +75,7 @@ def run_phase(name: str, points: list, out: Path, args: argparse.Namespace, opts
     return frame, Phase(name=name, points=len(points), ran=ran, wall_seconds=mon.usage.wall_seconds,
                         memory=memory, peak_tree_bytes=mon.usage.peak_tree_bytes,
                         point_seconds=float(fresh["point_seconds"].fillna(0).sum()),
+                        cpu_seconds=float(fresh["cpu_seconds"].fillna(0).sum()) if "cpu_seconds" in fresh else 0.0,
                         table_tasks=len(tables), table_seconds=float(sum(t[1] for t in tables)))
 
 

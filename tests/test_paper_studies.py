@@ -19,7 +19,7 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 sys.path.insert(0, str(EXPERIMENTS))
 
 from paper import FIGURES  # noqa: E402
-from paper.report import exact_gaps, md_table, pct_of_ideal, speedups  # noqa: E402
+from paper.report import Phase, RunInfo, exact_gaps, md_table, pct_of_ideal, speedups, write_report  # noqa: E402
 from paper.script import render  # noqa: E402
 from paper.spec import Options, unique  # noqa: E402
 
@@ -198,6 +198,21 @@ def test_failed_points_are_not_plotted(full_frame, tmp_path):
 def test_a_figure_without_results_still_renders(tmp_path):
     r = render(spec("fig22"), pd.DataFrame(), tmp_path, FULL)
     assert r.png.read_bytes()[:8] == PNG_MAGIC and r.table.empty and r.summary.empty
+
+
+def test_report_of_a_full_run(full_frame, tmp_path):
+    frame, opts = full_frame
+    rendered = [render(spec("fig17"), frame, tmp_path, opts)]
+    exact = [p.key() for s in SPECS.values() for p in s.exact_points(opts)]
+    info = RunInfo(command="python experiments/run_all.py --out X --exact", level="full", exact=True,
+                   phases=[Phase("heuristic designs", 264, 264, 3000.0, "1 GiB", peak_tree_bytes=2 ** 30)])
+    text = write_report(tmp_path, frame, rendered, info, exact).read_text()
+    assert "50.0 min (met), 1.00 GiB (met)" in text
+    assert "![fig17](fig17.png)" in text
+    # synthetic CP-SAT is 1.07/1.08 of ELK-Full's latency at every exact configuration
+    assert "**CP-SAT** (warm-started from ELK-Full in the same run) at 16 configurations: faster than ELK-Full at 16" \
+        in text
+    assert "| Basic | 62.5 |" in text  # 100 / 1.6, from the frame
 
 
 def test_headline_numbers():
