@@ -29,7 +29,7 @@ import pandas as pd  # noqa: E402
 
 from paper import FIGURES  # noqa: E402
 from paper.monitor import Monitor  # noqa: E402
-from paper.report import Phase, RunInfo, write_report  # noqa: E402
+from paper.report import Phase, RunInfo, log_run, write_report  # noqa: E402
 from paper.script import RESULTS, add_arguments, options, render  # noqa: E402
 from paper.spec import FigureSpec, Options, unique  # noqa: E402
 
@@ -118,6 +118,7 @@ def evaluate(argv: Sequence[str] | None = None) -> int:
                        for module, s in zip(FIGURES, load_specs()) if s.name in {r.spec.name for r in rendered}]
     info = RunInfo(command=command, level=opts.level, exact=opts.exact, phases=phases,
                    figure_commands=figure_commands, total_seconds=time.perf_counter() - started)
+    info.history = log_run(out, info)
     path = write_report(out, frame, rendered, info, exact_keys=[p.key() for p in exact])
     for ph in phases:
         print(f"{ph.name}: {ph.points} points ({ph.ran} run now) in {ph.wall_seconds:.1f} s; {ph.memory}")

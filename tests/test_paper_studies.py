@@ -271,6 +271,8 @@ def test_run_all_smoke_subset_writes_report(tmp_path, capsys):
                     "--no-progress"]) == 0
     assert "0 run now" in capsys.readouterr().out
     assert (out / "fig17.csv").read_text() == before
+    report = (out / "report.md").read_text()
+    assert "Every invocation into this folder" in report and "| 2 of 2 |" in report and "| 0 of 2 |" in report
 
 
 def test_run_all_rejects_a_bad_option_before_running(tmp_path, capsys):
