@@ -256,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from elk.sweep_cli import add_sweep_parser  # design-space sweeps on the study runner (elk/study.py)
     add_sweep_parser(sub)
+
+    from elk.alloc_cli import add_alloc_parser  # on-chip memory allocation of a buffer CSV (elk/alloc_cli.py)
+    add_alloc_parser(sub)
     return parser
 
 

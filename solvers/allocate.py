@@ -4,8 +4,13 @@ Three allocators answer the same two questions, "place everything within
 capacity C" and "place everything with the least peak (within C if given)":
 
 * ``heuristic``: greedy best/first fit over several orders (solvers.alloc_heuristic);
-* ``cpsat``: CP-SAT (formulations.alloc_cpsat, driven by solvers.alloc_exact);
-* ``milp``: a MILP through PuLP with HiGHS or CBC (formulations.alloc_milp).
+* ``search``: elk's canonical branch-and-bound (solvers.alloc_search), exact;
+* ``cpsat``: CP-SAT (formulations.alloc_cpsat), exact;
+* ``milp``: a MILP through PuLP with HiGHS or CBC (formulations.alloc_milp), exact;
+* ``portfolio``: the search and CP-SAT side by side on two cores, first answer wins.
+
+The exact ones share solvers.alloc_exact: common factor, stacking and
+independent pieces first, the greedy placement as hint and fallback.
 
 What every allocator shares lives here: settings checks, the instant
 infeasibility proofs (the max-load bound above the capacity, two fixed
@@ -24,7 +29,7 @@ from elk.allocation import AllocationProblem, AllocationResult, first_overlap, l
 from elk.errors import SolverConfigError
 from solvers.alloc_heuristic import heuristic
 
-ALLOC_SOLVERS = ("heuristic", "cpsat", "milp")
+ALLOC_SOLVERS = ("heuristic", "search", "cpsat", "milp", "portfolio")
 MILP_BACKENDS = ("highs", "cbc")
 
 
@@ -84,13 +89,15 @@ def allocate(problem: AllocationProblem, *, solver: str = "heuristic", capacity:
     common = dict(lower_bound=bound, capacity=cap, time_limit=float(time_limit), seed=seed)
     proof = infeasibility_proof(problem, cap)
     if proof is not None:
-        return AllocationResult(None, None, status="infeasible", solver=solver, seconds=time.perf_counter() - started,
+        return AllocationResult(None, None, status="infeasible", solver=solver, solver_version=_version(solver, backend),
+                                seconds=time.perf_counter() - started,
                                 message=f"infeasible: {proof}", workers=1 if solver == "heuristic" else workers,
                                 **common)
     if problem.n == 0 or not (problem.size > 0).any():
         offsets = np.where(problem.fixed_offset >= 0, problem.fixed_offset, 0).astype(np.int64)
         return _checked(problem, cap, AllocationResult(offsets, _peak(problem, offsets), status="optimal",
-                                                       solver=solver, seconds=time.perf_counter() - started,
+                                                       solver=solver, solver_version=_version(solver, backend),
+                                                       seconds=time.perf_counter() - started,
                                                        proven_bound=bound, message="nothing to place", **common))
     if solver == "heuristic":
         result = run_heuristic(problem, cap, minimize, time_limit, bound)
@@ -102,6 +109,13 @@ def allocate(problem: AllocationProblem, *, solver: str = "heuristic", capacity:
     result.seconds = time.perf_counter() - started
     result.capacity, result.time_limit, result.seed = cap, float(time_limit), seed
     return _checked(problem, cap, result)
+
+
+def _version(solver: str, backend: str) -> str:
+    if solver == "heuristic":
+        return "elk greedy"
+    from solvers.alloc_exact import solver_version
+    return solver_version(solver, backend)
 
 
 def run_heuristic(problem: AllocationProblem, cap: int | None, minimize: bool, time_limit: float,

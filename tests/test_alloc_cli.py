@@ -1,0 +1,73 @@
+"""``elk alloc``: output, files written, exit codes, one-line errors."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from alloc_cases import DATA
+from elk.allocation import read_placement, validate
+from elk.cli import main
+
+
+def test_alloc_minimise_writes_csv_png_json(tmp_path, capsys):
+    out, png, js = tmp_path / "solved.csv", tmp_path / "p.png", tmp_path / "r.json"
+    code = main(["alloc", str(DATA / "worked.csv"), "--out", str(out), "--png", str(png), "--json", str(js)])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "no capacity: minimising the peak" in text
+    assert "status       optimal" in text and "peak         8 (1.000x the lower bound)" in text
+    assert "lower bound  8 (max load)" in text and "time " in text
+    problem, offsets = read_placement(out)
+    validate(problem, offsets)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads(js.read_text())
+    assert report["status"] == "optimal" and report["peak"] == 8 and report["buffers"] == 4
+
+
+def test_alloc_capacity_from_the_file_name(capsys):
+    code = main(["alloc", str(DATA / "tight.8.csv")])
+    assert code == 0
+    assert "capacity 8 (from the file name)" in capsys.readouterr().out
+
+
+def test_alloc_infeasible_capacity_exits_1(capsys):
+    code = main(["alloc", str(DATA / "worked.csv"), "--capacity", "7", "--out", "x.csv"])
+    text = capsys.readouterr().out
+    assert code == 1
+    assert "status       infeasible" in text and "no placement to write" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--capacity", "4"], "buffer 'y' of size 5 does not fit in capacity 4"),
+    (["--time-limit", "0"], "time limit must be a positive number"),
+    (["--workers", "0"], "workers must be a positive integer"),
+])
+def test_alloc_user_mistakes_are_one_line_exit_2(capsys, argv, message):
+    code = main(["alloc", str(DATA / "worked.csv"), *argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("elk: error: ") and message in err and err.count("\n") == 1
+
+
+def test_alloc_bad_csv_names_the_row(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,lower,upper,size\na,0,3,4\nb,5,2,1\n")
+    assert main(["alloc", str(bad)]) == 2
+    assert "line 3 (id 'b'): upper 2 <= lower 5" in capsys.readouterr().err
+
+
+def test_alloc_baseline_offsets(tmp_path, capsys):
+    f = tmp_path / "base.csv"
+    f.write_text("id,lower,upper,size,offset\na,0,2,4,0\nb,1,3,4,8\nc,2,4,4,0\n")
+    assert main(["alloc", str(f), "--offsets", "baseline"]) == 0
+    text = capsys.readouterr().out
+    assert "baseline     12 (the file's own offsets, 1.500x)" in text and "peak         8" in text
+
+
+@pytest.mark.solver
+def test_alloc_with_an_exact_solver(capsys):
+    code = main(["alloc", str(DATA / "mixed.96.csv"), "--minimize", "--solver", "cpsat", "--time-limit", "10",
+                 "--workers", "1"])
+    text = capsys.readouterr().out
+    assert code == 0 and "cpsat (ortools 9.15" in text and "status       optimal" in text

@@ -1,0 +1,177 @@
+"""Exact allocators (canonical search, CP-SAT, MILP, portfolio), the shrinking before them, and their answers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from alloc_cases import DATA, SHARED, perfect_packing, random_problem
+from elk.allocation import AllocationProblem, capacity_from_name, max_load_lower_bound, read_csv, validate
+from solvers.alloc_decompose import common_factor, components, decompose, subproblem
+from solvers.alloc_search import canonical_search, maximal_sections
+from solvers.allocate import allocate
+
+EXACT = ("search", "cpsat", "milp", "portfolio")
+
+
+def test_maximal_sections_are_the_maximal_cliques():
+    # a [0,4) b [2,6) c [4,8): live sets {a}, {a,b}, {b,c}... maximal: {a,b} on [2,4), {b,c} on [4,6)
+    t0, t1 = maximal_sections(np.array([0, 2, 4]), np.array([4, 6, 8]))
+    assert t0.tolist() == [2, 4] and t1.tolist() == [4, 6]
+
+
+def test_common_factor_and_components():
+    p = AllocationProblem.from_arrays([0, 0, 5], [3, 4, 9], [1024, 3072, 2048])
+    assert common_factor(p) == 1024
+    parts = components(p.lower, p.upper, np.arange(3))
+    assert [c.tolist() for c in parts] == [[0, 1], [2]]
+    q = AllocationProblem.from_arrays([0], [1], [6], alignment=[4])
+    assert common_factor(q) == 2
+
+
+def test_decompose_stacks_buffers_that_meet_all_others():
+    # L meets everyone; without it the rest splits into two chains (no buffer of a chain meets all of it)
+    lower = [0, 0, 1, 2, 3, 5, 6, 7, 8]
+    upper = [10, 2, 3, 4, 5, 7, 8, 9, 10]
+    p = AllocationProblem.from_arrays(lower, upper, [5, 1, 2, 1, 2, 3, 1, 3, 1], ids="Labcdefgh")
+    dec = decompose(p)
+    assert dec.stacked == [0] and dec.stacked_offsets == [0]
+    assert sorted(piece.buffers.tolist() for piece in dec.pieces) == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    assert all(piece.base == 5 for piece in dec.pieces)
+    offsets = dec.assemble(p.n, [np.zeros(len(piece.buffers), np.int64) for piece in dec.pieces])
+    assert offsets[0] == 0 and (offsets[1:] == 5).all()
+    sub = subproblem(p, dec.pieces[0], g=1)
+    assert sub.n == 4 and sub.ids in (tuple("abcd"), tuple("efgh"))
+    # a pair that meets each other is stacked whole
+    pair = AllocationProblem.from_arrays([0, 1], [2, 3], [4, 2])
+    dec = decompose(pair)
+    assert dec.pieces == [] and dec.stacked == [0, 1] and dec.stacked_offsets == [0, 4]
+
+
+def test_decompose_leaves_fixed_and_aligned_buffers_in_place():
+    p = AllocationProblem.from_arrays([0, 0, 1], [10, 3, 4], [5, 1, 2], fixed_offset=[3, -1, -1])
+    dec = decompose(p)
+    assert dec.stacked == [] and len(dec.pieces) == 1
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_search_places_perfect_packings(seed):
+    p, _ = perfect_packing(40, seed)
+    out = canonical_search(p.lower, p.upper, p.size, p.alignment, 64, 10.0)
+    assert out.status == "found"
+    validate(p, out.offsets, 64)
+
+
+def test_search_proves_infeasible_with_alignment():
+    # three buffers live together, size 1 each, offsets must be multiples of 2: only 0 and 2 fit under 4
+    p = AllocationProblem.from_arrays([0, 0, 0], [2, 2, 2], [1, 1, 1], alignment=[2, 2, 2])
+    assert max_load_lower_bound(p) == 3
+    out = canonical_search(p.lower, p.upper, p.size, p.alignment, 4, 5.0)
+    assert out.status == "infeasible"
+    out = canonical_search(p.lower, p.upper, p.size, p.alignment, 5, 5.0)
+    assert out.status == "found" and sorted(out.offsets.tolist()) == [0, 2, 4]
+
+
+@pytest.mark.solver
+@pytest.mark.parametrize("solver", EXACT)
+def test_exact_solvers_reach_capacity_where_greedy_fails(solver):
+    for seed in range(30):
+        p, _ = perfect_packing(30, seed)
+        if allocate(p).status == "unknown":
+            break
+    else:
+        pytest.fail("no perfect packing that greedy misses")
+    r = allocate(p, solver=solver, time_limit=20)
+    assert r.status in ("optimal", "feasible") and r.peak <= 64
+    validate(p, r.offsets, 64)
+    assert r.solver == solver and r.solver_version and r.workers == 2 and r.seed == 0
+    assert r.params["gcd"] == 1
+
+
+@pytest.mark.solver
+@pytest.mark.parametrize("solver", EXACT)
+def test_exact_minimise_proves_the_optimum(solver):
+    p = random_problem(40, 5)
+    r = allocate(p, solver=solver, minimize=True, time_limit=20)
+    validate(p, r.offsets)
+    assert r.status == "optimal" and r.peak == r.proven_bound >= r.lower_bound
+
+
+@pytest.mark.solver
+@pytest.mark.parametrize("solver", ("cpsat", "milp"))
+def test_fixed_and_aligned_buffers(solver):
+    p = read_csv(DATA / "mixed.96.csv", capacity=96)
+    r = allocate(p, solver=solver, minimize=True, time_limit=20)
+    validate(p, r.offsets, 96)
+    assert r.offsets[0] == 0 and r.status == "optimal" and r.peak == 68
+
+
+@pytest.mark.solver
+@pytest.mark.parametrize("solver", ("search", "cpsat", "milp", "portfolio"))
+def test_infeasible_capacity_is_proven(solver):
+    p = AllocationProblem.from_arrays([0, 0, 0, 3], [2, 2, 2, 5], [1, 1, 1, 4], alignment=[2, 2, 2, 1])
+    r = allocate(p, solver=solver, capacity=4, time_limit=20)
+    assert r.status == "infeasible" and r.offsets is None and "infeasible" in r.message
+
+
+@pytest.mark.solver
+def test_fixed_buffers_make_an_infeasible_middle():
+    # P fixed low, Q fixed high: R must avoid both, and no address is left for it
+    p = AllocationProblem.from_arrays([0, 2, 1], [2, 4, 3], [2, 2, 1], ids="PQR", fixed_offset=[0, 1, -1])
+    for solver in ("cpsat", "milp"):
+        r = allocate(p, solver=solver, capacity=3, time_limit=10)
+        assert r.status == "infeasible", solver
+
+
+@pytest.mark.solver
+def test_timeout_keeps_the_best_valid_placement_and_the_bound():
+    p = random_problem(400, 9, horizon=60, max_size=300)
+    r = allocate(p, solver="cpsat", minimize=True, time_limit=0.3, workers=1)
+    validate(p, r.offsets)
+    assert r.status in ("feasible", "optimal")
+    assert r.proven_bound is not None and r.lower_bound <= r.proven_bound <= r.peak
+    if r.status == "feasible":
+        assert r.proven_bound < r.peak
+
+
+@pytest.mark.solver
+def test_timeout_at_a_capacity_is_unknown_not_a_bad_placement():
+    p, _ = perfect_packing(120, 3, horizon=200, capacity=256)
+    r = allocate(p, solver="milp", time_limit=0.5, workers=1)
+    if r.offsets is None:
+        assert r.status == "unknown" and "time limit" in r.message
+    else:
+        validate(p, r.offsets, 256)
+
+
+@pytest.mark.solver
+def test_solver_params_are_checked_and_recorded():
+    from elk.errors import SolverConfigError
+    p = random_problem(30, 2)
+    with pytest.raises(SolverConfigError, match="unknown CP-SAT parameter"):
+        allocate(p, solver="cpsat", minimize=True, params={"no_such_knob": 1})
+    r = allocate(p, solver="cpsat", minimize=True, params={"linearization_level": 0}, seed=3, workers=1)
+    assert r.params["linearization_level"] == 0 and r.seed == 3 and r.workers == 1
+    assert r.solver_version.startswith("ortools 9.15")
+
+
+@pytest.mark.solver
+@pytest.mark.skipif(not (SHARED / "minimalloc").is_dir(), reason="no ../shared/benchmarks/minimalloc in this clone")
+def test_minimalloc_instance_c_within_capacity():
+    path = SHARED / "minimalloc" / "challenging" / "C.1048576.csv"
+    p = read_csv(path, capacity=capacity_from_name(path))
+    r = allocate(p, solver="search", time_limit=30)
+    validate(p, r.offsets, 1_048_576)
+    assert r.params["gcd"] == 1024
+
+
+@pytest.mark.slow
+@pytest.mark.solver
+@pytest.mark.skipif(not (SHARED / "minimalloc").is_dir(), reason="no ../shared/benchmarks/minimalloc in this clone")
+@pytest.mark.parametrize("name", "ABCDEFGHIJK")
+def test_minimalloc_challenging(name):
+    path = SHARED / "minimalloc" / "challenging" / f"{name}.1048576.csv"
+    p = read_csv(path, capacity=capacity_from_name(path))
+    r = allocate(p, solver="portfolio", time_limit=60)
+    if r.offsets is not None:
+        validate(p, r.offsets, 1_048_576)
+    assert r.status in ("optimal", "feasible"), r.message
