@@ -299,14 +299,18 @@ def run_dask(points: list[Point], address: str, workers: int | None, on_record: 
             for p in pts:
                 fut = client.submit(execute_point, p, 1, after, key=f"elk-point-{p.key()}", pure=False)
                 futures[fut] = p
+        lost: list[str] = []
         for fut in as_completed(list(futures)):
             p = futures[fut]
             try:
                 record = fut.result()
-            except Exception as exc:  # the worker died or the task was lost: do not store, rerun redoes it
-                raise StudyError(f"Dask lost point {p.label()}: {type(exc).__name__}: {exc} "
-                                 "(finished points are stored; rerun to resume)") from None
+            except Exception as exc:  # its worker died (again and again): nothing to store, a rerun redoes it
+                lost.append(f"{p.label()} ({type(exc).__name__}: {exc})")
+                continue
             on_record(p, record)
+        if lost:
+            raise StudyError(f"Dask lost {len(lost)} point(s): " + "; ".join(lost)
+                             + " (every other point is stored; rerun to redo these)")
     finally:
         client.close()
         if cluster is not None:

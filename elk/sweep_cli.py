@@ -118,7 +118,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(sweep_table(df, varied))
     written = write_frame(df, _out_path(args.out))
     print(f"\n{len(study.points)} points ({df.attrs['study']['ran']} run now, {df.attrs['study']['skipped']} "
-          f"already done); wrote {written}")
+          f"already done); wrote {written}\n(every stored point: elk.study.load_results({str(args.out)!r}))")
     return 0 if (df["status"] == "ok").all() else 1
 
 
