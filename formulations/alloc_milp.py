@@ -45,6 +45,21 @@ class MilpAlloc:
         self.peak.setInitialValue(int((offsets + size).max(initial=0)))
 
 
+def overlapping(problem: AllocationProblem) -> list[tuple[int, int]]:
+    """Pairs (i < j) of non-empty buffers live at the same time, from a sweep over starts (no n x n matrix)."""
+    order = np.lexsort((np.arange(problem.n), problem.lower))
+    starts = problem.lower[order]
+    out = []
+    for pos, i in enumerate(order.tolist()):
+        if problem.size[i] == 0:
+            continue
+        stop = int(np.searchsorted(starts, problem.upper[i], "left"))
+        for j in order[pos + 1:stop].tolist():
+            if problem.size[j] > 0:
+                out.append((min(i, j), max(i, j)))
+    return sorted(out)
+
+
 def build_milp(problem: AllocationProblem, capacity: int, *, lower_bound: int = 0, minimize: bool = True,
                upper_bound: int | None = None) -> MilpAlloc:
     lp = pulp.LpProblem("allocation", pulp.LpMinimize)
@@ -70,12 +85,9 @@ def build_milp(problem: AllocationProblem, capacity: int, *, lower_bound: int = 
     for clique in cliques(problem):
         lp += pulp.lpSum(size[i] for i in clique.tolist()) <= peak
     lower, upper = problem.lower, problem.upper
-    live = (lower[:, None] < upper[None, :]) & (lower[None, :] < upper[:, None]) \
-        & (problem.size[:, None] > 0) & (problem.size[None, :] > 0)
     pairs = []
     big = capacity
-    for i, j in zip(*np.nonzero(np.triu(live, 1))):
-        i, j = int(i), int(j)
+    for i, j in overlapping(problem):
         if fixed[i] >= 0 and fixed[j] >= 0:
             continue  # both fixed: checked before any model is built
         same = fixed[i] < 0 and fixed[j] < 0 and (lower[i], upper[i], size[i], align[i]) == \

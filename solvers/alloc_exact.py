@@ -136,9 +136,10 @@ def _assemble(problem: AllocationProblem, dec: Decomposition, g: int, outcomes: 
                                 **common)
     missing = [k for k, o in enumerate(outcomes) if o.offsets is None]
     if missing:
+        notes = sorted({outcomes[k].note for k in missing if outcomes[k].note})
         return AllocationResult(None, None, bound, "unknown", proven_bound=None,
                                 message=f"{len(missing)} of {len(outcomes)} pieces not placed within the capacity "
-                                        "in the time limit", **common)
+                                        "in the time limit" + (f" ({notes[0]})" if notes else ""), **common)
     offsets = dec.assemble(problem.n, [o.offsets * g for o in outcomes])
     peak = int((offsets + problem.size).max(initial=0))
     proven = bound
@@ -217,7 +218,9 @@ def _cpsat_piece(sub, cap, lb, minimize, upper, hint, budget, workers, seed, par
     from formulations.alloc_cpsat import build_cpsat
     from solvers.solver_options import apply_cpsat_params
 
-    members = sum(len(c) for c in _cliques(sub))
+    from formulations.alloc_cpsat import clique_sizes
+
+    members = int(clique_sizes(sub).sum())
     if members > CPSAT_MAX_MEMBERS:
         return PieceOutcome("skipped", None, note=f"CP-SAT model too large ({members:,} clique members)")
     built = build_cpsat(sub, cap, lower_bound=lb, minimize=minimize, upper_bound=upper)
@@ -325,8 +328,7 @@ def _milp_piece(sub, cap, lb, minimize, upper, hint, budget, workers, seed, back
     from formulations.alloc_milp import build_milp
     from solvers.exact_backends import WarmHiGHS, milp_bound
 
-    live = (sub.lower[:, None] < sub.upper[None, :]) & (sub.lower[None, :] < sub.upper[:, None])
-    pairs = int((live.sum() - sub.n) // 2)
+    pairs = overlapping_pairs(sub)
     if pairs > MILP_MAX_PAIRS:
         return PieceOutcome("skipped", None, note=f"MILP too large ({pairs:,} buffer pairs)")
     built = build_milp(sub, cap, lower_bound=lb, minimize=minimize, upper_bound=upper)
@@ -363,9 +365,12 @@ def _milp_piece(sub, cap, lb, minimize, upper, hint, budget, workers, seed, back
     return PieceOutcome("timeout", None, bound=max(int(bound) if bound is not None else lb, lb))
 
 
-def _cliques(sub: AllocationProblem):
-    from formulations.alloc_cpsat import cliques
-    return cliques(sub)
+def overlapping_pairs(problem: AllocationProblem) -> int:
+    """Pairs of buffers live at the same time, counted without building them (each by its later start)."""
+    starts = np.sort(problem.lower)
+    later = np.searchsorted(starts, problem.upper, "left") - np.searchsorted(starts, problem.lower, "right")
+    ties = np.searchsorted(starts, problem.lower, "right") - np.searchsorted(starts, problem.lower, "left") - 1
+    return int(later.sum() + ties.sum() // 2)
 
 
 __all__ = ["solve_exact", "solver_version", "SEARCH_MAX_BUFFERS"]

@@ -110,6 +110,7 @@ class _Search:
             seen[key] = i
         self.twin = twin
         self.has_twin = twin >= 0
+        self.any_twin = bool(self.has_twin.any())
         self.twin_ix = np.maximum(twin, 0)
         self.idx = np.arange(n)
         life = (upper - lower).astype(float)
@@ -177,27 +178,26 @@ class _Search:
         C, sz, placed = self.C, self.size, self.placed
         U = ~placed
         top = pos + sz
-        if (top <= L)[U].any():
-            return False  # an unplaced buffer fits wholly below the level: not canonical
         ready = (pos >= L) & (pos >= apos)
         lb = np.where(ready, pos, np.maximum(L + 1, apos))
-        if (lb + sz > C)[U].any():
+        # an unplaced buffer that fits wholly below the level (not canonical), or cannot fit at all
+        if (U & ((top <= L) | (lb + sz > C))).any():
             return False
-        efl = np.maximum(np.maximum(floor, art), L)
+        efl = np.maximum(floor, art)
+        np.maximum(efl, L, out=efl)
+        slack = C - efl - R  # floors never exceed C, so only sections with unplaced buffers can go negative
+        if (slack < 0).any():
+            return False
         live = R > 0
-        slack = C - efl - R
-        if (slack[live] < 0).any():
-            return False
         lowest = np.minimum.reduceat(np.where(U, lb, _BIG)[self.pair_b], self.sec_start)
         if ((lowest + R > C) & live).any():
             return False
-        tops = np.where(U, top, _BIG)
-        a = int(np.argmin(tops))
-        m1 = int(tops[a])
-        tops[a] = _BIG
-        m2 = int(tops.min())
-        limit = np.where(self.idx == a, m2, m1)
-        cand = U & ready & (pos < limit) & (~self.has_twin | placed[self.twin_ix])
+        # dominance: b may go next only below every other unplaced buffer's top (else that one could drop
+        # beneath b); the buffer with the lowest top itself always passes (its rest is below its own top)
+        lowest_top = int(np.where(U, top, _BIG).min())
+        cand = U & ready & (pos < lowest_top)
+        if self.any_twin:
+            cand &= ~self.has_twin | placed[self.twin_ix]
         if not cand.any():
             return False
         f = int(pos[cand].min())
@@ -245,6 +245,16 @@ def _luby(i: int) -> int:
 
 
 def _solve_one(lower, upper, size, alignment, capacity, time_limit, seed, first_order) -> SearchOutcome:
+    size = np.asarray(size, np.int64)
+    if (size == 0).any():  # nothing to place for empty buffers: offset 0, search the rest
+        keep = np.flatnonzero(size > 0)
+        out = _solve_one(np.asarray(lower)[keep], np.asarray(upper)[keep], size[keep], np.asarray(alignment)[keep],
+                         capacity, time_limit, seed, first_order)
+        if out.offsets is not None:
+            full = np.zeros(len(size), np.int64)
+            full[keep] = out.offsets
+            out.offsets = full
+        return out
     if sys.getrecursionlimit() < 4 * len(size) + 1000:
         sys.setrecursionlimit(4 * len(size) + 1000)
     s = _Search(np.asarray(lower, np.int64), np.asarray(upper, np.int64), np.asarray(size, np.int64),

@@ -71,3 +71,15 @@ def test_alloc_with_an_exact_solver(capsys):
                  "--workers", "1"])
     text = capsys.readouterr().out
     assert code == 0 and "cpsat (ortools 9.15" in text and "status       optimal" in text
+
+
+def test_bench_alloc_runs_on_the_fixtures(capsys):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "experiments" / "bench_alloc.py"
+    spec = importlib.util.spec_from_file_location("bench_alloc", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main([str(DATA), "--solvers", "heuristic", "--time-limit", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "worked" in out and "tight.8" in out and "placed: heuristic 3/3" in out
