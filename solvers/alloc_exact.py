@@ -70,8 +70,11 @@ def solve_exact(problem: AllocationProblem, *, solver: str, capacity: int | None
     subs = [subproblem(problem, piece, g) for piece in dec.pieces]
     caps = [None if capacity is None else (capacity - piece.base) // g for piece in dec.pieces]
     lbs = [problem_lower_bound(sub) for sub in subs]
+    # greedy passes cost milliseconds on pieces an exact solver can take and seconds on the 60,000-buffer
+    # ones it cannot (where the greedy placement is the answer): a share of the limit in proportion to size
+    total_n = max(sum(sub.n for sub in subs), 1)
     greedy = [heuristic(sub, capacity=cap, stop_at=lb if (minimize or cap is None) else cap,
-                        time_budget=max(0.05, 0.1 * time_limit / max(n_pieces, 1)))
+                        time_budget=max(0.05, 0.9 * time_limit * sub.n / total_n))
               for sub, cap, lb in zip(subs, caps, lbs)]
     outcomes: list[PieceOutcome] = []
     for h, cap, lb in zip(greedy, caps, lbs):

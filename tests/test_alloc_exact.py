@@ -175,3 +175,14 @@ def test_minimalloc_challenging(name):
     if r.offsets is not None:
         validate(p, r.offsets, 1_048_576)
     assert r.status in ("optimal", "feasible"), r.message
+
+
+@pytest.mark.solver
+def test_milp_with_cbc():
+    p = random_problem(40, 5)
+    r = allocate(p, solver="milp", backend="cbc", minimize=True, time_limit=20, workers=1)
+    validate(p, r.offsets)
+    assert r.status == "optimal" and r.solver_version.endswith("CBC (bundled)")
+    q = AllocationProblem.from_arrays([0, 0, 0, 3], [2, 2, 2, 5], [1, 1, 1, 4], alignment=[2, 2, 2, 1])
+    r = allocate(q, solver="milp", backend="cbc", capacity=4, time_limit=20)
+    assert r.status == "infeasible" and "cbc" in r.message
