@@ -1,7 +1,6 @@
 """The greedy allocator and the ``allocate`` entry point with solver="heuristic"."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -118,15 +117,12 @@ def test_empty_and_zero_size_problems():
     assert r.status == "optimal" and r.peak == 0 and r.offsets.tolist() == [0, 0]
 
 
-def test_thousands_of_buffers_take_well_under_a_second():
-    # a compiled schedule per core: a few thousand buffers with short live ranges
+def test_thousands_of_buffers_are_placed_near_the_bound():
+    # a compiled schedule per core: a few thousand buffers with short live ranges (speed: bench_placement.py)
     p = random_problem(3000, 11, horizon=20000, max_size=1 << 16)
-    started = time.perf_counter()
     r = allocate(p)
-    elapsed = time.perf_counter() - started
     validate(p, r.offsets)
     assert r.peak <= 1.1 * r.lower_bound
-    assert elapsed < 3.0  # well under a second unloaded; generous for a shared machine
 
 
 @pytest.mark.skipif(not (SHARED / "idealloc").is_dir(), reason="no ../shared/benchmarks/idealloc in this clone")
