@@ -291,9 +291,13 @@ def _portfolio_piece(sub, cap, lb, minimize, upper, hint, budget, workers, seed,
                         return
             status = found.get("search", ("timeout", None))[0]
             if status == "found" or (status == "infeasible" and not minimize):
-                if "solver" in holder:
-                    holder["solver"].stop_search()
                 found["stop"] = True
+                # CP-SAT ignores a stop request made before its Solve() has started (model still being
+                # built or presolved), so keep asking until the CP-SAT call returns
+                while not done.is_set():
+                    if "solver" in holder:
+                        holder["solver"].stop_search()
+                    done.wait(0.05)
         except Exception:  # the watcher must never take the solve down
             return
 
