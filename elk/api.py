@@ -162,8 +162,8 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
         from elk.zoo import build_program
         program = build_program(model, batch=batch, seq=seq, mode=mode)
     names = parse_designs(designs, DESIGNS)
-    if placement is not None and placement not in ("heuristic", "cpsat", "milp"):
-        raise SolverConfigError(f"unknown placement solver '{placement}' (heuristic, cpsat, milp or None)")
+    if placement is not None and placement not in ("heuristic", "search", "cpsat", "milp", "portfolio"):
+        raise SolverConfigError(f"unknown placement solver '{placement}' (heuristic, search, cpsat, milp, portfolio or None)")
     workload = Workload.build(program, the_chip)
     results: dict[str, DesignResult] = {}
     done: dict[str, Schedule] = {}

@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--milp-solver", choices=("highs", "cbc"), help="MILP backend")
     p.add_argument("--records", help="per-window solve records (.csv, or .parquet with pyarrow); "
                                      "default MODEL-windows[-DESIGN].csv when cpsat/milp run")
-    p.add_argument("--placement", default="heuristic", choices=("heuristic", "cpsat", "milp", "none"),
+    p.add_argument("--placement", default="heuristic", choices=("heuristic", "search", "cpsat", "milp", "portfolio", "none"),
                    help="allocator giving each design's buffers SRAM addresses (none = byte budgets only)")
     p.add_argument("--json", help="write the report as JSON")
     p.add_argument("--trace", help="write a Chrome trace-event JSON (Perfetto)")

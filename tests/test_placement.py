@@ -156,3 +156,16 @@ def test_fragmentation_forces_a_real_repair():
     sim = simulate(w, repaired)
     assert sim.valid and placed.latency_cost_ms >= -1e-9
     assert sim.latency_ms == pytest.approx(simulate(w, sched).latency_ms + placed.latency_cost_ms)
+
+
+@pytest.mark.solver
+def test_an_exact_allocator_places_what_the_heuristic_could_not():
+    """The same 2 KiB schedule: the portfolio (search + CP-SAT) finds addresses within 2,048, so no repair."""
+    chip = MK2.with_overrides(sram_per_core=2048, hbm_bytes_per_s=0.02e12)
+    w = Workload.build(build_program("tiny", batch=8, seq=256), chip)
+    sched = elk_dyn(w)
+    kept, placed = cost_aware_placement("elk-dyn", w, sched, rerun_design("elk-dyn", {}), solver="portfolio",
+                                        time_limit=30)
+    assert placed.status == "placed" and kept is sched and not placed.repairs
+    assert placed.byte_peak <= placed.allocated_peak <= 2048
+    validate(placed.buffer_map.problem, placed.offsets, capacity=2048)
