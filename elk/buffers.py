@@ -81,6 +81,15 @@ def schedule_buffers(workload: Workload, schedule: Schedule, granularity: str = 
     per_row: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
     sizes, ops, kinds, starts, ends = [], [], [], [], []
     has_load = workload.has_load
+
+    def add(op: int, kind: str, tensors: np.ndarray, start: float, end: float) -> None:
+        tensors = tensors[tensors > 0]
+        sizes.append(tensors)
+        ops.append(np.full(len(tensors), op))
+        kinds.append(np.full(len(tensors), kind))
+        starts.append(np.full(len(tensors), start))
+        ends.append(np.full(len(tensors), end))
+
     for i, (table, row) in enumerate(zip(workload.tables, schedule.entry)):
         key = (id(table), int(row))
         if key not in per_row:
@@ -88,19 +97,9 @@ def schedule_buffers(workload: Workload, schedule: Schedule, granularity: str = 
         hot, cold = per_row[key]
         if granularity == "operator":
             hot, cold = hot.sum(keepdims=True), cold.sum(keepdims=True)
-        hot = hot[hot > 0]
-        sizes.append(hot)
-        ops.append(np.full(len(hot), i))
-        kinds.append(np.full(len(hot), "hot"))
-        starts.append(np.full(len(hot), schedule.exec_start[i]))
-        ends.append(np.full(len(hot), schedule.exec_end[i]))
+        add(i, "hot", hot, schedule.exec_start[i], schedule.exec_end[i])
         if has_load[i] and schedule.exec_start[i] > schedule.load_start[i]:
-            cold = cold[cold > 0]
-            sizes.append(cold)
-            ops.append(np.full(len(cold), i))
-            kinds.append(np.full(len(cold), "cold"))
-            starts.append(np.full(len(cold), schedule.load_start[i]))
-            ends.append(np.full(len(cold), schedule.exec_start[i]))
+            add(i, "cold", cold, schedule.load_start[i], schedule.exec_start[i])
     size = np.concatenate(sizes).astype(np.int64)
     start, end = np.concatenate(starts), np.concatenate(ends)
     scale = float(np.abs(np.concatenate([start, end])).max()) if len(start) else 0.0

@@ -18,13 +18,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from elk.api import PAPER_DESIGNS
 from elk.chip import Chip, resolve_chip
 from elk.errors import ElkError
 
 #: Bump when the meaning of a key's inputs changes (not for new elk versions: results record those).
 SCHEMA_VERSION = 1
 
-PAPER = ("basic", "static", "elk-dyn", "elk-full", "ideal")
+PAPER = PAPER_DESIGNS  # "paper" in a grid
 EXACT_DESIGNS = ("cpsat", "milp")
 MILP_SOLVERS = ("highs", "cbc")
 TOPOLOGY_KINDS = ("all-to-all", "mesh")
@@ -237,20 +238,14 @@ def _jsonable_chip(chip: Chip) -> dict:
 
 def _designs(spec: Any) -> tuple[str, ...]:
     """Canonical design tuple, in the registry's order (so ``ideal,basic`` == ``basic,ideal``)."""
+    from elk.api import parse_designs
     from solvers.registry import DESIGNS  # the study runner is a front door, like elk.compile
     if not isinstance(spec, str):
         raise StudyError(f"designs must be a comma-separated string, got {spec!r}")
-    names: list[str] = []
-    for item in (s.strip() for s in spec.split(",")):
-        if not item:
-            continue
-        if item in ("paper", "all"):
-            names.extend(PAPER)
-        elif item in DESIGNS:
-            names.append(item)
-        else:
-            raise StudyError(f"unknown design {item!r} (known: paper, {', '.join(DESIGNS)})")
-    if not names:
-        raise StudyError("no design requested")
+    items = ["all" if s.strip() == "paper" else s.strip() for s in spec.split(",") if s.strip()]
+    try:
+        names = parse_designs(items, DESIGNS)  # the same names and errors as elk.compile
+    except ElkError as err:
+        raise StudyError(str(err).replace("known: all,", "known: paper,")) from None
     order = list(DESIGNS)
-    return tuple(sorted(set(names), key=order.index))
+    return tuple(sorted(names, key=order.index))

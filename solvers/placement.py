@@ -95,7 +95,6 @@ def cost_aware_placement(name: str, workload: Workload, schedule: Schedule, reru
     started = time.perf_counter()
     capacity = int(workload.chip.sram_per_core)
     bufs, res = place_schedule(workload, schedule, solver=solver, time_limit=time_limit, granularity=granularity)
-    original_ms = simulate(workload, schedule).latency_ms
 
     def placement(status: str, sched_bufs, result, budget, cost_ms, repairs) -> Placement:
         return Placement(design=name, status=status, capacity=capacity, buffers=len(sched_bufs.problem),
@@ -106,6 +105,7 @@ def cost_aware_placement(name: str, workload: Workload, schedule: Schedule, reru
 
     if res.offsets is not None and res.peak <= capacity:
         return schedule, placement("placed", bufs, res, capacity, 0.0, [])
+    original_ms = simulate(workload, schedule).latency_ms  # only a repair needs it: its cost is the difference
     repairs: list[dict] = []
     budget = capacity
     best = (schedule, bufs, res)
