@@ -11,6 +11,13 @@ fixed), a fixed-size interval on it, and the peak. Constraints:
   energy) than the 2-D one.
 * **Symmetry.** Buffers identical in (lower, upper, size, alignment) are
   interchangeable: they are ordered by index (i entirely below j).
+* **Search order.** CP-SAT is told to branch on offsets bottom-up: the
+  buffer with the lowest possible offset first (ties: earliest start, then
+  largest), at that lowest offset. This builds the same push-down
+  (canonical) placements the elk search enumerates, with CP-SAT's NoOverlap
+  propagation and clause learning on top. Measured on MiniMalloc's 11
+  challenging instances, one worker, 60 s: without it 8 are placed (D, I
+  and J are not), with it all 11 (I in 5 s; the slowest, K, in 24 s).
 * **Peak.** peak >= offset + size for every buffer; peak <= capacity; the
   objective (when minimising) is the peak, bounded below by the max-load
   bound, which is also stated per clique (sum of sizes <= peak) so the LP
@@ -105,6 +112,9 @@ def build_cpsat(problem: AllocationProblem, capacity: int, *, lower_bound: int =
         if key in seen:
             m.add(offset[seen[key]] + size[i] <= offset[i])
         seen[key] = i
+    free = [i for i in np.lexsort((-problem.size, problem.lower)).tolist() if steps[i] is not None]
+    if free:
+        m.add_decision_strategy([steps[i] for i in free], cp_model.CHOOSE_LOWEST_MIN, cp_model.SELECT_MIN_VALUE)
     if minimize:
         m.minimize(peak)
     built = CpsatAlloc(m, offset, peak, steps)
