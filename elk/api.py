@@ -175,9 +175,10 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
         if name in names:
             placed = None
             if placement is not None and schedule.relaxation.strict:
-                from solvers.placement import cost_aware_placement, rerun_design
+                from solvers.placement import cost_aware_placement, repair_reruns
                 options = {k: v for k, v in (design_options or {}).get(name, {}).items() if k != "records"}
-                schedule, placed = cost_aware_placement(name, workload, schedule, rerun_design(name, options),
+                quick, whole = repair_reruns(name, options, schedule)
+                schedule, placed = cost_aware_placement(name, workload, schedule, quick, refine=whole,
                                                         solver=placement, time_limit=placement_time_limit)
                 spent += placed.seconds
             results[name] = DesignResult(name, schedule, simulate(workload, schedule), spent, placed)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Callable
 
 import numpy as np
 
@@ -125,10 +126,8 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
     configs = [(perm, mode, pen) for perm in perms for mode in modes for pen in penalties]
 
     def run(w: Workload, perm, mode, pen) -> Schedule | None:
-        order = load_order(w.program, groups, perm) if perm else None
         try:
-            return backward_pass(w, choosers(w, pen), PassConfig(theta=theta, noc_mode=mode), design="elk-full",
-                                 load_order=order, max_depth=preload_depth(w))
+            return _full_pass(w, groups, perm, mode, choosers(w, pen), theta)
         except ScheduleError:
             return None
 
@@ -171,8 +170,7 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
         passes += 1
         if sched is not None and span(sched, workload.has_load) < best_span - 1e-6:
             best, best_span, best_cfg = sched, span(sched, workload.has_load), cfg
-    result = Schedule("elk-full", best.entry, best.exec_start, best.exec_end, best.load_start, best.load_end,
-                      best.relaxation, {"theta": best.info.get("theta"), "noc_mode": best.info.get("noc_mode")})
+    result = _as_full(best)
     result.info.update(
         compile_seconds=time.perf_counter() - started, order_space=space, orders=len(perms),
         configs_screened=screened, screen_layers=screen_layers,
@@ -180,6 +178,73 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
         best=("elk-dyn" if best_cfg is None else
               {"order": list(best_cfg[0]), "noc_mode": best_cfg[1], "noc_penalty": best_cfg[2]}))
     return result
+
+
+def _full_pass(w: Workload, groups, perm: tuple[int, ...], mode: str, chooser: CostAware, theta: float) -> Schedule:
+    """One ELK-Full pass: ELK-Dyn's scheduler with the layer groups' loads in order ``perm``."""
+    order = load_order(w.program, groups, perm) if perm else None
+    return backward_pass(w, chooser, PassConfig(theta=theta, noc_mode=mode), design="elk-full", load_order=order,
+                         max_depth=preload_depth(w))
+
+
+def _as_full(best: Schedule) -> Schedule:
+    return Schedule("elk-full", best.entry, best.exec_start, best.exec_end, best.load_start, best.load_end,
+                    best.relaxation, {"theta": best.info.get("theta"), "noc_mode": best.info.get("noc_mode")})
+
+
+def repeat_choice(name: str, chosen: Schedule) -> Callable[[Workload], Schedule] | None:
+    """The configuration ``chosen`` won with, as a one-pass scheduler for another workload (or None).
+
+    A placement repair re-schedules under a smaller byte budget. Re-running
+    the whole design repeats its search (ELK-Full's order search costs up to
+    100 s on the paper's points); repeating only the winning variant, split,
+    theta or (order, NoC mode, penalty) costs one or two passes. The search
+    might pick another configuration under the smaller budget, so a repair
+    can cost a little more latency than a full re-run would; designs without
+    a recorded choice (Ideal, the exact ones) return None and are re-run whole.
+    """
+    info = chosen.info
+    if name == "basic" and "variant" in info:
+        largest = info["variant"] == "max-cold"
+
+        def run(w: Workload) -> Schedule:
+            cfg = PassConfig(theta=0.7, noc_mode="stretch", depth="greedy", max_residents=1,
+                             preload="min-hot-of-min-cold")
+            sched = backward_pass(w, FixedCold(w, largest), cfg, design="basic")
+            sched.info["variant"] = info["variant"]
+            return sched
+        return run
+    if name == "static" and "exec_region_kib" in info:
+        largest = info["variant"] == "max-cold"
+
+        def run(w: Workload) -> Schedule:
+            region = min(float(info["exec_region_kib"]) * 1024, float(w.chip.sram_per_core))
+            cfg = PassConfig(theta=0.7, noc_mode="stretch", depth="greedy", preload="static",
+                             plan_budget="exec-region", exec_region=region)
+            sched = backward_pass(w, FixedCold(w, largest), cfg, design="static")
+            sched.info.update(exec_region_kib=region / 1024, variant=info["variant"])
+            return sched
+        return run
+    if name == "elk-dyn" and info.get("theta") is not None:
+        return lambda w: elk_dyn(w, thetas=(float(info["theta"]),))
+    if name == "elk-full" and "best" in info:
+        best = info["best"]
+        if best == "elk-dyn":
+            def run(w: Workload) -> Schedule:
+                result = _as_full(elk_dyn(w, thetas=(float(info["theta"]),)))
+                result.info["best"] = "elk-dyn"
+                return result
+            return run
+
+        def run(w: Workload) -> Schedule:
+            groups = layer_groups(w.program)
+            chooser = CostAware(w, noc_penalty=float(best["noc_penalty"]))
+            result = _as_full(_full_pass(w, groups, tuple(best["order"]), best["noc_mode"], chooser,
+                                         float(info.get("theta") or 0.99)))
+            result.info["best"] = best
+            return result
+        return run
+    return None
 
 
 def ideal(workload: Workload) -> Schedule:

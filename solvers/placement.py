@@ -5,7 +5,9 @@ unplaceable because tensors need contiguous addresses. When the allocator's
 peak exceeds the SRAM, the design is re-run with a smaller byte budget —
 shrunk by the measured overflow, then geometrically — so the scheduler
 itself shrinks preloads, delays loads or picks smaller plans where the
-budget binds. The repaired schedule is timed by the simulator on the real
+budget binds. The budget search repeats only the configuration the design
+won with (its variant, split, theta or load order); the whole design, with
+its own search, runs once more at the budget that placed. The repaired schedule is timed by the simulator on the real
 chip and allocated again at the real capacity. The latency difference is the
 price of placement, and the report shows it.
 """
@@ -55,7 +57,8 @@ class Placement:
     def row(self) -> dict[str, Any]:
         return {"placement": self.status, "allocated_peak_bytes": self.allocated_peak,
                 "fragmentation": self.fragmentation, "placement_cost_ms": self.latency_cost_ms,
-                "placement_seconds": self.seconds, "placement_repairs": len(self.repairs)}
+                "placement_seconds": self.seconds,
+                "placement_repairs": sum(1 for r in self.repairs if not r.get("refine"))}
 
 
 def place_schedule(workload: Workload, schedule: Schedule, *, solver: str = "heuristic",
@@ -89,9 +92,13 @@ Rerun = Callable[[Workload], Schedule]
 
 
 def cost_aware_placement(name: str, workload: Workload, schedule: Schedule, rerun: Rerun, *,
-                         solver: str = "heuristic", time_limit: float = 10.0, granularity: str = "tensor",
-                         max_repairs: int = 8) -> tuple[Schedule, Placement]:
-    """Place ``schedule``; if it does not fit, re-run the design (``rerun``) under shrinking budgets."""
+                         refine: Rerun | None = None, solver: str = "heuristic", time_limit: float = 10.0,
+                         granularity: str = "tensor", max_repairs: int = 8) -> tuple[Schedule, Placement]:
+    """Place ``schedule``; if it does not fit, re-run the design (``rerun``) under shrinking budgets.
+
+    ``refine``, when given, runs once at the budget that placed: its schedule
+    replaces the repair's if it is faster and is placed too.
+    """
     started = time.perf_counter()
     capacity = int(workload.chip.sram_per_core)
     bufs, res = place_schedule(workload, schedule, solver=solver, time_limit=time_limit, granularity=granularity)
@@ -130,9 +137,32 @@ def cost_aware_placement(name: str, workload: Workload, schedule: Schedule, reru
                         "byte_peak": cbufs.byte_peak})
         best = (candidate, cbufs, cres)
         if cres.offsets is not None and cres.peak <= capacity:
+            if refine is not None:
+                candidate, cbufs, cres, sim = _refined(workload, budget, refine, (candidate, cbufs, cres, sim),
+                                                       repairs, solver=solver, time_limit=time_limit,
+                                                       granularity=granularity)
             candidate.info["placement_budget"] = budget
             return candidate, placement("repaired", cbufs, cres, budget, sim.latency_ms - original_ms, repairs)
     return schedule, placement("unplaced", bufs, res, capacity, 0.0, repairs)
+
+
+def _refined(workload: Workload, budget: int, refine: Rerun, repaired: tuple, repairs: list[dict], **place):
+    """The faster of the repaired schedule and ``refine``'s at the same budget, if that one is placed too."""
+    capacity = int(workload.chip.sram_per_core)
+    try:
+        candidate = refine(with_budget(workload, budget))
+    except ScheduleError as err:
+        repairs.append({"budget": budget, "refine": True, "error": str(err)})
+        return repaired
+    sim = simulate(workload, candidate)
+    if not sim.valid or sim.latency_ms >= repaired[3].latency_ms - 1e-9:
+        repairs.append({"budget": budget, "refine": True, "latency_ms": sim.latency_ms, "kept": False})
+        return repaired
+    cbufs, cres = place_schedule(workload, candidate, **place)
+    fits = cres.offsets is not None and cres.peak <= capacity
+    repairs.append({"budget": budget, "refine": True, "latency_ms": sim.latency_ms, "allocated_peak": int(cres.peak),
+                    "kept": fits})
+    return (candidate, cbufs, cres, sim) if fits else repaired
 
 
 def rerun_design(name: str, options: Mapping[str, Any]) -> Rerun:
@@ -147,3 +177,27 @@ def rerun_design(name: str, options: Mapping[str, Any]) -> Rerun:
         return done[name]
 
     return run
+
+
+def repair_reruns(name: str, options: Mapping[str, Any], chosen: Schedule) -> tuple[Rerun, Rerun | None]:
+    """(search, refine) for ``cost_aware_placement``: a one-pass re-run and, if that differs, the whole design.
+
+    The budget search repeats only the configuration ``chosen`` won with
+    (``solvers.designs.repeat_choice``; the whole design if that pass cannot
+    schedule under a budget); the whole design runs once more at the final
+    budget, where its own search may find a faster schedule.
+    """
+    from solvers.designs import repeat_choice
+
+    whole = rerun_design(name, options)
+    repeat = repeat_choice(name, chosen)
+    if repeat is None:
+        return whole, None
+
+    def quick(budget_workload: Workload) -> Schedule:
+        try:
+            return repeat(budget_workload)
+        except ScheduleError:
+            return whole(budget_workload)
+
+    return quick, whole

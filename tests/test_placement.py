@@ -15,8 +15,8 @@ from elk.simulator import simulate
 from elk.workload import Workload
 from elk.zoo import build_program
 from solvers import placement as placement_mod
-from solvers.designs import DESIGNS, elk_dyn
-from solvers.placement import cost_aware_placement, place_schedule, rerun_design, with_budget
+from solvers.designs import DESIGNS, elk_dyn, repeat_choice
+from solvers.placement import cost_aware_placement, place_schedule, repair_reruns, rerun_design, with_budget
 
 MK2 = preset("ipu-mk2")
 SMALL = MK2.with_overrides(sram_per_core=1536, hbm_bytes_per_s=0.02e12)
@@ -169,3 +169,48 @@ def test_an_exact_allocator_places_what_the_heuristic_could_not():
     assert placed.status == "placed" and kept is sched and not placed.repairs
     assert placed.byte_peak <= placed.allocated_peak <= 2048
     validate(placed.buffer_map.problem, placed.offsets, capacity=2048)
+
+
+@pytest.mark.parametrize("chip_name", ["mk2", "small"])
+@pytest.mark.parametrize("design", ["basic", "static", "elk-dyn", "elk-full"])
+def test_repeating_a_designs_choice_reproduces_its_schedule(chip_name, design):
+    """One pass of the winning configuration gives back the design's own schedule (on mk2 ELK-Full
+    wins with a load order, on the small chip with ELK-Dyn's schedule: both branches)."""
+    w, sched = workload(chip_name), schedules(chip_name)[design]
+    again = repeat_choice(design, sched)(w)
+    assert again.design == sched.design
+    assert np.array_equal(again.entry, sched.entry)
+    assert np.allclose(again.exec_start, sched.exec_start) and np.allclose(again.load_start, sched.load_start)
+    assert again.info.get("best") == sched.info.get("best")
+
+
+def test_designs_without_a_recorded_choice_are_rerun_whole():
+    w = workload("mk2")
+    assert repeat_choice("ideal", DESIGNS["ideal"](w)) is None
+    quick, whole = repair_reruns("ideal", {}, DESIGNS["ideal"](w))
+    assert whole is None
+
+
+def test_repair_searches_budgets_with_one_pass_and_runs_the_whole_design_once(monkeypatch):
+    w, sched = workload("mk2"), schedules("mk2")["elk-full"]
+    capacity = w.chip.sram_per_core
+    fake, _ = _overflowing(placement_mod.allocate, times=2, capacity=capacity)
+    monkeypatch.setattr(placement_mod, "allocate", fake)
+    quick, whole = repair_reruns("elk-full", {}, sched)
+    budgets = {"quick": [], "whole": []}
+
+    def counted(kind, run):
+        def wrapped(budget_workload):
+            budgets[kind].append(budget_workload.chip.sram_per_core)
+            return run(budget_workload)
+        return wrapped
+
+    repaired, placed = cost_aware_placement("elk-full", w, sched, counted("quick", quick),
+                                            refine=counted("whole", whole))
+    assert placed.status == "repaired" and placed.row()["placement_repairs"] == 2
+    assert budgets["quick"] == [r["budget"] for r in placed.repairs if not r.get("refine")]
+    assert budgets["whole"] == [placed.budget]  # the whole search once, at the budget that placed
+    sim = simulate(w, repaired)
+    assert sim.valid and sim.peak_sram_bytes <= placed.budget
+    assert sim.latency_ms <= placed.repairs[-2]["latency_ms"] + 1e-9  # never slower than the one-pass repair
+    validate(placed.buffer_map.problem, placed.offsets, capacity=capacity)
