@@ -7,9 +7,10 @@ shrunk by the measured overflow, then geometrically — so the scheduler
 itself shrinks preloads, delays loads or picks smaller plans where the
 budget binds. The budget search repeats only the configuration the design
 won with (its variant, split, theta or load order); the whole design, with
-its own search, runs once more at the budget that placed. The repaired schedule is timed by the simulator on the real
-chip and allocated again at the real capacity. The latency difference is the
-price of placement, and the report shows it.
+its own search, runs once more at the budget that placed. The repaired
+schedule is timed by the simulator on the real chip and allocated again at
+the real capacity. The latency difference is the price of placement, and
+the report shows it.
 """
 from __future__ import annotations
 
