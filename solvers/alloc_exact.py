@@ -227,9 +227,9 @@ def _cpsat_piece(sub, cap, lb, minimize, upper, hint, budget, workers, seed, par
     if members > CPSAT_MAX_MEMBERS:
         return PieceOutcome("skipped", None, note=f"CP-SAT model too large ({members:,} clique members)")
     built = build_cpsat(sub, cap, lower_bound=lb, minimize=minimize, upper_bound=upper)
-    clipped = np.minimum(hint, np.maximum(cap - sub.size, 0))
-    clipped -= clipped % sub.alignment
     if minimize:  # the greedy placement is a valid start only when minimising (else it is over capacity)
+        clipped = np.minimum(hint, np.maximum(cap - sub.size, 0))
+        clipped -= clipped % sub.alignment
         built.add_hint(clipped, sub.alignment)
     solver = cp_model.CpSolver()
     p = solver.parameters

@@ -43,14 +43,7 @@ def _best(candidates: list[Schedule], workload: Workload) -> Schedule:
 def basic(workload: Workload) -> Schedule:
     """Preload only up to the next operator with HBM data; fixed min- or max-cold plans; best variant."""
     started = time.perf_counter()
-    variants = []
-    for largest in (False, True):
-        cfg = PassConfig(theta=0.7, noc_mode="stretch", depth="greedy", max_residents=1,
-                         preload="min-hot-of-min-cold")
-        sched = backward_pass(workload, FixedCold(workload, largest), cfg, design="basic")
-        sched.info["variant"] = "max-cold" if largest else "min-cold"
-        variants.append(sched)
-    best = _best(variants, workload)
+    best = _best([_basic_pass(workload, largest) for largest in (False, True)], workload)
     best.info["compile_seconds"] = time.perf_counter() - started
     return best
 
@@ -64,14 +57,10 @@ def static(workload: Workload, step_kib: int = 10) -> Schedule:
     for kib in np.arange(lowest, sram_kib + 1e-9, step_kib):
         region = min(float(kib) * 1024, float(workload.chip.sram_per_core))
         for largest in (False, True):
-            cfg = PassConfig(theta=0.7, noc_mode="stretch", depth="greedy", preload="static",
-                             plan_budget="exec-region", exec_region=region)
             try:
-                sched = backward_pass(workload, FixedCold(workload, largest), cfg, design="static")
+                candidates.append(_static_pass(workload, largest, region))
             except ScheduleError:
                 continue
-            sched.info.update(exec_region_kib=float(kib), variant="max-cold" if largest else "min-cold")
-            candidates.append(sched)
     if not candidates:
         raise ScheduleError("static: no execution-region size admits every operator")
     best = _best(candidates, workload)
@@ -180,6 +169,23 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
     return result
 
 
+def _basic_pass(w: Workload, largest: bool) -> Schedule:
+    """One Basic pass: fixed min- or max-cold plans, preloads only up to the next operator with HBM data."""
+    cfg = PassConfig(theta=0.7, noc_mode="stretch", depth="greedy", max_residents=1, preload="min-hot-of-min-cold")
+    sched = backward_pass(w, FixedCold(w, largest), cfg, design="basic")
+    sched.info["variant"] = "max-cold" if largest else "min-cold"
+    return sched
+
+
+def _static_pass(w: Workload, largest: bool, region: float) -> Schedule:
+    """One Static pass: ``region`` bytes for execution, the rest of SRAM for preloads."""
+    cfg = PassConfig(theta=0.7, noc_mode="stretch", depth="greedy", preload="static", plan_budget="exec-region",
+                     exec_region=region)
+    sched = backward_pass(w, FixedCold(w, largest), cfg, design="static")
+    sched.info.update(exec_region_kib=region / 1024, variant="max-cold" if largest else "min-cold")
+    return sched
+
+
 def _full_pass(w: Workload, groups, perm: tuple[int, ...], mode: str, chooser: CostAware, theta: float) -> Schedule:
     """One ELK-Full pass: ELK-Dyn's scheduler with the layer groups' loads in order ``perm``."""
     order = load_order(w.program, groups, perm) if perm else None
@@ -207,26 +213,10 @@ def repeat_choice(name: str, chosen: Schedule) -> Callable[[Workload], Schedule]
     """
     info = chosen.info
     if name == "basic" and "variant" in info:
-        largest = info["variant"] == "max-cold"
-
-        def run(w: Workload) -> Schedule:
-            cfg = PassConfig(theta=0.7, noc_mode="stretch", depth="greedy", max_residents=1,
-                             preload="min-hot-of-min-cold")
-            sched = backward_pass(w, FixedCold(w, largest), cfg, design="basic")
-            sched.info["variant"] = info["variant"]
-            return sched
-        return run
+        return lambda w: _basic_pass(w, info["variant"] == "max-cold")
     if name == "static" and "exec_region_kib" in info:
-        largest = info["variant"] == "max-cold"
-
-        def run(w: Workload) -> Schedule:
-            region = min(float(info["exec_region_kib"]) * 1024, float(w.chip.sram_per_core))
-            cfg = PassConfig(theta=0.7, noc_mode="stretch", depth="greedy", preload="static",
-                             plan_budget="exec-region", exec_region=region)
-            sched = backward_pass(w, FixedCold(w, largest), cfg, design="static")
-            sched.info.update(exec_region_kib=region / 1024, variant=info["variant"])
-            return sched
-        return run
+        return lambda w: _static_pass(w, info["variant"] == "max-cold",
+                                      min(float(info["exec_region_kib"]) * 1024, float(w.chip.sram_per_core)))
     if name == "elk-dyn" and info.get("theta") is not None:
         return lambda w: elk_dyn(w, thetas=(float(info["theta"]),))
     if name == "elk-full" and "best" in info:

@@ -62,6 +62,11 @@ class Placement:
                 "placement_repairs": sum(1 for r in self.repairs if not r.get("refine"))}
 
 
+def fits(result: AllocationResult, capacity: int) -> bool:
+    """Whether ``result`` is a placement within ``capacity`` addresses."""
+    return result.offsets is not None and result.peak is not None and result.peak <= capacity
+
+
 def place_schedule(workload: Workload, schedule: Schedule, *, solver: str = "heuristic",
                    time_limit: float = 10.0, granularity: str = "tensor") -> tuple[ScheduleBuffers, AllocationResult]:
     """Allocate ``schedule``'s buffers at the chip's SRAM.
@@ -78,7 +83,7 @@ def place_schedule(workload: Workload, schedule: Schedule, *, solver: str = "heu
     if solver == "heuristic" or res.peak <= capacity:
         return bufs, res
     exact = allocate(bufs.problem, solver=solver, capacity=capacity, time_limit=time_limit)
-    if exact.offsets is not None and exact.peak <= capacity:
+    if fits(exact, capacity):
         return bufs, exact
     return bufs, res
 
@@ -111,7 +116,7 @@ def cost_aware_placement(name: str, workload: Workload, schedule: Schedule, reru
                          latency_cost_ms=cost_ms, repairs=repairs, unrepaired_peak=int(res.peak),
                          offsets=result.offsets if result.peak <= capacity else None, buffer_map=sched_bufs)
 
-    if res.offsets is not None and res.peak <= capacity:
+    if fits(res, capacity):
         return schedule, placement("placed", bufs, res, capacity, 0.0, [])
     original_ms = simulate(workload, schedule).latency_ms  # only a repair needs it: its cost is the difference
     repairs: list[dict] = []
@@ -137,7 +142,7 @@ def cost_aware_placement(name: str, workload: Workload, schedule: Schedule, reru
         repairs.append({"budget": budget, "latency_ms": sim.latency_ms, "allocated_peak": int(cres.peak),
                         "byte_peak": cbufs.byte_peak})
         best = (candidate, cbufs, cres)
-        if cres.offsets is not None and cres.peak <= capacity:
+        if fits(cres, capacity):
             if refine is not None:
                 candidate, cbufs, cres, sim = _refined(workload, budget, refine, (candidate, cbufs, cres, sim),
                                                        repairs, solver=solver, time_limit=time_limit,
@@ -160,10 +165,10 @@ def _refined(workload: Workload, budget: int, refine: Rerun, repaired: tuple, re
         repairs.append({"budget": budget, "refine": True, "latency_ms": sim.latency_ms, "kept": False})
         return repaired
     cbufs, cres = place_schedule(workload, candidate, **place)
-    fits = cres.offsets is not None and cres.peak <= capacity
+    kept = fits(cres, capacity)
     repairs.append({"budget": budget, "refine": True, "latency_ms": sim.latency_ms, "allocated_peak": int(cres.peak),
-                    "kept": fits})
-    return (candidate, cbufs, cres, sim) if fits else repaired
+                    "kept": kept})
+    return (candidate, cbufs, cres, sim) if kept else repaired
 
 
 def rerun_design(name: str, options: Mapping[str, Any]) -> Rerun:
@@ -190,10 +195,19 @@ def repair_reruns(name: str, options: Mapping[str, Any], chosen: Schedule) -> tu
     """
     from solvers.designs import repeat_choice
 
-    whole = rerun_design(name, options)
+    rerun = rerun_design(name, options)
     repeat = repeat_choice(name, chosen)
     if repeat is None:
-        return whole, None
+        return rerun, None
+    by_budget: dict[int, Schedule] = {}
+
+    def whole(budget_workload: Workload) -> Schedule:
+        # the one-pass re-run falls back to the whole design at a budget it cannot schedule; if that budget
+        # places, the refine step asks for the same run again
+        budget = int(budget_workload.chip.sram_per_core)
+        if budget not in by_budget:
+            by_budget[budget] = rerun(budget_workload)
+        return by_budget[budget]
 
     def quick(budget_workload: Workload) -> Schedule:
         try:

@@ -214,3 +214,34 @@ def test_repair_searches_budgets_with_one_pass_and_runs_the_whole_design_once(mo
     assert sim.valid and sim.peak_sram_bytes <= placed.budget
     assert sim.latency_ms <= placed.repairs[-2]["latency_ms"] + 1e-9  # never slower than the one-pass repair
     validate(placed.buffer_map.problem, placed.offsets, capacity=capacity)
+
+
+def test_a_budget_the_one_pass_rerun_cannot_schedule_runs_the_whole_design_once(monkeypatch):
+    """The one-pass re-run falls back to the whole design; the refine step at that budget reuses that run."""
+    import solvers.designs as designs_mod
+    from elk.errors import ScheduleError
+
+    w, sched = workload("mk2"), schedules("mk2")["elk-full"]
+    fake, _ = _overflowing(placement_mod.allocate, times=1, capacity=w.chip.sram_per_core)
+    monkeypatch.setattr(placement_mod, "allocate", fake)
+
+    def cannot(_w):
+        raise ScheduleError("forced")
+
+    monkeypatch.setattr(designs_mod, "repeat_choice", lambda name, chosen: cannot)
+    real_rerun = placement_mod.rerun_design
+    budgets = []
+
+    def counted_rerun(name, options):
+        run = real_rerun(name, options)
+
+        def wrapped(budget_workload):
+            budgets.append(budget_workload.chip.sram_per_core)
+            return run(budget_workload)
+        return wrapped
+
+    monkeypatch.setattr(placement_mod, "rerun_design", counted_rerun)
+    quick, whole = repair_reruns("elk-full", {}, sched)
+    repaired, placed = cost_aware_placement("elk-full", w, sched, quick, refine=whole)
+    assert placed.status == "repaired" and budgets == [placed.budget]
+    assert simulate(w, repaired).valid
