@@ -6,9 +6,13 @@ Quick use from Python::
     result = elk.compile("llama2-13b", chip="ipu-pod4", batch=32, seq=2048)
     print(result.to_frame())
 
-See README.md for the concepts (plan tables, schedules, the simulator's rules).
+``import elk`` loads the core only (chip, IR, plan tables, schedule,
+simulator); ``elk.compile`` and its result types are loaded on first use from
+:mod:`elk.driver.api`, which brings in the strategies. See README.md for the
+concepts (plan tables, schedules, the simulator's rules).
 """
-from elk.api import CompileResult, DesignResult, compile
+from typing import Any
+
 from elk.chip import PRESETS, Chip, Topology, load_chip, preset, resolve_chip
 from elk.errors import ElkError
 from elk.ir import OpKind, Operator, Program, einsum_op
@@ -18,6 +22,16 @@ from elk.workload import Workload
 
 __version__ = "0.1.0"
 
+_DRIVER = ("compile", "CompileResult", "DesignResult")
+
 __all__ = ["compile", "CompileResult", "DesignResult", "Chip", "Topology", "PRESETS", "preset", "load_chip",
            "resolve_chip", "ElkError", "OpKind", "Operator", "Program", "einsum_op", "Schedule", "SimResult",
            "simulate", "Workload", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    """``elk.compile`` and its result types, imported when first used (they pull in the strategies)."""
+    if name in _DRIVER:
+        from elk.driver import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'elk' has no attribute {name!r}")

@@ -11,7 +11,7 @@ and every ``offset + size <= capacity``. Its *peak* is the largest
 This module is the problem side only: the data class, the common CSV format
 (``id,lower,upper,size[,alignment][,offset]``, as used by MiniMalloc and
 idealloc), the validator every placement elk returns must pass, and the
-max-load lower bound. Allocators live in ``solvers/`` (``solvers.allocate``).
+max-load lower bound. Allocators live in ``solvers/`` (``solvers.alloc.allocate``).
 """
 from __future__ import annotations
 
@@ -473,6 +473,20 @@ def is_valid(problem: AllocationProblem, offsets: np.ndarray | None, capacity: i
     return True
 
 
-__all__ = ["AllocationProblem", "AllocationResult", "read_csv", "read_placement", "write_csv", "validate",
+__all__ = ["maximal_sections", "AllocationProblem", "AllocationResult", "read_csv", "read_placement", "write_csv", "validate",
            "first_overlap", "is_valid", "max_load_lower_bound", "lower_bound", "load_profile", "peak_of",
            "capacity_from_name", "STATUSES"]
+
+
+def maximal_sections(lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Time sections whose live set is a maximal clique of the interval graph, as [start, stop) in event times.
+
+    A section's live set is contained in a neighbour's unless some buffer
+    starts at its start and some buffer ends at its stop; only the others
+    can hold a buffer's highest floor or a binding bound.
+    """
+    times = np.unique(np.concatenate([lower, upper]))
+    starts = np.isin(times[:-1], lower)
+    stops = np.isin(times[1:], upper)
+    keep = starts & stops
+    return times[:-1][keep], times[1:][keep]

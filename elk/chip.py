@@ -171,6 +171,63 @@ def _validate(chip: Chip) -> None:
         positive("link_bytes_per_cycle", topo.link_bytes_per_cycle)
 
 
+def knob_overrides(base: "Chip", *, cores: int | None = None, sram_kib: float | None = None,
+                   hbm_tbps: float | None = None, noc_scale: float | None = None, noc_tbps: float | None = None,
+                   compute_scale: float | None = None, topology: str | None = None,
+                   mesh: str | tuple[int, int] | None = None,
+                   link_bytes_per_cycle: float | None = None) -> dict[str, Any]:
+    """The ``Chip.with_overrides`` changes that the user-facing knobs ask of ``base`` (None = unchanged).
+
+    The one translation from the knobs users type (CLI flags, study axes) to
+    chip fields: KiB to bytes, TB/s to bytes/s, a NoC bandwidth in TB/s to a
+    scale of ``base``'s, ``ROWSxCOLS`` to a mesh, and a mesh re-derived for a
+    new core count when no shape is given.
+    """
+    changes: dict[str, Any] = {}
+    if cores is not None:
+        changes["cores"] = cores
+    if sram_kib is not None:
+        changes["sram_per_core"] = int(sram_kib * 1024)
+    if hbm_tbps is not None:
+        changes["hbm_bytes_per_s"] = float(hbm_tbps) * 1e12
+    if noc_scale is not None and noc_tbps is not None:
+        raise ChipConfigError("give noc_scale or noc_tbps, not both (they are the same knob)")
+    if noc_scale is not None:
+        changes["noc_scale"] = float(noc_scale)
+    if noc_tbps is not None:
+        n = cores if cores is not None else base.cores
+        changes["noc_scale"] = float(noc_tbps) * 1e12 / (n * base.noc_load_bytes_per_s_per_core)
+    if compute_scale is not None:
+        changes["compute_scale"] = float(compute_scale)
+    if mesh is not None:
+        if topology == "all-to-all":
+            raise ChipConfigError(f"mesh={mesh!r} contradicts topology='all-to-all'")
+        rows, cols = parse_mesh(mesh)
+        changes.update(topology_kind="mesh", rows=rows, cols=cols)
+    elif topology is not None:
+        if topology not in TOPOLOGIES:
+            raise ChipConfigError(f"unknown topology {topology!r} (known: {', '.join(TOPOLOGIES)})")
+        changes["topology_kind"] = topology
+        if topology == "mesh":
+            changes.update(rows=0, cols=0)  # the most square shape for the core count
+    if link_bytes_per_cycle is not None:
+        changes["link_bytes_per_cycle"] = float(link_bytes_per_cycle)
+    if cores is not None and base.topology.kind == "mesh" and "rows" not in changes:
+        changes.update(rows=0, cols=0)  # re-derive the mesh shape for the new core count
+    return changes
+
+
+def parse_mesh(mesh: str | tuple[int, int]) -> tuple[int, int]:
+    """``"ROWSxCOLS"`` (or a pair) as two positive integers."""
+    try:
+        rows, cols = (int(x) for x in (mesh if isinstance(mesh, tuple) else str(mesh).lower().split("x")))
+    except (ValueError, TypeError):
+        raise ChipConfigError(f"mesh shape must look like ROWSxCOLS, got {mesh!r}") from None
+    if rows < 1 or cols < 1:
+        raise ChipConfigError(f"mesh shape must be positive, got {mesh!r}")
+    return rows, cols
+
+
 PRESETS: dict[str, Chip] = {
     "ipu-mk2": Chip(name="ipu-mk2", cores=1472),
     "ipu-pod4": Chip(name="ipu-pod4", cores=5888),

@@ -168,15 +168,41 @@ def build_plan_table(sig: OpSignature, chip: Chip) -> PlanTable:
 _MEMORY: dict[tuple[OpSignature, tuple], PlanTable] = {}
 
 
+def clear_memory() -> None:
+    """Forget the in-memory tables (a long-running process bounding its memory; the disk cache stays)."""
+    _MEMORY.clear()
+
+
+def load_cached(sig: OpSignature, chip: Chip) -> PlanTable | None:
+    """The table stored on disk for this shape and chip (None if absent, damaged or another table's file)."""
+    stored = tablecache.load(sig, chip)
+    if stored is None:
+        return None
+    arrays, meta = stored
+    return PlanTable(sig=sig, **arrays, n_plans=meta["n_plans"], n_spatial=meta["n_spatial"],
+                     build_seconds=meta["build_seconds"])
+
+
+def _store(table: PlanTable, chip: Chip) -> None:
+    arrays = {k: getattr(table, k) for k in tablecache.stored_arrays()}
+    meta = {"n_plans": table.n_plans, "n_spatial": table.n_spatial, "build_seconds": table.build_seconds}
+    tablecache.store(arrays, meta, table.sig, chip)
+
+
+def build_job(job: tuple[OpSignature, Chip]) -> PlanTable:
+    """``build_plan_table`` on a (signature, chip) pair: the unit of work sent to table-building processes."""
+    return build_plan_table(*job)
+
+
 def plan_table(sig: OpSignature, chip: Chip) -> PlanTable:
     """The plan table of an operator shape on a chip: from memory, from disk, or built."""
     key = (sig, chip.plan_key())
     table = _MEMORY.get(key)
     if table is None:
-        table = tablecache.load(sig, chip)
+        table = load_cached(sig, chip)
         if table is None:
             table = build_plan_table(sig, chip)
-            tablecache.store(table, chip)
+            _store(table, chip)
         _MEMORY[key] = table
     return table
 
@@ -188,13 +214,13 @@ def tables_for(program, chip: Chip, workers: int | None = None) -> list[PlanTabl
     for sig in dict.fromkeys(op.signature for op in program.ops):
         if (sig, pkey) in _MEMORY:
             continue
-        cached = tablecache.load(sig, chip)
+        cached = load_cached(sig, chip)
         if cached is not None:
             _MEMORY[(sig, pkey)] = cached
         else:
             missing.append((sig, chip))
     try:
-        built = tablecache.build_many(missing, workers)
+        built = tablecache.build_many(build_job, missing, workers)
     except OperatorDoesNotFitError as exc:
         names = [op.name for op in program.ops if op.signature == exc.signature]
         if not names:
@@ -202,6 +228,6 @@ def tables_for(program, chip: Chip, workers: int | None = None) -> list[PlanTabl
         more = f" and {len(names) - 1} more like it" if len(names) > 1 else ""
         raise OperatorDoesNotFitError(f"operator {names[0]}{more}: {exc}", exc.signature) from None
     for (sig, _), table in zip(missing, built):
-        tablecache.store(table, chip)
+        _store(table, chip)
         _MEMORY[(sig, pkey)] = table
     return [_MEMORY[(op.signature, pkey)] for op in program.ops]

@@ -1,9 +1,86 @@
 """The one schedule type every strategy returns and the simulator judges."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any, Sequence
 
 import numpy as np
+
+from elk.errors import SolverConfigError
+
+
+class NocMode(str, Enum):
+    """How a backward pass resolves interconnect contention between a running operator and its loads.
+
+    ``stretch``: the operator is lengthened until the loads leave it enough
+    interconnect (the paper's delay-compute); ``push``: the operator keeps its
+    time and the overlapping loads move earlier (delay-load); ``hybrid``: the
+    better of the two for each operator; ``none``: contention ignored (bounds).
+    """
+
+    STRETCH = "stretch"
+    PUSH = "push"
+    HYBRID = "hybrid"
+    NONE = "none"
+
+    @classmethod
+    def parse(cls, value: "str | NocMode") -> "NocMode":
+        try:
+            return cls(value)
+        except ValueError:
+            raise SolverConfigError(f"unknown NoC mode {value!r} (known: {', '.join(m.value for m in cls)})") \
+                from None
+
+
+class ColdVariant(str, Enum):
+    """Basic's and Static's fixed plan rule: the smallest cold layout, or the largest whose hot plan fits."""
+
+    MIN = "min-cold"
+    MAX = "max-cold"
+
+
+@dataclass(frozen=True)
+class LoadOrderChoice:
+    """ELK-Full's winning configuration: a permutation of a layer's groups, a NoC mode and a NoC penalty."""
+
+    order: tuple[int, ...]
+    noc_mode: NocMode
+    noc_penalty: float
+
+
+@dataclass
+class Provenance:
+    """How a strategy arrived at its schedule: what it chose and what it cost.
+
+    A placement repair reads the choice to repeat it under a smaller byte
+    budget (``theta``, ``variant``/``exec_region_kib``, ``load_order``); reports
+    read the costs and, for exact designs, the per-window ``records`` and the
+    ``warm_start`` they began from. Fields a design does not use stay None.
+    """
+
+    compile_seconds: float = 0.0
+    #: interconnect share the winning pass allowed loads
+    theta: float | None = None
+    noc_mode: NocMode | None = None
+    #: Basic / Static: the plan rule; Static: the execution region it won with
+    variant: ColdVariant | None = None
+    exec_region_kib: float | None = None
+    #: ELK-Full: the winning (order, mode, penalty), or None when ELK-Dyn's own schedule won
+    load_order: LoadOrderChoice | None = None
+    #: counts of the design's search (orders, passes, splits tried...), for reports
+    search: dict[str, Any] = field(default_factory=dict)
+    #: exact designs: the schedule they started from, and why they returned it unchanged (if they did)
+    warm_start: str | None = None
+    kept_warm_start: str = ""
+    #: exact designs: one record per window solve (solvers.schedule.records.WindowRecord)
+    records: Sequence[Any] = ()
+    window: int | None = None
+    #: set by a placement repair: the byte budget the schedule was re-planned under
+    placement_budget: int | None = None
+
+    def copy(self, **changes: Any) -> "Provenance":
+        return replace(self, search=dict(self.search), **changes)
 
 
 @dataclass(frozen=True)
@@ -59,7 +136,7 @@ class Schedule:
     load_start: np.ndarray
     load_end: np.ndarray
     relaxation: Relaxation = STRICT
-    info: dict = field(default_factory=dict)
+    info: Provenance = field(default_factory=Provenance)
 
     def __post_init__(self) -> None:
         self.entry = np.asarray(self.entry, dtype=np.int64)
@@ -72,4 +149,4 @@ class Schedule:
     def shifted(self, offset: float) -> "Schedule":
         """The same schedule moved in time (latency and validity do not change)."""
         return Schedule(self.design, self.entry.copy(), self.exec_start + offset, self.exec_end + offset,
-                        self.load_start + offset, self.load_end + offset, self.relaxation, dict(self.info))
+                        self.load_start + offset, self.load_end + offset, self.relaxation, self.info.copy())

@@ -57,7 +57,7 @@ class Violation:
                 f"{self.time_cycles / clock_hz * 1e3:.6f} ms: {self.detail}")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Timeline:
     """Arrays for traces and plots (cycles from the schedule's first event)."""
 
@@ -72,7 +72,7 @@ class Timeline:
     busy: np.ndarray  # plan time / execution duration of each operator
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SimResult:
     design: str
     valid: bool
@@ -238,10 +238,15 @@ def _check_structure(workload: Workload, schedule: Schedule) -> str:
 
 def _invalid_shape(workload: Workload, schedule: Schedule, detail: str) -> SimResult:
     empty = np.zeros(0)
-    return SimResult(schedule.design, False, [Violation("0-structure", -1, "", 0.0, detail)],
-                     schedule.relaxation.describe(), float("nan"), float("nan"), {}, float("nan"),
-                     float("nan"), float("nan"), 0, float("nan"), float("nan"), int(workload.load_bytes.sum()),
-                     Timeline(empty, empty, empty.astype(np.int64), empty, empty, empty, empty, empty, empty))
+    nan = float("nan")
+    return SimResult(design=schedule.design, valid=False,
+                     violations=[Violation("0-structure", -1, "", 0.0, detail)],
+                     relaxation=schedule.relaxation.describe(), latency_cycles=nan, latency_ms=nan, breakdown_ms={},
+                     hbm_utilisation=nan, noc_utilisation=nan, achieved_tflops=nan, peak_sram_bytes=0,
+                     execute_ms=nan, load_ms=nan, hbm_bytes=int(workload.load_bytes.sum()),
+                     timeline=Timeline(exec_start=empty, exec_end=empty, load_ops=empty.astype(np.int64),
+                                       load_start=empty, load_end=empty, load_share=empty, sram_time=empty,
+                                       sram_bytes=empty, busy=empty))
 
 
 def _metrics(workload, schedule, violations, plan_time, comm, noc_work, lo, la, lb, share, sram_t, sram_v,

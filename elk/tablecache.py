@@ -4,7 +4,12 @@ A table depends only on the operator's shape signature and the chip fields in
 ``Chip.plan_key()`` (not on HBM bandwidth), so a sweep over bandwidths or
 designs builds each table once. Tables are a few kilobytes: they are stored
 as ``.npz`` files named by a hash of (cost-model version, signature, chip key).
+The file also holds that key in full and a load checks it: a file copied over
+another, or a hash collision, is rebuilt instead of trusted.
 Set ``ELK_NO_CACHE=1`` to disable the disk cache, ``ELK_CACHE_DIR`` to move it.
+
+This module stores and loads arrays; it does not know the table type (the
+caller, :mod:`elk.plantable`, hands in a builder and wraps what it loads).
 """
 from __future__ import annotations
 
@@ -15,14 +20,17 @@ import os
 import sys
 import tempfile
 import zipfile
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, TypeVar
 
 import numpy as np
 
 from elk.chip import Chip
 from elk.ir import OpSignature
+
+T = TypeVar("T")
 
 #: Bump whenever plan enumeration or costing changes what a table holds.
 COST_MODEL_VERSION = 4
@@ -38,13 +46,17 @@ def cache_dir() -> Path | None:
     return Path(root) / "tables"
 
 
+def key_text(sig: OpSignature, chip: Chip) -> str:
+    """Everything a stored table depends on, spelled out (stored in the file and checked on load)."""
+    return repr((COST_MODEL_VERSION, sig, chip.plan_key()))
+
+
 def table_key(sig: OpSignature, chip: Chip) -> str:
-    text = repr((COST_MODEL_VERSION, sig, chip.plan_key()))
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    return hashlib.sha256(key_text(sig, chip).encode()).hexdigest()[:32]
 
 
-def load(sig: OpSignature, chip: Chip):
-    from elk.plantable import PlanTable
+def load(sig: OpSignature, chip: Chip) -> tuple[dict[str, np.ndarray], dict] | None:
+    """(arrays, meta) of the stored table, or None if absent, damaged, or stored under another key."""
     root = cache_dir()
     if root is None:
         return None
@@ -55,32 +67,31 @@ def load(sig: OpSignature, chip: Chip):
         with np.load(path) as data:
             arrays = {k: data[k] for k in _ARRAYS}
             meta = json.loads(str(data["meta"]))
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
         return None  # a damaged or foreign file: rebuild
-    return PlanTable(sig=sig, **arrays, n_plans=meta["n_plans"], n_spatial=meta["n_spatial"],
-                     build_seconds=meta["build_seconds"])
+    if not isinstance(meta, dict) or meta.get("key") != key_text(sig, chip):
+        return None  # another table's file (copied over, or an older format): rebuild
+    return arrays, meta
 
 
-def store(table, chip: Chip) -> None:
+def store(arrays: dict[str, np.ndarray], meta: dict, sig: OpSignature, chip: Chip) -> None:
     root = cache_dir()
     if root is None:
         return
     try:
         root.mkdir(parents=True, exist_ok=True)
-        meta = json.dumps({"n_plans": table.n_plans, "n_spatial": table.n_spatial,
-                           "build_seconds": table.build_seconds})
+        text = json.dumps({**meta, "key": key_text(sig, chip)})
         fd, tmp = tempfile.mkstemp(dir=root, suffix=".tmp.npz")
         os.close(fd)
-        np.savez_compressed(tmp, meta=np.array(meta), **{k: getattr(table, k) for k in _ARRAYS})
-        os.replace(tmp, root / f"{table_key(table.sig, chip)}.npz")
+        np.savez_compressed(tmp, meta=np.array(text), **{k: arrays[k] for k in _ARRAYS})
+        os.replace(tmp, root / f"{table_key(sig, chip)}.npz")
     except OSError:
         pass  # caching is an optimisation; a read-only home must not break compiling
 
 
-def _build_one(args: tuple[OpSignature, Chip]):
-    from elk.plantable import build_plan_table
-    sig, chip = args
-    return build_plan_table(sig, chip)
+def stored_arrays() -> tuple[str, ...]:
+    """Names of the arrays a stored table holds."""
+    return _ARRAYS
 
 
 def default_workers() -> int:
@@ -90,20 +101,22 @@ def default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def build_many(jobs: Iterable[tuple[OpSignature, Chip]], workers: int | None = None) -> list:
-    """Build tables for (signature, chip) jobs, on several processes when worthwhile.
+def build_many(build: Callable[[tuple[OpSignature, Chip]], T], jobs: Iterable[tuple[OpSignature, Chip]],
+               workers: int | None = None) -> list[T]:
+    """``build`` each (signature, chip) job, on several processes when worthwhile.
 
     Results come back in the order of ``jobs``; the largest shapes are started first.
+    ``build`` must be a module-level function (it is sent to worker processes).
     """
     jobs = list(jobs)
     by_size = sorted(range(len(jobs)), key=lambda k: -float(np.prod(jobs[k][0].lengths)))
     workers = default_workers() if workers is None else workers
     big = [j for j in jobs if float(np.prod(j[0].lengths)) > 1e6]
     if workers <= 1 or len(big) < 2 or sys.platform != "linux":
-        return [_build_one(j) for j in jobs]
+        return [build(j) for j in jobs]
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        built = list(pool.map(_build_one, [jobs[k] for k in by_size]))
+        built = list(pool.map(build, [jobs[k] for k in by_size]))
     out: list = [None] * len(jobs)
     for k, table in zip(by_size, built):
         out[k] = table

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from elk.allocation import capacity_from_name, max_load_lower_bound, peak_of, read_csv, read_placement, validate
 from elk.errors import ElkError
-from elk.report import table
-from solvers.allocate import ALLOC_SOLVERS, allocate
+from elk.driver.report import table
+from solvers.alloc.allocate import ALLOC_SOLVERS, allocate
 
 
 def instances(folders: list[str]) -> list[Path]:

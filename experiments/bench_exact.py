@@ -17,10 +17,10 @@ from pathlib import Path
 from elk.chip import preset
 from elk.simulator import simulate
 from elk.workload import Workload
-from elk.zoo import build_program
-from solvers import designs
-from solvers.records import write_records
-from solvers.windowed import windowed
+from elk.graphs.zoo import build_program
+from solvers.schedule import designs
+from solvers.schedule.records import write_records
+from solvers.schedule.windowed import windowed
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
                          time_limit=args.time_limit, workers=args.workers, seed=args.seed)
         spent = time.perf_counter() - t0
         verdict = simulate(workload, sched)
-        records = sched.info["records"]
+        records = list(sched.info.records)
         solved = [r for r in records if not r.reused]
         optimal = sum(1 for r in solved if r.status == "OPTIMAL")
         times[name] = {r.window: r.seconds for r in solved}

@@ -13,7 +13,7 @@ import argparse
 import time
 
 import elk
-from elk.report import table
+from elk.driver.report import table
 
 
 def place_models(models: list[str], batch: int, seq: int) -> None:

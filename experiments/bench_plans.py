@@ -17,7 +17,7 @@ os.environ["ELK_NO_CACHE"] = "1"
 
 from elk.chip import preset  # noqa: E402
 from elk.plantable import build_plan_table  # noqa: E402
-from elk.zoo import build_program  # noqa: E402
+from elk.graphs.zoo import build_program  # noqa: E402
 
 ARTIFACT_QKV_SECONDS = 255.0
 

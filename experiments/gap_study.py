@@ -55,7 +55,7 @@ MODEL_METRICS = ("ops", "windows", "windows_solved", "windows_reused", "warm_ms"
 
 def record_fields() -> list[str]:
     """WindowRecord's fields, read from the dataclass so new fields reach the CSV without edits here."""
-    from solvers.records import WindowRecord
+    from solvers.schedule.records import WindowRecord
     return [RENAMED.get(f.name, f.name) for f in dataclasses.fields(WindowRecord)]
 
 
@@ -170,8 +170,8 @@ def load_model(name: str, study: Study, warms: Sequence[str]) -> ModelContext:
     from elk.chip import preset
     from elk.simulator import simulate
     from elk.workload import Workload
-    from elk.zoo import build_program
-    from solvers.designs import elk_dyn, elk_full, ideal
+    from elk.graphs.zoo import build_program
+    from solvers.schedule.designs import elk_dyn, elk_full, ideal
 
     chip = preset(study.chip).with_overrides(hbm_bytes_per_s=study.hbm_tbps * 1e12)
     workload = Workload.build(build_program(name, batch=study.batch, seq=study.seq, mode="decode"), chip)
@@ -188,7 +188,7 @@ def load_model(name: str, study: Study, warms: Sequence[str]) -> ModelContext:
 
 def solve_run(ctx: ModelContext, warm: str, solver: str, study: Study) -> tuple[list, Any, float]:
     """The windowed solver on one warm start: (records, schedule, wall seconds)."""
-    from solvers.windowed import windowed
+    from solvers.schedule.windowed import windowed
 
     kind, backend = SOLVER_SPECS[solver]
     if kind == "milp" and backend == "highs":
@@ -198,7 +198,7 @@ def solve_run(ctx: ModelContext, warm: str, solver: str, study: Study) -> tuple[
     started = time.perf_counter()
     sched = windowed(ctx.workload, ctx.warm[warm], solver=kind, backend=backend, window=study.window_size,
                      time_limit=study.time_limit, workers=study.workers, seed=study.seed, anytime=True)
-    return sched.info["records"], sched, time.perf_counter() - started
+    return list(sched.info.records), sched, time.perf_counter() - started
 
 
 def window_row(keys: Mapping[str, Any], record) -> dict[str, Any]:
@@ -240,7 +240,7 @@ def model_row(keys: Mapping[str, Any], ctx: ModelContext, warm: str, records: Se
             "exact_pct_ideal": 100.0 * ctx.ideal_ms / verdict.latency_ms,
             "latency_gain_pct": 100.0 * (warm_ms - verdict.latency_ms) / warm_ms,
             **record_metrics(records), "wall_seconds": wall, "valid": bool(verdict.valid),
-            "kept_warm_start": sched.info.get("kept_warm_start", "")}
+            "kept_warm_start": sched.info.kept_warm_start}
 
 
 # -- the study loop --------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Solver tuning on a fixed set of window problems: which CP-SAT / HiGHS / CBC settings prove optimality fastest.
 
-The windows are the ones ``solvers.windowed`` would solve when every earlier
+The windows are the ones ``solvers.schedule.windowed`` would solve when every earlier
 window keeps the warm start (so the set is reproducible and independent of the
 settings under test): by default the ``--windows`` largest CP-SAT models among
 the windows of the first ``--layers`` layers, or an explicit ``--window-ids``.
@@ -40,7 +40,7 @@ if _HERE not in sys.path:
 from gap_study import CsvLog, save, split_list  # noqa: E402
 
 FAMILIES = ("cpsat", "highs", "cbc")
-BASE_WORKERS = 2  # what solvers.windowed runs by default
+BASE_WORKERS = 2  # what solvers.schedule.windowed runs by default
 
 #: factor -> levels; the first level is the baseline. A level is a dict of solver parameters, where the
 #: key "workers" sets SolverSettings.workers (CP-SAT num_workers, MILP threads) instead of a parameter.
@@ -181,7 +181,7 @@ class TuneWindow:
 
 
 def model_size(problem) -> int:
-    from formulations.cpsat_window import build_cpsat
+    from formulations.schedule.cpsat_window import build_cpsat
 
     proto = build_cpsat(problem).model.proto
     return len(proto.variables) + len(proto.constraints)
@@ -193,24 +193,17 @@ def build_windows(workload, warm, window: int, count: int) -> list[TuneWindow]:
     That is what the windowed driver sees when no earlier window improves, so
     the problems do not depend on which settings solved the windows before.
     """
-    import numpy as np
+    from solvers.schedule.windowed import window_problems
 
-    from solvers.solver_options import SolverSettings
-    from solvers.windowed import WindowedSolver
-
-    runner = WindowedSolver(workload, warm, SolverSettings(), window=window)
-    state = (warm.entry.copy(), warm.exec_start.copy(), warm.exec_end.copy(), warm.load_start.copy(),
-             warm.load_end.copy(), np.zeros(len(workload), dtype=bool))
     out, sizes = [], {}  # repeated layers repeat problems: size each distinct one once
-    for index, (first, stop, commit) in enumerate(runner.ranges[:count]):
-        built = runner.build(first, stop, commit, state)
+    for index, built in enumerate(window_problems(workload, warm, window, count)):
         heuristic = float(built.hint.makespan()) if built.hint_ok else float(built.heuristic_makespan)
         key = built.problem.signature()
         if key not in sizes:
             sizes[key] = model_size(built.problem)
+        first, stop = built.problem.ops[0].op, built.problem.ops[-1].op + 1
         out.append(TuneWindow(index, first, stop - 1, built.problem, built.hint, built.hint_ok, heuristic,
                               sizes[key]))
-        runner._apply_warm(state, built, first, stop, commit)
     return out
 
 
@@ -220,7 +213,7 @@ def distinct(windows: Sequence[TuneWindow]) -> int:
 
 def windows_in_layers(workload, window: int, layers: int) -> int:
     """How many windows lie within the preamble and the first ``layers`` layers."""
-    from solvers.windowed import window_ranges
+    from solvers.schedule.windowed import window_ranges
 
     ranges = window_ranges(workload, window)
     structure = workload.program.layers
@@ -250,9 +243,9 @@ def pick_windows(candidates: Sequence[TuneWindow], count: int, ids: Sequence[int
 def prepare_windows(args) -> list[TuneWindow]:
     from elk.chip import preset
     from elk.workload import Workload
-    from elk.zoo import build_program
-    from solvers.designs import elk_dyn, elk_full
-    from solvers.windowed import window_ranges
+    from elk.graphs.zoo import build_program
+    from solvers.schedule.designs import elk_dyn, elk_full
+    from solvers.schedule.windowed import window_ranges
 
     started = time.perf_counter()
     chip = preset(args.chip).with_overrides(hbm_bytes_per_s=args.hbm_tbps * 1e12)

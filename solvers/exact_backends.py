@@ -14,8 +14,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from formulations.cpsat_window import build_cpsat
-from formulations.window import WindowAssignment, WindowProblem
+from formulations.schedule.cpsat_window import build_cpsat
+from formulations.schedule.window import WindowAssignment, WindowProblem
 from solvers.solver_options import SolverSettings, apply_cpsat_params
 
 
@@ -82,7 +82,7 @@ def solve_cpsat(problem: WindowProblem, settings: SolverSettings, hint: WindowAs
 def solve_milp(problem: WindowProblem, settings: SolverSettings, hint: WindowAssignment | None) -> Outcome:
     import pulp
 
-    from formulations.milp_window import build_milp
+    from formulations.schedule.milp_window import build_milp
 
     built = build_milp(problem)
     if hint is not None:

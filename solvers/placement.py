@@ -27,7 +27,7 @@ from elk.errors import ScheduleError
 from elk.schedule import Schedule
 from elk.simulator import simulate
 from elk.workload import Workload
-from solvers.allocate import allocate
+from solvers.alloc.allocate import allocate
 
 
 @dataclass
@@ -147,7 +147,7 @@ def cost_aware_placement(name: str, workload: Workload, schedule: Schedule, reru
                 candidate, cbufs, cres, sim = _refined(workload, budget, refine, (candidate, cbufs, cres, sim),
                                                        repairs, solver=solver, time_limit=time_limit,
                                                        granularity=granularity)
-            candidate.info["placement_budget"] = budget
+            candidate.info.placement_budget = int(budget)
             return candidate, placement("repaired", cbufs, cres, budget, sim.latency_ms - original_ms, repairs)
     return schedule, placement("unplaced", bufs, res, capacity, 0.0, repairs)
 
@@ -173,12 +173,12 @@ def _refined(workload: Workload, budget: int, refine: Rerun, repaired: tuple, re
 
 def rerun_design(name: str, options: Mapping[str, Any]) -> Rerun:
     """Re-run design ``name`` and the designs it builds on, all under the given (shrunk) workload."""
-    from elk.api import _dependency_order
+    from solvers.registry import dependency_order
     from solvers.registry import run_design
 
     def run(budget_workload: Workload) -> Schedule:
         done: dict[str, Schedule] = {}
-        for dep in _dependency_order([name]):
+        for dep in dependency_order([name]):
             done[dep] = run_design(dep, budget_workload, done, options if dep == name else {})
         return done[name]
 
@@ -193,7 +193,7 @@ def repair_reruns(name: str, options: Mapping[str, Any], chosen: Schedule) -> tu
     schedule under a budget); the whole design runs once more at the final
     budget, where its own search may find a faster schedule.
     """
-    from solvers.designs import repeat_choice
+    from solvers.schedule.designs import repeat_choice
 
     rerun = rerun_design(name, options)
     repeat = repeat_choice(name, chosen)

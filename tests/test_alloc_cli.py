@@ -7,7 +7,7 @@ import pytest
 
 from alloc_cases import DATA
 from elk.allocation import read_placement, validate
-from elk.cli import main
+from elk.cli.main import main
 
 
 def test_alloc_minimise_writes_csv_png_json(tmp_path, capsys):

@@ -6,9 +6,10 @@ import pytest
 
 from alloc_cases import DATA, SHARED, perfect_packing, random_problem
 from elk.allocation import AllocationProblem, capacity_from_name, max_load_lower_bound, read_csv, validate
-from solvers.alloc_decompose import common_factor, components, decompose, subproblem
-from solvers.alloc_search import canonical_search, maximal_sections
-from solvers.allocate import allocate
+from solvers.alloc.decompose import common_factor, components, decompose, subproblem
+from elk.allocation import maximal_sections
+from solvers.alloc.search import canonical_search
+from solvers.alloc.allocate import allocate
 
 EXACT = ("search", "cpsat", "milp", "portfolio")
 
@@ -169,7 +170,7 @@ def test_minimalloc_instance_c_within_capacity():
 def test_cpsat_branching_bottom_up_places_instance_i():
     """I is the instance neither the search nor CP-SAT's own branching placed in 60 s; told to branch on
     the lowest offset first, one CP-SAT worker places it (5.5 s measured)."""
-    from formulations.alloc_cpsat import build_cpsat
+    from formulations.alloc.cpsat import build_cpsat
     path = SHARED / "minimalloc" / "challenging" / "I.1048576.csv"
     p = read_csv(path, capacity=capacity_from_name(path))
     assert len(build_cpsat(p, p.capacity, minimize=False).model.proto.search_strategy) == 1

@@ -8,8 +8,8 @@ import pytest
 from alloc_cases import DATA, SHARED, perfect_packing, random_problem
 from elk.allocation import AllocationProblem, max_load_lower_bound, read_csv, validate
 from elk.errors import AllocationInputError, SolverConfigError
-from solvers.alloc_heuristic import FITS, ORDERS, compact, greedy, heuristic
-from solvers.allocate import allocate
+from solvers.alloc.heuristic import FITS, ORDERS, compact, greedy, heuristic
+from solvers.alloc.allocate import allocate
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from elk.cli import main
+from elk.cli.main import main
 
 DESIGNS = ("basic", "static", "elk-dyn", "elk-full", "ideal")
 TINY = ["tiny", "--batch", "4", "--seq", "128", "--chip", "ipu-mk2"]
@@ -208,7 +208,7 @@ def test_console_script(tmp_path):
     elif shutil.which("elk"):
         cmd = [shutil.which("elk")]
     else:
-        cmd = [sys.executable, "-m", "elk.cli"]
+        cmd = [sys.executable, "-m", "elk.cli.main"]
     env = dict(os.environ)
     env.setdefault("ELK_CACHE_DIR", str(tmp_path))
     proc = subprocess.run([*cmd, "compile", "tiny", "--batch", "2", "--seq", "64", "--chip", "ipu-mk2",

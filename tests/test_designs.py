@@ -11,11 +11,11 @@ from elk.errors import ScheduleError
 from elk.schedule import IDEAL_RELAXATION, STRICT
 from elk.simulator import simulate
 from elk.workload import Workload
-from elk.zoo import build_program
-from solvers.choice import CostAware, FixedCold
-from solvers.designs import DESIGNS, elk_dyn, preload_depth, span
-from solvers.engine import PassConfig, backward_pass
-from solvers.orders import group_orders, group_types, layer_groups, load_order
+from elk.graphs.zoo import build_program
+from solvers.schedule.choice import CostAware, FixedCold
+from solvers.schedule.designs import DESIGNS, elk_dyn, preload_depth, span
+from solvers.schedule.engine import PassConfig, backward_pass
+from solvers.schedule.orders import group_orders, group_types, layer_groups, load_order
 
 MK2 = preset("ipu-mk2")
 CASES = {

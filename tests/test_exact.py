@@ -12,16 +12,16 @@ from elk.chip import preset
 from elk.errors import SolverConfigError
 from elk.simulator import simulate
 from elk.workload import Workload
-from elk.zoo import build_program
-from solvers.brute_force import noc_binding, solve_brute_force
-from formulations.cpsat_window import build_cpsat
-from formulations.window import check
-from solvers import designs
+from elk.graphs.zoo import build_program
+from solvers.schedule.brute_force import noc_binding, solve_brute_force
+from formulations.schedule.cpsat_window import build_cpsat
+from formulations.schedule.window import check
+from solvers.schedule import designs
 from solvers.exact_backends import solve_cpsat, solve_milp
-from solvers.records import write_records
+from solvers.schedule.records import write_records
 from solvers.registry import run_design
 from solvers.solver_options import SolverSettings
-from solvers.windowed import WindowedSolver, window_ranges, windowed
+from solvers.schedule.windowed import WindowedSolver, window_problems, window_ranges, windowed
 
 pytestmark = pytest.mark.solver
 
@@ -35,24 +35,10 @@ def small():
     return w, designs.elk_dyn(w)
 
 
-def window_problems(w, warm, window: int, count: int, max_options: int = 3):
-    """The first ``count`` window problems, advancing the state with the warm start's decisions."""
-    runner = WindowedSolver(w, warm, SolverSettings(time_limit=10, workers=1), window=window,
-                            max_options=max_options)
-    state = (warm.entry.copy(), warm.exec_start.copy(), warm.exec_end.copy(), warm.load_start.copy(),
-             warm.load_end.copy(), np.zeros(len(w), dtype=bool))
-    out = []
-    for first, stop, commit in runner.ranges[:count]:
-        built = runner.build(first, stop, commit, state)
-        out.append(built)
-        runner._apply_warm(state, built, first, stop, commit)
-    return out
-
-
 def test_brute_force_cpsat_and_milp_agree(small):
     w, warm = small
     compared = 0
-    for built in window_problems(w, warm, window=3, count=12):
+    for built in window_problems(w, warm, window=3, count=12, max_options=3):
         p = built.problem
         assert not noc_binding(p)  # so enumeration is exhaustive
         try:
@@ -72,7 +58,7 @@ def test_brute_force_cpsat_and_milp_agree(small):
 
 def test_cbc_reaches_the_same_optimum(small):
     w, warm = small
-    built = next(b for b in window_problems(w, warm, window=3, count=6) if len(b.problem.future) >= 3)
+    built = next(b for b in window_problems(w, warm, window=3, count=6, max_options=3) if len(b.problem.future) >= 3)
     cp = solve_cpsat(built.problem, SolverSettings(time_limit=10, workers=1), built.hint)
     cbc = solve_milp(built.problem, SolverSettings(solver="milp", backend="cbc", time_limit=30, workers=1),
                      built.hint)
@@ -82,7 +68,7 @@ def test_cbc_reaches_the_same_optimum(small):
 
 def test_milp_warm_start_is_checked_in_the_solver_log(small):
     w, warm = small
-    built = window_problems(w, warm, window=3, count=3)[2]
+    built = window_problems(w, warm, window=3, count=3, max_options=3)[2]
     optimum = solve_cpsat(built.problem, SolverSettings(time_limit=10, workers=1), built.hint).assignment
     for backend in ("highs", "cbc"):
         used = solve_milp(built.problem, SolverSettings(solver="milp", backend=backend, time_limit=30, workers=1),
@@ -96,7 +82,7 @@ def test_milp_warm_start_is_checked_in_the_solver_log(small):
 
 def test_cpsat_hint_covers_every_variable(small):
     w, warm = small
-    built = window_problems(w, warm, window=3, count=3)[2]
+    built = window_problems(w, warm, window=3, count=3, max_options=3)[2]
     model = build_cpsat(built.problem)
     model.add_hint(built.hint)
     proto = model.model.Proto()
@@ -114,7 +100,7 @@ def test_windowed_never_slower_than_warm_start_and_simulator_agrees(small, solve
     # the latency is the one the window models predict: whole-cycle ends from the first event
     begin = min(result.exec_start.min(), result.load_start[w.has_load].min())
     assert verdict.latency_cycles == pytest.approx(result.exec_end.max() - begin)
-    records = result.info["records"]
+    records = result.info.records
     assert len(records) == len(window_ranges(w, 3))
     assert all(r.exact_cycles <= r.heuristic_cycles + 1e-6 for r in records)
     assert all(math.isnan(r.bound_cycles) or r.bound_cycles <= r.exact_cycles + 1e-6 for r in records)
@@ -163,20 +149,20 @@ def test_records_carry_solver_facts_and_write_csv(small, tmp_path):
     w, warm = small
     result = windowed(w, warm, solver="cpsat", window=3, time_limit=5, workers=1, seed=7,
                       params={"linearization_level": 2}, records=str(tmp_path / "rec.csv"))
-    r = result.info["records"][0]
+    r = result.info.records[0]
     assert r.solver == "cp-sat" and r.version.startswith("ortools 9.15")
     assert r.seed == 7 and r.workers == 1 and r.time_limit == 5
     assert '"linearization_level": 2' in r.params
     text = (tmp_path / "rec.csv").read_text().splitlines()
     assert text[0].startswith("model,window,first_op,last_op,solver,version,status")
-    assert len(text) == len(result.info["records"]) + 1
+    assert len(text) == len(result.info.records) + 1
     milp = windowed(w, warm, solver="milp", window=3, time_limit=5, workers=1)
-    assert "HiGHS 1.12" in milp.info["records"][0].version
+    assert "HiGHS 1.12" in milp.info.records[0].version
     try:
         import pyarrow  # noqa: F401
     except ImportError:  # parquet needs an engine elk does not install: a clear error, not a traceback
         with pytest.raises(SolverConfigError, match="pyarrow"):
-            write_records(result.info["records"], tmp_path / "rec.parquet")
+            write_records(result.info.records, tmp_path / "rec.parquet")
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -203,7 +189,7 @@ def test_registry_passes_the_elk_full_warm_start(small):
     w, warm = small
     full = designs.elk_full(w, dyn=warm)
     sched = run_design("cpsat", w, {"elk-full": full}, {"window": 4, "time_limit": 5, "workers": 1})
-    assert sched.info["warm_start"] == "elk-full"
+    assert sched.info.warm_start == "elk-full"
     with pytest.raises(SolverConfigError, match="no option"):
         run_design("cpsat", w, {"elk-full": full}, {"windw": 4})
 

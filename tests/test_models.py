@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from elk.arch import load_config_file, parse_config
+from elk.graphs.arch import load_config_file, parse_config
 from elk.errors import ModelConfigError
-from elk.zoo import build_program, list_models, resolve_model, zoo_dir
+from elk.graphs.zoo import build_program, list_models, resolve_model, zoo_dir
 
 EXPECTED_LAYERS = {"llama2-13b": 40, "llama2-70b": 80, "opt-30b": 48, "gemma2-27b": 46,
                    "dit-xl-2": 28, "tiny": 2}

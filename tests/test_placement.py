@@ -10,12 +10,12 @@ import elk
 from elk.allocation import AllocationResult, max_load_lower_bound, validate
 from elk.buffers import schedule_buffers, tensor_bytes
 from elk.chip import preset
-from elk.report import compile_report
+from elk.driver.report import compile_report
 from elk.simulator import simulate
 from elk.workload import Workload
-from elk.zoo import build_program
+from elk.graphs.zoo import build_program
 from solvers import placement as placement_mod
-from solvers.designs import DESIGNS, elk_dyn, repeat_choice
+from solvers.schedule.designs import DESIGNS, elk_dyn, repeat_choice
 from solvers.placement import cost_aware_placement, place_schedule, repair_reruns, rerun_design, with_budget
 
 MK2 = preset("ipu-mk2")
@@ -181,7 +181,7 @@ def test_repeating_a_designs_choice_reproduces_its_schedule(chip_name, design):
     assert again.design == sched.design
     assert np.array_equal(again.entry, sched.entry)
     assert np.allclose(again.exec_start, sched.exec_start) and np.allclose(again.load_start, sched.load_start)
-    assert again.info.get("best") == sched.info.get("best")
+    assert again.info.load_order == sched.info.load_order
 
 
 def test_designs_without_a_recorded_choice_are_rerun_whole():
@@ -218,7 +218,7 @@ def test_repair_searches_budgets_with_one_pass_and_runs_the_whole_design_once(mo
 
 def test_a_budget_the_one_pass_rerun_cannot_schedule_runs_the_whole_design_once(monkeypatch):
     """The one-pass re-run falls back to the whole design; the refine step at that budget reuses that run."""
-    import solvers.designs as designs_mod
+    import solvers.schedule.designs as designs_mod
     from elk.errors import ScheduleError
 
     w, sched = workload("mk2"), schedules("mk2")["elk-full"]

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from elk.cli import main
+from elk.cli.main import main
 from elk.study import (KNOBS, RESULT_COLUMNS, Point, Study, StudyError, export_results, grid, load_results,
                        run_study)
-from elk.study_point import SCHEMA_VERSION
+from elk.study.point import SCHEMA_VERSION
 
 TINY = dict(model="tiny", batch=4, seq=128, chip="ipu-mk2")
 
@@ -176,7 +176,7 @@ def test_crashed_point_is_retried(tmp_path):
 
 KILL_SCRIPT = textwrap.dedent("""
     import sys, time
-    from elk import study_exec
+    from elk.study import execute as study_exec
     from elk.study import grid, run_study
     real = study_exec.execute_point
     def slow(point, *a, **k):
@@ -232,7 +232,7 @@ def test_export(tmp_path):
 
 
 def test_grouping_puts_table_sharing_points_together():
-    from elk.study_exec import Dispatcher, Plan
+    from elk.study.execute import Dispatcher, Plan
     pts = grid(model="tiny", batch=[4, 8], seq=128, chip="ipu-mk2", hbm_tbps=[4, 8, 16])
     plan = Plan.of(pts)
     assert [len(g) for g in plan.groups.values()] == [3, 3]  # HBM bandwidth does not change plan tables

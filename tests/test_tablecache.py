@@ -31,7 +31,7 @@ def assert_same_table(a, b):
 @pytest.fixture
 def fresh_memory(monkeypatch):
     """An empty in-process table cache, so plan_table must go to disk or build."""
-    monkeypatch.setattr(plantable, "_MEMORY", {})
+    plantable.clear_memory()
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_build_many_keeps_job_order_with_a_process_pool(monkeypatch):
     volumes = [float(np.prod(s.lengths)) for s in sigs]
     assert min(volumes) > 1e6 and len(set(volumes)) == 3
     assert volumes != sorted(volumes) and volumes != sorted(volumes, reverse=True)
-    tables = tablecache.build_many([(s, MK2) for s in sigs], workers=2)
+    tables = tablecache.build_many(plantable.build_job, [(s, MK2) for s in sigs], workers=2)
     assert used == [2], "the process pool was not used"
     assert [t.sig for t in tables] == sigs
     for sig, table in zip(sigs, tables):
@@ -67,9 +67,9 @@ def test_build_many_keeps_job_order_with_a_process_pool(monkeypatch):
 
 def test_build_many_serial_path_and_empty():
     sigs = [matmul_sig(4, 256, 512), matmul_sig(8, 128, 256)]  # small: built in this process
-    tables = tablecache.build_many([(s, MK2) for s in sigs], workers=2)
+    tables = tablecache.build_many(plantable.build_job, [(s, MK2) for s in sigs], workers=2)
     assert [t.sig for t in tables] == sigs
-    assert tablecache.build_many([], workers=2) == []
+    assert tablecache.build_many(plantable.build_job, [], workers=2) == []
 
 
 # ---------------------------------------------------------------------------
@@ -77,27 +77,27 @@ def test_build_many_serial_path_and_empty():
 # ---------------------------------------------------------------------------
 def test_cache_round_trip(cache_root):
     sig = matmul_sig(8, 333, 777)
-    assert tablecache.load(sig, MK2) is None
+    assert plantable.load_cached(sig, MK2) is None
     table = plantable.plan_table(sig, MK2)
     files = list(cache_root.glob("*.npz"))
     assert [f.name for f in files] == [f"{tablecache.table_key(sig, MK2)}.npz"]
     assert not list(cache_root.glob("*.tmp*"))  # written atomically, no leftovers
-    loaded = tablecache.load(sig, MK2)
+    loaded = plantable.load_cached(sig, MK2)
     assert loaded is not None and loaded is not table
     assert_same_table(loaded, table)
     for name in ARRAYS:
         assert getattr(loaded, name).dtype == getattr(table, name).dtype, name
     assert loaded.build_seconds == pytest.approx(table.build_seconds)
     # the HBM bandwidth is not part of the key: another bandwidth reads the same file
-    assert_same_table(tablecache.load(sig, MK2.with_overrides(hbm_bytes_per_s=1e12)), table)
+    assert_same_table(plantable.load_cached(sig, MK2.with_overrides(hbm_bytes_per_s=1e12)), table)
     # a change in a costing field is a different table
-    assert tablecache.load(sig, MK2.with_overrides(noc_scale=2.0)) is None
+    assert plantable.load_cached(sig, MK2.with_overrides(noc_scale=2.0)) is None
 
 
 def test_plan_table_reads_the_disk_cache(cache_root, monkeypatch):
     sig = matmul_sig(8, 334, 777)
     first = plantable.plan_table(sig, MK2)
-    monkeypatch.setattr(plantable, "_MEMORY", {})
+    plantable.clear_memory()
 
     def no_build(*args, **kwargs):
         raise AssertionError("table rebuilt although it is cached on disk")
@@ -111,11 +111,11 @@ def test_garbage_cache_file_is_ignored_and_rebuilt(cache_root, monkeypatch):
     table = plantable.plan_table(sig, MK2)
     path = cache_root / f"{tablecache.table_key(sig, MK2)}.npz"
     path.write_bytes(b"this is not an npz file")
-    assert tablecache.load(sig, MK2) is None
-    monkeypatch.setattr(plantable, "_MEMORY", {})
+    assert plantable.load_cached(sig, MK2) is None
+    plantable.clear_memory()
     rebuilt = plantable.plan_table(sig, MK2)
     assert_same_table(rebuilt, table)
-    assert_same_table(tablecache.load(sig, MK2), table)  # the file was replaced by a good one
+    assert_same_table(plantable.load_cached(sig, MK2), table)  # the file was replaced by a good one
 
 
 def test_cache_file_missing_an_array_is_ignored(cache_root):
@@ -123,7 +123,7 @@ def test_cache_file_missing_an_array_is_ignored(cache_root):
     plantable.plan_table(sig, MK2)
     path = cache_root / f"{tablecache.table_key(sig, MK2)}.npz"
     np.savez_compressed(path, cold=np.zeros(3))  # a foreign file with the right name
-    assert tablecache.load(sig, MK2) is None
+    assert plantable.load_cached(sig, MK2) is None
 
 
 @pytest.mark.parametrize("damage", ["truncated", "empty", "flipped"])
@@ -138,7 +138,7 @@ def test_damaged_cache_file_is_ignored(cache_root, damage):
         path.write_bytes(b"")
     else:
         path.write_bytes(data[:200] + bytes(b ^ 0xFF for b in data[200:400]) + data[400:])
-    assert tablecache.load(sig, MK2) is None
+    assert plantable.load_cached(sig, MK2) is None
 
 
 def test_no_cache_writes_nothing(tmp_path, monkeypatch, fresh_memory):
@@ -149,7 +149,7 @@ def test_no_cache_writes_nothing(tmp_path, monkeypatch, fresh_memory):
     table = plantable.plan_table(sig, MK2)
     assert len(table) > 0
     assert list(tmp_path.rglob("*")) == []
-    assert tablecache.load(sig, MK2) is None
+    assert plantable.load_cached(sig, MK2) is None
     monkeypatch.setenv("ELK_NO_CACHE", "0")  # "0" means caching is on
     assert tablecache.cache_dir() == tmp_path / "tables"
 
@@ -160,7 +160,7 @@ def test_unwritable_cache_dir_does_not_break_building(tmp_path, monkeypatch, fre
     monkeypatch.setenv("ELK_CACHE_DIR", str(blocker))
     sig = matmul_sig(8, 339, 777)
     table = plantable.plan_table(sig, MK2)
-    assert len(table) > 0 and tablecache.load(sig, MK2) is None
+    assert len(table) > 0 and plantable.load_cached(sig, MK2) is None
 
 
 def test_tables_for_shares_one_table_per_shape(cache_root):

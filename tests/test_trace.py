@@ -10,11 +10,11 @@ from elk.chip import preset
 from elk.ir import Program, einsum_op
 from elk.schedule import Schedule
 from elk.simulator import simulate
-from elk.timeline_plot import plot_timeline
-from elk.trace import chrome_trace, collapse_steps, write_chrome_trace
+from elk.driver.timeline_plot import plot_timeline
+from elk.driver.trace import chrome_trace, collapse_steps, write_chrome_trace
 from elk.workload import Workload
 
-from solvers.designs import elk_dyn
+from solvers.schedule.designs import elk_dyn
 
 
 def _toy_ops() -> list:

@@ -1,0 +1,171 @@
+"""The front door: compile a model on a chip with a set of designs.
+
+This is the one place in ``elk`` that imports ``solvers`` (strategies) and
+``elk.graphs.zoo`` (model builders); the core never does.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from elk.chip import Chip, resolve_chip
+from elk.errors import ElkError, SolverConfigError
+from elk.ir import Program
+from elk.schedule import Schedule
+from elk.simulator import SimResult, simulate
+from elk.workload import Workload
+
+@dataclass
+class DesignResult:
+    name: str
+    schedule: Schedule
+    sim: SimResult
+    compile_seconds: float
+    #: SRAM addresses of the schedule's buffers (None for bounds, or when placement is off)
+    placement: Any = None
+
+    def row(self, ideal_ms: float | None, clock_hz: float) -> dict[str, Any]:
+        r = self.sim
+        row = {"design": self.name, "latency_ms": r.latency_ms, "valid": r.valid,
+               "pct_of_ideal": (100.0 * ideal_ms / r.latency_ms) if ideal_ms and r.latency_ms else None,
+               **{f"{k}_ms": v for k, v in r.breakdown_ms.items()},
+               "hbm_utilisation": r.hbm_utilisation, "noc_utilisation": r.noc_utilisation,
+               "achieved_tflops": r.achieved_tflops, "peak_sram_bytes": r.peak_sram_bytes,
+               "compile_seconds": self.compile_seconds, "relaxation": r.relaxation}
+        if self.placement is not None:
+            row.update(self.placement.row())
+        if r.violations:
+            row["first_violation"] = r.violations[0].message(clock_hz)
+        return row
+
+
+@dataclass
+class CompileResult:
+    model: str
+    chip: Chip
+    program: Program
+    workload: Workload
+    designs: dict[str, DesignResult]
+    table_seconds: float
+    total_seconds: float = 0.0
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def ideal_ms(self) -> float | None:
+        d = self.designs.get("ideal")
+        return d.sim.latency_ms if d else None
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [d.row(self.ideal_ms, self.chip.clock_hz) for d in self.designs.values()]
+
+    def to_frame(self):
+        """One row per design (pandas DataFrame)."""
+        import pandas as pd
+        return pd.DataFrame(self.rows()).set_index("design")
+
+    def to_json(self) -> dict[str, Any]:
+        designs = {}
+        for name, d in self.designs.items():
+            row = d.row(self.ideal_ms, self.chip.clock_hz)
+            row.pop("design")
+            row["violations"] = [v.message(self.chip.clock_hz) for v in d.sim.violations[:10]]
+            info = d.schedule.info
+            if info.records:
+                row["windows"] = window_summary(info.records)
+            row["info"] = jsonable(info.copy(records=()))
+            designs[name] = row
+        return {"model": self.model, "program": jsonable(self.program.summary()),
+                "chip": jsonable(self.chip.to_dict()), "table_seconds": self.table_seconds,
+                "total_seconds": self.total_seconds, "designs": designs, **jsonable(self.extras)}
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with dataclasses, numpy scalars/arrays, paths and NaN turned into plain JSON values."""
+    import dataclasses
+
+    import numpy as np
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    if isinstance(value, float) and value != value:
+        return None  # NaN is not JSON
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def window_summary(records) -> dict[str, Any]:
+    """Per-design totals of the exact window solves (for reports)."""
+    solved = [r for r in records if not r.reused]
+    proven = sum(1 for r in solved if r.status == "OPTIMAL")
+    return {"windows": len(records), "solved": len(solved), "reused": len(records) - len(solved),
+            "proven_optimal_pct": 100.0 * proven / len(solved) if solved else 0.0,
+            "improved": sum(1 for r in records if r.accepted),
+            "solve_seconds": sum(r.seconds for r in solved),
+            "heuristic_cycles": sum(r.heuristic_cycles for r in records),
+            "exact_cycles": sum(r.exact_cycles for r in records),
+            "solver": records[0].solver if records else "", "version": records[0].version if records else ""}
+
+
+def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batch: int = 32, seq: int = 2048,
+            mode: str = "decode", designs: str | Iterable[str] = "all",
+            chip_overrides: Mapping[str, Any] | None = None, design_options: Mapping[str, Mapping] | None = None,
+            placement: str | None = "heuristic", placement_time_limit: float = 10.0,
+            ) -> CompileResult:
+    """Build the model, its plan tables, and a schedule per design, each timed by the simulator.
+
+    With ``placement`` (an allocator: heuristic, cpsat or milp) every strict
+    design's buffers also get SRAM addresses; a schedule whose buffers do not
+    fit is repaired by re-running the design under a smaller byte budget, and
+    the design's result is the repaired schedule (the cost is reported).
+    ``placement=None`` keeps byte budgets only.
+    """
+    from solvers.registry import DESIGNS, dependency_order, parse_designs, run_design
+
+    started = time.perf_counter()
+    the_chip = resolve_chip(chip)
+    if chip_overrides:
+        the_chip = the_chip.with_overrides(**{k: v for k, v in chip_overrides.items() if v is not None})
+    if isinstance(model, Program):
+        program = model
+    else:
+        from elk.graphs.zoo import build_program
+        program = build_program(model, batch=batch, seq=seq, mode=mode)
+    names = parse_designs(designs, DESIGNS)
+    from solvers.alloc.allocate import ALLOC_SOLVERS
+    if placement is not None and placement not in ALLOC_SOLVERS:
+        raise SolverConfigError(f"unknown placement solver '{placement}' ({', '.join(ALLOC_SOLVERS)} or None)")
+    workload = Workload.build(program, the_chip)
+    results: dict[str, DesignResult] = {}
+    done: dict[str, Schedule] = {}
+    for name in dependency_order(names):
+        t0 = time.perf_counter()
+        schedule = run_design(name, workload, done, (design_options or {}).get(name, {}))
+        spent = time.perf_counter() - t0
+        done[name] = schedule
+        if name in names:
+            placed = None
+            if placement is not None and schedule.relaxation.strict:
+                from solvers.placement import cost_aware_placement, repair_reruns
+                options = {k: v for k, v in (design_options or {}).get(name, {}).items() if k != "records"}
+                quick, whole = repair_reruns(name, options, schedule)
+                schedule, placed = cost_aware_placement(name, workload, schedule, quick, refine=whole,
+                                                        solver=placement, time_limit=placement_time_limit)
+                spent += placed.seconds
+            results[name] = DesignResult(name, schedule, simulate(workload, schedule), spent, placed)
+    ordered = {n: results[n] for n in names}
+    return CompileResult(model=program.name, chip=the_chip, program=program, workload=workload,
+                         designs=ordered, table_seconds=workload.table_seconds,
+                         total_seconds=time.perf_counter() - started)
+
+
+__all__ = ["compile", "CompileResult", "DesignResult", "ElkError", "jsonable", "window_summary"]

@@ -1,0 +1,117 @@
+"""Readable text reports for the CLI."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from elk.chip import Chip
+from elk.ir import Program
+from elk.plantable import PlanTable
+
+
+def fmt_bytes(n: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n:.0f} B"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence], align: str | None = None) -> str:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(row[k]) for row in cells) for k in range(len(headers))]
+    align = align or ("l" + "r" * (len(headers) - 1))
+    lines = []
+    for n, row in enumerate(cells):
+        parts = [c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(row, widths, align)]
+        lines.append("  ".join(parts).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def program_header(program: Program, chip: Chip) -> str:
+    meta = program.meta
+    mode = meta.get("mode", "")
+    shape = f"batch {meta.get('batch')}" + (f", KV {meta.get('seq')}" if mode == "decode" else
+                                             f", sequence {meta.get('seq')}" if meta.get("seq") else "")
+    hbm_ms = program.hbm_bytes / chip.hbm_bytes_per_s * 1e3
+    return (f"elk: {program.name} {mode} ({shape}) on {chip.describe()}\n"
+            f"program: {len(program.ops):,} operators ({len(program.unique_signatures())} unique shapes), "
+            f"{fmt_bytes(program.hbm_bytes)} from HBM per step, {program.flops / 1e12:.3f} TFLOP; "
+            f"HBM time alone {hbm_ms:.3f} ms")
+
+
+def compile_report(result) -> str:
+    """The table `elk compile` prints (``result`` is an elk.api.CompileResult)."""
+    rows = []
+    for r in result.rows():
+        b = lambda k: f"{r[k + '_ms']:.3f}"  # noqa: E731
+        rows.append([r["design"], f"{r['latency_ms']:.3f}",
+                     f"{r['pct_of_ideal']:.1f}" if r["pct_of_ideal"] is not None else "-",
+                     b("overlapped"), b("preload_only"), b("execute_only"), b("stall"),
+                     f"{100 * r['hbm_utilisation']:.1f}%", f"{100 * r['noc_utilisation']:.1f}%",
+                     f"{r['achieved_tflops']:.1f}", f"{r['peak_sram_bytes'] / 1024:.0f}",
+                     _placed_kib(r), f"{100 * r['fragmentation']:.1f}" if "fragmentation" in r else "-",
+                     f"{r['compile_seconds']:.2f}", "yes" if r["valid"] else "NO"])
+    out = [program_header(result.program, result.chip),
+           f"plan tables: {len(set(id(t) for t in result.workload.tables))} unique operators in "
+           f"{result.table_seconds:.2f} s; total {result.total_seconds:.2f} s", "",
+           table(["design", "latency ms", "% ideal", "overlap ms", "preload ms", "execute ms", "stall ms",
+                  "HBM util", "NoC util", "TFLOPS", "SRAM KiB", "alloc KiB", "frag %", "compile s", "valid"],
+                 rows)]
+    notes = []
+    for name, d in result.designs.items():
+        records = d.schedule.info.records
+        if records:
+            from elk.driver.api import window_summary
+            w = window_summary(records)
+            kept = d.schedule.info.kept_warm_start
+            notes.append(f"{name}: {w['windows']} windows of {d.schedule.info.window} ops "
+                         f"({w['solved']} solved, {w['reused']} reused from identical windows), "
+                         f"{w['proven_optimal_pct']:.0f}% of solved windows proven optimal, "
+                         f"{w['improved']} improved on the warm start ({d.schedule.info.warm_start}); "
+                         f"{w['solve_seconds']:.1f} s in {w['solver']} ({w['version']})"
+                         + (f"; kept the warm start: {kept}" if kept else ""))
+        p = d.placement
+        if p is not None and p.status == "repaired":
+            notes.append(f"{name}: its first schedule's buffers needed {p.unrepaired_peak / 1024:.0f}"
+                         f" KiB of addresses (SRAM {p.capacity / 1024:.0f} KiB); re-scheduled under a "
+                         f"{p.budget / 1024:.0f} KiB byte budget to fit, costing {p.latency_cost_ms:+.3f} ms")
+        elif p is not None and p.status == "unplaced":
+            notes.append(f"{name} NOT PLACEABLE: its buffers need {p.allocated_peak / 1024:.0f} KiB of addresses, "
+                         f"SRAM holds {p.capacity / 1024:.0f} KiB, and {len(p.repairs)} repairs did not fit")
+        if d.sim.relaxation != "strict":
+            notes.append(f"{name} is a bound, timed under relaxed rules: {d.sim.relaxation}")
+        if not d.sim.valid:
+            notes.append(f"{name} INVALID: {d.sim.violations[0].message(result.chip.clock_hz)}")
+    if notes:
+        out += [""] + [f"note: {n}" for n in notes]
+    out += ["", "% ideal = Ideal latency / design latency. Breakdown: overlapped = execute while loading; "
+                "stall = neither at full rate (interconnect contention or idle). SRAM KiB = most bytes live at "
+                "once; alloc KiB = highest SRAM address the placed buffers use; frag % = 1 - SRAM / alloc."]
+    return "\n".join(out)
+
+
+def _placed_kib(row: dict) -> str:
+    if "allocated_peak_bytes" not in row:
+        return "-"
+    mark = {"repaired": " (r)", "unplaced": " (!)"}.get(row["placement"], "")
+    return f"{row['allocated_peak_bytes'] / 1024:.0f}{mark}"
+
+
+def plan_table_report(op_name: str, table_: PlanTable, chip: Chip, limit: int = 40) -> str:
+    sig = table_.sig
+    head = (f"{op_name}: {sig.describe()} on {chip.cores} cores\n"
+            f"{table_.n_plans:,} plans ({table_.n_spatial:,} spatial), {len(table_.frontier_hot)} on the "
+            f"execution Pareto frontier, {len(table_)} cold-hot rows; built in {table_.build_seconds:.3f} s\n"
+            f"min cold {table_.min_cold:,} B/core (HBM load {fmt_bytes(table_.min_cold * chip.cores)}), "
+            f"fastest {table_.time[table_.fastest]:,.2f} cycles")
+    front = table(["hot B/core", "time cycles"],
+                  [[f"{int(h):,}", f"{t:,.2f}"] for h, t in zip(table_.frontier_hot, table_.frontier_time)])
+    rows = [[f"{int(c):,}", f"{int(h):,}", f"{t:,.2f}", f"{cp:,.1f}", f"{cm:,.1f}", f"{w:,.1f}",
+             "x".join(str(int(x)) for x in s)]
+            for c, h, t, cp, cm, w, s in zip(table_.cold, table_.hot, table_.time, table_.comp, table_.comm,
+                                             table_.warmup, table_.spatial)]
+    shown = rows[:limit]
+    cold_hot = table(["cold B/core", "hot B/core", "time", "compute", "comm", "warm-up", "spatial"], shown)
+    more = f"\n... {len(rows) - limit} more rows" if len(rows) > limit else ""
+    return f"{head}\n\nexecution Pareto frontier:\n{front}\n\ncold -> hot table:\n{cold_hot}{more}"

@@ -1,0 +1,130 @@
+"""A static picture of a simulated schedule: executions, HBM loads and SRAM over time.
+
+The Chrome trace (:mod:`elk.driver.trace`) is for interactive digging; this PNG is
+for reports and papers, where one glance should show whether loads hide
+behind execution, where operators stretch waiting for the interconnect, and
+how close SRAM comes to its capacity.
+
+It draws with :class:`matplotlib.figure.Figure` directly, so it needs no
+pyplot state and never switches the caller's backend. Bars are drawn with one
+``broken_barh`` call per kind (not per operator), so whole models plot fast.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+
+from elk.schedule import Schedule
+from elk.simulator import SimResult, Timeline
+from elk.driver.trace import collapse_steps, has_timeline
+from elk.workload import Workload
+
+_LOAD_COLOR = "tab:purple"
+
+
+def _window_end(tl: Timeline, max_ops: int | None) -> float:
+    """End (cycles) of the time window to show: the first ``max_ops`` operators, or everything."""
+    ends = [tl.exec_end.max()] if len(tl.exec_end) else [0.0]
+    if max_ops is not None and 0 < max_ops < len(tl.exec_end):
+        return float(tl.exec_end[max_ops - 1])
+    if len(tl.load_end):
+        ends.append(tl.load_end.max())
+    return float(max(ends))
+
+
+def _bars(start: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """(start, width) pairs as ``broken_barh`` wants them."""
+    return np.column_stack([start, width]) if len(start) else np.zeros((0, 2))
+
+
+def _plot_executions(ax, workload: Workload, schedule: Schedule, tl: Timeline, to_ms: float,
+                     t_end: float) -> None:
+    """One lane per operator kind: the light bar is the run, the dark inner bar its plan time.
+
+    A light tail to the right of a dark bar is time the operator was stretched
+    waiting for interconnect capacity the loads were using.
+    """
+    kinds = np.array([op.kind.value for op in workload.program.ops])
+    names = sorted(set(kinds.tolist()))
+    plan = workload.chosen(schedule.entry)["time"]
+    shown = tl.exec_start <= t_end
+    colors = {name: f"C{k % 10}" for k, name in enumerate(names)}
+    for lane, name in enumerate(names):
+        sel = shown & (kinds == name)
+        s, e, p = tl.exec_start[sel] * to_ms, tl.exec_end[sel] * to_ms, plan[sel] * to_ms
+        ax.broken_barh(_bars(s, e - s), (lane - 0.4, 0.8), facecolors=to_rgba(colors[name], 0.3),
+                       edgecolor="none")
+        ax.broken_barh(_bars(s, np.minimum(p, e - s)), (lane - 0.25, 0.5), facecolors=colors[name],
+                       edgecolor="none")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_ylim(-0.6, len(names) - 0.4)
+    ax.set_ylabel("execution")
+
+
+def _plot_loads(ax, tl: Timeline, to_ms: float, t_end: float) -> None:
+    """HBM loads on one lane; opacity is the load's share of the interconnect."""
+    sel = tl.load_start <= t_end
+    s, e = tl.load_start[sel] * to_ms, tl.load_end[sel] * to_ms
+    share = np.nan_to_num(tl.load_share[sel], nan=1.0, posinf=1.0)
+    colors = np.tile(to_rgba(_LOAD_COLOR), (len(s), 1))
+    colors[:, 3] = 0.15 + 0.85 * np.clip(share, 0.0, 1.0)
+    ax.broken_barh(_bars(s, e - s), (0.1, 0.8), facecolors=colors if len(s) else _LOAD_COLOR,
+                   edgecolor="none")
+    ax.set_yticks([0.5], ["HBM"])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("loads\n(opacity =\nNoC share)", fontsize=8)
+
+
+def _plot_sram(ax, tl: Timeline, capacity: int, to_ms: float, t_end: float) -> None:
+    """Per-core SRAM in use as a step line, with the capacity dashed."""
+    t, v = collapse_steps(tl.sram_time, tl.sram_bytes)
+    keep = t <= t_end
+    t, v = t[keep], np.asarray(v, dtype=np.float64)[keep]
+    if len(t) and t[-1] < t_end:  # carry the last level to the window's edge
+        t, v = np.append(t, t_end), np.append(v, v[-1])
+    ax.step(t * to_ms, v / 1024, where="post", color="tab:green", linewidth=1.0, label="in use")
+    ax.axhline(capacity / 1024, color="tab:red", linestyle="--", linewidth=1.0, label="capacity")
+    ax.set_ylim(0, capacity / 1024 * 1.08)
+    ax.set_ylabel("SRAM KiB/core")
+    ax.legend(loc="upper right", fontsize=8)
+
+
+def _title(workload: Workload, result: SimResult, max_ops: int | None) -> str:
+    latency = f"{result.latency_ms:.4g} ms" if np.isfinite(result.latency_ms) else "no latency"
+    title = f"{workload.program.name} on {workload.chip.name} | {result.design} | {latency}"
+    if not result.valid:
+        title += " | INVALID"
+    if max_ops is not None and 0 < max_ops < len(workload):
+        title += f" | first {max_ops} of {len(workload)} operators"
+    return title
+
+
+def plot_timeline(path: str | Path, workload: Workload, schedule: Schedule, result: SimResult, *,
+                  max_ops: int | None = None) -> Path:
+    """Write a three-panel PNG (executions, HBM loads, SRAM) of a simulated schedule; return the path.
+
+    ``max_ops`` limits the time axis to the first N operators' window, since a
+    whole model's thousands of bars are unreadable at page width.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tl = result.timeline
+    to_ms = 1e3 / workload.chip.clock_hz
+    fig = Figure(figsize=(12, 7), layout="constrained")
+    axes = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1, 2]})
+    fig.suptitle(_title(workload, result, max_ops))
+    if has_timeline(workload, result):
+        t_end = _window_end(tl, max_ops)
+        _plot_executions(axes[0], workload, schedule, tl, to_ms, t_end)
+        _plot_loads(axes[1], tl, to_ms, t_end)
+        _plot_sram(axes[2], tl, workload.chip.sram_per_core, to_ms, t_end)
+        axes[2].set_xlim(0, max(t_end * to_ms, 1e-12))
+    else:
+        axes[0].text(0.5, 0.5, "schedule rejected before timing: no timeline", ha="center",
+                     va="center", transform=axes[0].transAxes)
+    axes[2].set_xlabel("time (ms)")
+    fig.savefig(path, dpi=120)
+    return path

@@ -1,0 +1,101 @@
+"""The model zoo and the front door from a model name to a :class:`~elk.ir.Program`.
+
+The zoo is a folder of HF-style ``config.json`` files (``models/*.json``), not
+Python: adding a model means dropping in its public config. A user may also
+pass a path to any config.json (or an HF snapshot folder holding one).
+"""
+from __future__ import annotations
+
+import re
+import sysconfig
+from pathlib import Path
+
+from elk.graphs.arch import ArchConfig, load_config_file, read_json
+from elk.graphs.build_dit import build_dit
+from elk.graphs.build_llm import build_llm
+from elk.errors import ModelConfigError
+from elk.ir import Program
+
+#: "decode": one generated token per sequence against an S-long KV cache.
+#: "train"/"forward": one full-sequence forward pass (for DiT every mode is one denoising step).
+MODES = ("decode", "train", "forward")
+
+
+def zoo_dir() -> Path:
+    """The ``models/`` folder: the checkout's (editable install) first, then the installed copy."""
+    candidates = [Path(__file__).resolve().parents[2] / "models",
+                  Path(sysconfig.get_paths()["data"]) / "share" / "elk" / "models"]
+    for folder in candidates:
+        if folder.is_dir() and any(folder.glob("*.json")):
+            return folder
+    raise ModelConfigError("model zoo not found (looked in " + ", ".join(str(c) for c in candidates) + ")")
+
+
+def list_models() -> list[str]:
+    """Zoo model names (config file stems), sorted."""
+    return sorted(p.stem for p in zoo_dir().glob("*.json"))
+
+
+def _key(name: str) -> str:
+    """Spelling-insensitive key: lower case, alphanumerics only, a size's trailing 'b' optional."""
+    key = re.sub(r"[^a-z0-9]", "", name.lower())
+    return re.sub(r"(\d)b$", r"\1", key)
+
+
+def _aliases() -> dict[str, str]:
+    """Lookup key -> zoo name, from each file's stem and its ``_elk.aliases`` list."""
+    table: dict[str, str] = {}
+    for path in sorted(zoo_dir().glob("*.json")):
+        extra = read_json(path).get("_elk") or {}
+        names = [path.stem, *(extra.get("aliases") or [])] if isinstance(extra, dict) else [path.stem]
+        for alias in names:
+            table.setdefault(_key(str(alias)), path.stem)
+    return table
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.endswith(".json") or Path(name).exists() or name.startswith((".", "/", "~"))
+
+
+def resolve_model(name_or_path: str | Path) -> ArchConfig:
+    """A zoo name or alias (``llama2-13``, ``Llama-2-13b``, ``dit-xl``) or a config path -> config."""
+    if isinstance(name_or_path, Path) or _looks_like_path(str(name_or_path)):
+        return load_config_file(Path(name_or_path).expanduser())
+    name = str(name_or_path)
+    hit = _aliases().get(_key(name))
+    if hit is None:
+        raise ModelConfigError(f"unknown model '{name}' (known: {', '.join(list_models())}; "
+                               f"or give a path to a config.json)")
+    return load_config_file(zoo_dir() / f"{hit}.json", name=hit)
+
+
+def _positive(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ModelConfigError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+def build_program(model: str | Path | ArchConfig, *, batch: int = 32, seq: int = 2048, mode: str = "decode",
+                  bytes_per_element: int = 2) -> Program:
+    """The operator program of one step of ``model``.
+
+    ``decode``: B new tokens, each attending over an S-token KV cache in HBM.
+    ``train``/``forward``: the forward pass over B sequences of S tokens. For a
+    DiT every mode is one forward pass over B images and ``seq`` is ignored:
+    the image fixes the token count (``meta["seq"]`` reports it).
+    """
+    batch = _positive(batch, "batch")
+    seq = _positive(seq, "seq")
+    if mode not in MODES:
+        raise ModelConfigError(f"unknown mode {mode!r} (known: {', '.join(MODES)})")
+    if bytes_per_element not in (1, 2, 4):
+        raise ModelConfigError(f"bytes_per_element must be 1, 2 or 4, got {bytes_per_element!r}")
+    cfg = model if isinstance(model, ArchConfig) else resolve_model(model)
+    if cfg.family == "dit":
+        ops, extra = build_dit(cfg, batch, bytes_per_element)
+        seq = cfg.tokens_per_image
+    else:
+        ops, extra = build_llm(cfg, batch, seq, mode, bytes_per_element)
+    meta = {"model": cfg.name, "display_name": cfg.display_name, "family": cfg.family, "mode": mode,
+            "batch": batch, "seq": seq, "bytes_per_element": bytes_per_element, "source": cfg.source, **extra}
+    return Program.from_ops(cfg.name, ops, meta)

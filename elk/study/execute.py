@@ -1,0 +1,317 @@
+"""Running study points: in this process, on a local process pool, or on a Dask cluster.
+
+The unit of work is one point (:func:`execute_point`), which never raises: an
+input elk cannot compile becomes an "error" record, anything else a "crash"
+record, so one bad point cannot take a study down. Records travel back to the
+caller, which alone writes them (see :mod:`elk.study.store`): results need no
+shared filesystem and there is a single writer.
+
+Plan-table reuse: points whose chips agree on ``Chip.plan_key()`` and that
+compile the same program share every plan table (a *table group*: HBM
+bandwidth, and designs, do not change tables). For a group of several points
+a table task runs first and writes the tables to the on-disk cache
+(``ELK_CACHE_DIR``, shared by all local workers); the group's points are
+released when it is done, so no two workers build the same table at once and
+every point after it starts warm.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import os
+import platform
+import socket
+import time
+import traceback
+from collections import OrderedDict
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from elk.errors import ElkError
+from elk.study.point import Point, StudyError
+
+#: Recycle a pool worker after this many tasks (bounds any slow memory creep).
+MAX_TASKS_PER_CHILD = 40
+#: How many times a dying pool is restarted before the study gives up.
+MAX_POOL_RESTARTS = 2
+
+Record = dict[str, Any]
+OnRecord = Callable[[Point, Record], None]
+
+_current_group: str | None = None
+
+
+# ---------------------------------------------------------------- worker side
+def _use_table_workers(table_workers: int | None) -> None:
+    if table_workers is not None:
+        os.environ["ELK_WORKERS"] = str(table_workers)
+
+
+def _trim_tables(group: str) -> None:
+    """Keep only the current table group's plan tables in memory (memory stays flat over a study)."""
+    global _current_group
+    if _current_group is not None and _current_group != group:
+        from elk import plantable
+        plantable.clear_memory()
+    _current_group = group
+
+
+def build_tables(point: Point, table_workers: int | None = None) -> dict[str, Any]:
+    """Put the point's plan tables in the on-disk cache (and this worker's memory)."""
+    _use_table_workers(table_workers)
+    _trim_tables(point.resolved.table_group)
+    from elk.plantable import tables_for
+    from elk.graphs.zoo import build_program
+    t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    try:
+        program = build_program(point.model, batch=point.batch, seq=point.seq, mode=point.mode)
+        tables_for(program, point.resolved.chip)
+        error = None
+    except Exception as exc:  # the points themselves will record it
+        error = f"{type(exc).__name__}: {exc}"
+    return {"group": point.resolved.table_group, "seconds": time.perf_counter() - t0,
+            "cpu_seconds": time.process_time() - cpu0, "error": error,
+            "host": socket.gethostname(), "pid": os.getpid()}
+
+
+def execute_point(point: Point, table_workers: int | None = None, after: Any = None) -> Record:
+    """Compile one point and return its record (see :mod:`elk.study.store`). Never raises an Exception.
+
+    ``after`` is ignored: it only orders the task after its table task on Dask.
+    """
+    import elk
+    from elk.driver.api import compile as compile_model
+    from elk.driver.api import window_summary
+    from elk.tablecache import COST_MODEL_VERSION
+
+    _use_table_workers(table_workers)
+    res = point.resolved
+    _trim_tables(res.table_group)
+    started = time.time()
+    t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    record: Record = {"schema": None, "key": res.key, "inputs": point.inputs(), "knobs": res.knobs,
+                      "table_group": res.table_group, "elk_version": elk.__version__,
+                      "cost_model_version": COST_MODEL_VERSION, "host": socket.gethostname(), "pid": os.getpid(),
+                      "python": platform.python_version(), "started_at": started}
+    try:
+        result = compile_model(point.model, chip=res.chip, batch=point.batch, seq=point.seq, mode=point.mode,
+                               designs=",".join(res.designs), design_options=res.design_options)
+        rows = []
+        for row in result.rows():
+            records = result.designs[row["design"]].schedule.info.records
+            if records:
+                row.update(_solver_columns(window_summary(records)))
+            rows.append(row)
+        record.update(status="ok", error=None, rows=rows, table_seconds=result.table_seconds,
+                      compile_total_seconds=result.total_seconds,
+                      hbm_bytes=float(result.workload.load_bytes.sum()),
+                      hbm_bound_ms=result.workload.hbm_seconds() * 1e3, operators=len(result.program.ops))
+    except ElkError as exc:
+        record.update(status="error", error=f"{type(exc).__name__}: {exc}", rows=_failure_rows(res.designs))
+    except Exception as exc:  # a bug or resource exhaustion: kept, reported, and retried on the next run
+        tail = traceback.format_exc(limit=-3).strip().splitlines()
+        record.update(status="crash", error=f"{type(exc).__name__}: {exc}", traceback=tail[-12:],
+                      rows=_failure_rows(res.designs))
+    record["point_seconds"] = time.perf_counter() - t0
+    record["cpu_seconds"] = time.process_time() - cpu0  # this process only: table builds on other cores not counted
+    record["finished_at"] = time.time()
+    from elk.study.point import SCHEMA_VERSION
+    record["schema"] = SCHEMA_VERSION
+    return _finite(record)
+
+
+def _failure_rows(designs: Iterable[str]) -> list[dict[str, Any]]:
+    return [{"design": d, "latency_ms": None, "valid": False} for d in designs]
+
+
+def _solver_columns(summary: dict[str, Any]) -> dict[str, Any]:
+    names = {"windows": "windows", "solved": "windows_solved", "reused": "windows_reused",
+             "proven_optimal_pct": "proven_optimal_pct", "improved": "windows_improved",
+             "solve_seconds": "solve_seconds", "heuristic_cycles": "heuristic_cycles",
+             "exact_cycles": "exact_cycles", "solver": "solver", "version": "solver_version"}
+    return {names.get(k, k): v for k, v in summary.items()}
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe copy: numpy scalars to Python, NaN/inf to None, dataclasses to dicts."""
+    from elk.driver.api import jsonable
+    value = jsonable(value)
+
+    def fix(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: fix(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [fix(x) for x in v]
+        return v
+    return fix(value)
+
+
+# ---------------------------------------------------------------- ordering
+@dataclass
+class Plan:
+    """The order points are handed out in: table groups together, the biggest groups first."""
+
+    groups: "OrderedDict[str, list[Point]]" = field(default_factory=OrderedDict)
+
+    @classmethod
+    def of(cls, points: Iterable[Point]) -> "Plan":
+        groups: OrderedDict[str, list[Point]] = OrderedDict()
+        for p in points:
+            groups.setdefault(p.resolved.table_group, []).append(p)
+        ordered = sorted(groups.items(), key=lambda kv: -len(kv[1]))  # stable: declared order within a size
+        return cls(OrderedDict(ordered))
+
+    def serial(self) -> list[Point]:
+        return [p for pts in self.groups.values() for p in pts]
+
+
+class Dispatcher:
+    """Hands out work for a pool: a table task per shared group first, then that group's points."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.pending: OrderedDict[str, list[Point]] = OrderedDict((g, list(p)) for g, p in plan.groups.items())
+        self.ready: set[str] = {g for g, p in plan.groups.items() if len(p) == 1}
+        self.building: set[str] = set()
+
+    def __bool__(self) -> bool:
+        return any(self.pending.values())
+
+    def next(self) -> tuple[str, Point] | None:
+        """("point", p) from a ready group, else ("tables", head) for a group nobody builds yet, else None."""
+        for g, pts in self.pending.items():
+            if g in self.ready and pts:
+                return "point", pts.pop(0)
+        for g, pts in self.pending.items():
+            if pts and g not in self.ready and g not in self.building:
+                self.building.add(g)
+                return "tables", pts[0]
+        return None
+
+    def tables_done(self, group: str) -> None:
+        self.building.discard(group)
+        self.ready.add(group)
+
+    def put_back(self, point: Point) -> None:
+        self.pending[point.resolved.table_group].insert(0, point)
+
+
+# ---------------------------------------------------------------- runners
+def run_serial(points: list[Point], on_record: OnRecord) -> None:
+    """In this process, one after another (workers=1): simplest, and tables build on every core."""
+    for p in Plan.of(points).serial():
+        on_record(p, execute_point(p))
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    import multiprocessing
+    # forkserver: workers start from a clean, single-threaded process (safe with any threads in the parent)
+    # and may be recycled, which "fork" does not allow.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["elk.study.execute", "elk.driver.api", "elk.graphs.zoo", "solvers.registry"])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, max_tasks_per_child=MAX_TASKS_PER_CHILD)
+
+
+def run_pool(points: list[Point], workers: int, on_record: OnRecord, table_workers: int = 1,
+             on_tables: Callable[[Point, dict], None] | None = None) -> None:
+    """On a local process pool; the caller stores each record as it arrives (``on_tables`` sees table tasks)."""
+    dispatch = Dispatcher(Plan.of(points))
+    restarts = 0
+    while dispatch:
+        pool = _pool(workers)
+        running: dict = {}
+        try:
+            while dispatch or running:
+                while len(running) < workers:
+                    job = dispatch.next()
+                    if job is None:
+                        break
+                    kind, p = job
+                    fn = execute_point if kind == "point" else build_tables
+                    running[pool.submit(fn, p, table_workers)] = (kind, p)
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    kind, p = running.pop(fut)
+                    out = fut.result()
+                    if kind == "tables":
+                        dispatch.tables_done(p.resolved.table_group)
+                        if on_tables is not None:
+                            on_tables(p, out)
+                    else:
+                        on_record(p, out)
+        except BrokenProcessPool:
+            restarts += 1
+            lost = [p for kind, p in running.values() if kind == "point"]
+            for kind, p in running.values():
+                if kind == "point":
+                    dispatch.put_back(p)
+                else:
+                    dispatch.building.discard(p.resolved.table_group)
+            if restarts > MAX_POOL_RESTARTS:
+                raise StudyError("worker processes keep dying (out of memory?) while running: "
+                                 + "; ".join(p.label() for p in lost)
+                                 + " (finished points are stored; rerun to resume)") from None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _tables_finished(on_tables: Callable[[Point, dict], None], point: Point, future: Any) -> None:
+    if future.status == "finished":
+        on_tables(point, future.result())
+
+
+def run_dask(points: list[Point], address: str, workers: int | None, on_record: OnRecord,
+             on_tables: Callable[[Point, dict], None] | None = None) -> None:
+    """On a Dask cluster (``address="local"`` starts a LocalCluster of ``workers`` processes).
+
+    Each point is one task; a shared group's points depend on its table task, which Dask
+    prefers to run on the worker that built the tables (its memory and disk cache are warm).
+    """
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise StudyError("a Dask address needs the 'cluster' extra: pip install 'elk-icca[cluster]'") from None
+    cluster = None
+    try:
+        if address == "local":
+            cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
+                                   processes=True, dashboard_address=None)
+            client = Client(cluster)
+        else:
+            client = Client(address, timeout="30s")
+    except OSError as exc:
+        raise StudyError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    try:
+        futures = {}
+        for group, pts in Plan.of(points).groups.items():
+            after = None
+            if len(pts) > 1:
+                after = client.submit(build_tables, pts[0], 1, key=f"elk-tables-{group}", pure=False)
+                if on_tables is not None:
+                    after.add_done_callback(functools.partial(_tables_finished, on_tables, pts[0]))
+            for p in pts:
+                fut = client.submit(execute_point, p, 1, after, key=f"elk-point-{p.key()}", pure=False)
+                futures[fut] = p
+        lost: list[str] = []
+        for fut in as_completed(list(futures)):
+            p = futures[fut]
+            try:
+                record = fut.result()
+            except Exception as exc:  # its worker died (again and again): nothing to store, a rerun redoes it
+                lost.append(f"{p.label()} ({type(exc).__name__}: {exc})")
+                continue
+            on_record(p, record)
+        if lost:
+            raise StudyError(f"Dask lost {len(lost)} point(s): " + "; ".join(lost)
+                             + " (every other point is stored; rerun to redo these)")
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

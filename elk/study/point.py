@@ -1,0 +1,228 @@
+"""A study point: one compile of one model on one chip with a set of designs, as data.
+
+A point is declared with the knobs a user thinks in (``hbm_tbps=8``,
+``topology="mesh"``); ``None`` means "the chip's default". It is validated when
+it is made, so a grid with a typo fails before anything runs, and it is named
+by :meth:`Point.key`: a hash of the *resolved* inputs (the model's architecture,
+the whole chip, the canonical design list, the solver settings that can change
+the result) plus :data:`SCHEMA_VERSION`. Two spellings of the same run
+(``hbm_tbps=None`` and ``hbm_tbps=16`` on the default chip, ``designs="all"``
+and ``"paper"``) therefore share one key and run once.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from elk.chip import Chip, knob_overrides, resolve_chip
+from elk.errors import ChipConfigError, ElkError
+from solvers.registry import PAPER_DESIGNS
+from solvers.solver_options import MILP_BACKENDS
+
+#: Bump when the meaning of a key's inputs changes (not for new elk versions: results record those).
+SCHEMA_VERSION = 1
+
+PAPER = PAPER_DESIGNS  # "paper" in a grid
+EXACT_DESIGNS = ("cpsat", "milp")
+TOPOLOGY_KINDS = ("all-to-all", "mesh")
+
+#: Knobs whose value is a positive integer / a positive number.
+INT_KNOBS = ("batch", "seq", "cores", "window", "workers")
+FLOAT_KNOBS = ("sram_kib", "hbm_tbps", "noc_scale", "noc_tbps", "compute_scale", "time_limit")
+#: Solver settings: they only reach the exact designs, so they are dropped from the key otherwise.
+SOLVER_KNOBS = ("window", "time_limit", "workers", "seed", "milp_solver")
+
+
+class StudyError(ElkError):
+    """A study, grid or point is malformed, or its output folder cannot be used."""
+
+
+@dataclass(frozen=True)
+class Point:
+    """One run of ``elk.compile``: inputs only (see the module docstring for the key)."""
+
+    model: str
+    mode: str = "decode"
+    batch: int = 32
+    seq: int = 2048
+    chip: str = "ipu-pod4"
+    cores: int | None = None
+    sram_kib: float | None = None
+    hbm_tbps: float | None = None
+    #: interconnect multiplier (scales core-to-core shifts and HBM-load distribution)
+    noc_scale: float | None = None
+    #: the same knob as an all-to-all load-distribution bandwidth: cores x 5.5 GB/s x noc_scale
+    noc_tbps: float | None = None
+    compute_scale: float | None = None
+    topology: str | None = None
+    #: "ROWSxCOLS" (implies a mesh); None = the most square shape for the core count
+    mesh: str | None = None
+    designs: str = "paper"
+    window: int | None = None
+    time_limit: float | None = None
+    workers: int | None = None
+    seed: int | None = None
+    milp_solver: str | None = None
+    _resolved: "Resolved" = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_resolved", _resolve(self))
+
+    def key(self) -> str:
+        """Stable 20-hex-digit name of this run's inputs (the point file is ``<key>.json``)."""
+        return self._resolved.key
+
+    @property
+    def resolved(self) -> "Resolved":
+        return self._resolved
+
+    def inputs(self) -> dict[str, Any]:
+        """The knobs as declared (for storing next to the result)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+
+    def label(self) -> str:
+        """A short human description: the model, batch, sequence and every knob declared (progress, errors)."""
+        k = self._resolved.knobs
+        parts = [k["model"], k["mode"] if k["mode"] != "decode" else "", f"b{k['batch']}", f"s{k['seq']}",
+                 self.chip if self.chip != "ipu-pod4" else ""]
+        for name in ("cores", "sram_kib", "hbm_tbps", "noc_scale", "noc_tbps", "compute_scale", "topology", "mesh"):
+            value = getattr(self, name)
+            if value is not None:
+                parts.append(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}")
+        if k["designs"] != "paper":
+            parts.append(k["designs"])
+        return " ".join(p for p in parts if p)
+
+    def __getstate__(self) -> dict:
+        return self.inputs()  # the resolution is recomputed on the other side (it holds a Chip)
+
+    def __setstate__(self, state: dict) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_resolved", _resolve(self))
+
+
+KNOBS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Point) if f.init)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What a point means: the chip object, the compile arguments, the effective knob values."""
+
+    key: str
+    chip: Chip
+    model_name: str
+    designs: tuple[str, ...]
+    design_options: dict
+    #: every knob with its effective value (the result table's input columns)
+    knobs: dict
+    #: Chip.plan_key() plus the program inputs: points sharing it share plan tables
+    table_group: str
+
+
+def _resolve(p: Point) -> Resolved:
+    model = _check_model(p.model)
+    mode = p.mode
+    from elk.graphs.zoo import MODES
+    if mode not in MODES:
+        raise StudyError(f"unknown mode {mode!r} (known: {', '.join(MODES)})")
+    for name in INT_KNOBS:
+        _check_int(name, getattr(p, name), optional=name not in ("batch", "seq"))
+    for name in FLOAT_KNOBS:
+        _check_number(name, getattr(p, name))
+    if p.seed is not None and (isinstance(p.seed, bool) or not isinstance(p.seed, int)):
+        raise StudyError(f"seed must be an integer, got {p.seed!r}")
+    if p.topology is not None and p.topology not in TOPOLOGY_KINDS:
+        raise StudyError(f"unknown topology {p.topology!r} (known: {', '.join(TOPOLOGY_KINDS)})")
+    if p.milp_solver is not None and p.milp_solver not in MILP_BACKENDS:
+        raise StudyError(f"unknown milp_solver {p.milp_solver!r} (known: {', '.join(MILP_BACKENDS)})")
+    if p.noc_scale is not None and p.noc_tbps is not None:
+        raise StudyError("give noc_scale or noc_tbps, not both (they are the same knob)")
+    chip = _chip(p)
+    designs = _designs(p.designs)
+    exact = [d for d in designs if d in EXACT_DESIGNS]
+    solver = {k: (getattr(p, k) if exact else None) for k in SOLVER_KNOBS}
+    options: dict = {}
+    for name in exact:
+        opts = {k: solver[k] for k in ("window", "time_limit", "workers", "seed") if solver[k] is not None}
+        if name == "milp" and solver["milp_solver"] is not None:
+            opts["backend"] = solver["milp_solver"]
+        options[name] = opts
+    if model["family"] == "dit":  # one denoising step whatever the mode; the image fixes the token count
+        mode, seq = "forward", model["tokens"]
+    else:
+        seq = p.seq
+    topo = chip.topology
+    knobs = {"model": model["name"], "mode": mode, "batch": p.batch, "seq": seq, "chip": p.chip,
+             "cores": chip.cores, "sram_kib": chip.sram_per_core / 1024, "hbm_tbps": chip.hbm_bytes_per_s / 1e12,
+             "noc_scale": chip.noc_scale,
+             "noc_tbps": chip.cores * chip.noc_load_bytes_per_s_per_core * chip.noc_scale / 1e12,
+             "compute_scale": chip.compute_scale, "topology": topo.kind,
+             "mesh": f"{topo.rows}x{topo.cols}" if topo.kind == "mesh" else None,
+             "designs": "paper" if designs == PAPER else ",".join(designs), **solver}
+    canonical = {"schema": SCHEMA_VERSION, "model": model["config"], "mode": mode, "batch": p.batch, "seq": seq,
+                 "chip": _jsonable_chip(chip), "designs": list(designs), "solver": solver}
+    key = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()[:20]
+    group = json.dumps([model["config"], mode, p.batch, seq, repr(chip.plan_key())], sort_keys=True)
+    return Resolved(key=key, chip=chip, model_name=model["name"], designs=designs, design_options=options,
+                    knobs=knobs, table_group=hashlib.sha256(group.encode()).hexdigest()[:16])
+
+
+def _check_int(name: str, value: Any, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise StudyError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_number(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value == float("inf"):
+        raise StudyError(f"{name} must be a positive number, got {value!r}")
+
+
+@functools.lru_cache(maxsize=64)
+def _check_model(name: str) -> dict:
+    """The model's canonical name and architecture (what the key hashes, not the spelling or the path)."""
+    from elk.graphs.zoo import resolve_model
+    if not isinstance(name, str) or not name:
+        raise StudyError(f"model must be a zoo name or a config path, got {name!r}")
+    cfg = resolve_model(name)  # ModelConfigError (an ElkError) names the unknown model
+    config = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("source", "display_name")}
+    tokens = cfg.tokens_per_image if cfg.family == "dit" else None
+    return {"name": cfg.name, "family": cfg.family, "config": json.loads(json.dumps(config)), "tokens": tokens}
+
+
+def _chip(p: Point) -> Chip:
+    base = resolve_chip(p.chip)
+    try:
+        changes = knob_overrides(base, cores=p.cores, sram_kib=p.sram_kib, hbm_tbps=p.hbm_tbps,
+                                 noc_scale=p.noc_scale, noc_tbps=p.noc_tbps, compute_scale=p.compute_scale,
+                                 topology=p.topology, mesh=p.mesh)
+    except ChipConfigError as err:
+        raise StudyError(str(err)) from None
+    return base.with_overrides(**changes) if changes else base
+
+
+def _jsonable_chip(chip: Chip) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(chip), sort_keys=True))
+
+
+def _designs(spec: Any) -> tuple[str, ...]:
+    """Canonical design tuple, in the registry's order (so ``ideal,basic`` == ``basic,ideal``)."""
+    from solvers.registry import parse_designs
+    from solvers.registry import DESIGNS  # the study runner is a front door, like elk.compile
+    if not isinstance(spec, str):
+        raise StudyError(f"designs must be a comma-separated string, got {spec!r}")
+    items = ["all" if s.strip() == "paper" else s.strip() for s in spec.split(",") if s.strip()]
+    try:
+        names = parse_designs(items, DESIGNS)  # the same names and errors as elk.compile
+    except ElkError as err:
+        raise StudyError(str(err).replace("known: all,", "known: paper,")) from None
+    order = list(DESIGNS)
+    return tuple(sorted(names, key=order.index))

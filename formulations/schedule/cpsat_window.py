@@ -1,0 +1,243 @@
+"""CP-SAT model of a window (see formulations.schedule.window for the problem).
+
+Variables, per window operator k: a Boolean per plan option; execution start,
+duration and end (an interval); for a free load its start (an interval whose
+size is the chosen option's load time) and a residency interval from load start
+to execution start. Per future load: its start. Constraints:
+
+* executions in program order; duration >= the chosen option's plan time;
+* every load interval on one NoOverlap (the HBM channel; any order);
+* SRAM: one cumulative over execution intervals (hot bytes), residency
+  intervals (cold bytes; future and not-yet-run fixed loads stay to the
+  horizon) and fixed residencies, capacity = SRAM per core;
+* interconnect, per execution k: sum over loads j of overlap(k, j) x share(j)
+  <= SHARE_SCALE x (duration - communication), with overlap built from
+  min/max equalities and, for free loads whose share depends on their option,
+  split per option;
+* objective: makespan x weight + sum of future-load ends (the tail term).
+
+Exact relative to the window problem; conservative relative to the simulator
+only through the rounding documented in formulations.window.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ortools.sat.python import cp_model
+
+from formulations.schedule.window import SHARE_SCALE, WindowAssignment, WindowProblem, overlap, fixed_channel_blocks
+
+
+@dataclass
+class CpsatWindow:
+    problem: WindowProblem
+    model: cp_model.CpModel
+    choice: list[list]  # Boolean per (op, option)
+    start: list
+    end: list
+    duration: list
+    load_start: dict  # program op -> start var (free and future loads)
+    aux: list = field(default_factory=list)  # (var, function of an assignment) for hints
+
+    def decode(self, solver: cp_model.CpSolver) -> WindowAssignment:
+        choice = [next(p for p, b in enumerate(bs) if solver.boolean_value(b)) for bs in self.choice]
+        return WindowAssignment(choice=choice, exec_start=[solver.value(v) for v in self.start],
+                                exec_end=[solver.value(v) for v in self.end],
+                                load_start={op: solver.value(v) for op, v in self.load_start.items()})
+
+    def add_hint(self, a: WindowAssignment) -> None:
+        """A complete hint: every decision and auxiliary variable."""
+        m = self.model
+        for bs, c in zip(self.choice, a.choice):
+            for p, b in enumerate(bs):
+                m.add_hint(b, p == c)
+        for k in range(len(self.start)):
+            m.add_hint(self.start[k], a.exec_start[k])
+            m.add_hint(self.end[k], a.exec_end[k])
+            m.add_hint(self.duration[k], a.exec_end[k] - a.exec_start[k])
+        for op, v in self.load_start.items():
+            m.add_hint(v, a.load_start[op])
+        for var, value_of in self.aux:
+            m.add_hint(var, value_of(a))
+        proto = m.proto
+        hinted = set(proto.solution_hint.vars)
+        for index, v in enumerate(proto.variables):  # constants are variables too in the model proto
+            if index not in hinted and len(v.domain) == 2 and v.domain[0] == v.domain[1]:
+                m.add_hint(m.get_int_var_from_proto_index(index), v.domain[0])
+
+
+def build_cpsat(problem: WindowProblem) -> CpsatWindow:
+    m = cp_model.CpModel()
+    lo, hi = problem.lower, problem.horizon
+    ops = problem.ops
+    K = len(ops)
+    choice, start, end, duration, exec_iv = [], [], [], [], []
+    hot, comm, cold = [], [], []
+    load_start: dict[int, cp_model.IntVar] = {}
+    load_ivs, res_ivs, res_demands = [], [], []
+    aux: list = []
+
+    for k, w in enumerate(ops):
+        bs = [m.new_bool_var(f"x{k}_{p}") for p in range(len(w.options))]
+        m.add_exactly_one(bs)
+        choice.append(bs)
+        s = m.new_int_var(problem.release, hi, f"s{k}")
+        e = m.new_int_var(problem.release, hi, f"e{k}")
+        d = m.new_int_var(0, hi - problem.release, f"d{k}")
+        exec_iv.append(m.new_interval_var(s, d, e, f"exec{k}"))
+        m.add(d >= sum(o.time * b for o, b in zip(w.options, bs)))
+        start.append(s), end.append(e), duration.append(d)
+        comm.append(sum(o.comm * b for o, b in zip(w.options, bs)))
+        # cumulative demands must be single variables
+        hot.append(_choice_var(m, [o.hot for o in w.options], bs, f"hot{k}", aux, k))
+        cold.append(_choice_var(m, [o.cold for o in w.options], bs, f"cold{k}", aux, k))
+        if k > 0:
+            m.add(s >= end[k - 1])
+
+    # loads: free window loads, future loads, fixed loads
+    free_loads = []  # (k, start var, end expr, size expr)
+    for k, w in enumerate(ops):
+        if w.load != "free":
+            continue
+        a = m.new_int_var(problem.release, hi, f"a{k}")
+        size = _choice_var(m, [o.load_time for o in w.options], choice[k], f"lt{k}", aux, k)
+        b = m.new_int_var(problem.release, hi, f"b{k}")
+        aux.append((b, lambda h, k=k, op=w.op: h.load_start[op] + ops[k].options[h.choice[k]].load_time))
+        m.add(b <= start[k])
+        if w.latest_end is not None:
+            m.add(b <= w.latest_end)
+        load_ivs.append(m.new_interval_var(a, size, b, f"load{k}"))
+        res_ivs.append(_span(m, a, start[k], hi - lo + 1, f"wait{k}", aux,
+                             lambda h, k=k, op=w.op: h.exec_start[k] - h.load_start[op]))
+        res_demands.append(cold[k])
+        load_start[w.op] = a
+        free_loads.append((k, a, b))
+    future_loads = []
+    for f in problem.future:
+        a = m.new_int_var(problem.release, hi, f"f{f.op}")
+        b = a + f.option.load_time
+        m.add(b <= f.latest_end)
+        load_ivs.append(m.new_interval_var(a, f.option.load_time, b, f"fload{f.op}"))
+        res_ivs.append(_span(m, a, hi + 1, hi - lo + 2, f"fwait{f.op}", aux,
+                             lambda h, op=f.op: hi + 1 - h.load_start[op]))
+        res_demands.append(f.option.cold)
+        load_start[f.op] = a
+        future_loads.append((f, a, b))
+    for block_start, block_end in fixed_channel_blocks(problem):
+        load_ivs.append(m.new_interval_var(block_start, block_end - block_start, block_end, f"busy{block_start}"))
+    for f in problem.fixed:
+        if f.owner >= 0:
+            s = start[f.owner]
+            m.add(s >= f.end)  # a committed load still ends before its operator starts
+            res_ivs.append(_span(m, f.start, s, hi - lo + 1, f"fixedwait{f.op}", aux,
+                                 lambda h, k=f.owner, t0=f.start: h.exec_start[k] - t0))
+        else:
+            res_ivs.append(m.new_interval_var(f.start, hi + 1 - f.start, hi + 1, f"fixedwait{f.op}"))
+        res_demands.append(f.cold)
+    m.add_no_overlap(load_ivs)
+    m.add_cumulative(exec_iv + res_ivs, hot + res_demands, problem.sram)
+
+    # interconnect: overlap of each execution with each load that may overlap it
+    for k in range(K):
+        terms = []
+        for f in problem.fixed:
+            if f.end <= problem.release or f.share == 0 or (0 <= f.owner <= k):
+                continue
+            ov = _overlap_var(m, start[k], end[k], f.start, f.end, lo, hi, f"ovF{k}_{f.op}", aux,
+                              _spans_fixed(k, f.start, f.end))
+            terms.append(f.share * ov)
+        for f, a, b in future_loads:
+            if f.option.load_share == 0:
+                continue
+            ov = _overlap_var(m, start[k], end[k], a, b, lo, hi, f"ovU{k}_{f.op}", aux,
+                              _spans_future(k, f.op, f.option.load_time))
+            terms.append(f.option.load_share * ov)
+        for j, a, b in free_loads:
+            if j <= k:
+                continue  # a load of op j ends before j runs, so after k only if j > k
+            shares = sorted({o.load_share for o in ops[j].options})
+            if shares == [0]:
+                continue
+            ov = _overlap_var(m, start[k], end[k], a, b, lo, hi, f"ovW{k}_{j}", aux, _spans_free(k, j, ops))
+            if len(shares) == 1:
+                terms.append(shares[0] * ov)
+                continue
+            for share in shares:  # split the overlap by the share the load's option implies
+                picked = [bv for o, bv in zip(ops[j].options, choice[j]) if o.load_share == share]
+                sel = m.new_bool_var(f"sh{k}_{j}_{share}")
+                m.add_bool_or(picked).only_enforce_if(sel)
+                for bv in picked:
+                    m.add_implication(bv, sel)
+                part = m.new_int_var(0, hi - lo + 1, f"ovW{k}_{j}_{share}")
+                m.add(part == ov).only_enforce_if(sel)
+                m.add(part == 0).only_enforce_if(~sel)
+                aux.append((sel, _hint_share_sel(j, ops, share)))
+                aux.append((part, _hint_share_part(k, j, ops, share)))
+                terms.append(share * part)
+        if terms:
+            m.add(sum(terms) <= SHARE_SCALE * (duration[k] - comm[k]))
+        else:
+            m.add(duration[k] >= comm[k])
+
+    tail = sum(b for _, _, b in future_loads) if future_loads else 0
+    m.minimize(end[-1] * problem.tail_weight + tail)
+    return CpsatWindow(problem, m, choice, start, end, duration, load_start, aux)
+
+
+def _overlap_var(m: cp_model.CpModel, s, e, a, b, lo: int, hi: int, name: str, aux: list, spans):
+    """ov = max(0, min(e, b) - max(s, a)), with hints for its helpers (``spans(assignment)``)."""
+    first = m.new_int_var(lo - 1, hi + 1, name + "_lo")
+    last = m.new_int_var(lo - 1, hi + 1, name + "_hi")
+    m.add_max_equality(first, [s, a])
+    m.add_min_equality(last, [e, b])
+    ov = m.new_int_var(0, hi - lo + 1, name)
+    m.add_max_equality(ov, [0, last - first])
+    aux.append((first, lambda x: max(spans(x)[0], spans(x)[2])))
+    aux.append((last, lambda x: min(spans(x)[1], spans(x)[3])))
+    aux.append((ov, lambda x: overlap(*spans(x))))
+    return ov
+
+
+def _span(m: cp_model.CpModel, start, end, longest: int, name: str, aux: list, length_of):
+    """Interval [start, end) between two expressions (its size gets a variable of its own, hinted)."""
+    size = m.new_int_var(0, longest, name + "_len")
+    aux.append((size, length_of))
+    return m.new_interval_var(start, size, end, name)
+
+
+def _choice_var(m: cp_model.CpModel, values: list[int], bools: list, name: str, aux: list, k: int):
+    """The value of the chosen option as one variable (cumulative demands and sizes need one)."""
+    if len(set(values)) == 1:
+        return m.new_constant(values[0])
+    v = m.new_int_var(min(values), max(values), name)
+    m.add(v == sum(x * b for x, b in zip(values, bools)))
+    aux.append((v, lambda h: values[h.choice[k]]))
+    return v
+
+
+# hint helpers: (exec start, exec end, load start, load end) of a pair under an assignment
+def _spans_fixed(k: int, a0: int, a1: int):
+    return lambda a: (a.exec_start[k], a.exec_end[k], a0, a1)
+
+
+def _spans_future(k: int, op: int, size: int):
+    return lambda a: (a.exec_start[k], a.exec_end[k], a.load_start[op], a.load_start[op] + size)
+
+
+def _spans_free(k: int, j: int, ops):
+    def spans(a: WindowAssignment):
+        start = a.load_start[ops[j].op]
+        return (a.exec_start[k], a.exec_end[k], start, start + ops[j].options[a.choice[j]].load_time)
+    return spans
+
+
+def _hint_share_sel(j: int, ops, share: int):
+    return lambda a: int(ops[j].options[a.choice[j]].load_share == share)
+
+
+def _hint_share_part(k: int, j: int, ops, share: int):
+    spans = _spans_free(k, j, ops)
+    return lambda a: overlap(*spans(a)) if ops[j].options[a.choice[j]].load_share == share else 0
+
+
+__all__ = ["build_cpsat", "CpsatWindow"]

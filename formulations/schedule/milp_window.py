@@ -1,0 +1,212 @@
+"""MILP (PuLP) model of a window: the same problem as the CP-SAT model, linearised.
+
+* plan choice: one binary per (operator, option);
+* times: integer execution starts/ends and load starts (the problem's data are
+  whole cycles, so this is the CP-SAT model's feasible set, not a relaxation);
+* HBM channel: a precedence binary per pair of new loads, and per (new load,
+  busy span of fixed loads);
+* SRAM: one row per execution k, exact. During k the resident data are the
+  loads started before k ends whose operators run after k. A binary "load j in
+  flight while k runs" is forced to 1 when load j starts before k ends, and
+  the chosen cold bytes of j are charged through it (big-M linearisation).
+  Checking rows at executions suffices: between executions the residents are
+  a subset of the next execution's (whose hot size covers its own cold size),
+  and a final row holds the data still waiting after the window;
+* interconnect: per (execution, load) pair, min(end) and max(start) are
+  pinned exactly with one binary each, the overlap is at least their
+  difference, and option-dependent shares split the overlap per option;
+* objective: makespan + (sum of future-load ends) / weight, so the makespan
+  dominates as in the CP-SAT model.
+
+Exactness: identical feasible set to formulations.schedule.cpsat_window; both are
+conservative relative to the simulator only by the rounding in
+formulations.window.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulp
+
+from formulations.schedule.window import SHARE_SCALE, WindowAssignment, WindowProblem, overlap, fixed_channel_blocks
+
+
+@dataclass
+class MilpWindow:
+    problem: pulp.LpProblem
+    window: WindowProblem
+    x: list[list[pulp.LpVariable]]
+    s: list[pulp.LpVariable]
+    e: list[pulp.LpVariable]
+    a: dict[int, pulp.LpVariable]
+    weight: int
+    start_values: list = field(default_factory=list)  # (var, function of an assignment)
+
+    def decode(self) -> WindowAssignment:
+        choice = [max(range(len(xs)), key=lambda p: xs[p].value() or 0.0) for xs in self.x]
+        return WindowAssignment(choice=choice, exec_start=[round(v.value()) for v in self.s],
+                                exec_end=[round(v.value()) for v in self.e],
+                                load_start={op: round(v.value()) for op, v in self.a.items()})
+
+    def set_start(self, hint: WindowAssignment) -> None:
+        """Initial values for every variable (a complete MIP start)."""
+        for var, value_of in self.start_values:
+            var.setInitialValue(value_of(hint))
+
+
+def build_milp(problem: WindowProblem) -> MilpWindow:
+    lo, hi = problem.lower, problem.horizon
+    big_t = hi - lo + 2  # big-M for times
+    lp = pulp.LpProblem("window", pulp.LpMinimize)
+    ops = problem.ops
+    K = len(ops)
+    starts: list = []  # (var, value_of)
+
+    def var(name: str, low, up, cat=pulp.LpContinuous, value_of=None):
+        v = lp.add_variable(name, low, up, cat=cat)
+        if value_of is not None:
+            starts.append((v, value_of))
+        return v
+
+    x = [[var(f"x{k}_{p}", 0, 1, pulp.LpBinary, (lambda a, k=k, p=p: int(a.choice[k] == p)))
+          for p in range(len(w.options))] for k, w in enumerate(ops)]
+    s = [var(f"s{k}", problem.release, hi, pulp.LpInteger, lambda a, k=k: a.exec_start[k]) for k in range(K)]
+    e = [var(f"e{k}", problem.release, hi, pulp.LpInteger, lambda a, k=k: a.exec_end[k]) for k in range(K)]
+
+    def pick(k: int, attr: str):
+        return pulp.lpSum(getattr(o, attr) * xv for o, xv in zip(ops[k].options, x[k]))
+
+    for k in range(K):
+        lp += pulp.lpSum(x[k]) == 1
+        lp += e[k] - s[k] >= pick(k, "time")
+        if k > 0:
+            lp += s[k] >= e[k - 1]
+
+    # loads: (key, start var, end expr, share term builder, cold expr, owner)
+    a: dict[int, pulp.LpVariable] = {}
+    new_loads = []
+    for k, w in enumerate(ops):
+        if w.load != "free":
+            continue
+        av = var(f"a{k}", problem.release, hi, pulp.LpInteger, lambda h, op=w.op: h.load_start[op])
+        a[w.op] = av
+        end = av + pick(k, "load_time")
+        lp += end <= s[k]
+        if w.latest_end is not None:
+            lp += end <= w.latest_end
+        new_loads.append(("w", k, av, end))
+    for f in problem.future:
+        av = var(f"f{f.op}", problem.release, hi, pulp.LpInteger, lambda h, op=f.op: h.load_start[op])
+        a[f.op] = av
+        end = av + f.option.load_time
+        lp += end <= f.latest_end
+        new_loads.append(("f", f, av, end))
+    for f in problem.fixed:
+        if f.owner >= 0:
+            lp += s[f.owner] >= f.end
+
+    def end_value(item, h: WindowAssignment) -> int:
+        kind, ref, _, _ = item
+        if kind == "w":
+            return h.load_start[ops[ref].op] + ops[ref].options[h.choice[ref]].load_time
+        return h.load_start[ref.op] + ref.option.load_time
+
+    def start_value(item, h: WindowAssignment) -> int:
+        kind, ref, _, _ = item
+        return h.load_start[ops[ref].op] if kind == "w" else h.load_start[ref.op]
+
+    # HBM channel
+    for u in range(len(new_loads)):
+        for v in range(u + 1, len(new_loads)):
+            lu, lv = new_loads[u], new_loads[v]
+            y = var(f"y{u}_{v}", 0, 1, pulp.LpBinary,
+                    lambda h, lu=lu, lv=lv: int(start_value(lu, h) <= start_value(lv, h)))
+            lp += lu[3] <= lv[2] + big_t * (1 - y)
+            lp += lv[3] <= lu[2] + big_t * y
+    for u, item in enumerate(new_loads):
+        for b, (b0, b1) in enumerate(fixed_channel_blocks(problem)):
+            z = var(f"z{u}_{b}", 0, 1, pulp.LpBinary, lambda h, item=item, b0=b0: int(end_value(item, h) <= b0))
+            lp += item[3] <= b0 + big_t * (1 - z)
+            lp += item[2] >= b1 - big_t * z
+
+    # SRAM rows at every execution, plus the data still waiting after the window
+    max_cold = max([o.cold for w in ops for o in w.options] + [f.option.cold for f in problem.future] + [0])
+    for k in range(K):
+        waiting = sum(f.cold for f in problem.fixed if f.owner < 0 or f.owner > k)
+        terms = []
+        for item in new_loads:
+            kind, ref, av, _ = item
+            if kind == "w" and ref <= k:
+                continue  # its operator has run (or is this one: its data are in the hot bytes)
+            flight = var(f"r{k}_{kind}{ref if kind == 'w' else ref.op}", 0, 1, pulp.LpBinary,
+                         lambda h, item=item, k=k: int(start_value(item, h) < h.exec_end[k]))
+            lp += e[k] - av <= big_t * flight  # started before k ends -> in flight while k runs
+            if kind == "f":
+                terms.append(ref.option.cold * flight)
+            else:
+                charge = var(f"c{k}_{ref}", 0, max_cold, pulp.LpContinuous,
+                             lambda h, item=item, k=k, ref=ref: (ops[ref].options[h.choice[ref]].cold
+                                                                  if start_value(item, h) < h.exec_end[k] else 0))
+                lp += charge >= pick(ref, "cold") - max_cold * (1 - flight)
+                terms.append(charge)
+        lp += pick(k, "hot") + pulp.lpSum(terms) + waiting <= problem.sram
+    lp += sum(f.option.cold for f in problem.future) + sum(f.cold for f in problem.fixed if f.owner < 0) \
+        <= problem.sram
+
+    # interconnect
+    for k in range(K):
+        terms = []
+        pairs = []
+        for f in problem.fixed:
+            if f.end <= problem.release or f.share == 0 or 0 <= f.owner <= k:
+                continue
+            pairs.append((f"F{f.op}", f.start, f.end, f.share, None,
+                          lambda h, f=f: (f.start, f.end)))
+        for item in new_loads:
+            kind, ref, av, end = item
+            if kind == "w":
+                if ref <= k:
+                    continue
+                shares = sorted({o.load_share for o in ops[ref].options})
+                if shares == [0]:
+                    continue
+            elif ref.option.load_share == 0:
+                continue
+            share = ref.option.load_share if kind == "f" else None
+            pairs.append((f"{kind}{ref if kind == 'w' else ref.op}", av, end, share, item,
+                          lambda h, item=item: (start_value(item, h), end_value(item, h))))
+        for name, l0, l1, share, item, span_of in pairs:
+            def spans(h, k=k, span_of=span_of):
+                return (h.exec_start[k], h.exec_end[k], *span_of(h))
+            m1 = var(f"m{k}_{name}", 0, 1, pulp.LpBinary, lambda h, spans=spans: int(spans(h)[1] <= spans(h)[3]))
+            m2 = var(f"n{k}_{name}", 0, 1, pulp.LpBinary, lambda h, spans=spans: int(spans(h)[0] >= spans(h)[2]))
+            last = var(f"hi{k}_{name}", lo - 1, hi + 1, pulp.LpContinuous,
+                       lambda h, spans=spans: min(spans(h)[1], spans(h)[3]))
+            first = var(f"lo{k}_{name}", lo - 1, hi + 1, pulp.LpContinuous,
+                        lambda h, spans=spans: max(spans(h)[0], spans(h)[2]))
+            lp += last <= e[k]
+            lp += last <= l1
+            lp += last >= e[k] - big_t * (1 - m1)  # m1 = 1: the execution ends first
+            lp += last >= l1 - big_t * m1
+            lp += first >= s[k]
+            lp += first >= l0
+            lp += first <= s[k] + big_t * (1 - m2)  # m2 = 1: the execution starts last
+            lp += first <= l0 + big_t * m2
+            ov = var(f"ov{k}_{name}", 0, big_t, pulp.LpContinuous, lambda h, spans=spans: overlap(*spans(h)))
+            lp += ov >= last - first
+            if share is not None:
+                terms.append(share * ov)
+                continue
+            ref = item[1]
+            for p, o in enumerate(ops[ref].options):
+                if o.load_share == 0:
+                    continue
+                part = var(f"ov{k}_{name}_{p}", 0, big_t, pulp.LpContinuous,
+                           lambda h, spans=spans, ref=ref, p=p: overlap(*spans(h)) if h.choice[ref] == p else 0)
+                lp += part >= ov - big_t * (1 - x[ref][p])
+                terms.append(o.load_share * part)
+        lp += pulp.lpSum(terms) <= SHARE_SCALE * (e[k] - s[k] - pick(k, "comm"))
+
+    weight = problem.tail_weight
+    lp += e[-1] + pulp.lpSum(item[3] for item in new_loads if item[0] == "f") * (1.0 / weight)
+    return MilpWindow(lp, problem, x, s, e, a, weight, starts)

@@ -1,0 +1,233 @@
+"""The window problem both exact models encode, and an exact checker of it.
+
+A window is K consecutive operators re-planned while everything before it is
+fixed. Times are integer cycles relative to the window's origin (the end of
+the last fixed execution). What the window decides: each operator's plan-table
+row, its execution interval, and the HBM load of every operator whose load is
+not yet issued; plus the loads of *future* operators (after the window) that
+the warm start issued during the window's time, each bounded to end no later
+than it did there. That bound is what keeps a window from starving the next
+one, and it makes the warm start's own decisions a feasible solution of every
+window, so stitching windows can only improve on it.
+
+Semantics are the simulator's four rules, with integer data rounded so that
+any solution of the window is valid in the simulator (conservative by at most
+one cycle per duration and 1/SHARE_SCALE of a load's interconnect share):
+execution, load and communication times are rounded up, load shares rounded up,
+fixed loads widened to whole cycles. SRAM bytes are exact.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SHARE_SCALE = 10_000  # load interconnect share in 1/10,000
+
+
+@dataclass(frozen=True)
+class Option:
+    """One plan-table row an operator may take, in the window's integer units."""
+
+    row: int
+    cold: int  # bytes per core while waiting
+    hot: int  # bytes per core while running
+    time: int  # plan time, cycles (rounded up)
+    comm: int  # communication cycles (rounded up)
+    load_time: int  # cycles its HBM load takes in this layout (0: nothing to load)
+    load_share: int  # interconnect share of that load, 1/SHARE_SCALE (rounded up)
+
+
+@dataclass(frozen=True)
+class WindowOp:
+    op: int  # program index
+    options: tuple[Option, ...]
+    load: str  # "none" (nothing from HBM), "free" (to place), "committed" (already in ``fixed``)
+    latest_end: int | None = None  # bound on a free load's end (overlapping windows: ops past the stride)
+
+
+@dataclass(frozen=True)
+class FixedLoad:
+    """A load already in the schedule that still matters: in flight, or its data still waiting."""
+
+    op: int
+    start: int
+    end: int
+    share: int
+    cold: int
+    owner: int  # position of its operator in the window, or -1 if that operator runs after the window
+
+
+@dataclass(frozen=True)
+class FutureLoad:
+    """A load the warm start issued during the window for an operator after it (plan fixed).
+
+    Only these may be placed: bringing forward a load the warm start issued
+    later would take channel time and SRAM the warm start still needs for its
+    own later loads, and the warm start would stop being a feasible fallback.
+    """
+
+    op: int
+    option: Option
+    latest_end: int
+
+
+@dataclass(frozen=True)
+class WindowProblem:
+    ops: tuple[WindowOp, ...]
+    fixed: tuple[FixedLoad, ...]
+    future: tuple[FutureLoad, ...]
+    sram: int
+    release: int  # nothing new (execution or load) starts before this
+    horizon: int  # no time exceeds this
+
+    def signature(self) -> tuple:
+        """Everything the models are built from, operator ids relative to the window's first operator.
+
+        Equal signatures mean identical models up to renaming operators, so a
+        window of layer 12 can reuse the solution of the same window in layer 11.
+        """
+        base = self.ops[0].op
+        ops = tuple((w.op - base, w.options, w.load, w.latest_end) for w in self.ops)
+        fixed = tuple((f.op - base, f.start, f.end, f.share, f.cold, f.owner) for f in self.fixed)
+        future = tuple((f.op - base, f.option, f.latest_end) for f in self.future)
+        return (ops, fixed, future, self.sram, self.release, self.horizon)
+
+    @property
+    def lower(self) -> int:
+        """Earliest time any interval of the model may occupy."""
+        return min([self.release] + [f.start for f in self.fixed])
+
+    @property
+    def tail_weight(self) -> int:
+        """Weight of the makespan over the tail term, so the makespan always dominates."""
+        return max(1, len(self.future)) * (self.horizon - self.lower + 1) + 1
+
+
+@dataclass
+class WindowAssignment:
+    """A solution: option index per window op, execution intervals, start of every placed load."""
+
+    choice: list[int]
+    exec_start: list[int]
+    exec_end: list[int]
+    load_start: dict[int, int] = field(default_factory=dict)  # program op -> start (free and future loads)
+
+    def makespan(self) -> int:
+        return self.exec_end[-1]
+
+    def renamed(self, offset: int) -> "WindowAssignment":
+        """The same assignment with every operator id shifted by ``offset`` (for reuse across layers)."""
+        return WindowAssignment(list(self.choice), list(self.exec_start), list(self.exec_end),
+                                {op + offset: t for op, t in self.load_start.items()})
+
+    def objective(self, problem: WindowProblem) -> int:
+        """Makespan, then the tail term: the sum of future-load ends (early loads feed the next window)."""
+        tail = sum(self.load_start[f.op] + f.option.load_time for f in problem.future)
+        return self.makespan() * problem.tail_weight + tail
+
+
+def fixed_channel_blocks(problem: WindowProblem) -> list[tuple[int, int]]:
+    """Fixed loads merged into disjoint busy spans of the HBM channel.
+
+    Fixed loads are widened to whole cycles, so two that were back to back may
+    now share a cycle; they are fixed, so only the union matters to new loads.
+    """
+    spans = sorted((f.start, f.end) for f in problem.fixed if f.end > f.start)
+    merged: list[tuple[int, int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def overlap(a0: int, a1: int, b0: int, b1: int) -> int:
+    return max(0, min(a1, b1) - max(a0, b0))
+
+
+def loads_of(problem: WindowProblem, a: WindowAssignment) -> list[tuple[int, int, int, int, int]]:
+    """(op, start, end, share, owner position or -1) of every load in the window's view."""
+    out = [(f.op, f.start, f.end, f.share, f.owner) for f in problem.fixed]
+    for k, w in enumerate(problem.ops):
+        if w.load == "free":
+            opt = w.options[a.choice[k]]
+            start = a.load_start[w.op]
+            out.append((w.op, start, start + opt.load_time, opt.load_share, k))
+    for f in problem.future:
+        start = a.load_start[f.op]
+        out.append((f.op, start, start + f.option.load_time, f.option.load_share, -1))
+    return out
+
+
+def check(problem: WindowProblem, a: WindowAssignment) -> list[str]:
+    """Every constraint of the window model that ``a`` breaks (empty if feasible)."""
+    errors: list[str] = []
+    ops = problem.ops
+    if len(a.choice) != len(ops):
+        return [f"{len(a.choice)} choices for {len(ops)} operators"]
+    for k, w in enumerate(ops):
+        if not 0 <= a.choice[k] < len(w.options):
+            return [f"operator {w.op}: option {a.choice[k]} out of range"]
+    opts = [w.options[c] for w, c in zip(ops, a.choice)]
+    for k, (w, opt) in enumerate(zip(ops, opts)):
+        s, e = a.exec_start[k], a.exec_end[k]
+        if e - s < opt.time:
+            errors.append(f"op {w.op}: runs {e - s} < plan time {opt.time}")
+        if k == 0 and s < problem.release:
+            errors.append(f"op {w.op}: starts before the release time")
+        if k > 0 and s < a.exec_end[k - 1]:
+            errors.append(f"op {w.op}: starts before op {ops[k - 1].op} ends")
+        if e > problem.horizon:
+            errors.append(f"op {w.op}: ends after the horizon")
+    loads = loads_of(problem, a)
+    for op, start, end, share, owner in loads:
+        if owner >= 0 and end > a.exec_start[owner]:
+            errors.append(f"load of op {op} ends after the operator starts")
+    for f in problem.future:
+        if f.op not in a.load_start:
+            errors.append(f"future load of op {f.op} is not placed")
+            continue
+        end = a.load_start[f.op] + f.option.load_time
+        if end > f.latest_end:
+            errors.append(f"future load of op {f.op} ends at {end} > {f.latest_end}")
+    for k, w in enumerate(ops):
+        if w.load == "free" and w.latest_end is not None:
+            end = a.load_start[w.op] + w.options[a.choice[k]].load_time
+            if end > w.latest_end:
+                errors.append(f"load of op {w.op} ends at {end} > {w.latest_end}")
+    fixed_ops = {f.op for f in problem.fixed}
+    for op, start, end, share, owner in loads:
+        if op not in fixed_ops and start < problem.release:
+            errors.append(f"load of op {op} starts before the release time")
+    spans = sorted([(start, end, op) for op, start, end, _, _ in loads if end > start and op not in fixed_ops]
+                   + [(s0, e0, -1) for s0, e0 in fixed_channel_blocks(problem)])
+    for (s0, e0, op0), (s1, e1, op1) in zip(spans, spans[1:]):
+        if s1 < e0:
+            errors.append(f"loads of ops {op0} and {op1} overlap on the HBM channel")
+    for k, (w, opt) in enumerate(zip(ops, opts)):  # interconnect
+        s, e = a.exec_start[k], a.exec_end[k]
+        used = sum(overlap(s, e, start, end) * share for _, start, end, share, owner in loads
+                   if owner < 0 or owner > k)
+        if used > SHARE_SCALE * (e - s - opt.comm):
+            errors.append(f"op {w.op}: communication does not fit next to overlapping loads")
+    # SRAM at every event time
+    events = sorted({a.exec_start[k] for k in range(len(ops))} | {start for _, start, _, _, _ in loads})
+    for t in events:
+        used = 0
+        for k, opt in enumerate(opts):
+            if a.exec_start[k] <= t < a.exec_end[k]:
+                used += opt.hot
+        for f in problem.fixed:
+            until = a.exec_start[f.owner] if f.owner >= 0 else problem.horizon + 1
+            if f.start <= t < until:
+                used += f.cold
+        for k, (w, opt) in enumerate(zip(ops, opts)):
+            if w.load == "free" and a.load_start[w.op] <= t < a.exec_start[k]:
+                used += opt.cold
+        for f in problem.future:
+            if a.load_start[f.op] <= t:
+                used += f.option.cold
+        if used > problem.sram:
+            errors.append(f"SRAM {used} > {problem.sram} at time {t}")
+            break
+    return errors

@@ -1,0 +1,115 @@
+"""Exhaustive enumeration of small windows: an independent check of the CP-SAT and MILP models.
+
+Enumerates every plan choice, every order of the loads to place, and for every
+load the event it waits for (nothing, or the end of one of the window's
+executions, i.e. SRAM being freed); times then follow by earliest-start rules
+and each candidate is judged by ``formulations.window.check``.
+
+Why this is exhaustive when the interconnect does not bind: starting an
+execution earlier only shortens the time loads are resident with it, so some
+optimal schedule runs every execution as early as its predecessor and its own
+load allow; and every load of such a schedule can be moved earlier until it
+touches the end of the load before it on the channel, the release time, or
+the end of an execution (the only moments SRAM is freed), without breaking any
+rule or raising the objective. Instances where interconnect sharing binds are
+outside its reach (it reports only what it finds); use ``noc_binding`` to tell.
+"""
+from __future__ import annotations
+
+from itertools import permutations, product
+
+from formulations.schedule.window import SHARE_SCALE, WindowAssignment, WindowProblem, check
+
+
+def solve_brute_force(problem: WindowProblem, limit: int = 2_000_000) -> tuple[WindowAssignment | None, int]:
+    """Best assignment and the number of candidates judged (raises if more than ``limit``)."""
+    ops = problem.ops
+    free = [k for k, w in enumerate(ops) if w.load == "free"]
+    loads = [("w", k) for k in free] + [("f", f) for f in problem.future]
+    n_choices = 1
+    for w in ops:
+        n_choices *= len(w.options)
+    count = n_choices
+    for m in range(2, len(loads) + 1):
+        count *= m
+    count *= (len(ops) + 1) ** len(loads)
+    if count > limit:
+        raise ValueError(f"{count:,} candidates: too many to enumerate (limit {limit:,})")
+    fixed_end = {f.owner: f.end for f in problem.fixed if f.owner >= 0}
+    busy = sorted((f.start, f.end) for f in problem.fixed if f.end > f.start)
+    best: WindowAssignment | None = None
+    best_value = None
+    judged = 0
+    for choice in product(*(range(len(w.options)) for w in ops)):
+        opts = [w.options[c] for w, c in zip(ops, choice)]
+        sizes = {("w", k): opts[k].load_time for k in free}
+        sizes.update({("f", f.op): f.option.load_time for f in problem.future})
+        for order in permutations(loads):
+            keys = [(kind, ref if kind == "w" else ref.op) for kind, ref in order]
+            for waits in product(range(-1, len(ops)), repeat=len(order)):
+                judged += 1
+                a = _times(problem, opts, keys, waits, sizes, fixed_end, busy)
+                if a is None:
+                    continue
+                a.choice = list(choice)
+                if check(problem, a):
+                    continue
+                value = a.objective(problem)
+                if best_value is None or value < best_value:
+                    best, best_value = a, value
+    return best, judged
+
+
+def _times(problem, opts, keys, waits, sizes, fixed_end, busy) -> WindowAssignment | None:
+    """Earliest start times for one (choice, order, waits) candidate, or None if they never settle."""
+    K = len(opts)
+    exec_end = [problem.release] * K
+    exec_start = [problem.release] * K
+    load_start: dict = {}
+    for _ in range(2 * (K + len(keys)) + 2):  # monotone fixed point; no convergence = a cycle
+        changed = False
+        prev_end = problem.release
+        for (kind, ref), wait in zip(keys, waits):
+            start = max(prev_end, problem.release, exec_end[wait] if wait >= 0 else problem.release)
+            start = _after_busy(start, sizes[(kind, ref)], busy)
+            op = problem.ops[ref].op if kind == "w" else ref
+            if load_start.get(op) != start:
+                load_start[op] = start
+                changed = True
+            prev_end = start + sizes[(kind, ref)]
+        t = problem.release
+        for k in range(K):
+            ready = t
+            if problem.ops[k].load == "free":
+                ready = max(ready, load_start[problem.ops[k].op] + opts[k].load_time)
+            if k in fixed_end:
+                ready = max(ready, fixed_end[k])
+            end = ready + opts[k].time
+            if exec_start[k] != ready or exec_end[k] != end:
+                exec_start[k], exec_end[k] = ready, end
+                changed = True
+            t = end
+        if not changed:
+            return WindowAssignment([], list(exec_start), list(exec_end), dict(load_start))
+    return None
+
+
+def _after_busy(start: int, size: int, busy: list[tuple[int, int]]) -> int:
+    """Earliest start >= ``start`` at which a load of ``size`` avoids the fixed busy spans."""
+    for b0, b1 in busy:
+        if start < b1 and start + size > b0:
+            start = b1
+    return start
+
+
+def noc_binding(problem: WindowProblem) -> bool:
+    """Whether interconnect sharing could constrain any execution of this window.
+
+    Loads never overlap each other, so at most the largest share covers a whole
+    execution; if even that leaves room for every option's communication at its
+    plan time, the interconnect rule can never bind.
+    """
+    shares = [o.load_share for w in problem.ops for o in w.options] + [f.option.load_share for f in problem.future] \
+        + [f.share for f in problem.fixed]
+    worst = max(shares + [0])
+    return any(worst * o.time > SHARE_SCALE * (o.time - o.comm) for w in problem.ops for o in w.options)

@@ -1,0 +1,403 @@
+"""Windowed exact scheduling, warm-started by the inductive heuristic.
+
+Windows of consecutive operators are re-planned in program order. Everything
+before a window is fixed; the window's operators get a new plan row, execution
+interval and load (unless their load is already issued); the loads the warm
+start issued for later operators during the window are placed too, each ending
+no later than the warm start had it end. The warm start, shifted by the
+smallest lead the schedule built so far has over it, is then a feasible
+solution of every window (a complete hint), so each window either improves on
+it or keeps it, and the stitched schedule is never slower than the warm start.
+The final schedule is checked by the simulator all the same, and the warm
+start is returned if anything went wrong.
+
+Windows are aligned to the repeated layers, so identical windows recur; a
+window whose model (operators, plan options, carried-in state, bounds) is
+identical to one already solved reuses that solution.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from elk.errors import ScheduleError, SolverConfigError
+from elk.schedule import Provenance, Schedule
+from elk.simulator import simulate
+from elk.workload import Workload
+from formulations.schedule.window import (SHARE_SCALE, FixedLoad, FutureLoad, Option, WindowAssignment, WindowOp,
+                                 WindowProblem, check)
+from solvers.exact_backends import Outcome, solve_cpsat, solve_milp
+from solvers.schedule.records import WindowRecord
+from solvers.solver_options import SolverSettings, solver_version
+
+
+def window_ranges(workload: Workload, size: int, stride: int | None = None) -> list[tuple[int, int, int]]:
+    """(first, stop, commit_stop) per window, aligned to layer boundaries when there are layers."""
+    n = len(workload)
+    if not isinstance(size, int) or size < 1:
+        raise SolverConfigError(f"window size must be a positive integer, got {size!r}")
+    if size > n:
+        raise SolverConfigError(f"window size {size} is larger than the program ({n} operators)")
+    stride = size if stride is None else stride
+    if not isinstance(stride, int) or not 1 <= stride <= size:
+        raise SolverConfigError(f"stride must be between 1 and the window size {size}, got {stride!r}")
+    layers = workload.program.layers
+    cuts = [0, n]
+    if layers is not None:
+        cuts += [layers.start + k * layers.length for k in range(layers.count + 1)]
+    cuts = sorted(set(cuts))
+    out = []
+    for lo, hi in zip(cuts, cuts[1:]):
+        first = lo
+        while first < hi:
+            stop = min(first + size, hi)
+            commit = min(first + stride, stop) if stop < hi else stop
+            out.append((first, stop, commit))
+            first = commit
+    return out
+
+
+def undominated_rows(table) -> list[int]:
+    """Rows not dominated in (cold, hot, time, comm)."""
+    c, h, t, m = table.cold, table.hot, table.time, table.comm
+    rows = []
+    for r in range(len(c)):
+        dominated = (c <= c[r]) & (h <= h[r]) & (t <= t[r]) & (m <= m[r]) & \
+            ((c < c[r]) | (h < h[r]) | (t < t[r]) | (m < m[r]))
+        if not dominated.any():
+            rows.append(r)
+    return rows
+
+
+@dataclass
+class StitchState:
+    """The schedule being stitched window by window: every operator's decisions so far.
+
+    Starts as a copy of the warm start; a window overwrites the operators it
+    commits. ``committed[j]`` says operator j's load is issued for good (its
+    interval and cold layout can no longer change).
+    """
+
+    entry: np.ndarray
+    exec_start: np.ndarray
+    exec_end: np.ndarray
+    load_start: np.ndarray
+    load_end: np.ndarray
+    committed: np.ndarray
+
+    @classmethod
+    def from_schedule(cls, schedule: Schedule) -> "StitchState":
+        return cls(schedule.entry.copy(), schedule.exec_start.copy(), schedule.exec_end.copy(),
+                   schedule.load_start.copy(), schedule.load_end.copy(), np.zeros(len(schedule), dtype=bool))
+
+
+@dataclass
+class BuiltWindow:
+    problem: WindowProblem
+    hint: WindowAssignment
+    hint_ok: bool
+    origin: float
+    lead: float
+    future_ops: list[int]
+    heuristic_makespan: float  # warm start's window makespan, in cycles from the origin
+
+
+@dataclass
+class WindowedResult:
+    schedule: Schedule
+    records: list[WindowRecord] = field(default_factory=list)
+
+
+class WindowedSolver:
+    """Re-plans a complete warm-start schedule window by window with CP-SAT or a MILP."""
+
+    def __init__(self, workload: Workload, warm: Schedule, settings: SolverSettings, *, window: int = 8,
+                 stride: int | None = None, reuse: bool = True, anytime: bool = False,
+                 max_options: int | None = None):
+        self.w = workload
+        self.warm = warm
+        self.settings = settings
+        self.ranges = window_ranges(workload, window, stride)
+        self.reuse = reuse
+        self.anytime = anytime
+        self.max_options = max_options
+        self.theta = float(warm.info.theta or 0.99)
+        verdict = simulate(workload, warm)
+        if not verdict.valid:
+            raise ScheduleError(f"warm start '{warm.design}' is not valid: "
+                                f"{verdict.violations[0].message(workload.chip.clock_hz)}")
+        self.warm_latency = verdict.latency_cycles
+        loads = workload.has_load
+        self.begin = min(float(warm.exec_start[0]), float(warm.load_start[loads].min()) if loads.any() else np.inf)
+        self.version = solver_version(settings)
+        self.cache: dict[tuple, tuple[WindowAssignment | None, str]] = {}
+        self._undominated: dict[int, list[int]] = {}  # per table (shared by identical operators)
+
+    # -- options ---------------------------------------------------------------
+    def options(self, op: int, cold: int | None, warm_row: int) -> tuple[tuple[Option, ...], int]:
+        """Undominated rows of the operator's table (only those with ``cold`` if its load is issued)."""
+        t = self.w.tables[op]
+        if id(t) not in self._undominated:
+            self._undominated[id(t)] = undominated_rows(t)
+        rows = list(self._undominated[id(t)])
+        if warm_row not in rows:
+            rows.append(warm_row)
+        if cold is not None:
+            rows = [r for r in rows if t.cold[r] == cold]
+            if warm_row not in rows:
+                rows.append(warm_row)
+        if self.max_options is not None and len(rows) > self.max_options:
+            rows = sorted(rows, key=lambda r: t.time[r])[:self.max_options - 1]
+            if warm_row not in rows:
+                rows.append(warm_row)
+        rows = sorted(set(rows))
+        return tuple(self.option(op, r) for r in rows), rows.index(warm_row)
+
+    def option(self, op: int, row: int) -> Option:
+        t = self.w.tables[op]
+        cold = int(t.cold[row])
+        if self.w.load_bytes[op] > 0:
+            noc = self.w.load_noc_cycles(op, cold)
+            load_time = math.ceil(max(float(self.w.hbm_cycles[op]), noc / self.theta) - 1e-9)
+            share = math.ceil(SHARE_SCALE * noc / load_time - 1e-9) if load_time > 0 else 0
+        else:
+            load_time = share = 0
+        return Option(row=int(row), cold=cold, hot=int(t.hot[row]), time=math.ceil(float(t.time[row]) - 1e-9),
+                      comm=math.ceil(float(t.comm[row]) - 1e-9), load_time=load_time, load_share=share)
+
+    # -- one window --------------------------------------------------------------
+    def build(self, first: int, stop: int, commit: int, state: StitchState) -> BuiltWindow:
+        w, ws = self.w, self.warm
+        entry, e, a, b, committed = state.entry, state.exec_end, state.load_start, state.load_end, state.committed
+        origin = float(e[first - 1]) if first > 0 else self.begin
+        leads = [float(ws.exec_end[first - 1] - e[first - 1])] if first > 0 else [0.0]
+        leads += [float(ws.load_end[j] - b[j]) for j in np.flatnonzero(committed[first:]) + first]
+        lead = min(leads)
+
+        def rel_floor(t: float) -> int:
+            return math.floor(t - origin + 1e-9)
+
+        def rel_ceil(t: float) -> int:
+            return math.ceil(t - origin - 1e-9)
+
+        window_end_ws = float(ws.exec_end[stop - 1])
+        future_ops = [int(j) for j in range(stop, len(w)) if w.load_bytes[j] > 0 and not committed[j]
+                      and ws.load_start[j] < window_end_ws]
+        # each load is rounded up to whole cycles: a chain of them may end this much later than the warm start
+        slack = 1 + len(future_ops) + int(sum(1 for i in range(first, stop) if w.load_bytes[i] > 0))
+        ops, hint_choice = [], []
+        for i in range(first, stop):
+            # a committed load fixes the operator's cold layout: hint with the row it was committed with
+            cold = int(w.tables[i].cold[entry[i]]) if committed[i] else None
+            opts, k = self.options(i, cold, int(entry[i]) if committed[i] else int(ws.entry[i]))
+            status = "none" if w.load_bytes[i] == 0 else ("committed" if committed[i] else "free")
+            latest = rel_ceil(ws.load_end[i] - lead) + slack if status == "free" and i >= commit else None
+            ops.append(WindowOp(op=i, options=opts, load=status, latest_end=latest))
+            hint_choice.append(k)
+        fixed = []
+        for j in np.flatnonzero(committed[first:]) + first:
+            row = int(entry[j])
+            opt = self.option(int(j), row)
+            start, end = rel_floor(a[j]), rel_ceil(b[j])
+            if end <= 0:  # finished: only its waiting data matters
+                start = end = 0
+            owner = int(j) - first if j < stop else -1
+            fixed.append(FixedLoad(op=int(j), start=start, end=end, share=opt.load_share if end > start else 0,
+                                   cold=opt.cold, owner=owner))
+        future = [FutureLoad(op=j, option=self.option(j, int(ws.entry[j])),
+                             latest_end=rel_ceil(ws.load_end[j] - lead) + slack) for j in future_ops]
+        heuristic = window_end_ws - lead - origin
+
+        # the warm start, shifted by the lead, as a complete assignment (repaired to whole cycles)
+        starts, ends, prev = [], [], 0
+        for k, i in enumerate(range(first, stop)):
+            st = max(rel_ceil(ws.exec_start[i] - lead), prev)
+            en = max(st + ops[k].options[hint_choice[k]].time, rel_ceil(ws.exec_end[i] - lead))
+            starts.append(st), ends.append(en)
+            prev = en
+        load_start = {}
+        for k, i in enumerate(range(first, stop)):
+            if ops[k].load == "free":
+                load_start[i] = max(0, rel_floor(ws.load_start[i] - lead))
+        for f in future:
+            load_start[f.op] = max(0, rel_floor(ws.load_start[f.op] - lead))
+        hint = WindowAssignment(hint_choice, starts, ends, load_start)
+        horizon = max([ends[-1]] + [f.latest_end for f in future] + [f.end for f in fixed]
+                      + [x.latest_end for x in ops if x.latest_end is not None]) + 1
+        problem = WindowProblem(ops=tuple(ops), fixed=tuple(fixed), future=tuple(future),
+                                sram=w.chip.sram_per_core, release=0, horizon=horizon)
+        return BuiltWindow(problem, hint, not check(problem, hint), origin, lead, future_ops, heuristic)
+
+    def solve_one(self, built: BuiltWindow) -> Outcome:
+        if self.settings.solver == "cpsat":
+            return solve_cpsat(built.problem, self.settings, built.hint, self.anytime)
+        return solve_milp(built.problem, self.settings, built.hint)
+
+    # -- the whole program ---------------------------------------------------------
+    def run(self, model_name: str = "") -> WindowedResult:
+        w, ws = self.w, self.warm
+        state = StitchState.from_schedule(ws)
+        records: list[WindowRecord] = []
+        params = json.dumps(dict(self.settings.params), sort_keys=True, default=str)
+        for index, (first, stop, commit) in enumerate(self.ranges):
+            built = self.build(first, stop, commit, state)
+            key = built.problem.signature()
+            started = time.perf_counter()
+            reused_from = ""
+            if self.reuse and key in self.cache:  # cached with operator ids relative to the window start
+                cached, reused_from = self.cache[key]
+                solution = cached.renamed(first) if cached is not None else None
+                outcome = Outcome(solution, "REUSED", float(solution.makespan()) if solution else None, None, 0.0)
+            else:
+                outcome = self.solve_one(built)
+                solution = outcome.assignment if outcome.assignment is not None and \
+                    not check(built.problem, outcome.assignment) else None
+                self.cache[key] = (solution.renamed(-first) if solution is not None else None, outcome.status)
+            # accept a strictly shorter window, or an equally short one that leaves loads further ahead
+            better = solution is not None and (
+                solution.makespan() < built.heuristic_makespan - 1e-6
+                or (solution.makespan() <= built.heuristic_makespan + 1e-6 and built.hint_ok
+                    and solution.objective(built.problem) < built.hint.objective(built.problem)))
+            if better:
+                self._apply_solution(state, built, solution, commit)
+            else:
+                self.apply_warm(state, built, first, stop, commit)
+            # report in the rounded model's units when the warm start is expressible there
+            heuristic = float(built.hint.makespan()) if built.hint_ok else built.heuristic_makespan
+            exact = float(solution.makespan()) if better else heuristic
+            bound = None if outcome.bound is None else min(float(outcome.bound), exact)
+            notes = [] if built.hint_ok else ["warm start infeasible in the rounded model"]
+            if reused_from:
+                notes.append(f"same model as an earlier window ({reused_from})")
+            if "INFEASIBLE" in (outcome.status, reused_from):
+                notes.append("window model infeasible: kept the warm start")
+            note = "; ".join(notes)
+            records.append(WindowRecord(
+                model=model_name or w.program.name, window=index, first_op=first, last_op=stop - 1,
+                solver=self.settings.name, version=self.version, status=outcome.status,
+                heuristic_cycles=heuristic, exact_cycles=exact,
+                bound_cycles=float(bound) if bound is not None else float("nan"),
+                gap=(exact - bound) / exact if bound is not None and exact > 0 else float("nan"),
+                seconds=time.perf_counter() - started, workers=self.settings.workers, seed=self.settings.seed,
+                time_limit=self.settings.time_limit, params=params,
+                ahead_cycles=float(ws.exec_end[commit - 1] - state.exec_end[commit - 1]),
+                reused=outcome.status == "REUSED",
+                accepted=bool(better), note=note, first_improvement_s=outcome.first_improvement_s,
+                anytime=outcome.anytime))
+        entry, s, e, a, b = state.entry, state.exec_start, state.exec_end, state.load_start, state.load_end
+        for op in np.flatnonzero(~w.has_load):
+            a[op] = b[op] = s[op]
+        result = Schedule(self.settings.solver, entry.copy(), s.copy(), e.copy(), a.copy(), b.copy(),
+                          info=Provenance(theta=self.theta))
+        verdict = simulate(w, result)
+        if not verdict.valid or verdict.latency_cycles > self.warm_latency + 1e-6:
+            reason = ("invalid: " + verdict.violations[0].message(w.chip.clock_hz)) if not verdict.valid \
+                else "slower than the warm start"
+            kept = Schedule(self.settings.solver, ws.entry.copy(), ws.exec_start.copy(), ws.exec_end.copy(),
+                            ws.load_start.copy(), ws.load_end.copy(), ws.relaxation,
+                            Provenance(theta=self.theta, kept_warm_start=reason))
+            return WindowedResult(kept, records)
+        return WindowedResult(result, records)
+
+    def _apply_solution(self, state: StitchState, built: BuiltWindow, a: WindowAssignment, commit: int) -> None:
+        entry, s, e, ls, le, committed = (state.entry, state.exec_start, state.exec_end, state.load_start,
+                                          state.load_end, state.committed)
+        p, origin = built.problem, built.origin
+        last_exec_end = None
+        for k, wop in enumerate(p.ops):
+            if wop.op >= commit:
+                break
+            opt = wop.options[a.choice[k]]
+            entry[wop.op] = opt.row
+            s[wop.op] = origin + a.exec_start[k]
+            e[wop.op] = origin + a.exec_end[k]
+            last_exec_end = a.exec_end[k]
+            if wop.load == "free":
+                ls[wop.op] = origin + a.load_start[wop.op]
+                le[wop.op] = ls[wop.op] + opt.load_time
+                committed[wop.op] = True
+        assert last_exec_end is not None
+        for k, wop in enumerate(p.ops):  # loads of uncommitted window ops issued before the cut
+            if wop.op >= commit and wop.load == "free" and a.load_start[wop.op] < last_exec_end:
+                opt = wop.options[a.choice[k]]
+                entry[wop.op] = opt.row
+                ls[wop.op] = origin + a.load_start[wop.op]
+                le[wop.op] = ls[wop.op] + opt.load_time
+                committed[wop.op] = True
+        for f in p.future:
+            if commit < p.ops[-1].op + 1 and a.load_start[f.op] >= last_exec_end:
+                continue  # overlapping windows: the next window places it again
+            entry[f.op] = f.option.row
+            ls[f.op] = origin + a.load_start[f.op]
+            le[f.op] = ls[f.op] + f.option.load_time
+            committed[f.op] = True
+
+    def apply_warm(self, state: StitchState, built: BuiltWindow, first: int, stop: int, commit: int) -> None:
+        """Keep the warm start's decisions, shifted by the lead (exactly feasible, no rounding)."""
+        entry, s, e, ls, le, committed = (state.entry, state.exec_start, state.exec_end, state.load_start,
+                                          state.load_end, state.committed)
+        ws, lead = self.warm, built.lead
+        for i in range(first, commit):
+            entry[i] = ws.entry[i]
+            s[i] = ws.exec_start[i] - lead
+            e[i] = ws.exec_end[i] - lead
+            if self.w.load_bytes[i] > 0 and not committed[i]:
+                ls[i] = ws.load_start[i] - lead
+                le[i] = ws.load_end[i] - lead
+                committed[i] = True
+        cut = ws.exec_end[commit - 1]
+        for j in list(range(commit, stop)) + built.future_ops:
+            if self.w.load_bytes[j] > 0 and not committed[j] and ws.load_start[j] < cut:
+                entry[j] = ws.entry[j]
+                ls[j] = ws.load_start[j] - lead
+                le[j] = ws.load_end[j] - lead
+                committed[j] = True
+
+
+def window_problems(workload: Workload, warm: Schedule, window: int, count: int | None = None, *,
+                    max_options: int | None = None) -> list[BuiltWindow]:
+    """The first ``count`` windows of ``warm`` as built problems, the state advanced by the warm start's decisions.
+
+    What the windowed solver would hand its backends if no window improved:
+    for studies of the window models (tuning, cross-checks) without solving.
+    """
+    runner = WindowedSolver(workload, warm, SolverSettings(time_limit=10, workers=1), window=window,
+                            max_options=max_options)
+    state = StitchState.from_schedule(warm)
+    out = []
+    for first, stop, commit in runner.ranges[:count]:
+        built = runner.build(first, stop, commit, state)
+        out.append(built)
+        runner.apply_warm(state, built, first, stop, commit)
+    return out
+
+
+def windowed(workload: Workload, warm: Schedule, *, solver: str = "cpsat", window: int = 8,
+             stride: int | None = None, time_limit: float = 10.0, workers: int = 2, seed: int = 0,
+             params: dict | None = None, backend: str = "highs", reuse: bool = True,
+             deterministic_time: float | None = None, records: str | None = None,
+             anytime: bool = False, max_options: int | None = None) -> Schedule:
+    """Windowed exact re-planning of ``warm``; per-window records go to ``schedule.info.records``."""
+    settings = SolverSettings(solver=solver, time_limit=time_limit, workers=workers, seed=seed,
+                              params=params or {}, backend=backend, deterministic_time=deterministic_time)
+    started = time.perf_counter()
+    runner = WindowedSolver(workload, warm, settings, window=window, stride=stride, reuse=reuse, anytime=anytime,
+                            max_options=max_options)
+    result = runner.run()
+    sched = result.schedule
+    sched.design = solver
+    sched.info.records = tuple(result.records)
+    sched.info.window = window
+    sched.info.warm_start = warm.design
+    sched.info.compile_seconds = time.perf_counter() - started
+    sched.info.search.update(windows=len(runner.ranges), solver=settings.name, version=runner.version,
+                             windows_solved=sum(1 for r in result.records if not r.reused),
+                             windows_improved=sum(1 for r in result.records if r.accepted))
+    if records:
+        from solvers.schedule.records import write_records
+        write_records(result.records, records)
+    return sched
