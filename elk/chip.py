@@ -12,6 +12,7 @@ import json
 import math
 import tomllib
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -21,6 +22,23 @@ from elk.errors import ChipConfigError
 ARTIFACT_GBPS = 1024 * 1024 * 1000
 
 TOPOLOGIES = ("all-to-all", "mesh")
+
+
+class LoadModel(str, Enum):
+    """How an HBM load may use its interval (DESIGN.md §5.1; the simulator checks either exactly).
+
+    ``fluid``: its rate may vary inside the interval (at most the HBM
+    bandwidth), so it can pause while the running operator exchanges data:
+    the IPU's bulk-synchronous exchange phases own the fabric and HBM streams
+    are throttled DMA. ``rigid``: one constant rate for the whole interval
+    (conservative: every rigid-valid schedule is fluid-valid).
+    """
+
+    FLUID = "fluid"
+    RIGID = "rigid"
+
+
+LOAD_MODELS = tuple(m.value for m in LoadModel)
 
 
 @dataclass(frozen=True)
@@ -69,8 +87,15 @@ class Chip:
     noc_scale: float = 1.0
     compute_scale: float = 1.0
     topology: Topology = field(default_factory=Topology)
+    #: how loads use their intervals (scheduling and checking only: plan tables do not depend on it)
+    load_model: LoadModel = LoadModel.FLUID
 
     def __post_init__(self) -> None:
+        if not isinstance(self.load_model, LoadModel):
+            if self.load_model not in LOAD_MODELS:
+                raise ChipConfigError(f"chip '{self.name}': unknown load model {self.load_model!r} "
+                                      f"(known: {', '.join(LOAD_MODELS)})")
+            object.__setattr__(self, "load_model", LoadModel(self.load_model))
         _validate(self)
 
     # ---- derived quantities -------------------------------------------------
@@ -121,11 +146,13 @@ class Chip:
         return (f"{self.name}: {self.cores} cores x {self.sram_per_core / 1024:g} KiB SRAM, "
                 f"HBM {self.hbm_bytes_per_s / 1e12:g} TB/s, {self.topology.describe()}"
                 + (f", NoC x{self.noc_scale:g}" if self.noc_scale != 1 else "")
-                + (f", compute x{self.compute_scale:g}" if self.compute_scale != 1 else ""))
+                + (f", compute x{self.compute_scale:g}" if self.compute_scale != 1 else "")
+                + f", {self.load_model.value} loads")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["hbm_tbps"] = self.hbm_bytes_per_s / 1e12
+        d["load_model"] = self.load_model.value
         return d
 
 
@@ -175,7 +202,7 @@ def knob_overrides(base: "Chip", *, cores: int | None = None, sram_kib: float | 
                    hbm_tbps: float | None = None, noc_scale: float | None = None, noc_tbps: float | None = None,
                    compute_scale: float | None = None, topology: str | None = None,
                    mesh: str | tuple[int, int] | None = None,
-                   link_bytes_per_cycle: float | None = None) -> dict[str, Any]:
+                   link_bytes_per_cycle: float | None = None, load_model: str | None = None) -> dict[str, Any]:
     """The ``Chip.with_overrides`` changes that the user-facing knobs ask of ``base`` (None = unchanged).
 
     The one translation from the knobs users type (CLI flags, study axes) to
@@ -212,6 +239,10 @@ def knob_overrides(base: "Chip", *, cores: int | None = None, sram_kib: float | 
             changes.update(rows=0, cols=0)  # the most square shape for the core count
     if link_bytes_per_cycle is not None:
         changes["link_bytes_per_cycle"] = float(link_bytes_per_cycle)
+    if load_model is not None:
+        if load_model not in LOAD_MODELS:
+            raise ChipConfigError(f"unknown load model {load_model!r} (known: {', '.join(LOAD_MODELS)})")
+        changes["load_model"] = LoadModel(load_model)
     if cores is not None and base.topology.kind == "mesh" and "rows" not in changes:
         changes.update(rows=0, cols=0)  # re-derive the mesh shape for the new core count
     return changes

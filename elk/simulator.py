@@ -7,13 +7,13 @@ Rules (cycles; intervals half-open):
 2. a load ends before its operator starts, lasts at least bytes / HBM
    bandwidth, and loads never overlap (one HBM channel, any order);
 3. loads spread data over the interconnect: a load whose layout replicates
-   data needs ``bytes * broadcast ratio`` of it, so its interconnect share is
-   that work over its duration (at most 1). While operator i runs, the share
-   loads leave free must carry its communication: the integral of
-   ``1 - load share`` over ``[start, end)`` is at least its communication
-   cycles. (The operator's communication may use any free capacity inside its
-   interval; this is exactly the condition for an instant-by-instant split
-   with load share + execution share <= 1 to exist.)
+   data needs ``bytes * broadcast ratio`` of it (its interconnect *work*), so it
+   lasts at least that long. At every instant the loads' share plus the running
+   operator's share is at most 1, and an operator's communication must fit in
+   its own interval (it may use any free capacity there). Under the chip's
+   ``load_model`` a load runs at one constant rate (``rigid``) or at any rate up
+   to the HBM bandwidth (``fluid``, the default): :mod:`elk.noc` decides either
+   exactly and returns the rate profile it found.
 4. per-core SRAM: at every instant, the hot bytes of the running operator
    plus the cold bytes of every operator whose load has started and which has
    not started executing fit in SRAM.
@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from elk.chip import LoadModel
+from elk.noc import NocProfile, check_fluid, check_rigid
 from elk.schedule import Schedule
 from elk.workload import Workload
 
@@ -39,6 +41,7 @@ RULES = {
     "2-channel": "loads share one HBM channel (no overlap)",
     "3-noc-share": "a load's interconnect share is at most 1",
     "3-noc-exec": "an execution's communication fits in the interconnect share loads leave",
+    "3-noc-load": "a load's interconnect work fits in what the executions it overlaps leave (fluid loads)",
     "4-sram": "running hot bytes + waiting cold bytes fit in SRAM",
 }
 
@@ -70,6 +73,8 @@ class Timeline:
     sram_time: np.ndarray  # step function: value sram_bytes[k] from sram_time[k]
     sram_bytes: np.ndarray
     busy: np.ndarray  # plan time / execution duration of each operator
+    #: interconnect use over time (times from the schedule's first event; load_op holds operator ids)
+    noc: NocProfile | None = None
 
 
 @dataclass(kw_only=True)
@@ -164,14 +169,31 @@ def simulate(workload: Workload, schedule: Schedule, max_violations: int = 50) -
     bad_mask = lw > ld + tol
     flag("3-noc-share", lo[bad_mask], la_s[bad_mask],
          lambda i: f"load needs {noc_work[i]:.1f} interconnect cycles in {b[i] - a[i]:.1f} cycles")
-    if relax.noc_contention and len(lo):
-        used = _cumulative_noc(la_s, lb_s, lw)
-        load_noc_in_exec = used(e) - used(s)
-        slack = dur - comm - load_noc_in_exec
-        bad = np.flatnonzero(slack < -tol)
-        flag("3-noc-exec", bad, s[bad],
-             lambda i: f"communication needs {comm[i]:.1f} cycles but loads leave "
-                       f"{dur[i] - load_noc_in_exec[i]:.1f} free in its {dur[i]:.1f}-cycle run")
+    # the exact checks assume what rules 1 and 2 say: executions in order, loads one at a time
+    ordered = not any(v.rule in ("1-order", "2-channel") for v in violations)
+    fluid = workload.chip.load_model is LoadModel.FLUID
+    checker = check_fluid if fluid and relax.noc_contention else check_rigid
+    hbm_sorted = workload.hbm_cycles[lo]
+    verdict = checker(s, e, comm if relax.noc_contention else np.zeros(len(s)), la_s, lb_s, lw, hbm_sorted,
+                      tol) if ordered else None
+    if verdict is not None and relax.noc_contention:
+        free = dict(zip(verdict.bad_execs.tolist(), verdict.bad_exec_free.tolist()))
+        flag("3-noc-exec", verdict.bad_execs, s[verdict.bad_execs],
+             lambda i: f"communication needs {comm[i]:.1f} cycles but loads leave {free[i]:.1f} free "
+                       f"in its {dur[i]:.1f}-cycle run")
+        done = dict(zip(lo[verdict.bad_loads].tolist(), verdict.bad_load_done.tolist()))
+        # a load too short for its work at full rate is already named by rule 2-bandwidth or 3-noc-share
+        own = verdict.bad_loads[~bad_mask[verdict.bad_loads] & (ld[verdict.bad_loads] >= hbm_sorted[verdict.bad_loads] - tol)]
+        # only the first is reported: a later load may fail only because this one took its room
+        own = own[:1]
+        flag("3-noc-load", lo[own], la_s[own],
+             lambda i: f"load must move {noc_work[i]:.1f} interconnect cycles in [{a[i]:.1f}, {b[i]:.1f}) but "
+                       f"the executions it overlaps leave room for {done[i]:.1f}")
+    profile = None
+    if verdict is not None:
+        pr = verdict.profile
+        profile = NocProfile(time=pr.time, load_op=np.where(pr.load_op >= 0, lo[np.maximum(pr.load_op, 0)], -1),
+                             load_rate=pr.load_rate, load_share=pr.load_share, exec_share=pr.exec_share)
 
     # rule 4 ---------------------------------------------------------------
     sram_t, sram_v = _sram_profile(s, e, a[loads], s[loads], hot, cold[loads])
@@ -190,22 +212,7 @@ def simulate(workload: Workload, schedule: Schedule, max_violations: int = 50) -
 
     violations.sort(key=lambda v: (v.time_cycles, v.rule))
     return _metrics(workload, schedule, violations, plan_time, comm, noc_work, lo, la_s, lb_s, share,
-                    sram_t, sram_v, peak)
-
-
-def _cumulative_noc(starts: np.ndarray, ends: np.ndarray, work: np.ndarray):
-    """F(t): interconnect work loads have done by time t (loads sorted by start, non-overlapping)."""
-    before = np.concatenate([[0.0], np.cumsum(work)])
-    length = np.where(ends > starts, ends - starts, 1.0)
-
-    def used(t: np.ndarray) -> np.ndarray:
-        k = np.searchsorted(starts, t, side="right") - 1
-        inside = k >= 0
-        kk = np.maximum(k, 0)
-        frac = np.clip((t - starts[kk]) / length[kk], 0.0, 1.0)
-        return np.where(inside, before[kk] + work[kk] * frac, 0.0)
-
-    return used
+                    sram_t, sram_v, peak, profile)
 
 
 def _sram_profile(s, e, load_start, load_op_start, hot, cold) -> tuple[np.ndarray, np.ndarray]:
@@ -250,7 +257,7 @@ def _invalid_shape(workload: Workload, schedule: Schedule, detail: str) -> SimRe
 
 
 def _metrics(workload, schedule, violations, plan_time, comm, noc_work, lo, la, lb, share, sram_t, sram_v,
-             peak) -> SimResult:
+             peak, profile: NocProfile | None) -> SimResult:
     chip = workload.chip
     s, e = schedule.exec_start, schedule.exec_end
     begin = min(float(s.min()), float(la.min()) if len(la) else np.inf)
@@ -271,7 +278,11 @@ def _metrics(workload, schedule, violations, plan_time, comm, noc_work, lo, la, 
     jj = np.maximum(j, 0)
     ldur = np.where(lb > la, lb - la, 1.0)
     u_hbm = np.zeros_like(mid)
-    if len(la):
+    if profile is not None and len(profile.time) > 1:  # the rates the rule-3 check found (fluid: not constant)
+        k = np.clip(np.searchsorted(profile.time, mid, side="right") - 1, 0, len(profile.load_rate) - 1)
+        inside = (mid >= profile.time[0]) & (mid < profile.time[-1])
+        u_hbm = np.where(inside, profile.load_rate[k], 0.0)
+    elif len(la):
         u_hbm = np.where((j >= 0) & (mid < lb[jj]), workload.hbm_cycles[lo][jj] / ldur[jj], 0.0)
     to_ms = 1e3 / chip.clock_hz
     overlapped = float((u_hbm * u_exec * width).sum())
@@ -283,9 +294,12 @@ def _metrics(workload, schedule, violations, plan_time, comm, noc_work, lo, la, 
     seconds = latency / chip.clock_hz
     hbm_cycles = float(workload.hbm_cycles[lo].sum())
     noc_cycles = float(noc_work[lo].sum() + (comm.sum() if schedule.relaxation.noc_contention else 0.0))
+    shifted = None if profile is None else NocProfile(
+        time=profile.time - begin, load_op=profile.load_op, load_rate=profile.load_rate,
+        load_share=profile.load_share, exec_share=profile.exec_share)
     timeline = Timeline(exec_start=s - begin, exec_end=e - begin, load_ops=lo, load_start=la - begin,
                         load_end=lb - begin, load_share=share, sram_time=sram_t - begin, sram_bytes=sram_v,
-                        busy=busy)
+                        busy=busy, noc=shifted)
     return SimResult(
         design=schedule.design, valid=not violations, violations=violations,
         relaxation=schedule.relaxation.describe(), latency_cycles=latency, latency_ms=latency * to_ms,

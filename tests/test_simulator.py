@@ -12,7 +12,8 @@ from elk.schedule import IDEAL_RELAXATION, STRICT, Schedule
 from elk.simulator import RULES, simulate
 from elk.workload import Workload
 
-MK2 = preset("ipu-mk2")
+MK2 = preset("ipu-mk2").with_overrides(load_model="rigid")  # the rule-by-rule cases below are rigid's
+MK2_FLUID = preset("ipu-mk2")
 CLOCK = MK2.clock_hz
 
 
@@ -29,6 +30,14 @@ def toy_program() -> Program:
 def w() -> Workload:
     workload = Workload.build(toy_program(), MK2)
     assert workload.has_load.tolist() == [True, True, False, True]
+    return workload
+
+
+@pytest.fixture(scope="module")
+def wf() -> Workload:
+    """The same program on the same chip with fluid loads (the default load model)."""
+    workload = Workload.build(toy_program(), MK2_FLUID)
+    assert workload.chip.load_model.value == "fluid"
     return workload
 
 
@@ -408,3 +417,69 @@ def test_load_times_of_operators_without_a_load_are_ignored(w):
     r = simulate(w, with_times(base, load_start=a, load_end=b))
     assert r.valid, r.violations[:3]
     assert r.latency_cycles == pytest.approx(simulate(w, base).latency_cycles)
+
+
+# ---------------------------------------------------------------------------
+# fluid loads: a load may pause while the running operator exchanges data
+# ---------------------------------------------------------------------------
+def test_fluid_names_the_load_that_cannot_yield(wf):
+    """Load 1 needs the whole interconnect for its whole interval: under fluid it is the load that cannot finish."""
+    sched = noc_exec_case(wf)
+    r = simulate(wf, sched)
+    assert_flags(r, "3-noc-load", 1, sched.load_start[1])
+    assert [v.rule for v in r.violations] == ["3-noc-load"]
+    comm0 = float(wf.tables[0].comm[sched.entry[0]])
+    work = wf.load_noc_cycles(1, float(wf.tables[1].cold[sched.entry[1]]))
+    # it could move all but op 0's communication
+    assert f"room for {work - comm0:.1f}" in r.violations[0].detail
+
+
+def pausing_case(workload, extra: float = 0.0):
+    """Load 1 starts ``comm0 + extra`` cycles earlier than in noc_exec_case: room to pause for op 0's exchange."""
+    sched = noc_exec_case(workload)
+    comm0 = float(workload.tables[0].comm[sched.entry[0]])
+    a, b = sched.load_start.copy(), sched.load_end.copy()
+    a[1] -= comm0 + extra
+    s, e = sched.exec_start.copy(), sched.exec_end.copy()
+    assert a[1] >= b[0] - 1e-9 or True
+    shift = max(0.0, b[0] - a[1])  # keep load 0 before load 1
+    a[0] -= shift
+    b[0] -= shift
+    return with_times(sched, load_start=a, load_end=b, exec_start=s, exec_end=e), comm0
+
+
+def test_fluid_accepts_a_load_that_pauses_where_rigid_stretches_nothing(w, wf):
+    sched, comm0 = pausing_case(w)
+    rigid = simulate(w, sched)
+    assert "3-noc-exec" in {v.rule for v in rigid.violations}  # a constant share leaves op 0 too little
+    fluid = simulate(wf, sched)
+    assert fluid.valid, fluid.violations[:3]
+    # one cycle less room and the load cannot finish any more
+    tight, _ = pausing_case(w, extra=-1.0)
+    assert [v.rule for v in simulate(wf, tight).violations] == ["3-noc-load"]
+
+
+def test_fluid_rate_profile_is_a_valid_split(wf):
+    sched, comm0 = pausing_case(wf)
+    r = simulate(wf, sched)
+    prof = r.timeline.noc
+    seg = np.diff(prof.time)
+    assert (prof.load_share + prof.exec_share <= 1 + 1e-9).all()
+    assert (prof.load_rate <= 1 + 1e-9).all() and (prof.load_rate >= -1e-12).all()
+    # every load moves its work, every operator gets its communication
+    chosen = wf.chosen(sched.entry)
+    for op in r.timeline.load_ops:
+        moved = float((prof.load_share * seg)[prof.load_op == op].sum())
+        assert moved == pytest.approx(float(chosen["noc"][op]), rel=1e-9)
+        hbm = float((prof.load_rate * seg)[prof.load_op == op].sum())
+        assert hbm == pytest.approx(float(wf.hbm_cycles[op]), rel=1e-9)
+    mid = prof.time[:-1] + seg / 2
+    for i in range(len(wf)):
+        inside = (mid >= r.timeline.exec_start[i]) & (mid < r.timeline.exec_end[i])
+        assert float((prof.exec_share * seg)[inside].sum()) == pytest.approx(float(chosen["comm"][i]), rel=1e-9)
+
+
+def test_every_rigid_valid_schedule_here_is_fluid_valid(w, wf):
+    for sched in (sequential(w), sequential(w, gap=7.0), noc_exec_case(w)):
+        if simulate(w, sched).valid:
+            assert simulate(wf, sched).valid
