@@ -40,9 +40,11 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from elk.chip import LoadModel
 from elk.errors import ScheduleError, SolverConfigError
 from elk.schedule import STRICT, NocMode, Provenance, Relaxation, Schedule
 from elk.workload import Workload
+from solvers.schedule import fluid as fl
 
 
 class Chooser(Protocol):
@@ -175,10 +177,14 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
     idx = len(order) - 1
     forced = 0.0
     next_start = 0.0
+    # fluid loads: a load's rate may vary inside its interval (elk/noc.py); the bookkeeping is in fluid.py
+    fluid = workload.chip.load_model is LoadModel.FLUID and cfg.noc_mode is not NocMode.NONE
+    st = fl.FluidLoads.empty(n) if fluid else None
 
     for i in range(n - 1, -1, -1):
         m = len(chain)
         best = None  # (key, start, deadline, row, push_from, push_by)
+        open_ops = fl.open_loads(chain, load_s, next_start) if fluid else []
         resident = forced
         greedy = cfg.depth is DepthRule.GREEDY
         if greedy:
@@ -211,19 +217,30 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
                 break
             t_plan = lists.time[i][row]
             start = deadline - t_plan
-            options = []  # (start, push_from, push_by)
-            if cfg.noc_mode in (NocMode.STRETCH, NocMode.HYBRID):
+            options = []  # (start, push_from, push_by); fluid push: (start, Push, frontier)
+            if fluid:
+                comm = lists.comm[i][row]
+                if cfg.noc_mode in (NocMode.STRETCH, NocMode.HYBRID):
+                    s_fit = fl.stretch_start(deadline, t_plan, comm, open_ops, next_start, load_s, load_e, st)
+                    options.append((min(start, s_fit), -1, 0.0))
+                if cfg.noc_mode in (NocMode.PUSH, NocMode.HYBRID):
+                    move = fl.push_loads(start, deadline, comm, open_ops, next_start, open_ops, load_s, load_e, st)
+                    options.append((start, move, move.frontier))
+            elif cfg.noc_mode in (NocMode.STRETCH, NocMode.HYBRID):
                 comm = lists.comm[i][row]
                 options.append((min(start, _noc_start(deadline, comm, chain, m, r, load_s, load_e, noc_of)),
                                 -1, 0.0))
-            if cfg.noc_mode in (NocMode.PUSH, NocMode.HYBRID):
+            if not fluid and cfg.noc_mode in (NocMode.PUSH, NocMode.HYBRID):
                 comm = lists.comm[i][row]
                 push_from, push_by = _push(start, deadline, t_plan - comm, chain, m, r, load_s, load_e, noc_of)
                 options.append((start, push_from, push_by))
             if cfg.noc_mode is NocMode.NONE:
                 options.append((start, -1, 0.0))
             for opt_start, push_from, push_by in options:
-                frontier = (load_s[chain[-1]] - (push_by if push_from >= 0 else 0.0)) if m else opt_start
+                if isinstance(push_from, fl.Push):  # fluid push: the chain's new start
+                    frontier = push_by if m else opt_start
+                else:
+                    frontier = (load_s[chain[-1]] - (push_by if push_from >= 0 else 0.0)) if m else opt_start
                 key = (min(opt_start - exec_left[i], frontier - hbm_left), opt_start)
                 if greedy or best is None or key > best[0]:
                     best = (key, opt_start, deadline, row, push_from, push_by)
@@ -233,7 +250,11 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
             raise ScheduleError(f"operator {i} ({workload.program.ops[i].name}) has no plan that fits the "
                                 f"{int(sram - forced)} bytes of SRAM left by preloads already committed")
         _, start, deadline, row, push_from, push_by = best
-        if push_from >= 0 and push_by > 0:
+        if fluid:
+            if isinstance(push_from, fl.Push) and push_from.op >= 0:
+                fl.apply_push(push_from, open_ops, load_s, load_e)
+            fl.account(i, start, deadline, lists.comm[i][row], open_ops, next_start, load_s, load_e, st)
+        elif push_from >= 0 and push_by > 0:
             for q in range(push_from, m):  # the load where the budget ran out and every earlier one
                 op = chain[q]
                 load_s[op] -= push_by
@@ -251,8 +272,20 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
             end = exec_s[op]
             if chain:
                 end = min(end, load_s[chain[-1]])
-            dur = max(hbm[op], noc_of[op] / theta)
-            load_e[op], load_s[op] = end, end - dur
+            if fluid:
+                rate = noc_of[op] / hbm[op] if hbm[op] > 0 else 1.0
+                st.cap[op] = rate if rate < 1.0 else 1.0
+                st.plan_rate[op] = st.cap[op] if st.cap[op] < theta else theta
+                placed = []  # executions already placed that the load reaches into, latest first
+                k = i
+                while k < n and exec_s[k] < end:
+                    placed.append(k)
+                    k += 1
+                load_e[op] = end
+                load_s[op] = fl.place_load(op, end, exec_s[i], placed[::-1], exec_s, exec_e, noc_of[op], st)
+            else:
+                dur = max(hbm[op], noc_of[op] / theta)
+                load_e[op], load_s[op] = end, end - dur
             chain.append(op)
             forced -= cold_of[op]
             hbm_left -= hbm[op]
