@@ -1,7 +1,9 @@
 """The front door: compile a model on a chip with a set of designs.
 
-This is the one place in ``elk`` that imports ``solvers`` (strategies) and
-``elk.graphs.zoo`` (model builders); the core never does.
+The driver layer: it runs the strategies (``solvers``) and the model builders
+(``elk.graphs``), times every schedule with the simulator, and proves a lower
+bound on latency so that each design's *certified gap* (latency / bound - 1)
+can be reported; the core (``elk.*`` modules) never imports any of that.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from elk.schedule import Schedule
 from elk.simulator import SimResult, simulate
 from elk.workload import Workload
 
+
 @dataclass
 class DesignResult:
     name: str
@@ -26,9 +29,12 @@ class DesignResult:
     #: SRAM addresses of the schedule's buffers (None for bounds, or when placement is off)
     placement: Any = None
 
-    def row(self, ideal_ms: float | None, clock_hz: float) -> dict[str, Any]:
+    def row(self, ideal_ms: float | None, clock_hz: float, bound_ms: float | None = None) -> dict[str, Any]:
         r = self.sim
+        strict = self.schedule.relaxation.strict
         row = {"design": self.name, "latency_ms": r.latency_ms, "valid": r.valid,
+               # certified gap: how far above a proven lower bound (None for relaxed schedules such as Ideal)
+               "gap_to_bound": (r.latency_ms / bound_ms - 1.0) if bound_ms and strict and r.latency_ms else None,
                "pct_of_ideal": (100.0 * ideal_ms / r.latency_ms) if ideal_ms and r.latency_ms else None,
                **{f"{k}_ms": v for k, v in r.breakdown_ms.items()},
                "hbm_utilisation": r.hbm_utilisation, "noc_utilisation": r.noc_utilisation,
@@ -51,14 +57,25 @@ class CompileResult:
     table_seconds: float
     total_seconds: float = 0.0
     extras: dict = field(default_factory=dict)
+    #: proven lower bounds on latency (None when compiled with ``bound=None``)
+    bounds: Any = None
 
     @property
     def ideal_ms(self) -> float | None:
         d = self.designs.get("ideal")
         return d.sim.latency_ms if d else None
 
+    @property
+    def bound(self):
+        """The best (largest) proven lower bound, or None."""
+        return self.bounds.best if self.bounds is not None else None
+
+    @property
+    def bound_ms(self) -> float | None:
+        return self.bound.ms if self.bound is not None else None
+
     def rows(self) -> list[dict[str, Any]]:
-        return [d.row(self.ideal_ms, self.chip.clock_hz) for d in self.designs.values()]
+        return [d.row(self.ideal_ms, self.chip.clock_hz, self.bound_ms) for d in self.designs.values()]
 
     def to_frame(self):
         """One row per design (pandas DataFrame)."""
@@ -68,7 +85,7 @@ class CompileResult:
     def to_json(self) -> dict[str, Any]:
         designs = {}
         for name, d in self.designs.items():
-            row = d.row(self.ideal_ms, self.chip.clock_hz)
+            row = d.row(self.ideal_ms, self.chip.clock_hz, self.bound_ms)
             row.pop("design")
             row["violations"] = [v.message(self.chip.clock_hz) for v in d.sim.violations[:10]]
             info = d.schedule.info
@@ -76,9 +93,16 @@ class CompileResult:
                 row["windows"] = window_summary(info.records)
             row["info"] = jsonable(info.copy(records=()))
             designs[name] = row
+        best = self.bound
+        bound = None if best is None else {"ms": best.ms, "name": best.name, "seconds": self.bounds.seconds,
+                                           "status": best.status, "solver": best.solver,
+                                           "load_models": list(best.load_models)}
         return {"model": self.model, "program": jsonable(self.program.summary()),
-                "chip": jsonable(self.chip.to_dict()), "table_seconds": self.table_seconds,
-                "total_seconds": self.total_seconds, "designs": designs, **jsonable(self.extras)}
+                "chip": jsonable(self.chip.to_dict()), "load_model": self.chip.load_model.value,
+                "table_seconds": self.table_seconds, "total_seconds": self.total_seconds,
+                "bound": bound, "bounds": jsonable(self.bounds.bounds) if self.bounds is not None else [],
+                "bound_warnings": list(self.bounds.warnings) if self.bounds is not None else [],
+                "designs": designs, **jsonable(self.extras)}
 
 
 def jsonable(value: Any) -> Any:
@@ -120,8 +144,12 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
             mode: str = "decode", designs: str | Iterable[str] = "all",
             chip_overrides: Mapping[str, Any] | None = None, design_options: Mapping[str, Mapping] | None = None,
             placement: str | None = "heuristic", placement_time_limit: float = 10.0,
-            ) -> CompileResult:
+            bound: str | None = "lp", bound_time_limit: float = 30.0) -> CompileResult:
     """Build the model, its plan tables, and a schedule per design, each timed by the simulator.
+
+    ``bound`` ("closed", "lp" (default), "milp" or None) proves a lower bound on
+    latency (solvers.schedule.bounds) so that every design's certified gap
+    is reported; ``bound_time_limit`` caps the solver time spent on it.
 
     With ``placement`` (an allocator: heuristic, cpsat or milp) every strict
     design's buffers also get SRAM addresses; a schedule whose buffers do not
@@ -130,6 +158,7 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
     ``placement=None`` keeps byte budgets only.
     """
     from solvers.registry import DESIGNS, dependency_order, parse_designs, run_design
+    from solvers.schedule.bounds import LEVELS, check_time_limit, compute_bounds
 
     started = time.perf_counter()
     the_chip = resolve_chip(chip)
@@ -144,7 +173,11 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
     from solvers.alloc.allocate import ALLOC_SOLVERS
     if placement is not None and placement not in ALLOC_SOLVERS:
         raise SolverConfigError(f"unknown placement solver '{placement}' ({', '.join(ALLOC_SOLVERS)} or None)")
+    if bound is not None and bound not in LEVELS:
+        raise SolverConfigError(f"unknown bound level '{bound}' ({', '.join(LEVELS)} or None)")
+    check_time_limit(bound_time_limit, "bound time limit")
     workload = Workload.build(program, the_chip)
+    bounds = compute_bounds(workload, bound, bound_time_limit) if bound is not None else None
     results: dict[str, DesignResult] = {}
     done: dict[str, Schedule] = {}
     for name in dependency_order(names):
@@ -165,7 +198,7 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
     ordered = {n: results[n] for n in names}
     return CompileResult(model=program.name, chip=the_chip, program=program, workload=workload,
                          designs=ordered, table_seconds=workload.table_seconds,
-                         total_seconds=time.perf_counter() - started)
+                         total_seconds=time.perf_counter() - started, bounds=bounds)
 
 
 __all__ = ["compile", "CompileResult", "DesignResult", "ElkError", "jsonable", "window_summary"]
