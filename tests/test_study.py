@@ -175,37 +175,225 @@ def test_crashed_point_is_retried(tmp_path):
 
 
 KILL_SCRIPT = textwrap.dedent("""
-    import sys, time
-    from elk.study import execute as study_exec
+    import sys, threading
+    from pathlib import Path
+    from elk.study import store as study_store
     from elk.study import grid, run_study
-    real = study_exec.execute_point
-    def slow(point, *a, **k):
-        time.sleep(0.4)  # make sure the parent can kill us between points
-        return real(point, *a, **k)
-    study_exec.execute_point = slow
-    run_study(grid(model="tiny", batch=4, seq=128, chip="ipu-mk2", hbm_tbps=[2, 4, 6, 8, 10, 12]),
-              sys.argv[1], workers=1, progress=False)
+    out, marker = Path(sys.argv[1]), Path(sys.argv[2])
+    real_replace = study_store.os.replace
+    renamed = []
+    def replace(src, dst):
+        if Path(dst).parent.name == "points" and str(dst).endswith(".json"):
+            renamed.append(dst)
+            if len(renamed) == 3:  # the third point's file is written but not renamed: wait here to be killed
+                marker.write_text(str(src))
+                threading.Event().wait()
+        return real_replace(src, dst)
+    study_store.os.replace = replace
+    run_study(grid(model="tiny", batch=4, seq=128, chip="ipu-mk2", hbm_tbps=[2, 4, 6, 8, 10, 12]), out,
+              workers=1, progress=False)
 """)
+
+#: How long a helper process may take to reach a state before the test gives up: a guard against a hang,
+#: never what decides an outcome (each wait also ends at once if the process dies).
+HANG_GUARD = 300.0
+
+
+def wait_for(condition, proc: subprocess.Popen, what: str) -> None:
+    """Poll ``condition`` until it holds; fail at once (with the child's stderr) if ``proc`` exits first."""
+    deadline = time.monotonic() + HANG_GUARD
+    while not condition():
+        if proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr else ""
+            pytest.fail(f"the child exited with {proc.returncode} before {what}: {err[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"no {what} within {HANG_GUARD:.0f} s")
+        time.sleep(0.05)
 
 
 def test_kill_and_restart_loses_and_redoes_nothing(tmp_path):
-    out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(out)], env={**os.environ})
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list((out / "points").glob("*.json"))) < 2:
-        time.sleep(0.01)
+    """SIGKILL while the third point's file is half stored (written to its temporary name, not renamed,
+    the folder lock held): the two finished points stay whole, the third is not a point, nothing waits
+    for the dead run's lock, and the rerun runs exactly the four missing points."""
+    out, marker = tmp_path / "killed", tmp_path / "at-third-write"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(out), str(marker)], env={**os.environ},
+                            stderr=subprocess.PIPE, text=True)
+    wait_for(marker.exists, proc, "the third point's write")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    proc.stderr.close()
     done = files(out)
-    assert 2 <= len(done) < 6, "the run was not killed partway"
+    assert len(done) == 2, "the first two points are stored, the third not"
     for p in (out / "points").glob("*.json"):
         json.loads(p.read_text())  # every finished file is whole
+    temp = Path(marker.read_text())
+    leftovers = sorted(p.name for p in (out / "points").iterdir() if p.name not in done)
+    assert leftovers == [temp.name] and temp.name.startswith(".") and temp.name.endswith(".tmp")
+    json.loads(temp.read_text())  # the killed write left its whole temporary file, never a partial point
     df = run_study(grid(**TINY, hbm_tbps=[2, 4, 6, 8, 10, 12]), out, workers=1, progress=False)
-    assert df.attrs["study"]["skipped"] == len(done) and df.attrs["study"]["ran"] == 6 - len(done)
+    assert df.attrs["study"]["skipped"] == 2 and df.attrs["study"]["ran"] == 4
     after = files(out)
     assert len(after) == 6 and {k: after[k] for k in done} == done
     assert len(df) == 30 and (df["status"] == "ok").all()
-    assert not list((out / "points").glob(".*.tmp")) or True  # a killed write leaves at most a temp file
+    assert sorted(p.name for p in (out / "points").iterdir() if p.name not in after) == [temp.name]
+
+
+ORPHAN_SCRIPT = textwrap.dedent("""
+    import sys, threading
+    from pathlib import Path
+    from elk.study import grid, run_study
+    from elk.study.store import PointStore
+    marker = Path(sys.argv[2])
+    def write(self, record):  # the first finished point: the pool's workers are up; wait here to be killed
+        marker.write_text("pool running")
+        threading.Event().wait()
+    PointStore.write = write
+    run_study(grid(model="tiny", batch=4, seq=128, chip="ipu-mk2", hbm_tbps=[2, 4, 6, 8, 10, 12]), sys.argv[1],
+              workers=2, progress=False)
+""")
+
+
+def session_members(sid: int) -> list[int]:
+    """Live (not zombie) processes of session ``sid``: a child started in its own session and all it started."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # state, ppid, pgrp, session, ...
+        if int(fields[3]) == sid and fields[0] not in "ZX":
+            pids.append(int(d.name))
+    return pids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process table from /proc")
+def test_sigkill_of_a_study_leaves_no_process_behind(tmp_path):
+    """SIGKILL runs no cleanup; the pool's workers (children of the forkserver, not of the study) must
+    notice their owner is gone and end, and then the forkserver and the resource tracker end too."""
+    marker = tmp_path / "pool-running"
+    proc = subprocess.Popen([sys.executable, "-c", ORPHAN_SCRIPT, str(tmp_path / "out"), str(marker)],
+                            env={**os.environ}, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_for(marker.exists, proc, "a finished point")
+    helpers = [p for p in session_members(proc.pid) if p != proc.pid]
+    assert len(helpers) >= 3, "expected the forkserver, the resource tracker and two workers"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    deadline = time.monotonic() + HANG_GUARD  # a guard: without the fix they stay for good
+    while session_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = session_members(proc.pid)
+    for pid in left:  # do not leak them into the rest of the test run
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"{len(left)} process(es) outlived the killed study"
+
+
+def test_worker_watchdog_ends_the_worker_with_its_owner(tmp_path):
+    """The mechanism itself, in isolation: a process running elk.procs.exit_with(owner) ends once the owner does."""
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+    code = (f"import sys, time; from elk.procs import exit_with; exit_with({owner.pid}); print('watching', "
+            "flush=True); time.sleep(3600); sys.exit(7)")
+    watcher = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert watcher.stdout.readline().strip() == "watching"  # set up, and alive while its owner is
+        assert watcher.poll() is None
+        owner.kill()
+        owner.wait()
+        assert watcher.wait(timeout=HANG_GUARD) == 1  # os._exit(1) from the watchdog, long before the sleep ends
+    finally:
+        for p in (owner, watcher):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        watcher.stdout.close()
+
+
+# ------------------------------------------------------------------ several runs into one folder
+WRITER_SCRIPT = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    import pandas as pd
+    from elk.study import write_frame
+    me, path = int(sys.argv[1]), Path(sys.argv[2])
+    df = pd.DataFrame({"writer": [me] * 500, "row": range(500), "text": ["x" * 40] * 500})
+    for _ in range(60):
+        write_frame(df, path)
+        back = pd.read_csv(path)  # whatever writer's table it is now, it is whole
+        assert len(back) == 500 and back["writer"].nunique() == 1, (len(back), back["writer"].unique())
+""")
+
+
+def test_concurrent_write_frame_never_mixes_tables(tmp_path):
+    path = tmp_path / "sweep.csv"
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER_SCRIPT, str(k), str(path)], stderr=subprocess.PIPE,
+                              text=True) for k in range(3)]
+    errors = [(p.wait(timeout=HANG_GUARD), p.stderr.read()) for p in procs]
+    for p in procs:
+        p.stderr.close()
+    assert all(code == 0 for code, _ in errors), [err[-1500:] for code, err in errors if code]
+    import pandas as pd
+    assert len(pd.read_csv(path)) == 500
+    assert not [p.name for p in tmp_path.iterdir() if p.name != "sweep.csv" and not p.name.startswith(".elk.lock")]
+
+
+def test_two_identical_sweeps_into_one_folder(tmp_path):
+    """The same sweep started twice at once into one folder, several times: every point exactly once, no
+    corrupt or stray file, and a sweep.csv pandas reads with one row per point and design."""
+    import pandas as pd
+    argv = ["-m", "elk.cli.main", "sweep", "--model", "tiny", "--batch", "4", "--seq", "128", "--chip", "ipu-mk2",
+            "--vary", "hbm_tbps=4:10:2", "--designs", "elk-dyn,ideal", "--workers", "1", "--quiet"]
+    keys = {p.key() for p in grid(**TINY, hbm_tbps=[4, 6, 8, 10], designs="elk-dyn,ideal")}
+    for attempt in range(3):
+        out = tmp_path / f"try{attempt}"
+        procs = [subprocess.Popen([sys.executable, *argv, "--out", str(out)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        results = [p.communicate(timeout=HANG_GUARD) for p in procs]
+        for p, (stdout, stderr) in zip(procs, results):
+            assert p.returncode == 0, stderr[-2000:]
+        assert {p.stem for p in (out / "points").glob("*.json")} == keys
+        assert sorted(p.name for p in (out / "points").iterdir()) == sorted(f"{k}.json" for k in keys)
+        for k in keys:
+            assert json.loads((out / "points" / f"{k}.json").read_text())["key"] == k
+        df = pd.read_csv(out / "sweep.csv")
+        assert len(df) == 2 * len(keys) and set(df["key"]) == keys
+        assert (df.groupby("key")["design"].apply(sorted) == pd.Series([["elk-dyn", "ideal"]] * len(keys),
+                                                                        index=sorted(keys))).all()
+        json.loads((out / "studies" / "sweep.json").read_text())
+        strays = [p.name for p in out.rglob("*") if p.name.endswith((".tmp", ".corrupt"))]
+        assert not strays, strays
+
+
+# ------------------------------------------------------------------ the folder stops being writable
+def test_folder_unwritable_mid_sweep_is_one_line_and_resumes(tmp_path, capsys, monkeypatch):
+    """The points folder refuses new files after the first point (a read-only remount, a full quota): one
+    line naming the folder, exit status 2; the finished point stays, and a rerun resumes from it."""
+    from elk.study import store as study_store
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--model", "tiny", "--batch", "4", "--seq", "128", "--chip", "ipu-mk2",
+            "--vary", "hbm_tbps=4:8:2", "--designs", "elk-dyn,ideal", "--out", str(out), "--workers", "1", "--quiet"]
+    real = study_store.tempfile.mkstemp
+    made = []
+
+    def refusing(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == out / "points" and not str(kwargs.get("prefix", "")).startswith(".probe"):
+            made.append(dir)
+            if len(made) > 1:
+                raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(study_store.tempfile, "mkstemp", refusing)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"elk: error: cannot write to the output folder {out}: Permission denied"), err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert len(files(out)) == 1
+    monkeypatch.setattr(study_store.tempfile, "mkstemp", real)
+    assert main(argv) == 0
+    assert "(2 run now, 1 already done)" in capsys.readouterr().out
 
 
 def test_local_pool_with_two_workers(tmp_path):
@@ -260,6 +448,20 @@ def test_sweep_cli_end_to_end(tmp_path, capsys):
     assert main(argv) == 0
     assert "(0 run now, 6 already done)" in capsys.readouterr().out
     assert list(out.glob("sweep.*"))
+
+
+def test_sweep_prints_why_points_failed(tmp_path, capsys):
+    """1 KiB of SRAM cannot hold tiny's operators: the table says "error", and the reason is printed, on
+    the run that computed it and on a rerun that only reads it back."""
+    argv = ["sweep", "--model", "tiny", "--chip", "ipu-mk2", "--vary", "sram_kib=1,624", "--designs", "elk-dyn",
+            "--out", str(tmp_path / "s"), "--workers", "1", "--quiet"]
+    for _ in range(2):
+        assert main(argv) == 1
+        out = capsys.readouterr().out
+        assert "1 point(s) failed" in out
+        line = next(ln for ln in out.splitlines() if ln.strip().startswith("model=tiny sram_kib=1:"))
+        assert "error: OperatorDoesNotFitError" in line and "1024 bytes of SRAM" in line
+        assert "sram_kib=624" not in out
 
 
 @pytest.mark.parametrize("vary, message", [

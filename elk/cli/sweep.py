@@ -116,6 +116,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     study = Study("sweep", points)
     df = run_study(study, args.out, workers=args.workers, address=args.address, progress=not args.quiet)
     print(sweep_table(df, varied))
+    failures = failure_lines(df, varied)
+    if failures:
+        print(f"\n{len(failures)} point(s) failed (the reasons are also in the 'error' column of the table written):")
+        print("\n".join(failures))
     written = write_frame(df, _out_path(args.out))
     print(f"\n{len(study.points)} points ({df.attrs['study']['ran']} run now, {df.attrs['study']['skipped']} "
           f"already done); wrote {written}\n(every stored point: elk.study.load_results({str(args.out)!r}))")
@@ -145,6 +149,18 @@ def sweep_table(df, varied: list[str]) -> str:
             cells += [_pct(by[d]["pct_of_ideal"]) if d in by else "-" for d in designs if d != "ideal"]
         rows.append(cells)
     return table(headers, rows, align="l" * len(knobs) + "r" * (len(headers) - len(knobs)))
+
+
+def failure_lines(df, varied: list[str]) -> list[str]:
+    """One line per failed point: its knobs and why it failed (stored with the point, so reruns show it too)."""
+    knobs = ["model"] + [k for k in ("batch", "seq") if df[k].nunique() > 1] + varied
+    lines = []
+    for _, g in df.groupby("key", sort=False):
+        first = g.iloc[0]
+        if first["status"] != "ok":
+            where = " ".join(f"{k}={_fmt(first[k])}" for k in knobs)
+            lines.append(f"  {where}: {first['status']}: {first['error']}")
+    return lines
 
 
 def _pct(value: Any) -> str:

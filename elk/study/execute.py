@@ -208,13 +208,28 @@ def run_serial(points: list[Point], on_record: OnRecord) -> None:
         on_record(p, execute_point(p))
 
 
+def _worker_init(owner: int) -> None:
+    """In each pool worker: end with the process that owns the pool, however it ends.
+
+    SIGINT and normal exits shut the pool down, but a SIGKILLed owner runs no
+    cleanup, and a worker waiting for its next task would wait forever: it
+    keeps the forkserver (its parent) and the resource tracker alive with it.
+    The worker's parent is the forkserver, so the kernel's parent-death signal
+    does not help here; a watchdog thread on the owner's pid does.
+    """
+    from elk.procs import die_with_parent, exit_with
+    exit_with(owner)
+    die_with_parent()  # and if the forkserver itself goes
+
+
 def _pool(workers: int) -> ProcessPoolExecutor:
     import multiprocessing
     # forkserver: workers start from a clean, single-threaded process (safe with any threads in the parent)
     # and may be recycled, which "fork" does not allow.
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["elk.study.execute", "elk.driver.api", "elk.graphs.zoo", "solvers.registry"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, max_tasks_per_child=MAX_TASKS_PER_CHILD)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, max_tasks_per_child=MAX_TASKS_PER_CHILD,
+                               initializer=_worker_init, initargs=(os.getpid(),))
 
 
 def run_pool(points: list[Point], workers: int, on_record: OnRecord, table_workers: int = 1,

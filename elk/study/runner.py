@@ -17,6 +17,8 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+import threading
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -24,7 +26,7 @@ from typing import Any, Iterable, Mapping
 from tqdm import tqdm
 
 from elk.study.point import KNOBS, PAPER, SCHEMA_VERSION, Point, StudyError
-from elk.study.store import CorruptPoint, PointStore
+from elk.study.store import CorruptPoint, PointStore, folder_lock
 
 __all__ = ["Point", "Study", "StudyError", "grid", "run_study", "load_results", "export_results", "to_frame",
            "KNOBS", "PAPER", "SCHEMA_VERSION", "RESULT_COLUMNS"]
@@ -116,12 +118,9 @@ def run_study(study_or_points: Study | Iterable[Point], out_dir: str | os.PathLi
     report = RunReport(total=len(study.points))
     todo: list[Point] = []
     for p in study.points:
-        try:
-            rec = store.read(p.key())
-        except CorruptPoint as exc:
-            print(f"elk study: {exc}; moved to {store.quarantine(p.key()).name}, redoing it", file=sys.stderr)
+        rec, moved = store.read_or_quarantine(p.key())
+        if moved:
             report.redone_corrupt.append(p.key())
-            rec = None
         if rec is None or rec["status"] == "crash" or (retry_errors and rec["status"] == "error"):
             if rec is not None and rec["status"] == "crash":
                 report.redone_crashed.append(p.key())
@@ -165,7 +164,10 @@ def run_study(study_or_points: Study | Iterable[Point], out_dir: str | os.PathLi
               file=sys.stderr)
     records = []
     for p in study.points:
-        rec = store.read(p.key())
+        try:
+            rec = store.read(p.key())
+        except CorruptPoint as exc:  # damaged after it was written (by hand, or a full disk): say so, rerun fixes it
+            raise StudyError(f"{exc} (rerun to redo it)") from None
         if rec is None:  # cannot happen unless something deleted it meanwhile: say so, never drop a row
             raise StudyError(f"point {p.label()} ({p.key()}) has no result in {store.points}")
         records.append(rec)
@@ -211,7 +213,12 @@ def export_results(out_dir: str | os.PathLike, path: str | os.PathLike | None = 
 
 
 def write_frame(df, path: Path) -> Path:
-    """Parquet or CSV by suffix; no suffix: Parquet if pyarrow is importable, else CSV."""
+    """Parquet or CSV by suffix; no suffix: Parquet if pyarrow is importable, else CSV.
+
+    Safe when several runs write the same file at once: each writes its own
+    temporary file, and the rename happens under a lock on the folder
+    (``.elk.lock``), so the file is always one run's whole table.
+    """
     try:
         import pyarrow  # noqa: F401
         have_arrow = True
@@ -221,27 +228,54 @@ def write_frame(df, path: Path) -> Path:
         path = path.with_name(path.name + (".parquet" if have_arrow else ".csv"))
     if path.suffix == ".parquet" and not have_arrow:
         raise StudyError(f"{path}: Parquet needs pyarrow (pip install pyarrow), or ask for a .csv")
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = _unique_temp(path)
         if path.suffix == ".parquet":
             df.to_parquet(tmp, index=False)
         else:
             df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
+        with folder_lock(path.parent):
+            os.replace(tmp, path)
+        tmp = None
     except OSError as exc:
         raise StudyError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None:
+            _remove(tmp)
     return path
+
+
+def _unique_temp(path: Path) -> Path:
+    """A temporary name next to ``path`` that no other process or thread uses (created with the usual mode)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}.tmp")
+
+
+def _remove(path: str | os.PathLike) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _write_manifest(store: PointStore, study: Study) -> None:
     """``OUT/studies/<name>.json``: which points a study declared (for humans and figure scripts)."""
     import json
     folder = store.root / "studies"
-    folder.mkdir(exist_ok=True)
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in study.name)
     text = json.dumps({"name": study.name, "schema": SCHEMA_VERSION,
                        "points": [{"key": p.key(), **p.inputs()} for p in study.points]}, indent=1)
-    tmp = folder / f".{safe}.json.tmp"
-    tmp.write_text(text)
-    os.replace(tmp, folder / f"{safe}.json")
+    tmp = None
+    try:
+        folder.mkdir(exist_ok=True)
+        tmp = _unique_temp(folder / f"{safe}.json")  # unique: runs into one folder may race
+        tmp.write_text(text, encoding="utf-8")
+        with store.lock():
+            os.replace(tmp, folder / f"{safe}.json")
+        tmp = None
+    except OSError as exc:
+        raise StudyError(f"cannot write the study manifest in {folder}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None:
+            _remove(tmp)

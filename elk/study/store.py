@@ -7,6 +7,14 @@ leaves either the whole file or none: a point is finished exactly when its file
 exists and parses. A file that does not parse or does not hold what a point
 file must (a truncated copy, an editor's mess, a different schema) is moved
 aside to ``<key>.json.corrupt`` and reported; the runner then redoes the point.
+
+Several runs may share one folder at the same time (two identical sweeps, a
+study and its rerun): temporary files have unique names, and renames into
+place, moving a corrupt file aside and the run's shared files (manifest,
+``sweep.csv``) happen under one lock per folder (``OUT/.elk.lock``), so a file
+is moved aside only if it is still the corrupt one, never a point another
+run has just finished. A folder that stops being writable mid-run is a
+:class:`StudyError` naming it; every point finished before stays.
 """
 from __future__ import annotations
 
@@ -18,6 +26,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from elk.study.point import SCHEMA_VERSION, StudyError
+
+LOCK_NAME = ".elk.lock"
+LOCK_WAIT = 120.0
 
 #: Statuses a point file may hold. "error": the input cannot be compiled (an ElkError, final);
 #: "crash": anything else went wrong (a bug, out of memory): redone on the next run.
@@ -31,6 +42,13 @@ class PointStore:
     def __init__(self, out_dir: str | os.PathLike) -> None:
         self.root = Path(out_dir)
         self.points = self.root / "points"
+        self._lock = None
+
+    def lock(self):
+        """The folder's lock between processes (re-entrant within this store)."""
+        if self._lock is None:
+            self._lock = folder_lock(self.root)
+        return self._lock
 
     def prepare(self) -> None:
         """Create the folder and prove it is writable now, not after an hour of compiling."""
@@ -46,22 +64,28 @@ class PointStore:
         return self.points / f"{key}.json"
 
     def write(self, record: dict[str, Any]) -> Path:
-        """Store one point's record atomically (temporary file + fsync + rename)."""
+        """Store one point's record atomically (temporary file + fsync + rename under the folder lock)."""
         final = self.path(record["key"])
         text = json.dumps(record, indent=1, allow_nan=False)
-        fd, tmp = tempfile.mkstemp(dir=self.points, prefix=f".{record['key']}-", suffix=".tmp")
+        tmp = None
         try:
+            fd, tmp = tempfile.mkstemp(dir=self.points, prefix=f".{record['key']}-", suffix=".tmp")
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+            with self.lock():
+                os.replace(tmp, final)
+            tmp = None
+        except OSError as exc:
+            raise StudyError(f"cannot write to the output folder {self.root}: {exc.strerror or exc} (every point "
+                             "finished before is stored; make the folder writable and rerun to resume)") from None
+        finally:
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
         return final
 
     def read(self, key: str) -> dict[str, Any] | None:
@@ -74,6 +98,24 @@ class PointStore:
         except (OSError, UnicodeDecodeError) as exc:
             raise CorruptPoint(path, str(exc)) from None
         return parse_record(path, text, expected_key=key)
+
+    def read_or_quarantine(self, key: str, report=None) -> tuple[dict[str, Any] | None, bool]:
+        """(record or None, whether a corrupt file was moved aside): the check and the move under the lock."""
+        try:
+            return self.read(key), False
+        except CorruptPoint:
+            pass
+        try:
+            with self.lock():
+                try:  # another run may have replaced it meanwhile: move it only if it is still corrupt
+                    return self.read(key), False
+                except CorruptPoint as exc:
+                    dest = self.quarantine(key)
+                    print(f"elk study: {exc}; moved to {dest.name}, redoing it", file=report or sys.stderr)
+                    return None, True
+        except OSError as exc:
+            raise StudyError(f"cannot move a corrupt point file aside in {self.points}: "
+                             f"{exc.strerror or exc}") from None
 
     def quarantine(self, key: str) -> Path:
         """Move a corrupt file aside (kept for inspection, out of the runner's way)."""
@@ -100,6 +142,13 @@ class PointStore:
             if rec is not None:
                 out.append(rec)
         return out
+
+
+def folder_lock(folder: str | os.PathLike):
+    """An exclusive lock between processes on ``folder`` (its ``.elk.lock`` file)."""
+    from filelock import FileLock
+    # held only for a rename or two; a lock not granted in LOCK_WAIT seconds is an OSError (filelock.Timeout)
+    return FileLock(str(Path(folder) / LOCK_NAME), timeout=LOCK_WAIT)
 
 
 class CorruptPoint(Exception):
