@@ -193,5 +193,30 @@ try:
                 sol.value_valid = True
                 model.setSolution(sol)
             model.run()
+
+        def findSolutionValues(self, lp):  # noqa: N802 - PuLP's hook name
+            """PuLP's reading, with a node limit (``mip_max_nodes``: HiGHS says kSolutionLimit, which PuLP's
+            table lacks) read like an iteration limit: the incumbent, if there is one, is kept."""
+            import highspy
+            model = lp.solverModel
+            if model.getModelStatus() != highspy.HighsModelStatus.kSolutionLimit:
+                return super().findSolutionValues(lp)
+            lp.solverModel = _StatusAs(model, highspy.HighsModelStatus.kIterationLimit)
+            try:
+                return super().findSolutionValues(lp)
+            finally:
+                lp.solverModel = model
+
+    class _StatusAs:
+        """A highspy model that reports another model status (everything else is the model's)."""
+
+        def __init__(self, model, status):
+            self._model, self._status = model, status
+
+        def getModelStatus(self):  # noqa: N802 - highspy's name
+            return self._status
+
+        def __getattr__(self, name):
+            return getattr(self._model, name)
 except ImportError:  # pragma: no cover - pulp is a dependency
     WarmHiGHS = None  # type: ignore[assignment]

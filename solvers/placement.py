@@ -68,13 +68,14 @@ def fits(result: AllocationResult, capacity: int) -> bool:
 
 
 def place_schedule(workload: Workload, schedule: Schedule, *, solver: str = "heuristic",
-                   time_limit: float = 10.0, granularity: str = "tensor") -> tuple[ScheduleBuffers, AllocationResult]:
+                   time_limit: float = 10.0, granularity: str = "tensor",
+                   work_limit: float | None = None) -> tuple[ScheduleBuffers, AllocationResult]:
     """Allocate ``schedule``'s buffers at the chip's SRAM.
 
     The heuristic minimises the peak, so an overflow is measured, not just
     detected. An exact ``solver`` is only asked when the heuristic overflows,
     as a feasibility problem at the capacity, and only a placement that fits
-    replaces the heuristic's.
+    replaces the heuristic's. ``work_limit``: see :func:`solvers.alloc.allocate.allocate`.
     """
     bufs = schedule_buffers(workload, schedule, granularity)
     capacity = int(workload.chip.sram_per_core)
@@ -82,7 +83,7 @@ def place_schedule(workload: Workload, schedule: Schedule, *, solver: str = "heu
     res = allocate(dataclasses.replace(bufs.problem, capacity=None), solver="heuristic", minimize=True)
     if solver == "heuristic" or res.peak <= capacity:
         return bufs, res
-    exact = allocate(bufs.problem, solver=solver, capacity=capacity, time_limit=time_limit)
+    exact = allocate(bufs.problem, solver=solver, capacity=capacity, time_limit=time_limit, work_limit=work_limit)
     if fits(exact, capacity):
         return bufs, exact
     return bufs, res
@@ -99,7 +100,8 @@ Rerun = Callable[[Workload], Schedule]
 
 def cost_aware_placement(name: str, workload: Workload, schedule: Schedule, rerun: Rerun, *,
                          refine: Rerun | None = None, solver: str = "heuristic", time_limit: float = 10.0,
-                         granularity: str = "tensor", max_repairs: int = 8) -> tuple[Schedule, Placement]:
+                         granularity: str = "tensor", max_repairs: int = 8,
+                         work_limit: float | None = None) -> tuple[Schedule, Placement]:
     """Place ``schedule``; if it does not fit, re-run the design (``rerun``) under shrinking budgets.
 
     ``refine``, when given, runs once at the budget that placed: its schedule
@@ -107,7 +109,8 @@ def cost_aware_placement(name: str, workload: Workload, schedule: Schedule, reru
     """
     started = time.perf_counter()
     capacity = int(workload.chip.sram_per_core)
-    bufs, res = place_schedule(workload, schedule, solver=solver, time_limit=time_limit, granularity=granularity)
+    bufs, res = place_schedule(workload, schedule, solver=solver, time_limit=time_limit, granularity=granularity,
+                               work_limit=work_limit)
 
     def placement(status: str, sched_bufs, result, budget, cost_ms, repairs) -> Placement:
         return Placement(design=name, status=status, capacity=capacity, buffers=len(sched_bufs.problem),
@@ -138,7 +141,7 @@ def cost_aware_placement(name: str, workload: Workload, schedule: Schedule, reru
             repairs.append({"budget": budget, "error": sim.violations[0].message(workload.chip.clock_hz)})
             continue
         cbufs, cres = place_schedule(workload, candidate, solver=solver, time_limit=time_limit,
-                                     granularity=granularity)
+                                     granularity=granularity, work_limit=work_limit)
         repairs.append({"budget": budget, "latency_ms": sim.latency_ms, "allocated_peak": int(cres.peak),
                         "byte_peak": cbufs.byte_peak})
         best = (candidate, cbufs, cres)
@@ -146,7 +149,7 @@ def cost_aware_placement(name: str, workload: Workload, schedule: Schedule, reru
             if refine is not None:
                 candidate, cbufs, cres, sim = _refined(workload, budget, refine, (candidate, cbufs, cres, sim),
                                                        repairs, solver=solver, time_limit=time_limit,
-                                                       granularity=granularity)
+                                                       granularity=granularity, work_limit=work_limit)
             candidate.info.placement_budget = int(budget)
             return candidate, placement("repaired", cbufs, cres, budget, sim.latency_ms - original_ms, repairs)
     return schedule, placement("unplaced", bufs, res, capacity, 0.0, repairs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alloc_cases import DATA, SHARED, perfect_packing, random_problem
+from alloc_cases import DATA, perfect_packing, random_problem, shared_file
 from elk.allocation import AllocationProblem, max_load_lower_bound, read_csv, validate
 from elk.errors import AllocationInputError, SolverConfigError
 from solvers.alloc.heuristic import FITS, ORDERS, compact, greedy, heuristic
@@ -125,10 +125,9 @@ def test_thousands_of_buffers_are_placed_near_the_bound():
     assert r.peak <= 1.1 * r.lower_bound
 
 
-@pytest.mark.skipif(not (SHARED / "idealloc").is_dir(), reason="no ../shared/benchmarks/idealloc in this clone")
 def test_iree_traces_beat_iree():
     for name, iree_ratio in (("iree_mobilenet", 1.281), ("iree_mobilebert", 1.439)):
-        p = read_csv(SHARED / "idealloc" / "iree" / f"{name}.csv", offsets="ignore")
+        p = read_csv(shared_file("idealloc", "iree", f"{name}.csv"), offsets="ignore")
         r = allocate(p, minimize=True)
         validate(p, r.offsets)
         assert r.ratio < iree_ratio and r.ratio <= 1.05

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from alloc_cases import DATA, SHARED, perfect_packing
+from alloc_cases import DATA, MINIMALLOC, minimalloc, perfect_packing, shared_file
 from elk.allocation import (AllocationProblem, AllocationResult, capacity_from_name, first_overlap, load_profile,
                             max_load_lower_bound, read_csv, read_placement, validate, write_csv)
 from elk.errors import AllocationInputError, ElkError, InvalidPlacementError
@@ -181,24 +181,39 @@ NOTICE_BOUNDS = {
 }
 
 
-@pytest.mark.skipif(not (SHARED / "idealloc").is_dir(), reason="no ../shared/benchmarks/idealloc in this clone")
 @pytest.mark.parametrize("name", sorted(NOTICE_BOUNDS))
 def test_idealloc_bounds_match_notice(name):
-    p = read_csv(SHARED / "idealloc" / name, offsets="ignore")
+    p = read_csv(shared_file("idealloc", name), offsets="ignore")
     assert max_load_lower_bound(p) == NOTICE_BOUNDS[name]
 
 
-@pytest.mark.skipif(not (SHARED / "idealloc").is_dir(), reason="no ../shared/benchmarks/idealloc in this clone")
 def test_iree_own_placements_are_valid():
     for name, peak in (("iree_mobilenet", 7_311_744), ("iree_mobilebert", 2_408_448)):
-        p, offsets = read_placement(SHARED / "idealloc" / "iree" / f"{name}.csv")
+        p, offsets = read_placement(shared_file("idealloc", "iree", f"{name}.csv"))
         validate(p, offsets)
         assert int((offsets + p.size).max()) == peak
 
 
-@pytest.mark.skipif(not (SHARED / "minimalloc").is_dir(), reason="no ../shared/benchmarks/minimalloc in this clone")
 def test_minimalloc_files_read_with_capacity_from_name():
-    for path in sorted((SHARED / "minimalloc" / "challenging").glob("*.csv")):
+    for name in MINIMALLOC:  # all 11, by name: a missing one fails (shared_file), a glob would just skip it
+        path = minimalloc(name)
         p = read_csv(path, capacity=capacity_from_name(path))
         assert p.capacity == 1_048_576 and max_load_lower_bound(p) <= p.capacity
     assert re.fullmatch(r"\d+", str(capacity_from_name("input.12.csv")))
+
+
+def test_shared_benchmarks_skip_only_when_shared_is_absent(tmp_path, monkeypatch):
+    """No ../shared at all (a user's clone): skip. ../shared present but a benchmark file missing: fail,
+    so CI cannot lose checks by a moved or deleted file."""
+    import alloc_cases
+    monkeypatch.setattr(alloc_cases, "SHARED_ROOT", tmp_path / "shared")
+    monkeypatch.setattr(alloc_cases, "SHARED", tmp_path / "shared" / "benchmarks")
+    with pytest.raises(pytest.skip.Exception):
+        alloc_cases.shared_file("minimalloc", "challenging", "A.1048576.csv")
+    (tmp_path / "shared" / "benchmarks" / "minimalloc").mkdir(parents=True)
+    with pytest.raises(pytest.fail.Exception, match="missing although ../shared is present"):
+        alloc_cases.minimalloc("A")
+    present = tmp_path / "shared" / "benchmarks" / "minimalloc" / "challenging" / "A.1048576.csv"
+    present.parent.mkdir()
+    present.write_text("id,lower,upper,size\n")
+    assert alloc_cases.minimalloc("A") == present

@@ -33,12 +33,16 @@ from solvers.solver_options import MILP_BACKENDS
 ALLOC_SOLVERS = ("heuristic", "search", "cpsat", "milp", "portfolio")
 
 
-def check_settings(solver: str, time_limit: float, workers: int, seed: int, backend: str) -> None:
+def check_settings(solver: str, time_limit: float, workers: int, seed: int, backend: str,
+                   work_limit: float | None = None) -> None:
     if solver not in ALLOC_SOLVERS:
         raise SolverConfigError(f"unknown allocation solver '{solver}' (choose from {', '.join(ALLOC_SOLVERS)})")
     if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not math.isfinite(time_limit) \
             or time_limit <= 0:
         raise SolverConfigError(f"time limit must be a positive number of seconds, got {time_limit!r}")
+    if work_limit is not None and (isinstance(work_limit, bool) or not isinstance(work_limit, (int, float))
+                                   or not math.isfinite(work_limit) or work_limit <= 0):
+        raise SolverConfigError(f"work limit must be a positive number, got {work_limit!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise SolverConfigError(f"workers must be a positive integer, got {workers!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -67,7 +71,7 @@ def infeasibility_proof(problem: AllocationProblem, capacity: int | None) -> str
 
 def allocate(problem: AllocationProblem, *, solver: str = "heuristic", capacity: int | None = None,
              minimize: bool = False, time_limit: float = 10.0, workers: int = 2, seed: int = 0,
-             backend: str = "highs", params: dict | None = None) -> AllocationResult:
+             backend: str = "highs", params: dict | None = None, work_limit: float | None = None) -> AllocationResult:
     """Place the buffers of ``problem``.
 
     ``capacity`` (default: the problem's) turns the question into "within C";
@@ -78,8 +82,14 @@ def allocate(problem: AllocationProblem, *, solver: str = "heuristic", capacity:
     impossible within C), "unknown" (nothing within C found in the limit).
     The heuristic uses ``time_limit`` as its budget too (its first pass always
     completes). Every returned placement has passed ``validate``.
+
+    ``work_limit`` (work units, about core-seconds) makes the answer independent
+    of the machine's speed: the solvers stop on deterministic work (CP-SAT's
+    deterministic time, search and MILP nodes, every greedy pass) and
+    ``time_limit`` only guards against a hang (see :mod:`solvers.alloc.exact`).
+    Reproducible with one CP-SAT worker (``workers=1``, or the portfolio on 2).
     """
-    check_settings(solver, time_limit, workers, seed, backend)
+    check_settings(solver, time_limit, workers, seed, backend, work_limit)
     cap = problem.capacity if capacity is None else int(capacity)
     if cap is not None:
         problem.check_capacity(cap)  # a buffer larger than C is an input error, not a search outcome
@@ -100,12 +110,12 @@ def allocate(problem: AllocationProblem, *, solver: str = "heuristic", capacity:
                                                        seconds=time.perf_counter() - started,
                                                        proven_bound=bound, message="nothing to place", **common))
     if solver == "heuristic":
-        result = run_heuristic(problem, cap, minimize, time_limit, bound)
+        result = run_heuristic(problem, cap, minimize, None if work_limit is not None else time_limit, bound)
     else:
         from solvers.alloc.exact import solve_exact
         result = solve_exact(problem, solver=solver, capacity=cap, minimize=minimize, time_limit=time_limit,
                              workers=workers, seed=seed, backend=backend, params=dict(params or {}),
-                             lower_bound=bound)
+                             lower_bound=bound, work_limit=work_limit)
     result.seconds = time.perf_counter() - started
     result.capacity, result.time_limit, result.seed = cap, float(time_limit), seed
     return _checked(problem, cap, result)
@@ -118,7 +128,7 @@ def _version(solver: str, backend: str) -> str:
     return solver_version(solver, backend)
 
 
-def run_heuristic(problem: AllocationProblem, cap: int | None, minimize: bool, time_limit: float,
+def run_heuristic(problem: AllocationProblem, cap: int | None, minimize: bool, time_limit: float | None,
                   bound: int) -> AllocationResult:
     h = heuristic(problem, capacity=cap, stop_at=bound if minimize or cap is None else cap, time_budget=time_limit)
     params = {"order": h.order, "passes": len(h.tried)}

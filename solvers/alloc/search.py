@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing as mp
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from elk.allocation import maximal_sections
+from elk.procs import die_with_parent
 
 _BIG = np.iinfo(np.int64).max // 4
 MEMO_LIMIT = 2_000_000  # remembered failed states (16-byte digests) before the memo is cleared
@@ -70,8 +72,10 @@ class SearchOutcome:
 
 
 class _Search:
-    def __init__(self, lower, upper, size, alignment, capacity: int, deadline: float, seed: int):
+    def __init__(self, lower, upper, size, alignment, capacity: int, deadline: float, seed: int,
+                 node_limit: int | None = None):
         self.n = n = len(size)
+        self.node_limit = node_limit
         self.size = size.astype(np.int64)
         self.align = alignment.astype(np.int64)
         self.C = int(capacity)
@@ -144,6 +148,9 @@ class _Search:
 
     def _dfs(self, depth, floor, art, R, pos, apos, L) -> bool:
         self.nodes += 1
+        if self.node_limit is not None and self.nodes > self.node_limit:
+            self.nodes -= 1  # report the nodes searched: exactly the limit, whatever the machine
+            raise _Timeout
         if self.nodes & 1023 == 0 and time.perf_counter() > self.deadline:
             raise _Timeout
         if self.nodes > self.limit:
@@ -232,12 +239,13 @@ def _luby(i: int) -> int:
     return _luby(i - (1 << (k - 1)) + 1)
 
 
-def _solve_one(lower, upper, size, alignment, capacity, time_limit, seed, first_order) -> SearchOutcome:
+def _solve_one(lower, upper, size, alignment, capacity, time_limit, seed, first_order,
+               node_limit: int | None = None) -> SearchOutcome:
     size = np.asarray(size, np.int64)
     if (size == 0).any():  # nothing to place for empty buffers: offset 0, search the rest
         keep = np.flatnonzero(size > 0)
         out = _solve_one(np.asarray(lower)[keep], np.asarray(upper)[keep], size[keep], np.asarray(alignment)[keep],
-                         capacity, time_limit, seed, first_order)
+                         capacity, time_limit, seed, first_order, node_limit)
         if out.offsets is not None:
             full = np.zeros(len(size), np.int64)
             full[keep] = out.offsets
@@ -246,39 +254,47 @@ def _solve_one(lower, upper, size, alignment, capacity, time_limit, seed, first_
     if sys.getrecursionlimit() < 4 * len(size) + 1000:
         sys.setrecursionlimit(4 * len(size) + 1000)
     s = _Search(np.asarray(lower, np.int64), np.asarray(upper, np.int64), np.asarray(size, np.int64),
-                np.asarray(alignment, np.int64), capacity, time.perf_counter() + time_limit, seed)
+                np.asarray(alignment, np.int64), capacity, time.perf_counter() + time_limit, seed, node_limit)
     if len(size) == 0:
         return SearchOutcome(np.zeros(0, np.int64), "found")
     return s.run(first_order)
 
 
-def _worker(queue, k: int, args: tuple, seed: int) -> None:
-    out = _solve_one(*args, seed=1000003 * k + seed, first_order="size" if k % 2 == 0 else "life")
+def _worker(queue, k: int, args: tuple, seed: int, node_limit: int | None, parent: int) -> None:
+    die_with_parent(parent)  # a SIGKILLed caller must not leave searches running
+    out = _solve_one(*args, seed=1000003 * k + seed, first_order="size" if k % 2 == 0 else "life",
+                     node_limit=node_limit)
     out.worker = k
     queue.put(out)
 
 
 def canonical_search(lower, upper, size, alignment, capacity: int, time_limit: float, *, workers: int = 1,
-                     seed: int = 0) -> SearchOutcome:
+                     seed: int = 0, node_limit: int | None = None) -> SearchOutcome:
     """Find a placement within ``capacity`` (or prove there is none) in at most ``time_limit`` seconds.
 
     ``workers`` > 1 runs that many independent processes with different
     search orders; the first "found" or "infeasible" wins and the others are
-    stopped. Deterministic for ``workers`` = 1 up to the time limit.
+    stopped. ``node_limit`` bounds each worker's search nodes: the answer
+    then does not depend on the machine's speed (``time_limit`` only guards
+    against a hang). With several workers and a node limit the answer taken is
+    the lowest-numbered worker's definite one (every lower-numbered worker is
+    waited for), so it is the same whichever worker happens to finish first.
     """
     if workers <= 1 or len(size) < 40:
-        return _solve_one(lower, upper, size, alignment, capacity, time_limit, seed, "size")
+        return _solve_one(lower, upper, size, alignment, capacity, time_limit, seed, "size", node_limit)
     # fork: the workers run only numpy code, and spawn would re-import the caller's main script
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     queue = ctx.Queue()
     args = (np.asarray(lower), np.asarray(upper), np.asarray(size), np.asarray(alignment), int(capacity),
             float(time_limit))
-    procs = [ctx.Process(target=_worker, args=(queue, k, args, int(seed)), daemon=True) for k in range(workers)]
+    procs = [ctx.Process(target=_worker, args=(queue, k, args, int(seed), node_limit, os.getpid()),
+                         daemon=True)
+             for k in range(workers)]
     started = time.perf_counter()
     for p in procs:
         p.start()
-    best: SearchOutcome | None = None
-    nodes = 0
+    outs: list[SearchOutcome] = []
+    first_definite = workers  # under a node limit: the lowest-numbered worker with a definite answer so far
     try:
         for _ in procs:
             remaining = time_limit + 30.0 - (time.perf_counter() - started)
@@ -286,20 +302,27 @@ def canonical_search(lower, upper, size, alignment, capacity: int, time_limit: f
                 out = queue.get(timeout=max(remaining, 1.0))
             except Exception:  # a worker died or hung: report what we have
                 break
-            nodes += out.nodes
+            outs.append(out)
             if out.status in ("found", "infeasible"):
-                best = out
+                if node_limit is None:
+                    break
+                first_definite = min(first_definite, out.worker)  # higher-numbered answers no longer count
+            if node_limit is not None and {o.worker for o in outs} >= set(range(first_definite)):
                 break
-            best = best or out
     finally:
         for p in procs:
             if p.is_alive():
                 p.terminate()
         for p in procs:
             p.join(timeout=5)
-    if best is None:
-        best = SearchOutcome(None, "timeout")
-    best.nodes = max(nodes, best.nodes)
+    definite = sorted((o for o in outs if o.status in ("found", "infeasible") and o.worker <= first_definite),
+                      key=lambda o: o.worker)
+    if node_limit is None:
+        definite = [o for o in outs if o.status in ("found", "infeasible")]  # the first to arrive
+    best = definite[0] if definite else (outs[0] if outs else SearchOutcome(None, "timeout"))
+    # with a node limit: the most nodes one process searched (what the limit bounds); else the total
+    best.nodes = max((o.nodes for o in outs if o.worker <= first_definite), default=0) if node_limit is not None \
+        else max(sum(o.nodes for o in outs), best.nodes)
     best.seconds = time.perf_counter() - started
     return best
 
