@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import csv
 import heapq
+import io
+import math
 import re
 from bisect import bisect_left
 from dataclasses import dataclass, field
@@ -27,6 +29,8 @@ import numpy as np
 
 from elk.errors import AllocationInputError, InvalidPlacementError
 
+#: Largest magnitude of a number in a CSV: sums of many such values must stay inside int64.
+MAX_VALUE = 2**48
 REQUIRED_COLUMNS = ("id", "lower", "upper", "size")
 OPTIONAL_COLUMNS = ("alignment", "offset")
 STATUSES = ("optimal", "feasible", "infeasible", "unknown")
@@ -37,11 +41,16 @@ def _int_array(values: Any, name: str, n: int | None = None) -> np.ndarray:
     if arr.ndim != 1:
         raise AllocationInputError(f"{name} must be a one-dimensional sequence, got shape {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)) \
+                and np.all(np.abs(arr) < 2.0**63):
             arr = arr.astype(np.int64)
-        else:
-            bad = next(i for i, v in enumerate(arr.tolist()) if not float(v).is_integer())
-            raise AllocationInputError(f"{name} of buffer {bad} is not an integer: {arr[bad]!r}")
+        else:  # name the first value that is no int64 (not whole, not a number, or too large: an object array)
+            for i, v in enumerate(arr.tolist()):
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or \
+                        (isinstance(v, float) and not (math.isfinite(v) and v.is_integer())):
+                    raise AllocationInputError(f"{name} of buffer {i} is not an integer: {v!r}")
+                if not -(2**63) <= v < 2**63:
+                    raise AllocationInputError(f"{name} of buffer {i} is out of range: {v}")
     arr = arr.astype(np.int64, copy=True)
     if n is not None and arr.size != n:
         raise AllocationInputError(f"{name} has {arr.size} entries for {n} buffers")
@@ -89,7 +98,7 @@ class AllocationProblem:
             (self.size < 0, lambda i: f"negative size {self.size[i]}"),
             (self.alignment < 1, lambda i: f"alignment {self.alignment[i]} < 1 (1 = no alignment)"),
             (self.fixed_offset < -1, lambda i: f"negative fixed offset {self.fixed_offset[i]} (-1 = free)"),
-            ((self.fixed_offset >= 0) & (self.fixed_offset % self.alignment != 0),
+            ((self.fixed_offset >= 0) & (self.fixed_offset % np.maximum(self.alignment, 1) != 0),
              lambda i: f"fixed offset {self.fixed_offset[i]} is not a multiple of its alignment {self.alignment[i]}"),
         )
         for bad, message in problems:
@@ -216,10 +225,31 @@ def capacity_from_name(path: str | Path) -> int | None:
 
 def _parse_int(text: str, column: str, where: str) -> int:
     t = text.strip()
+    shown = text if len(text) <= 40 else text[:37] + "..."
     try:
-        return int(t)
+        value = int(t)
     except ValueError:
-        raise AllocationInputError(f"{where}: {column} '{text}' is not an integer") from None
+        raise AllocationInputError(f"{where}: {column} '{shown}' is not an integer") from None
+    if abs(value) > MAX_VALUE:
+        raise AllocationInputError(f"{where}: {column} '{shown}' is out of range (at most 2^48 = {MAX_VALUE})")
+    return value
+
+
+def _text(path: Path) -> str:
+    """The file's text: UTF-8 (a byte-order mark is dropped); anything else is not a text CSV."""
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise AllocationInputError(f"cannot read {path}: it is a folder") from None
+    except OSError as exc:
+        raise AllocationInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if b"\x00" in raw:
+        raise AllocationInputError(f"{path}: not a text CSV (it holds NUL bytes: a binary file?)")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise AllocationInputError(f"{path}: not a text CSV (not UTF-8: byte 0x{raw[exc.start]:02x} at "
+                                   f"offset {exc.start})") from None
 
 
 def read_csv(path: str | Path, capacity: int | None = None, *, offsets: str = "fixed") -> AllocationProblem:
@@ -244,17 +274,14 @@ def _read(path: str | Path, capacity: int | None, offsets: str) -> tuple[Allocat
     if offsets not in ("fixed", "ignore", "solution"):
         raise AllocationInputError(f"offsets must be 'fixed' or 'ignore', got {offsets!r}")
     path = Path(path)
-    try:
-        handle = path.open(newline="")
-    except OSError as exc:
-        raise AllocationInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    handle = io.StringIO(_text(path), newline="")
     ids: list[str] = []
     cols: dict[str, list[int]] = {c: [] for c in ("lower", "upper", "size", "alignment", "offset")}
     lines: list[int] = []
     seen: dict[str, int] = {}
-    with handle:
-        reader = csv.reader(handle)
-        header: list[str] | None = None
+    reader = csv.reader(handle)
+    header: list[str] | None = None
+    try:
         for row in reader:
             if not row or all(not c.strip() for c in row):
                 continue
@@ -305,6 +332,8 @@ def _read(path: str | Path, capacity: int | None, offsets: str) -> tuple[Allocat
             lines.append(line)
             for c, v in (("lower", lo), ("upper", up), ("size", size), ("alignment", align), ("offset", off)):
                 cols[c].append(v)
+    except csv.Error as exc:  # e.g. a field over the csv module's size limit
+        raise AllocationInputError(f"{path} line {reader.line_num}: not a readable CSV row ({exc})") from None
     if header is None:
         raise AllocationInputError(f"{path}: empty file (expected a header id,lower,upper,size)")
     fixed = cols["offset"] if offsets == "fixed" else [-1] * len(ids)

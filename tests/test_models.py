@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+from pathlib import Path
+
 import pytest
 
 from elk.graphs.arch import load_config_file, parse_config
@@ -146,6 +148,14 @@ def test_bad_files(tmp_path):
     bad.write_text("{\"model_type\": ")
     with pytest.raises(ModelConfigError, match="bad.json.*malformed JSON"):
         build_program(str(bad))
+    cut = tmp_path / "cut.json"  # an unterminated string: the message says where it starts, whole
+    cut.write_text('{"model_type": "llama",\n "hidden_act": "si')
+    with pytest.raises(ModelConfigError) as info:
+        load_config_file(cut)
+    assert str(info.value) == f"{cut}: malformed JSON: Unterminated string starting at: line 2 column 16 (char 39)"
+    bom = tmp_path / "bom.json"  # saved with a byte-order mark: read like any other
+    bom.write_bytes(b"\xef\xbb\xbf" + (Path(__file__).parents[1] / "models" / "tiny.json").read_bytes())
+    assert load_config_file(bom).family == "llama"
     listed = tmp_path / "list.json"
     listed.write_text("[1, 2]")
     with pytest.raises(ModelConfigError, match="list.json.*JSON object"):

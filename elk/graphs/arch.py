@@ -269,7 +269,7 @@ def parse_config(mapping: Mapping[str, Any], source: str, name: str | None = Non
     if "model_type" not in mapping:
         raise r.fail("missing key 'model_type'")
     model_type = mapping["model_type"]
-    if model_type not in MODEL_TYPES:
+    if not isinstance(model_type, str) or model_type not in MODEL_TYPES:
         raise r.fail(f"unknown model_type {model_type!r} (supported: {', '.join(MODEL_TYPES)})")
     if name is None:
         name = extra.get("name") or _name_from_source(source)
@@ -287,7 +287,7 @@ def read_json(path: str | Path) -> dict[str, Any]:
     """Read a JSON object file, turning every way it can be wrong into one ModelConfigError."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # (a byte-order mark some editors write is dropped)
     except FileNotFoundError:
         raise ModelConfigError(f"{path}: model config file not found") from None
     except IsADirectoryError:
@@ -296,9 +296,8 @@ def read_json(path: str | Path) -> dict[str, Any]:
         raise ModelConfigError(f"{path}: cannot read model config ({exc})") from None
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ModelConfigError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: "
-                               f"{exc.msg}") from None
+    except json.JSONDecodeError as exc:  # str(exc), not exc.msg: "Unterminated string starting at: line 8 column 3"
+        raise ModelConfigError(f"{path}: malformed JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ModelConfigError(f"{path}: a model config must be a JSON object, got {type(data).__name__}")
     return data
