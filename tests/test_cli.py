@@ -135,20 +135,79 @@ def test_missing_chip_file(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "abc", "2.5"])
-def test_bad_batch_is_an_argparse_error(capsys, value):
-    with pytest.raises(SystemExit) as info:
-        main(["compile", "tiny", "--batch", value])
-    assert info.value.code == 2
-    err = capsys.readouterr().err
-    assert "--batch" in err and "positive integer" in err
-    assert "Traceback" not in err
+def test_bad_batch_is_one_line(capsys, value):
+    assert_user_error(capsys, ["compile", "tiny", "--batch", value], "--batch", "positive integer")
 
 
-def test_bad_mesh_shape_text_is_an_argparse_error(capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["compile", "tiny", "--mesh", "10by10"])
-    assert info.value.code == 2
-    assert "ROWSxCOLS" in capsys.readouterr().err
+def test_bad_mesh_shape_text_is_one_line(capsys):
+    assert_user_error(capsys, ["compile", "tiny", "--mesh", "10by10"], "ROWSxCOLS")
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["compile", "tiny", "--batch", "-4"], "--batch"),
+    (["compile", "tiny", "--seq", "0"], "--seq"),
+    (["compile", "tiny", "--hbm-tbps", "0"], "--hbm-tbps"),
+    (["compile", "tiny", "--noc-scale", "0"], "--noc-scale"),
+    (["compile", "tiny", "--mesh", "3x"], "--mesh"),
+    (["compile", "tiny", "--no-such-option"], "unrecognized arguments"),
+    (["compile"], "required: model"),
+    (["plans", "tiny", "--sram-kib", "-1"], "--sram-kib"),
+    (["models", "--batch", "0"], "--batch"),
+    (["alloc", "x.csv", "--capacity", "lots"], "--capacity"),
+    (["alloc", "x.csv", "--solver", "magic"], "--solver"),
+    (["sweep", "--model", "tiny", "--workers", "two"], "--workers"),
+    (["sweep"], "required: --model"),
+    (["frobnicate"], "invalid choice"),
+    ([], "required: command"),
+])
+def test_usage_mistakes_are_one_line_for_every_subcommand(capsys, argv, needle):
+    """argparse's 14-line usage block is not printed: one line naming the option, exit status 2."""
+    line = assert_user_error(capsys, argv, needle)
+    assert "usage:" not in line
+
+
+# ---------------------------------------------------------------------------
+# checked before any work: output paths, the design to trace
+# ---------------------------------------------------------------------------
+@pytest.fixture
+def no_compile(monkeypatch):
+    """Make any compile fail loudly: these mistakes must be caught before one starts."""
+    import elk.driver.api
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the compile started although the command line was wrong")
+
+    monkeypatch.setattr(elk.driver.api, "compile", refuse)
+
+
+def unwritable_paths(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    paths = [blocker / "out" / "x", tmp_path]  # a "folder" that is a file; an existing folder as the file
+    if Path("/proc/self").is_dir():
+        paths.append(Path("/proc/x"))  # a folder no file can be created in
+    return paths
+
+
+@pytest.mark.parametrize("option, extra", [("--json", []), ("--trace", []), ("--timeline", []),
+                                           ("--records", ["--designs", "elk-dyn,cpsat"])])
+def test_unwritable_compile_outputs_fail_before_compiling(tmp_path, capsys, no_compile, option, extra):
+    for path in unwritable_paths(tmp_path):
+        argv = ["compile", *TINY, "--designs", "elk-dyn", *extra, option, str(path)]
+        assert_user_error(capsys, argv, "cannot write", option, str(path))
+
+
+def test_default_records_path_is_checked_too(tmp_path, capsys, no_compile, monkeypatch):
+    (tmp_path / "tiny-windows.csv").mkdir()  # the default records file name is taken by a folder
+    monkeypatch.chdir(tmp_path)
+    assert_user_error(capsys, ["compile", *TINY, "--designs", "elk-dyn,cpsat"], "cannot write", "tiny-windows.csv")
+
+
+def test_trace_design_that_is_not_compiled_fails_before_compiling(tmp_path, capsys, no_compile):
+    assert_user_error(capsys, ["compile", *TINY, "--designs", "elk-dyn", "--trace-design", "static",
+                               "--trace", str(tmp_path / "t.json")], "--trace-design 'static'", "elk-dyn")
+    assert_user_error(capsys, ["compile", *TINY, "--designs", "elk-dyn", "--trace-design", "warp"], "warp")
+    assert not (tmp_path / "t.json").exists()
 
 
 def test_mesh_that_does_not_match_the_cores(capsys):

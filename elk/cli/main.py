@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from elk.chip import PRESETS, knob_overrides, parse_mesh, resolve_chip
+from elk.cli.common import OneLineParser, check_outputs
 from elk.errors import ElkError
 from solvers.alloc.allocate import ALLOC_SOLVERS
 from solvers.solver_options import MILP_BACKENDS
@@ -76,11 +77,22 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from elk.driver.api import compile as compile_model
     from elk.driver.report import compile_report
 
+    from solvers.registry import DESIGNS, parse_designs
+
     chip = chip_from_args(args)
     requested = [d.strip() for d in args.designs.split(",")]
+    compiled = parse_designs(args.designs, DESIGNS)  # (the compile checks them again: this is before any work)
+    if args.trace_design is not None and args.trace_design not in compiled:
+        raise ElkError(f"--trace-design '{args.trace_design}' is not among the designs compiled "
+                       f"({', '.join(compiled)})")
     exact = [d for d in ("cpsat", "milp") if d in requested]
     if exact and args.records is None:  # the per-window table is part of the result: keep it by default
         args.records = f"{Path(str(args.model)).stem}-windows.csv"
+    stem = Path(args.records or ".")  # the records files written below: one per exact design when both run
+    records = [str(stem.with_name(f"{stem.stem}-{n}{stem.suffix}")) for n in exact] if len(exact) > 1 else \
+        [args.records] * len(exact)
+    check_outputs([("--json", args.json), ("--trace", args.trace), ("--timeline", args.timeline)]
+                  + [("--records", r) for r in records])
     options: dict = {}
     if args.order_space:
         options.setdefault("elk-full", {})["space"] = args.order_space
@@ -195,7 +207,7 @@ def cmd_chips(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="elk", description="Compile DL models for inter-core connected AI chips.")
+    parser = OneLineParser(prog="elk", description="Compile DL models for inter-core connected AI chips.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("compile", help="compile a model with the paper's designs and report latency")
@@ -244,8 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)  # a usage mistake raises UsageError (one line, below)
         return args.func(args)
     except ElkError as exc:
         print(f"elk: error: {exc}", file=sys.stderr)
