@@ -126,6 +126,31 @@ def test_cache_file_missing_an_array_is_ignored(cache_root):
     assert plantable.load_cached(sig, MK2) is None
 
 
+def test_valid_cache_file_copied_over_another_is_rebuilt_not_trusted(cache_root, monkeypatch):
+    """Two good tables; one's file copied over the other's name. The file is whole and loads, but it holds
+    another operator's table: its stored key does not match, so it is rebuilt, never returned."""
+    a, b = matmul_sig(8, 341, 777), matmul_sig(8, 342, 777)
+    table_a, table_b = plantable.plan_table(a, MK2), plantable.plan_table(b, MK2)
+    path_a = cache_root / f"{tablecache.table_key(a, MK2)}.npz"
+    path_b = cache_root / f"{tablecache.table_key(b, MK2)}.npz"
+    path_b.write_bytes(path_a.read_bytes())
+    assert plantable.load_cached(b, MK2) is None
+    plantable.clear_memory()
+    built = []
+    real = plantable.build_plan_table
+
+    def counting(sig, chip):
+        built.append(sig)
+        return real(sig, chip)
+
+    monkeypatch.setattr(plantable, "build_plan_table", counting)
+    rebuilt = plantable.plan_table(b, MK2)
+    assert built == [b]
+    assert_same_table(rebuilt, table_b)
+    assert rebuilt.sig != table_a.sig
+    assert_same_table(plantable.load_cached(b, MK2), table_b)  # and the good table is stored again
+
+
 @pytest.mark.parametrize("damage", ["truncated", "empty", "flipped"])
 def test_damaged_cache_file_is_ignored(cache_root, damage):
     sig = matmul_sig(8, 337, 777)
