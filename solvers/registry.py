@@ -36,11 +36,27 @@ def milp(workload: Workload, warm_start: Schedule | None = None, *, window: int 
                     time_limit=time_limit, workers=workers, seed=seed, params=params, reuse=reuse, records=records)
 
 
-DESIGNS: dict[str, Strategy] = {**designs.DESIGNS, "cpsat": cpsat, "milp": milp}
+def periodic(workload: Workload, warm_start: Schedule | None = None, *, time_limit: float = 60.0, workers: int = 2,
+             seed: int = 0, deterministic_time: float | None = None) -> Schedule:
+    """One repeated layer solved as a modulo schedule with CP-SAT, replayed on the whole program."""
+    from solvers.schedule.periodic import periodic as run
+    return run(workload, warm_start, time_limit=time_limit, workers=workers, seed=seed,
+               deterministic_time=deterministic_time)
+
+
+DESIGNS: dict[str, Strategy] = {**designs.DESIGNS, "periodic": periodic, "cpsat": cpsat, "milp": milp}
+#: designs that refine a warm start (a schedule of another design, or one read from a file)
+EXACT_DESIGNS = ("periodic", "cpsat", "milp")
+HEURISTICS = ("basic", "static", "elk-dyn", "elk-full")
 
 
 def run_design(name: str, workload: Workload, done: Mapping[str, Schedule], options: Mapping[str, Any]) -> Schedule:
-    """Run one design; designs that refine another receive its schedule."""
+    """Run one design; designs that refine another receive its schedule.
+
+    An exact design's ``warm_start`` option may name a design already run (or
+    be a Schedule); by default it is the fastest strict schedule run so far
+    (heuristics and earlier exact designs), ELK-Full when nothing else ran.
+    """
     if name not in DESIGNS:
         raise SolverConfigError(f"unknown design '{name}' (known: {', '.join(DESIGNS)})")
     strategy = DESIGNS[name]
@@ -53,11 +69,23 @@ def run_design(name: str, workload: Workload, done: Mapping[str, Schedule], opti
     if "dyn" in accepted and "elk-dyn" in done:
         kwargs.setdefault("dyn", done["elk-dyn"])
     if "warm_start" in accepted:
-        for source in ("elk-full", "elk-dyn"):
-            if source in done:
-                kwargs.setdefault("warm_start", done[source])
-                break
+        kwargs["warm_start"] = pick_warm_start(workload, done, kwargs.get("warm_start"))
     return strategy(workload, **kwargs)
+
+
+def pick_warm_start(workload: Workload, done: Mapping[str, Schedule], wanted: Schedule | str | None) -> Schedule:
+    """The warm start an exact design begins from (see run_design)."""
+    from elk.simulator import simulate
+    if isinstance(wanted, Schedule):
+        return wanted
+    if wanted is not None:
+        if wanted not in done:
+            raise SolverConfigError(f"warm start '{wanted}' was not run (run it too, e.g. --designs {wanted},...)")
+        return done[wanted]
+    strict = {n: s for n, s in done.items() if s.relaxation.strict}
+    if not strict:
+        raise SolverConfigError("an exact design needs a warm start: no strict schedule was run before it")
+    return min(strict.values(), key=lambda s: simulate(workload, s).latency_cycles)
 
 
 def parse_designs(designs: str | Iterable[str], known: Iterable[str] | None = None) -> list[str]:
@@ -80,11 +108,20 @@ def parse_designs(designs: str | Iterable[str], known: Iterable[str] | None = No
     return list(dict.fromkeys(out))
 
 
-def dependency_order(names: list[str]) -> list[str]:
-    """Run ELK-Dyn before designs that start from it (ELK-Full, exact window solvers)."""
-    needs_dyn = any(n in ("elk-full", "cpsat", "milp") for n in names)
-    needs_full = any(n in ("cpsat", "milp") for n in names)
-    order = [n for n in ("elk-dyn",) if needs_dyn or n in names]
-    order += [n for n in ("elk-full",) if needs_full or n in names]
-    order += [n for n in names if n not in order]
-    return order
+def dependency_order(names: list[str], warm_start: str | None = None) -> list[str]:
+    """The order to run designs in: heuristics first (ELK-Dyn before ELK-Full, which reuses it), then the
+    exact designs in the order periodic, cpsat, milp (each may start from the ones before).
+
+    An exact design with no heuristic requested (and no warm start named) gets ELK-Full (and its ELK-Dyn)
+    as a hidden dependency; a named warm start is run first if it is a design.
+    """
+    wanted = list(names)
+    if warm_start is not None and warm_start in DESIGNS and warm_start not in wanted:
+        wanted.append(warm_start)
+    exact = [n for n in EXACT_DESIGNS if n in wanted]
+    if exact and warm_start is None and not any(n in HEURISTICS for n in wanted):
+        wanted.append("elk-full")
+    if "elk-full" in wanted and "elk-dyn" not in wanted:
+        wanted.append("elk-dyn")
+    ranked = [n for n in ("basic", "static", "elk-dyn", "elk-full", "ideal") + EXACT_DESIGNS if n in wanted]
+    return ranked + [n for n in wanted if n not in ranked]
