@@ -165,6 +165,18 @@ def test_work_limit_gives_the_same_answer_every_time():
     assert runs[0].status == runs[1].status != "unknown" and np.array_equal(runs[0].offsets, runs[1].offsets)
 
 
+@pytest.mark.solver
+def test_a_result_the_clock_cut_short_under_a_work_limit_says_so():
+    """The wall clock is only a guard under a work limit; when it does end a solve first, the answer may
+    depend on the machine, and the result says so (30 units still leave this gap open, so no machine
+    closes it in 0.3 s)."""
+    p = random_problem(400, 9, horizon=60, max_size=300)
+    r = allocate(p, solver="cpsat", minimize=True, time_limit=0.3, work_limit=1000, workers=1)
+    validate(p, r.offsets)
+    assert r.status == "feasible" and r.params["limit_reached"] == "time"
+    assert "time limit ended the search before the work limit" in r.message
+
+
 def test_work_limit_is_checked():
     from elk.errors import SolverConfigError
     with pytest.raises(SolverConfigError, match="work limit"):
