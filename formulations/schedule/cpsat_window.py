@@ -10,10 +10,13 @@ to execution start. Per future load: its start. Constraints:
 * SRAM: one cumulative over execution intervals (hot bytes), residency
   intervals (cold bytes; future and not-yet-run fixed loads stay to the
   horizon) and fixed residencies, capacity = SRAM per core;
-* interconnect, per execution k: sum over loads j of overlap(k, j) x share(j)
-  <= SHARE_SCALE x (duration - communication), with overlap built from
-  min/max equalities and, for free loads whose share depends on their option,
-  split per option;
+* interconnect, per execution k (rigid loads): sum over loads j of
+  overlap(k, j) x share(j) <= SHARE_SCALE x (duration - communication), with
+  overlap built from min/max equalities and, for free loads whose share depends
+  on their option, split per option. Fluid loads have a length variable and,
+  per (execution, load) pair, work ``u <= cap x overlap``; an execution's pairs
+  (and the fixed loads' constant shares) fit in what its communication leaves,
+  and a load's pairs plus ``cap x (length - its overlaps)`` cover its work;
 * objective: makespan x weight + sum of future-load ends (the tail term).
 
 Exact relative to the window problem; conservative relative to the simulator
@@ -21,11 +24,13 @@ only through the rounding documented in formulations.window.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from formulations.schedule.window import SHARE_SCALE, WindowAssignment, WindowProblem, overlap, fixed_channel_blocks
+from formulations.schedule.window import (SHARE_SCALE, WindowAssignment, WindowProblem, fixed_channel_blocks,
+                                          fluid_split, overlap)
 
 
 @dataclass
@@ -38,12 +43,14 @@ class CpsatWindow:
     duration: list
     load_start: dict  # program op -> start var (free and future loads)
     aux: list = field(default_factory=list)  # (var, function of an assignment) for hints
+    load_end: dict = field(default_factory=dict)  # program op -> end var (fluid loads)
 
     def decode(self, solver: cp_model.CpSolver) -> WindowAssignment:
         choice = [next(p for p, b in enumerate(bs) if solver.boolean_value(b)) for bs in self.choice]
         return WindowAssignment(choice=choice, exec_start=[solver.value(v) for v in self.start],
                                 exec_end=[solver.value(v) for v in self.end],
-                                load_start={op: solver.value(v) for op, v in self.load_start.items()})
+                                load_start={op: solver.value(v) for op, v in self.load_start.items()},
+                                load_end={op: solver.value(v) for op, v in self.load_end.items()})
 
     def add_hint(self, a: WindowAssignment) -> None:
         """A complete hint: every decision and auxiliary variable."""
@@ -57,6 +64,9 @@ class CpsatWindow:
             m.add_hint(self.duration[k], a.exec_end[k] - a.exec_start[k])
         for op, v in self.load_start.items():
             m.add_hint(v, a.load_start[op])
+        for op, v in self.load_end.items():
+            if op in a.load_end:
+                m.add_hint(v, a.load_end[op])
         for var, value_of in self.aux:
             m.add_hint(var, value_of(a))
         proto = m.proto
@@ -96,13 +106,21 @@ def build_cpsat(problem: WindowProblem) -> CpsatWindow:
 
     # loads: free window loads, future loads, fixed loads
     free_loads = []  # (k, start var, end expr, size expr)
+    load_end: dict = {}
+    lengths: dict = {}  # fluid: program op -> length var
     for k, w in enumerate(ops):
         if w.load != "free":
             continue
         a = m.new_int_var(problem.release, hi, f"a{k}")
-        size = _choice_var(m, [o.load_time for o in w.options], choice[k], f"lt{k}", aux, k)
         b = m.new_int_var(problem.release, hi, f"b{k}")
-        aux.append((b, lambda h, k=k, op=w.op: h.load_start[op] + ops[k].options[h.choice[k]].load_time))
+        if problem.fluid:  # any length from the option's shortest up
+            size = m.new_int_var(0, hi - problem.release, f"len{k}")
+            m.add(size >= sum(o.load_time * x for o, x in zip(w.options, choice[k])))
+            load_end[w.op], lengths[w.op] = b, size
+            aux.append((size, lambda h, k=k, op=w.op: h.end_of(op, ops[k].options[h.choice[k]]) - h.load_start[op]))
+        else:
+            size = _choice_var(m, [o.load_time for o in w.options], choice[k], f"lt{k}", aux, k)
+            aux.append((b, lambda h, k=k, op=w.op: h.load_start[op] + ops[k].options[h.choice[k]].load_time))
         m.add(b <= start[k])
         if w.latest_end is not None:
             m.add(b <= w.latest_end)
@@ -115,9 +133,15 @@ def build_cpsat(problem: WindowProblem) -> CpsatWindow:
     future_loads = []
     for f in problem.future:
         a = m.new_int_var(problem.release, hi, f"f{f.op}")
-        b = a + f.option.load_time
+        if problem.fluid:
+            b = m.new_int_var(problem.release, hi, f"fb{f.op}")
+            size = m.new_int_var(f.option.load_time, hi - problem.release, f"flen{f.op}")
+            load_end[f.op], lengths[f.op] = b, size
+            aux.append((size, lambda h, f=f: h.end_of(f.op, f.option) - h.load_start[f.op]))
+        else:
+            b, size = a + f.option.load_time, f.option.load_time
         m.add(b <= f.latest_end)
-        load_ivs.append(m.new_interval_var(a, f.option.load_time, b, f"fload{f.op}"))
+        load_ivs.append(m.new_interval_var(a, size, b, f"fload{f.op}"))
         res_ivs.append(_span(m, a, hi + 1, hi - lo + 2, f"fwait{f.op}", aux,
                              lambda h, op=f.op: hi + 1 - h.load_start[op]))
         res_demands.append(f.option.cold)
@@ -138,6 +162,8 @@ def build_cpsat(problem: WindowProblem) -> CpsatWindow:
     m.add_cumulative(exec_iv + res_ivs, hot + res_demands, problem.sram)
 
     # interconnect: overlap of each execution with each load that may overlap it
+    fluid_pairs: dict = {}  # program op -> [(work var, overlap var)] over executions
+    split = _SplitOf(problem)  # the warm start's work per (execution, load), for hints
     for k in range(K):
         terms = []
         for f in problem.fixed:
@@ -147,14 +173,30 @@ def build_cpsat(problem: WindowProblem) -> CpsatWindow:
                               _spans_fixed(k, f.start, f.end))
             terms.append(f.share * ov)
         for f, a, b in future_loads:
+            if problem.fluid:
+                if f.option.load_work == 0:
+                    continue
+                ov = _overlap_var(m, start[k], end[k], a, b, lo, hi, f"ovU{k}_{f.op}", aux,
+                                  _spans_future(k, f.op, f.option))
+                terms.append(_fluid_pair(m, ov, f.option.load_cap, hi - lo + 1, f"uU{k}_{f.op}", fluid_pairs, f.op,
+                                         aux, (k, f.op), split))
+                continue
             if f.option.load_share == 0:
                 continue
             ov = _overlap_var(m, start[k], end[k], a, b, lo, hi, f"ovU{k}_{f.op}", aux,
-                              _spans_future(k, f.op, f.option.load_time))
+                              _spans_future(k, f.op, f.option))
             terms.append(f.option.load_share * ov)
         for j, a, b in free_loads:
             if j <= k:
                 continue  # a load of op j ends before j runs, so after k only if j > k
+            if problem.fluid:
+                if all(o.load_work == 0 for o in ops[j].options):
+                    continue
+                cap = min(o.load_cap for o in ops[j].options)
+                ov = _overlap_var(m, start[k], end[k], a, b, lo, hi, f"ovW{k}_{j}", aux, _spans_free(k, j, ops))
+                terms.append(_fluid_pair(m, ov, cap, hi - lo + 1, f"uW{k}_{j}", fluid_pairs, ops[j].op,
+                                         aux, (k, ops[j].op), split))
+                continue
             shares = sorted({o.load_share for o in ops[j].options})
             if shares == [0]:
                 continue
@@ -178,20 +220,59 @@ def build_cpsat(problem: WindowProblem) -> CpsatWindow:
             m.add(sum(terms) <= SHARE_SCALE * (duration[k] - comm[k]))
         else:
             m.add(duration[k] >= comm[k])
+    if problem.fluid:  # every fluid load moves its whole work: inside executions, or at its top rate outside
+        for k, w in enumerate(ops):
+            if w.load == "free" and any(o.load_work for o in w.options):
+                cap = min(o.load_cap for o in w.options)
+                need = sum(o.load_work * x for o, x in zip(w.options, choice[k]))
+                _fluid_progress(m, fluid_pairs.get(w.op, []), cap, lengths[w.op], need)
+        for f in problem.future:
+            if f.option.load_work:
+                _fluid_progress(m, fluid_pairs.get(f.op, []), f.option.load_cap, lengths[f.op], f.option.load_work)
 
     tail = sum(b for _, _, b in future_loads) if future_loads else 0
     m.minimize(end[-1] * problem.tail_weight + tail)
-    return CpsatWindow(problem, m, choice, start, end, duration, load_start, aux)
+    return CpsatWindow(problem, m, choice, start, end, duration, load_start, aux, load_end)
+
+
+def _fluid_pair(m: cp_model.CpModel, ov, cap: int, longest: int, name: str, pairs: dict, op: int, aux: list,
+                key: tuple[int, int], split: "_SplitOf"):
+    """Work ``u <= cap x overlap`` a fluid load does inside one execution (its term in the execution's row)."""
+    u = m.new_int_var(0, cap * longest, name)
+    m.add(u <= cap * ov)
+    pairs.setdefault(op, []).append((u, ov))
+    aux.append((u, lambda h: split.value(h, key)))
+    return u
+
+
+class _SplitOf:
+    """Hints for fluid work variables: a valid split of the hinted assignment, computed once per assignment."""
+
+    def __init__(self, problem: WindowProblem):
+        self.problem = problem
+        self.cache: dict[int, dict] = {}
+
+    def value(self, a: WindowAssignment, key: tuple[int, int]) -> int:
+        if id(a) not in self.cache:
+            self.cache = {id(a): fluid_split(self.problem, a)}
+        return int(math.floor(self.cache[id(a)].get(key, 0.0)))
+
+
+def _fluid_progress(m: cp_model.CpModel, pairs: list, cap: int, length, need) -> None:
+    """A fluid load's work inside executions, plus ``cap`` x the rest of its interval, covers its whole work."""
+    m.add(sum(u for u, _ in pairs) + cap * (length - sum(ov for _, ov in pairs)) >= need)
 
 
 def _overlap_var(m: cp_model.CpModel, s, e, a, b, lo: int, hi: int, name: str, aux: list, spans):
-    """ov = max(0, min(e, b) - max(s, a)), with hints for its helpers (``spans(assignment)``)."""
+    """ov = max(0, min(e, b) - max(s, a)), with hints for its helpers (``spans(assignment)``, None: no hint)."""
     first = m.new_int_var(lo - 1, hi + 1, name + "_lo")
     last = m.new_int_var(lo - 1, hi + 1, name + "_hi")
     m.add_max_equality(first, [s, a])
     m.add_min_equality(last, [e, b])
     ov = m.new_int_var(0, hi - lo + 1, name)
     m.add_max_equality(ov, [0, last - first])
+    if spans is None:
+        return ov
     aux.append((first, lambda x: max(spans(x)[0], spans(x)[2])))
     aux.append((last, lambda x: min(spans(x)[1], spans(x)[3])))
     aux.append((ov, lambda x: overlap(*spans(x))))
@@ -220,14 +301,14 @@ def _spans_fixed(k: int, a0: int, a1: int):
     return lambda a: (a.exec_start[k], a.exec_end[k], a0, a1)
 
 
-def _spans_future(k: int, op: int, size: int):
-    return lambda a: (a.exec_start[k], a.exec_end[k], a.load_start[op], a.load_start[op] + size)
+def _spans_future(k: int, op: int, option):
+    return lambda a: (a.exec_start[k], a.exec_end[k], a.load_start[op], a.end_of(op, option))
 
 
 def _spans_free(k: int, j: int, ops):
     def spans(a: WindowAssignment):
-        start = a.load_start[ops[j].op]
-        return (a.exec_start[k], a.exec_end[k], start, start + ops[j].options[a.choice[j]].load_time)
+        op = ops[j].op
+        return (a.exec_start[k], a.exec_end[k], a.load_start[op], a.end_of(op, ops[j].options[a.choice[j]]))
     return spans
 
 

@@ -14,7 +14,9 @@
   and a final row holds the data still waiting after the window;
 * interconnect: per (execution, load) pair, min(end) and max(start) are
   pinned exactly with one binary each, the overlap is at least their
-  difference, and option-dependent shares split the overlap per option;
+  difference, and option-dependent shares split the overlap per option (rigid
+  loads); fluid loads have an end of their own and a work variable per pair,
+  as in the CP-SAT model (an overlap above the true one only tightens);
 * objective: makespan + (sum of future-load ends) / weight, so the makespan
   dominates as in the CP-SAT model.
 
@@ -28,7 +30,8 @@ from dataclasses import dataclass, field
 
 import pulp
 
-from formulations.schedule.window import SHARE_SCALE, WindowAssignment, WindowProblem, overlap, fixed_channel_blocks
+from formulations.schedule.window import (SHARE_SCALE, WindowAssignment, WindowProblem, fixed_channel_blocks,
+                                          fluid_split, overlap)
 
 
 @dataclass
@@ -42,16 +45,24 @@ class MilpWindow:
     weight: int
     start_values: list = field(default_factory=list)  # (var, function of an assignment)
 
+    load_end: dict = field(default_factory=dict)  # fluid: program op -> end var
+    fluid_work: dict = field(default_factory=dict)  # fluid: (execution position, program op) -> work var
+
     def decode(self) -> WindowAssignment:
         choice = [max(range(len(xs)), key=lambda p: xs[p].value() or 0.0) for xs in self.x]
         return WindowAssignment(choice=choice, exec_start=[round(v.value()) for v in self.s],
                                 exec_end=[round(v.value()) for v in self.e],
-                                load_start={op: round(v.value()) for op, v in self.a.items()})
+                                load_start={op: round(v.value()) for op, v in self.a.items()},
+                                load_end={op: round(v.value()) for op, v in self.load_end.items()})
 
     def set_start(self, hint: WindowAssignment) -> None:
         """Initial values for every variable (a complete MIP start)."""
         for var, value_of in self.start_values:
             var.setInitialValue(value_of(hint))
+        if self.fluid_work:
+            split = fluid_split(self.window, hint)
+            for key, var in self.fluid_work.items():
+                var.setInitialValue(min(split.get(key, 0.0), var.upBound if var.upBound is not None else 1e18))
 
 
 def build_milp(problem: WindowProblem) -> MilpWindow:
@@ -84,13 +95,20 @@ def build_milp(problem: WindowProblem) -> MilpWindow:
 
     # loads: (key, start var, end expr, share term builder, cold expr, owner)
     a: dict[int, pulp.LpVariable] = {}
+    ends: dict[int, pulp.LpVariable] = {}  # fluid loads' own ends
     new_loads = []
     for k, w in enumerate(ops):
         if w.load != "free":
             continue
         av = var(f"a{k}", problem.release, hi, pulp.LpInteger, lambda h, op=w.op: h.load_start[op])
         a[w.op] = av
-        end = av + pick(k, "load_time")
+        if problem.fluid:
+            end = var(f"b{k}", problem.release, hi, pulp.LpInteger,
+                      lambda h, k=k, op=w.op: h.end_of(op, ops[k].options[h.choice[k]]))
+            lp += end - av >= pick(k, "load_time")
+            ends[w.op] = end
+        else:
+            end = av + pick(k, "load_time")
         lp += end <= s[k]
         if w.latest_end is not None:
             lp += end <= w.latest_end
@@ -98,7 +116,12 @@ def build_milp(problem: WindowProblem) -> MilpWindow:
     for f in problem.future:
         av = var(f"f{f.op}", problem.release, hi, pulp.LpInteger, lambda h, op=f.op: h.load_start[op])
         a[f.op] = av
-        end = av + f.option.load_time
+        if problem.fluid:
+            end = var(f"fb{f.op}", problem.release, hi, pulp.LpInteger, lambda h, f=f: h.end_of(f.op, f.option))
+            lp += end - av >= f.option.load_time
+            ends[f.op] = end
+        else:
+            end = av + f.option.load_time
         lp += end <= f.latest_end
         new_loads.append(("f", f, av, end))
     for f in problem.fixed:
@@ -108,8 +131,8 @@ def build_milp(problem: WindowProblem) -> MilpWindow:
     def end_value(item, h: WindowAssignment) -> int:
         kind, ref, _, _ = item
         if kind == "w":
-            return h.load_start[ops[ref].op] + ops[ref].options[h.choice[ref]].load_time
-        return h.load_start[ref.op] + ref.option.load_time
+            return h.end_of(ops[ref].op, ops[ref].options[h.choice[ref]])
+        return h.end_of(ref.op, ref.option)
 
     def start_value(item, h: WindowAssignment) -> int:
         kind, ref, _, _ = item
@@ -154,6 +177,8 @@ def build_milp(problem: WindowProblem) -> MilpWindow:
         <= problem.sram
 
     # interconnect
+    fluid_pairs: dict = {}  # program op -> [(work var, overlap var)]
+    work_vars: dict = {}
     for k in range(K):
         terms = []
         pairs = []
@@ -170,8 +195,12 @@ def build_milp(problem: WindowProblem) -> MilpWindow:
                 shares = sorted({o.load_share for o in ops[ref].options})
                 if shares == [0]:
                     continue
-            elif ref.option.load_share == 0:
+            elif ref.option.load_share == 0 and not problem.fluid:
                 continue
+            if problem.fluid:
+                opts_of = ops[ref].options if kind == "w" else (ref.option,)
+                if all(o.load_work == 0 for o in opts_of):
+                    continue
             share = ref.option.load_share if kind == "f" else None
             pairs.append((f"{kind}{ref if kind == 'w' else ref.op}", av, end, share, item,
                           lambda h, item=item: (start_value(item, h), end_value(item, h))))
@@ -194,6 +223,15 @@ def build_milp(problem: WindowProblem) -> MilpWindow:
             lp += first <= l0 + big_t * m2
             ov = var(f"ov{k}_{name}", 0, big_t, pulp.LpContinuous, lambda h, spans=spans: overlap(*spans(h)))
             lp += ov >= last - first
+            if problem.fluid and item is not None:  # fluid load: work done inside this execution
+                kind, ref = item[0], item[1]
+                cap = min(o.load_cap for o in ops[ref].options) if kind == "w" else ref.option.load_cap
+                u = var(f"u{k}_{name}", 0, cap * big_t, pulp.LpContinuous)
+                lp += u <= cap * ov
+                fluid_pairs.setdefault(ops[ref].op if kind == "w" else ref.op, []).append((u, ov))
+                work_vars[(k, ops[ref].op if kind == "w" else ref.op)] = u
+                terms.append(u)
+                continue
             if share is not None:
                 terms.append(share * ov)
                 continue
@@ -207,6 +245,18 @@ def build_milp(problem: WindowProblem) -> MilpWindow:
                 terms.append(o.load_share * part)
         lp += pulp.lpSum(terms) <= SHARE_SCALE * (e[k] - s[k] - pick(k, "comm"))
 
+    if problem.fluid:  # each fluid load's work: inside executions, or at its top rate outside them
+        for item in new_loads:
+            kind, ref, av, end = item
+            op = ops[ref].op if kind == "w" else ref.op
+            if kind == "w":
+                cap = min(o.load_cap for o in ops[ref].options)
+                need = pick(ref, "load_work")
+            else:
+                cap, need = ref.option.load_cap, ref.option.load_work
+            pairs = fluid_pairs.get(op, [])
+            lp += pulp.lpSum(u for u, _ in pairs) + cap * (end - av) - cap * pulp.lpSum(ov for _, ov in pairs) >= need
+
     weight = problem.tail_weight
     lp += e[-1] + pulp.lpSum(item[3] for item in new_loads if item[0] == "f") * (1.0 / weight)
-    return MilpWindow(lp, problem, x, s, e, a, weight, starts)
+    return MilpWindow(lp, problem, x, s, e, a, weight, starts, ends, work_vars)

@@ -10,11 +10,20 @@ than it did there. That bound is what keeps a window from starving the next
 one, and it makes the warm start's own decisions a feasible solution of every
 window, so stitching windows can only improve on it.
 
-Semantics are the simulator's four rules, with integer data rounded so that
-any solution of the window is valid in the simulator (conservative by at most
-one cycle per duration and 1/SHARE_SCALE of a load's interconnect share):
-execution, load and communication times are rounded up, load shares rounded up,
-fixed loads widened to whole cycles. SRAM bytes are exact.
+Semantics are the simulator's four rules under either load model
+(``fluid``): rigid loads run at one share over a length fixed by their option;
+fluid loads have a length of their own (at least the option's shortest) and
+may pause: per (execution, load) pair they do some interconnect work inside
+the execution, the pairs of an execution fit in what its communication leaves,
+and a load's work inside executions plus what it can do outside them (its top
+rate times the rest of its interval) covers its whole work. Loads committed
+before the window keep a constant share (one valid choice of their rates).
+
+Integer data are rounded so that any solution of the window is valid in the
+simulator (conservative by at most one cycle per duration and 1/SHARE_SCALE
+of a share or rate): execution, load and communication times and interconnect
+work are rounded up, load shares up, fluid rate caps down, fixed loads widened
+to whole cycles. SRAM bytes are exact.
 """
 from __future__ import annotations
 
@@ -32,8 +41,10 @@ class Option:
     hot: int  # bytes per core while running
     time: int  # plan time, cycles (rounded up)
     comm: int  # communication cycles (rounded up)
-    load_time: int  # cycles its HBM load takes in this layout (0: nothing to load)
-    load_share: int  # interconnect share of that load, 1/SHARE_SCALE (rounded up)
+    load_time: int  # cycles its HBM load takes in this layout (0: nothing to load); fluid: the shortest
+    load_share: int  # rigid: interconnect share of that load, 1/SHARE_SCALE (rounded up)
+    load_work: int = 0  # fluid: interconnect work of the load, SHARE_SCALE x cycles (rounded up)
+    load_cap: int = SHARE_SCALE  # fluid: the load's top interconnect rate, 1/SHARE_SCALE (rounded down)
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,7 @@ class WindowProblem:
     sram: int
     release: int  # nothing new (execution or load) starts before this
     horizon: int  # no time exceeds this
+    fluid: bool = False  # fluid loads (variable rate and length) or rigid ones
 
     def signature(self) -> tuple:
         """Everything the models are built from, operator ids relative to the window's first operator.
@@ -89,7 +101,7 @@ class WindowProblem:
         ops = tuple((w.op - base, w.options, w.load, w.latest_end) for w in self.ops)
         fixed = tuple((f.op - base, f.start, f.end, f.share, f.cold, f.owner) for f in self.fixed)
         future = tuple((f.op - base, f.option, f.latest_end) for f in self.future)
-        return (ops, fixed, future, self.sram, self.release, self.horizon)
+        return (ops, fixed, future, self.sram, self.release, self.horizon, self.fluid)
 
     @property
     def lower(self) -> int:
@@ -110,6 +122,8 @@ class WindowAssignment:
     exec_start: list[int]
     exec_end: list[int]
     load_start: dict[int, int] = field(default_factory=dict)  # program op -> start (free and future loads)
+    #: program op -> end, for fluid loads (a rigid load ends its option's load_time after its start)
+    load_end: dict[int, int] = field(default_factory=dict)
 
     def makespan(self) -> int:
         return self.exec_end[-1]
@@ -117,12 +131,96 @@ class WindowAssignment:
     def renamed(self, offset: int) -> "WindowAssignment":
         """The same assignment with every operator id shifted by ``offset`` (for reuse across layers)."""
         return WindowAssignment(list(self.choice), list(self.exec_start), list(self.exec_end),
-                                {op + offset: t for op, t in self.load_start.items()})
+                                {op + offset: t for op, t in self.load_start.items()},
+                                {op + offset: t for op, t in self.load_end.items()})
+
+    def end_of(self, op: int, option: Option) -> int:
+        """End of a placed load: its own for fluid loads, start + the option's load time for rigid ones."""
+        return self.load_end.get(op, self.load_start[op] + option.load_time)
 
     def objective(self, problem: WindowProblem) -> int:
         """Makespan, then the tail term: the sum of future-load ends (early loads feed the next window)."""
-        tail = sum(self.load_start[f.op] + f.option.load_time for f in problem.future)
+        tail = sum(self.end_of(f.op, f.option) for f in problem.future)
         return self.makespan() * problem.tail_weight + tail
+
+
+def _interconnect(problem: WindowProblem, a: WindowAssignment, opts: list[Option], loads, placed,
+                  channel_ok: bool) -> list[str]:
+    """Rule 3 on the window: rigid shares per execution, or (fluid) the exact check of elk.noc."""
+    errors = []
+    ops = problem.ops
+    fixed_ops = {f.op for f in problem.fixed}
+    for k, (w, opt) in enumerate(zip(ops, opts)):
+        s, e = a.exec_start[k], a.exec_end[k]
+        rigid = [(start, end, share) for op, start, end, share, owner in loads
+                 if (owner < 0 or owner > k) and (not problem.fluid or op in fixed_ops)]
+        used = sum(overlap(s, e, start, end) * share for start, end, share in rigid)
+        if used > SHARE_SCALE * (e - s - opt.comm):
+            errors.append(f"op {w.op}: communication does not fit next to overlapping loads")
+    if not problem.fluid or errors or not channel_ok:
+        return errors
+    import numpy as np
+
+    from elk.noc import check_fluid
+    # fixed loads keep their constant share: what they use of an execution adds to its communication
+    exec_s = np.array(a.exec_start, float)
+    exec_e = np.array(a.exec_end, float)
+    comm = np.array([o.comm for o in opts], float)
+    for k in range(len(ops)):
+        comm[k] += sum(overlap(a.exec_start[k], a.exec_end[k], start, end) * share
+                       for op, start, end, share, owner in loads
+                       if op in fixed_ops and (owner < 0 or owner > k)) / SHARE_SCALE
+    free = sorted((start, end, op) for op, start, end, _, _ in loads if op in placed and end > start)
+    if not free:
+        return errors
+    la = np.array([x[0] for x in free], float)
+    lb = np.array([x[1] for x in free], float)
+    work = np.array([placed[x[2]].load_work for x in free], float) / SHARE_SCALE
+    cap = np.array([placed[x[2]].load_cap for x in free], float) / SHARE_SCALE
+    verdict = check_fluid(exec_s, exec_e, comm, la, lb, work, work / np.maximum(cap, 1e-12), 1e-9)
+    for k in verdict.bad_execs:
+        errors.append(f"op {ops[int(k)].op}: communication does not fit next to overlapping loads")
+    for j in verdict.bad_loads[:1]:
+        errors.append(f"load of op {free[int(j)][2]} cannot move its interconnect work in its interval")
+    return errors
+
+
+def fluid_split(problem: WindowProblem, a: WindowAssignment) -> dict[tuple[int, int], float]:
+    """Work (SHARE_SCALE x cycles) each fluid load does inside each window execution, in a valid split of ``a``.
+
+    The split elk.noc finds (loads as early as they can); keys are (execution
+    position, program op). Used to complete warm starts of the fluid models.
+    """
+    import numpy as np
+
+    from elk.noc import check_fluid
+    loads = loads_of(problem, a)
+    placed = placed_options(problem, a)
+    fixed_ops = {f.op for f in problem.fixed}
+    opts = [w.options[c] for w, c in zip(problem.ops, a.choice)]
+    comm = np.array([o.comm for o in opts], float)
+    for k in range(len(problem.ops)):
+        comm[k] += sum(overlap(a.exec_start[k], a.exec_end[k], start, end) * share
+                       for op, start, end, share, owner in loads
+                       if op in fixed_ops and (owner < 0 or owner > k)) / SHARE_SCALE
+    free = sorted((start, end, op) for op, start, end, _, _ in loads if op in placed and end > start)
+    if not free:
+        return {}
+    la = np.array([x[0] for x in free], float)
+    lb = np.array([x[1] for x in free], float)
+    work = np.array([placed[x[2]].load_work for x in free], float) / SHARE_SCALE
+    cap = np.array([placed[x[2]].load_cap for x in free], float) / SHARE_SCALE
+    prof = check_fluid(np.array(a.exec_start, float), np.array(a.exec_end, float), comm, la, lb, work,
+                       work / np.maximum(cap, 1e-12), 1e-9).profile
+    seg = np.diff(prof.time)
+    mid = prof.time[:-1] + seg / 2
+    out: dict[tuple[int, int], float] = {}
+    for k in range(len(problem.ops)):
+        inside = (mid >= a.exec_start[k]) & (mid < a.exec_end[k]) & (prof.load_op >= 0)
+        for j in np.unique(prof.load_op[inside]):
+            sel = inside & (prof.load_op == j)
+            out[(k, free[int(j)][2])] = float((prof.load_share[sel] * seg[sel]).sum()) * SHARE_SCALE
+    return out
 
 
 def fixed_channel_blocks(problem: WindowProblem) -> list[tuple[int, int]]:
@@ -146,16 +244,21 @@ def overlap(a0: int, a1: int, b0: int, b1: int) -> int:
 
 
 def loads_of(problem: WindowProblem, a: WindowAssignment) -> list[tuple[int, int, int, int, int]]:
-    """(op, start, end, share, owner position or -1) of every load in the window's view."""
+    """(op, start, end, rigid share, owner position or -1) of every load in the window's view."""
     out = [(f.op, f.start, f.end, f.share, f.owner) for f in problem.fixed]
     for k, w in enumerate(problem.ops):
         if w.load == "free":
             opt = w.options[a.choice[k]]
-            start = a.load_start[w.op]
-            out.append((w.op, start, start + opt.load_time, opt.load_share, k))
+            out.append((w.op, a.load_start[w.op], a.end_of(w.op, opt), opt.load_share, k))
     for f in problem.future:
-        start = a.load_start[f.op]
-        out.append((f.op, start, start + f.option.load_time, f.option.load_share, -1))
+        out.append((f.op, a.load_start[f.op], a.end_of(f.op, f.option), f.option.load_share, -1))
+    return out
+
+
+def placed_options(problem: WindowProblem, a: WindowAssignment) -> dict[int, Option]:
+    """The option each free or future load is placed with, by program op."""
+    out = {w.op: w.options[a.choice[k]] for k, w in enumerate(problem.ops) if w.load == "free"}
+    out.update({f.op: f.option for f in problem.future})
     return out
 
 
@@ -168,6 +271,10 @@ def check(problem: WindowProblem, a: WindowAssignment) -> list[str]:
     for k, w in enumerate(ops):
         if not 0 <= a.choice[k] < len(w.options):
             return [f"operator {w.op}: option {a.choice[k]} out of range"]
+    missing = [f.op for f in problem.future if f.op not in a.load_start] + \
+        [w.op for w in ops if w.load == "free" and w.op not in a.load_start]
+    if missing:
+        return [f"load of op {op} is not placed" for op in missing]
     opts = [w.options[c] for w, c in zip(ops, a.choice)]
     for k, (w, opt) in enumerate(zip(ops, opts)):
         s, e = a.exec_start[k], a.exec_end[k]
@@ -180,19 +287,21 @@ def check(problem: WindowProblem, a: WindowAssignment) -> list[str]:
         if e > problem.horizon:
             errors.append(f"op {w.op}: ends after the horizon")
     loads = loads_of(problem, a)
+    placed = placed_options(problem, a)
     for op, start, end, share, owner in loads:
         if owner >= 0 and end > a.exec_start[owner]:
             errors.append(f"load of op {op} ends after the operator starts")
+        if op in placed:
+            opt = placed[op]
+            if end - start < opt.load_time or (not problem.fluid and end - start != opt.load_time):
+                errors.append(f"load of op {op} lasts {end - start}, its layout needs {opt.load_time}")
     for f in problem.future:
-        if f.op not in a.load_start:
-            errors.append(f"future load of op {f.op} is not placed")
-            continue
-        end = a.load_start[f.op] + f.option.load_time
+        end = a.end_of(f.op, f.option)
         if end > f.latest_end:
             errors.append(f"future load of op {f.op} ends at {end} > {f.latest_end}")
     for k, w in enumerate(ops):
         if w.load == "free" and w.latest_end is not None:
-            end = a.load_start[w.op] + w.options[a.choice[k]].load_time
+            end = a.end_of(w.op, w.options[a.choice[k]])
             if end > w.latest_end:
                 errors.append(f"load of op {w.op} ends at {end} > {w.latest_end}")
     fixed_ops = {f.op for f in problem.fixed}
@@ -201,15 +310,14 @@ def check(problem: WindowProblem, a: WindowAssignment) -> list[str]:
             errors.append(f"load of op {op} starts before the release time")
     spans = sorted([(start, end, op) for op, start, end, _, _ in loads if end > start and op not in fixed_ops]
                    + [(s0, e0, -1) for s0, e0 in fixed_channel_blocks(problem)])
+    channel_ok = True
     for (s0, e0, op0), (s1, e1, op1) in zip(spans, spans[1:]):
         if s1 < e0:
             errors.append(f"loads of ops {op0} and {op1} overlap on the HBM channel")
-    for k, (w, opt) in enumerate(zip(ops, opts)):  # interconnect
-        s, e = a.exec_start[k], a.exec_end[k]
-        used = sum(overlap(s, e, start, end) * share for _, start, end, share, owner in loads
-                   if owner < 0 or owner > k)
-        if used > SHARE_SCALE * (e - s - opt.comm):
-            errors.append(f"op {w.op}: communication does not fit next to overlapping loads")
+            channel_ok = False
+    order_ok = all(a.exec_end[k] <= a.exec_start[k + 1] and a.exec_start[k] <= a.exec_end[k]
+                   for k in range(len(ops) - 1))
+    errors += _interconnect(problem, a, opts, loads, placed, channel_ok and order_ok)
     # SRAM at every event time
     events = sorted({a.exec_start[k] for k in range(len(ops))} | {start for _, start, _, _, _ in loads})
     for t in events:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from elk.chip import LoadModel
 from elk.errors import ScheduleError, SolverConfigError
 from elk.schedule import Provenance, Schedule
 from elk.simulator import simulate
@@ -126,11 +127,13 @@ class WindowedSolver:
         self.anytime = anytime
         self.max_options = max_options
         self.theta = float(warm.info.theta or 0.99)
+        self.fluid = workload.chip.load_model is LoadModel.FLUID
         verdict = simulate(workload, warm)
         if not verdict.valid:
             raise ScheduleError(f"warm start '{warm.design}' is not valid: "
                                 f"{verdict.violations[0].message(workload.chip.clock_hz)}")
         self.warm_latency = verdict.latency_cycles
+        self.best_latency = verdict.latency_cycles  # of the stitched program after the last accepted window
         loads = workload.has_load
         self.begin = min(float(warm.exec_start[0]), float(warm.load_start[loads].min()) if loads.any() else np.inf)
         self.version = solver_version(settings)
@@ -158,16 +161,25 @@ class WindowedSolver:
         return tuple(self.option(op, r) for r in rows), rows.index(warm_row)
 
     def option(self, op: int, row: int) -> Option:
+        """A plan row in the window's integer units (rounded to the safe side; see formulations.schedule.window)."""
         t = self.w.tables[op]
         cold = int(t.cold[row])
+        work = cap = 0
         if self.w.load_bytes[op] > 0:
             noc = self.w.load_noc_cycles(op, cold)
-            load_time = math.ceil(max(float(self.w.hbm_cycles[op]), noc / self.theta) - 1e-9)
+            hbm = float(self.w.hbm_cycles[op])
+            if self.fluid:  # shortest length at the top rate (rounded down); any longer one is allowed
+                cap = max(1, math.floor(SHARE_SCALE * min(1.0, noc / hbm if hbm > 0 else 1.0) + 1e-9))
+                work = math.ceil(SHARE_SCALE * noc - 1e-9)
+                load_time = max(math.ceil(hbm - 1e-9), math.ceil(work / cap))
+            else:
+                load_time = math.ceil(max(hbm, noc / self.theta) - 1e-9)
             share = math.ceil(SHARE_SCALE * noc / load_time - 1e-9) if load_time > 0 else 0
         else:
             load_time = share = 0
         return Option(row=int(row), cold=cold, hot=int(t.hot[row]), time=math.ceil(float(t.time[row]) - 1e-9),
-                      comm=math.ceil(float(t.comm[row]) - 1e-9), load_time=load_time, load_share=share)
+                      comm=math.ceil(float(t.comm[row]) - 1e-9), load_time=load_time, load_share=share,
+                      load_work=work, load_cap=cap or SHARE_SCALE)
 
     # -- one window --------------------------------------------------------------
     def build(self, first: int, stop: int, commit: int, state: StitchState) -> BuiltWindow:
@@ -225,11 +237,17 @@ class WindowedSolver:
                 load_start[i] = max(0, rel_floor(ws.load_start[i] - lead))
         for f in future:
             load_start[f.op] = max(0, rel_floor(ws.load_start[f.op] - lead))
-        hint = WindowAssignment(hint_choice, starts, ends, load_start)
+        load_end = {}
+        if self.fluid:  # a fluid load keeps its warm-start length (at least its shortest)
+            opts_by_op = {op: x.options[hint_choice[k]] for k, op, x in zip(range(len(ops)), range(first, stop), ops)}
+            opts_by_op.update({f.op: f.option for f in future})
+            for op, st in load_start.items():
+                load_end[op] = max(st + opts_by_op[op].load_time, rel_ceil(ws.load_end[op] - lead))
+        hint = WindowAssignment(hint_choice, starts, ends, load_start, load_end)
         horizon = max([ends[-1]] + [f.latest_end for f in future] + [f.end for f in fixed]
                       + [x.latest_end for x in ops if x.latest_end is not None]) + 1
         problem = WindowProblem(ops=tuple(ops), fixed=tuple(fixed), future=tuple(future),
-                                sram=w.chip.sram_per_core, release=0, horizon=horizon)
+                                sram=w.chip.sram_per_core, release=0, horizon=horizon, fluid=self.fluid)
         return BuiltWindow(problem, hint, not check(problem, hint), origin, lead, future_ops, heuristic)
 
     def solve_one(self, built: BuiltWindow) -> Outcome:
@@ -238,6 +256,33 @@ class WindowedSolver:
         return solve_milp(built.problem, self.settings, built.hint)
 
     # -- the whole program ---------------------------------------------------------
+    def stitched(self, state: StitchState, commit: int) -> Schedule:
+        """The whole program: what is decided up to ``commit``, then the warm start shifted by the lead."""
+        ws, n = self.warm, len(self.w)
+        e, b, committed = state.exec_end, state.load_end, state.committed
+        leads = [float(ws.exec_end[commit - 1] - e[commit - 1])]
+        leads += [float(ws.load_end[j] - b[j]) for j in np.flatnonzero(committed[commit:]) + commit]
+        lead = min(leads)
+        entry, s, e2, a, b2 = (x.copy() for x in (state.entry, state.exec_start, state.exec_end, state.load_start,
+                                                   state.load_end))
+        rest = np.arange(commit, n)
+        entry[rest], s[rest], e2[rest] = ws.entry[rest], ws.exec_start[rest] - lead, ws.exec_end[rest] - lead
+        loose = rest[~committed[rest]]
+        a[loose], b2[loose] = ws.load_start[loose] - lead, ws.load_end[loose] - lead
+        quiet = np.flatnonzero(~self.w.has_load)
+        a[quiet] = b2[quiet] = s[quiet]
+        return Schedule(self.settings.solver, entry, s, e2, a, b2)
+
+    def rejects(self, state: StitchState, commit: int) -> str:
+        """Why the stitched program is not acceptable (invalid, or slower than the best so far), or ''."""
+        verdict = simulate(self.w, self.stitched(state, commit))
+        if not verdict.valid:
+            return verdict.violations[0].message(self.w.chip.clock_hz)
+        if verdict.latency_cycles > self.best_latency + 1e-6:
+            return f"{verdict.latency_cycles - self.best_latency:.0f} cycles slower end to end"
+        self.best_latency = verdict.latency_cycles
+        return ""
+
     def run(self, model_name: str = "") -> WindowedResult:
         w, ws = self.w, self.warm
         state = StitchState.from_schedule(ws)
@@ -262,8 +307,15 @@ class WindowedSolver:
                 solution.makespan() < built.heuristic_makespan - 1e-6
                 or (solution.makespan() <= built.heuristic_makespan + 1e-6 and built.hint_ok
                     and solution.objective(built.problem) < built.hint.objective(built.problem)))
+            rejected = ""
             if better:
-                self._apply_solution(state, built, solution, commit)
+                trial = StitchState(*(x.copy() for x in (state.entry, state.exec_start, state.exec_end,
+                                                          state.load_start, state.load_end, state.committed)))
+                self._apply_solution(trial, built, solution, commit)
+                rejected = self.rejects(trial, commit)  # the whole stitched program, judged by the simulator
+                better = not rejected
+            if better:
+                state = trial
             else:
                 self.apply_warm(state, built, first, stop, commit)
             # report in the rounded model's units when the warm start is expressible there
@@ -271,6 +323,8 @@ class WindowedSolver:
             exact = float(solution.makespan()) if better else heuristic
             bound = None if outcome.bound is None else min(float(outcome.bound), exact)
             notes = [] if built.hint_ok else ["warm start infeasible in the rounded model"]
+            if rejected:
+                notes.append(f"window solution rejected on the whole program: {rejected}")
             if reused_from:
                 notes.append(f"same model as an earlier window ({reused_from})")
             if "INFEASIBLE" in (outcome.status, reused_from):
@@ -318,7 +372,7 @@ class WindowedSolver:
             last_exec_end = a.exec_end[k]
             if wop.load == "free":
                 ls[wop.op] = origin + a.load_start[wop.op]
-                le[wop.op] = ls[wop.op] + opt.load_time
+                le[wop.op] = origin + a.end_of(wop.op, opt)
                 committed[wop.op] = True
         assert last_exec_end is not None
         for k, wop in enumerate(p.ops):  # loads of uncommitted window ops issued before the cut
@@ -326,14 +380,14 @@ class WindowedSolver:
                 opt = wop.options[a.choice[k]]
                 entry[wop.op] = opt.row
                 ls[wop.op] = origin + a.load_start[wop.op]
-                le[wop.op] = ls[wop.op] + opt.load_time
+                le[wop.op] = origin + a.end_of(wop.op, opt)
                 committed[wop.op] = True
         for f in p.future:
             if commit < p.ops[-1].op + 1 and a.load_start[f.op] >= last_exec_end:
                 continue  # overlapping windows: the next window places it again
             entry[f.op] = f.option.row
             ls[f.op] = origin + a.load_start[f.op]
-            le[f.op] = ls[f.op] + f.option.load_time
+            le[f.op] = origin + a.end_of(f.op, f.option)
             committed[f.op] = True
 
     def apply_warm(self, state: StitchState, built: BuiltWindow, first: int, stop: int, commit: int) -> None:
