@@ -283,11 +283,16 @@ def chip_from_mapping(data: Mapping[str, Any], source: str = "chip config") -> C
     if not isinstance(data, Mapping):
         raise ChipConfigError(f"{source}: expected a table of chip fields")
     data = dict(data)
-    base = preset(data.pop("base", DEFAULT_CHIP))
+    base_name = data.pop("base", DEFAULT_CHIP)
+    if not isinstance(base_name, str):
+        raise ChipConfigError(f"{source}: base must be a preset name, got {base_name!r}")
+    base = preset(base_name)
     if "hbm_tbps" in data:
         data["hbm_bytes_per_s"] = _number(data.pop("hbm_tbps"), "hbm_tbps", source) * 1e12
     if "sram_kib" in data:
         data["sram_per_core"] = int(_number(data.pop("sram_kib"), "sram_kib", source) * 1024)
+    if "cores" in data and (isinstance(data["cores"], bool) or not isinstance(data["cores"], int)):
+        raise ChipConfigError(f"{source}: cores must be an integer, got {data['cores']!r}")
     topo_data = data.pop("topology", None)
     fields = {f.name for f in dataclasses.fields(Chip)} - {"topology"}
     unknown = set(data) - fields
@@ -315,8 +320,8 @@ def chip_from_mapping(data: Mapping[str, Any], source: str = "chip config") -> C
 
 
 def _number(value: Any, name: str, source: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ChipConfigError(f"{source}: {name} must be a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ChipConfigError(f"{source}: {name} must be a number (finite), got {value!r}")
     return float(value)
 
 

@@ -191,10 +191,6 @@ def test_chip_reader_on_wrong_toml_content(tmp_path, mapping):
     reads_or_elk_error(load_chip, _write(tmp_path, "chip.toml", "\n".join(lines).encode()))
 
 
-@pytest.mark.xfail(strict=True, raises=(TypeError, ValueError, OverflowError),
-                   reason="elk/chip.py (another change in progress) lets these through as Python exceptions; "
-                          "reported: check 'base' is a string, 'sram_kib' finite, 'cores' an integer before "
-                          "default_mesh_shape")
 @pytest.mark.parametrize("text", ["base = []", "sram_kib = inf", "sram_kib = nan", 'cores = "x"\ntopology = "mesh"'])
 def test_known_chip_reader_bugs(tmp_path, text):
     with pytest.raises(ElkError):
