@@ -45,8 +45,9 @@ def test_brute_force_cpsat_and_milp_agree(small):
             best, _ = solve_brute_force(p, limit=30_000)
         except ValueError:
             continue  # too large to enumerate here
-        cp = solve_cpsat(p, SolverSettings(time_limit=10, workers=1, seed=0, deterministic_time=5.0), built.hint)
-        mi = solve_milp(p, SolverSettings(solver="milp", backend="highs", time_limit=30, workers=1), built.hint)
+        # deterministic limits for CP-SAT; the MILP's wall-clock limit is far above what these windows need
+        cp = solve_cpsat(p, SolverSettings(time_limit=600, workers=1, seed=0, deterministic_time=5.0), built.hint)
+        mi = solve_milp(p, SolverSettings(solver="milp", backend="highs", time_limit=600, workers=1), built.hint)
         assert cp.status == "OPTIMAL" and mi.status == "OPTIMAL"
         assert best is not None
         assert best.objective(p) == cp.assignment.objective(p) == mi.assignment.objective(p)
@@ -59,10 +60,10 @@ def test_brute_force_cpsat_and_milp_agree(small):
 def test_cbc_reaches_the_same_optimum(small):
     w, warm = small
     built = next(b for b in window_problems(w, warm, window=3, count=6, max_options=3) if len(b.problem.future) >= 3)
-    cp = solve_cpsat(built.problem, SolverSettings(time_limit=10, workers=1), built.hint)
-    cbc = solve_milp(built.problem, SolverSettings(solver="milp", backend="cbc", time_limit=30, workers=1),
+    cp = solve_cpsat(built.problem, SolverSettings(time_limit=600, workers=1, deterministic_time=10.0), built.hint)
+    cbc = solve_milp(built.problem, SolverSettings(solver="milp", backend="cbc", time_limit=600, workers=1),
                      built.hint)
-    assert cbc.status == "OPTIMAL"
+    assert cp.status == "OPTIMAL" and cbc.status == "OPTIMAL"
     assert cbc.assignment.objective(built.problem) == cp.assignment.objective(built.problem)
 
 
@@ -141,6 +142,7 @@ def test_identical_windows_are_solved_once(small):
     runner.solve_one = lambda built: calls.append(1) or real(built)
     out = runner.run()
     reused = sum(r.reused for r in out.records)
+    assert reused > 0, "the repeated layers of tiny should repeat window models"
     assert len(calls) + reused == len(out.records)
     assert len(calls) == len(runner.cache)  # one solve per distinct window model
 
@@ -199,3 +201,71 @@ def test_highspy_and_ortools_import_in_either_order():
         code = f"import {first}; import {second}; print('ok')"
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+# ---------------------------------------------------------------------------
+# binding interconnect, both load models: CP-SAT and the MILP against exhaustive enumeration
+# ---------------------------------------------------------------------------
+def tiny_window(rng, fluid: bool):
+    """Two or three operators, a communication-heavy one first, one or two loads that must cross it."""
+    from formulations.schedule.window import SHARE_SCALE, FutureLoad, Option, WindowOp, WindowProblem
+    k = int(rng.integers(2, 4))
+    ops = []
+    for i in range(k):
+        options = []
+        for _ in range(int(rng.integers(1, 3))):
+            time = int(rng.integers(2, 4))
+            comm = int(rng.integers(1, time + 1)) if i == 0 else int(rng.integers(0, time))
+            load = i == k - 1
+            work = int(rng.integers(2, 4)) if load else 0
+            cap = int(rng.choice([SHARE_SCALE, SHARE_SCALE // 2]))
+            lt = -(-work * SHARE_SCALE // cap) if load else 0
+            share = -(-work * SHARE_SCALE // lt) if load and lt else 0
+            options.append(Option(row=len(options), cold=int(rng.integers(1, 6)) if load else 0,
+                                  hot=int(rng.integers(2, 8)), time=time, comm=comm, load_time=lt, load_share=share,
+                                  load_work=work * SHARE_SCALE, load_cap=cap))
+        ops.append(WindowOp(op=i, options=tuple(options), load="free" if i == k - 1 else "none"))
+    future = ()
+    if rng.random() < 0.5:
+        opt = Option(row=0, cold=3, hot=3, time=2, comm=0, load_time=2, load_share=SHARE_SCALE,
+                     load_work=2 * SHARE_SCALE, load_cap=SHARE_SCALE)
+        future = (FutureLoad(op=k, option=opt, latest_end=9),)
+    return WindowProblem(ops=tuple(ops), fixed=(), future=future, sram=int(rng.integers(12, 20)), release=0,
+                         horizon=9, fluid=fluid)
+
+
+def without_interconnect(p):
+    import dataclasses
+    ops = tuple(dataclasses.replace(w, options=tuple(dataclasses.replace(o, comm=0, load_share=0, load_work=0)
+                                                      for o in w.options)) for w in p.ops)
+    future = tuple(dataclasses.replace(f, option=dataclasses.replace(f.option, load_share=0, load_work=0))
+                   for f in p.future)
+    return dataclasses.replace(p, ops=ops, future=future)
+
+
+@pytest.mark.solver
+@pytest.mark.parametrize("fluid", [False, True], ids=["rigid", "fluid"])
+def test_exact_models_agree_with_exhaustive_search_when_the_interconnect_binds(fluid):
+    from solvers.schedule.brute_force import solve_exhaustive
+    rng = np.random.default_rng(11 if fluid else 5)
+    binding = compared = 0
+    for _ in range(40):
+        p = tiny_window(rng, fluid)
+        try:
+            best, _ = solve_exhaustive(p, limit=60_000)
+        except ValueError:
+            continue
+        if best is None:
+            continue
+        free, _ = solve_exhaustive(without_interconnect(p), limit=60_000)
+        binding += best.objective(p) > free.objective(without_interconnect(p))
+        cp = solve_cpsat(p, SolverSettings(time_limit=600, workers=1, deterministic_time=20), None)
+        assert cp.status == "OPTIMAL" and not check(p, cp.assignment)
+        assert cp.assignment.objective(p) == best.objective(p), (p, best, cp.assignment)
+        mi = solve_milp(p, SolverSettings(solver="milp", time_limit=600, workers=1), None)
+        assert mi.assignment is not None and not check(p, mi.assignment)
+        assert mi.assignment.objective(p) == best.objective(p), (p, best, mi.assignment)
+        compared += 1
+        if compared >= 8 and binding >= 3:
+            break
+    assert compared >= 8 and binding >= 3, (compared, binding)

@@ -113,3 +113,69 @@ def noc_binding(problem: WindowProblem) -> bool:
         + [f.share for f in problem.fixed]
     worst = max(shares + [0])
     return any(worst * o.time > SHARE_SCALE * (o.time - o.comm) for w in problem.ops for o in w.options)
+
+
+def solve_exhaustive(problem: WindowProblem, limit: int = 3_000_000) -> tuple[WindowAssignment | None, int]:
+    """Best assignment over *every* integer timing up to the horizon (tiny windows only; both load models).
+
+    Unlike :func:`solve_brute_force` this makes no earliest-start argument, so
+    it stays exhaustive when the interconnect binds (an execution stretched for
+    its communication, a fluid load lengthened to pause): every plan choice,
+    every execution start and end, every load start and end (a rigid load's end
+    is its start plus its option's load time) is tried, and ``check`` judges.
+    Raises ValueError past ``limit`` candidates.
+    """
+    ops = problem.ops
+    loads = [(k, w.op) for k, w in enumerate(ops) if w.load == "free"] + [(-1, f.op) for f in problem.future]
+    future = {f.op: f for f in problem.future}
+    H = problem.horizon
+    best: WindowAssignment | None = None
+    best_value = None
+    judged = 0
+
+    def execs(k: int, prev: int, starts: list, ends: list, opts):
+        if k == len(ops):
+            yield list(starts), list(ends)
+            return
+        lo = max(prev, problem.release if k == 0 else prev)
+        for s in range(lo, H + 1):
+            for e in range(s + opts[k].time, H + 1):
+                starts.append(s)
+                ends.append(e)
+                yield from execs(k + 1, e, starts, ends, opts)
+                starts.pop()
+                ends.pop()
+
+    def place(i: int, starts, opts, got: dict, ends_of: dict):
+        if i == len(loads):
+            yield dict(got), dict(ends_of)
+            return
+        owner, op = loads[i]
+        opt = opts[owner] if owner >= 0 else future[op].option
+        last = starts[owner] if owner >= 0 else future[op].latest_end
+        for a in range(problem.release, last + 1):
+            lengths = range(opt.load_time, last - a + 1) if problem.fluid else [opt.load_time]
+            for length in lengths:
+                if a + length > last:
+                    break
+                got[op] = a
+                if problem.fluid:
+                    ends_of[op] = a + length
+                yield from place(i + 1, starts, opts, got, ends_of)
+                ends_of.pop(op, None)
+        got.pop(op, None)
+
+    for choice in product(*(range(len(w.options)) for w in ops)):
+        opts = [w.options[c] for w, c in zip(ops, choice)]
+        for starts, ends in execs(0, problem.release, [], [], opts):
+            for got, ends_of in place(0, starts, opts, {}, {}):
+                judged += 1
+                if judged > limit:
+                    raise ValueError(f"more than {limit:,} candidates: too many to enumerate")
+                a = WindowAssignment(list(choice), starts, ends, got, ends_of)
+                if check(problem, a):
+                    continue
+                value = a.objective(problem)
+                if best_value is None or value < best_value:
+                    best, best_value = a, value
+    return best, judged
