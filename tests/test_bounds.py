@@ -1,0 +1,128 @@
+"""Proven lower bounds: never above a valid schedule, on random small programs solved exactly and on the zoo."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from elk.chip import preset
+from elk.ir import Program, einsum_op
+from elk.simulator import simulate
+from elk.workload import Workload
+from solvers.schedule import designs
+from solvers.schedule.bounds import (closed_form_bounds, compute_bounds, execution_bound, flow_shop_bound,
+                                     hbm_bound, lp_bound, shortest_loads)
+from solvers.schedule.windowed import windowed
+
+SMALL = preset("ipu-mk2").with_overrides(cores=64, sram_per_core=24 * 1024)
+
+
+def random_program(rng: np.random.Generator) -> Program:
+    """A chain of 3-4 operators: matmuls with weights from HBM, elementwise ops, a residual read from HBM."""
+    t = int(rng.choice([4, 8, 16]))
+    d = int(rng.choice([64, 128, 256]))
+    ops = [einsum_op("norm", "unary", "td->td", dict(t=t, d=d), ["x"], "a")]
+    prev, width = "a", d
+    for k in range(int(rng.integers(1, 3))):
+        out = int(rng.choice([64, 128, 256, 512]))
+        ops.append(einsum_op(f"mm{k}", "matmul", "td,de->te", dict(t=t, d=width, e=out), [prev, f"w{k}"], f"h{k}"))
+        prev, width = f"h{k}", out
+        if rng.random() < 0.5:
+            ops.append(einsum_op(f"act{k}", "unary", "te->te", dict(t=t, e=width), [prev], f"g{k}"))
+            prev = f"g{k}"
+    if width == d:
+        ops.append(einsum_op("res", "binary", "td,td->td", dict(t=t, d=d), [prev, "x"], "y"))
+    return Program.from_ops("random", ops)
+
+
+def random_chip(rng: np.random.Generator, load_model: str):
+    return SMALL.with_overrides(hbm_bytes_per_s=float(rng.choice([2e10, 1e11, 1e12])),
+                                noc_scale=float(rng.choice([0.05, 0.2, 1.0])), load_model=load_model)
+
+
+def exact_whole_program(w: Workload):
+    """The whole program as one exact window (nothing fixed; HiGHS), warm-started by ELK-Dyn: its optimum, simulated."""
+    warm = designs.elk_dyn(w)
+    sched = windowed(w, warm, solver="milp", window=len(w), time_limit=120, workers=1, seed=0)
+    return sched, sched.info.records[0]
+
+
+@pytest.mark.solver
+@pytest.mark.parametrize("load_model", ["fluid", "rigid"])
+def test_every_bound_is_below_the_exact_optimum_of_random_small_programs(load_model):
+    rng = np.random.default_rng(3 if load_model == "fluid" else 4)
+    checked = proven = above_closed = 0
+    for _ in range(10):
+        w = Workload.build(random_program(rng), random_chip(rng, load_model))
+        report = compute_bounds(w, "milp", time_limit=60)
+        assert not report.warnings
+        sched, record = exact_whole_program(w)
+        verdict = simulate(w, sched)
+        assert verdict.valid, verdict.violations[:1]
+        proven += record.status == "OPTIMAL"
+        for b in report.bounds:
+            assert b.cycles <= verdict.latency_cycles * (1 + 1e-9), (b, verdict.latency_cycles)
+        best_closed = max(b.cycles for b in closed_form_bounds(w))
+        above_closed += report.by_name()["lp"].cycles > best_closed * (1 + 1e-6)
+        checked += 1
+    assert checked == 10 and proven >= 7, (checked, proven)
+    assert above_closed >= 1  # the LP sees something the closed forms do not, on some of them
+
+
+def test_closed_forms_by_hand():
+    rng = np.random.default_rng(0)
+    w = Workload.build(random_program(rng), SMALL)
+    loads = shortest_loads(w)
+    fast = np.array([t.time.min() for t in w.tables])
+    assert execution_bound(w).cycles == pytest.approx(fast.sum())
+    has = w.has_load
+    assert hbm_bound(w).cycles == pytest.approx(loads.sum() + fast[has].min())
+    # the flow shop is at least both of its ends: everything loaded before op 0, and all executions
+    fs = flow_shop_bound(w).cycles
+    assert fs >= loads[0] + fast.sum() - 1e-9 and fs >= loads.sum() + fast[-1] - 1e-9
+    assert fs == pytest.approx(max(loads[:k + 1].sum() + fast[k:].sum() for k in range(len(w))))
+
+
+def test_the_lp_binds_where_the_interconnect_is_slow():
+    """With a slow interconnect each load's work dwarfs its HBM time; the LP charges it against executions."""
+    rng = np.random.default_rng(1)
+    w = Workload.build(random_program(rng), SMALL.with_overrides(noc_scale=0.02, hbm_bytes_per_s=1e12))
+    lp = lp_bound(w)
+    assert lp.status == "optimal" and lp.solver.startswith("HiGHS")
+    assert lp.cycles >= max(b.cycles for b in closed_form_bounds(w)) * (1 - 1e-6)
+
+
+def test_bound_report_rejects_bad_limits():
+    from elk.errors import ElkError
+    w = Workload.build(random_program(np.random.default_rng(2)), SMALL)
+    for bad in (0, -1, float("nan"), float("inf"), True):
+        with pytest.raises(ElkError, match="time limit"):
+            compute_bounds(w, "lp", time_limit=bad)
+    with pytest.raises(ElkError, match="unknown bound level"):
+        compute_bounds(w, "strong")
+
+
+@pytest.mark.parametrize("model", ["tiny"])
+def test_bounds_below_every_design_on_the_zoo(model):
+    _bounds_below_every_design(model)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["llama2-13b", "opt-30b", "llama2-70b", "gemma2-27b"])
+def test_bounds_below_every_design_on_the_zoo_llms(model):
+    _bounds_below_every_design(model)
+
+
+def _bounds_below_every_design(model: str):
+    import elk
+    chip = "ipu-mk2" if model == "tiny" else "ipu-pod4"
+    for load_model in ("fluid", "rigid"):
+        designs_ = "all,periodic" if load_model == "fluid" else "all"
+        result = elk.compile(model, chip=chip, designs=designs_, placement=None,
+                             chip_overrides={"load_model": load_model}, bound="lp",
+                             design_options={"periodic": {"time_limit": 20, "workers": 1}})
+        bound = result.bound
+        assert bound is not None and bound.cycles > 0
+        for name, d in result.designs.items():
+            if d.schedule.relaxation.strict:
+                assert d.sim.valid, (name, d.sim.violations[:1])
+                assert d.sim.latency_cycles >= bound.cycles, (model, load_model, name)
