@@ -34,6 +34,7 @@ its load goes in (the Elk paper's "uncommitted loads").
 from __future__ import annotations
 
 import weakref
+from bisect import bisect_right
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol, Sequence
@@ -185,6 +186,9 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
         m = len(chain)
         best = None  # (key, start, deadline, row, push_from, push_by)
         open_ops = fl.open_loads(chain, load_s, next_start) if fluid else []
+        needy = fl.needy(open_ops, st) if fluid else []
+        # a load starting at or after a candidate's deadline does all its work in the gap: only the rest matter
+        needy_starts = [-load_s[op] for op in needy]
         resident = forced
         greedy = cfg.depth is DepthRule.GREEDY
         if greedy:
@@ -220,11 +224,12 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
             options = []  # (start, push_from, push_by); fluid push: (start, Push, frontier)
             if fluid:
                 comm = lists.comm[i][row]
+                overlapping = needy[bisect_right(needy_starts, -deadline):]
                 if cfg.noc_mode in (NocMode.STRETCH, NocMode.HYBRID):
-                    s_fit = fl.stretch_start(deadline, t_plan, comm, open_ops, next_start, load_s, load_e, st)
+                    s_fit = fl.stretch_start(deadline, t_plan, comm, overlapping, next_start, load_s, load_e, st)
                     options.append((min(start, s_fit), -1, 0.0))
                 if cfg.noc_mode in (NocMode.PUSH, NocMode.HYBRID):
-                    move = fl.push_loads(start, deadline, comm, open_ops, next_start, open_ops, load_s, load_e, st)
+                    move = fl.push_loads(start, deadline, comm, overlapping, next_start, open_ops, load_s, load_e, st)
                     options.append((start, move, move.frontier))
             elif cfg.noc_mode in (NocMode.STRETCH, NocMode.HYBRID):
                 comm = lists.comm[i][row]
@@ -253,7 +258,7 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
         if fluid:
             if isinstance(push_from, fl.Push) and push_from.op >= 0:
                 fl.apply_push(push_from, open_ops, load_s, load_e)
-            fl.account(i, start, deadline, lists.comm[i][row], open_ops, next_start, load_s, load_e, st)
+            fl.account(i, start, deadline, lists.comm[i][row], needy, next_start, load_s, load_e, st)
         elif push_from >= 0 and push_by > 0:
             for q in range(push_from, m):  # the load where the budget ran out and every earlier one
                 op = chain[q]

@@ -45,7 +45,7 @@ class FluidLoads:
 
 
 def open_loads(chain: list[int], load_s: list[float], frontier: float) -> list[int]:
-    """Loads that start before the frontier (the only ones with unassigned work), latest first."""
+    """Loads that start before the frontier (the only ones that can have unassigned work), latest first."""
     out = []
     q = len(chain) - 1
     while q >= 0 and load_s[chain[q]] < frontier:
@@ -55,18 +55,20 @@ def open_loads(chain: list[int], load_s: list[float], frontier: float) -> list[i
     return out
 
 
-def _after_gap(ops: list[int], d: float, frontier: float, load_s, load_e, st: FluidLoads) -> list[float]:
-    """Each open load's need once it has run at full rate in the gap ``[d, frontier)``."""
-    out = []
-    for op in ops:
-        need = st.need[op]
-        hi = load_e[op] if load_e[op] < frontier else frontier
-        if hi > d and need > 0:
-            lo = load_s[op] if load_s[op] > d else d
-            got = st.cap[op] * (hi - lo)
-            need = need - got if need > got else 0.0
-        out.append(need)
-    return out
+def needy(ops: list[int], st: FluidLoads) -> list[int]:
+    """The open loads that still have work to place (the others take no part in the accounting)."""
+    return [op for op in ops if st.need[op] > EPS]
+
+
+def after_gap(op: int, d: float, frontier: float, load_s, load_e, st: FluidLoads) -> float:
+    """An open load's need once it has run at full rate in the gap ``[d, frontier)``."""
+    need = st.need[op]
+    hi = load_e[op] if load_e[op] < frontier else frontier
+    if hi > d and need > 0:
+        lo = load_s[op] if load_s[op] > d else d
+        got = st.cap[op] * (hi - lo)
+        need = need - got if need > got else 0.0
+    return need
 
 
 def stretch_start(d: float, t_plan: float, comm: float, ops: list[int], frontier: float, load_s, load_e,
@@ -76,16 +78,18 @@ def stretch_start(d: float, t_plan: float, comm: float, ops: list[int], frontier
     Mandatory work inside ``[s, d)``: each load's need minus what it can do below
     ``s`` at full rate. It grows by at most the active load's cap per cycle of
     stretch while the capacity grows by one, so the latest feasible ``s`` is found
-    by one walk down the loads.
+    by one walk down the loads. ``ops`` are the loads with work left, latest first;
+    a load ending before ``s`` can do all its work below it, which ends each loop.
     """
-    needs = _after_gap(ops, d, frontier, load_s, load_e, st)
     s = d - t_plan
+    needs: list[tuple[int, float]] = []  # (op, need after the gap) of the loads that matter, latest first
 
     def mandatory(at: float) -> float:
         total = 0.0
-        for op, need in zip(ops, needs):
-            if need <= 0:
-                continue
+        for op in ops:
+            if load_e[op] <= at:
+                break
+            need = after_gap(op, d, frontier, load_s, load_e, st)
             below = st.cap[op] * (at - load_s[op]) if at > load_s[op] else 0.0
             if need > below:
                 total += need - below
@@ -94,20 +98,24 @@ def stretch_start(d: float, t_plan: float, comm: float, ops: list[int], frontier
     short = mandatory(s) - (d - s - comm)
     if short <= EPS:
         return s
+    for op in ops:
+        need = after_gap(op, d, frontier, load_s, load_e, st)
+        if need > 0:
+            needs.append((op, need))
     # walk down: breakpoints are where a load's mandatory part starts growing (a + need/cap) and its start
     points = []
-    for op, need in zip(ops, needs):
-        if need > 0:
-            points.append((load_s[op] + need / st.cap[op], op))
-            points.append((load_s[op], -1))
-    points = sorted((p for p in points if p[0] < s), reverse=True)
+    for op, need in needs:
+        points.append(load_s[op] + need / st.cap[op])
+        points.append(load_s[op])
+    points = sorted((p for p in points if p < s), reverse=True)
     cur = s
-    for point, _ in points + [(float("-inf"), -1)]:
+    for point in points + [float("-inf")]:
         active = 0.0  # cap of the load whose mandatory part grows between ``point`` and ``cur``
         probe = cur - 1e-9 if point == float("-inf") else (cur + point) / 2
-        for op, need in zip(ops, needs):
-            if need > 0 and load_s[op] < probe < load_s[op] + need / st.cap[op]:
+        for op, need in needs:
+            if load_s[op] < probe < load_s[op] + need / st.cap[op]:
                 active = st.cap[op]
+                break
         slope = 1.0 - active  # shortfall falls this much per cycle of stretch
         if slope > EPS and (point == float("-inf") or short - slope * (cur - point) <= EPS):
             return cur - short / slope
@@ -130,26 +138,28 @@ def push_loads(s: float, d: float, comm: float, ops: list[int], frontier: float,
                load_s, load_e, st: FluidLoads) -> Push:
     """Loads yield to an execution at ``[s, d)``: which one must start earlier, and where the chain then begins.
 
-    ``chain_end``: every placed load from the open ones down to the earliest,
-    latest first (the loads that move up behind a load that starts earlier).
+    ``ops``: the loads with work left, latest first; ``chain_end``: every placed
+    load from the open ones down to the earliest, latest first (the loads that
+    move up behind a load that starts earlier).
     """
-    needs = _after_gap(ops, d, frontier, load_s, load_e, st)
     slack = d - s - comm
-    for op, need in zip(ops, needs):
-        if need <= EPS:
-            continue
-        hi = load_e[op] if load_e[op] < d else d
-        lo = load_s[op] if load_s[op] > s else s
-        if hi > lo and slack > 0:
-            got = st.cap[op] * (hi - lo)
-            got = got if got < slack else slack
-            got = got if got < need else need
-            need -= got
-            slack -= got
-        room = st.cap[op] * (s - load_s[op]) if s > load_s[op] else 0.0
-        if need > room + EPS:
-            new_start = s - need / st.plan_rate[op]
-            return Push(op, new_start, _cascade(op, new_start, chain_end, load_s, load_e))
+    for op in ops:
+        need = after_gap(op, d, frontier, load_s, load_e, st)
+        if need > EPS:
+            hi = load_e[op] if load_e[op] < d else d
+            lo = load_s[op] if load_s[op] > s else s
+            if hi > lo and slack > 0:
+                got = st.cap[op] * (hi - lo)
+                got = got if got < slack else slack
+                got = got if got < need else need
+                need -= got
+                slack -= got
+            room = st.cap[op] * (s - load_s[op]) if s > load_s[op] else 0.0
+            if need > room + EPS:
+                new_start = s - need / st.plan_rate[op]
+                return Push(op, new_start, _cascade(op, new_start, chain_end, load_s, load_e))
+        if load_s[op] < s:  # every earlier load lies below s, with room for its work there
+            break
     return Push(-1, 0.0, load_s[chain_end[-1]] if chain_end else d)
 
 
@@ -182,9 +192,11 @@ def apply_push(push: Push, chain_end: list[int], load_s, load_e) -> None:
 def account(i: int, s: float, d: float, comm: float, ops: list[int], frontier: float, load_s, load_e,
             st: FluidLoads) -> None:
     """Assign the loads' work in ``[s, frontier)`` (gap at full rate, then execution i's slack, latest first)."""
-    needs = _after_gap(ops, d, frontier, load_s, load_e, st)
     slack = d - s - comm
-    for op, need in zip(ops, needs):
+    for op in ops:
+        if load_e[op] <= s:
+            break  # this load and every earlier one lie below s: nothing of theirs is accounted yet
+        need = after_gap(op, d, frontier, load_s, load_e, st)
         if need > EPS and slack > 0:
             hi = load_e[op] if load_e[op] < d else d
             lo = load_s[op] if load_s[op] > s else s
