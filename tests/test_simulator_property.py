@@ -400,8 +400,6 @@ def test_the_first_violation_is_one_the_reference_finds(model):
 
 
 # ------------------------------------------------------------------------------ found by these tests
-@pytest.mark.xfail(strict=True, reason="the simulator's tolerance, 1e-6 + 1e-9 x the largest |time| of the whole "
-                   "schedule, grows with one far-off event and then relaxes every comparison of every rule")
 def test_one_far_event_does_not_relax_every_rule():
     w = workload("mm-add-mm", "noc-bound", "rigid")
     entry = np.array([t.fastest for t in w.tables])
