@@ -2,8 +2,8 @@
 
 1. ``layer_problem`` turns one repeated layer into the blocks of
    :mod:`formulations.schedule.modulo` (each large operator with its plan
-   options, runs of small operators merged at their fastest plans), hinted with
-   the same layer of a warm-start schedule.
+   options, runs of small operators merged at fixed plans), hinted with
+   the same layer of a warm-start schedule (whose plans the small operators keep).
 2. CP-SAT finds the smallest period: the plans and, above all, how each
    layer's loads interleave with the previous layer's (its loads may run during
    the previous layer).
@@ -148,7 +148,8 @@ def layer_problem(workload: Workload, warm: Schedule | None, layer: int | None =
             blocking = min(_blocking(float(t.comm[r]), float(t.time[r]), kappa) for r in _candidate_rows(t))
             blocks.append(Block(ops=tuple(members), options=tuple(options), blocking=blocking))
         else:
-            rows = tuple(int(workload.tables[i].fastest) for i in members)
+            # the warm start's plans (known to fit next to its preloads), else the fastest
+            rows = tuple(int(warm.entry[i]) if warm is not None else int(workload.tables[i].fastest) for i in members)
             t_sum = sum(float(workload.tables[i].time[r]) for i, r in zip(members, rows))
             c_sum = sum(float(workload.tables[i].comm[r]) for i, r in zip(members, rows))
             hot = max(int(workload.tables[i].hot[r]) for i, r in zip(members, rows))
@@ -157,7 +158,8 @@ def layer_problem(workload: Workload, warm: Schedule | None, layer: int | None =
                 hot=hot, cold=0, load_time=0),), blocking=_blocking(c_sum, t_sum, kappa)))
     lb = max(sum(min(o.time for o in b.options) for b in blocks),
              sum(min(o.load_time for o in b.options) for b in blocks if b.loads), 1)
-    ub = max(lb, math.ceil(period_hint / unit) + 2 * len(blocks) + 2) if period_hint else 3 * lb
+    # generous: the model is a planner (rounded, interconnect approximated) and may not fit the warm start tightly
+    ub = max(lb, math.ceil(1.5 * period_hint / unit) + 2 * len(blocks) + 2) if period_hint else 3 * lb
     problem = ModuloProblem(blocks=tuple(blocks), sram=int(chip.sram_per_core), unit=unit, period_lb=lb,
                             period_ub=ub)
     hint = _hint(workload, warm, problem, base, ub) if warm is not None else None
