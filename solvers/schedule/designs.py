@@ -18,6 +18,7 @@ from elk.schedule import IDEAL_RELAXATION, ColdVariant, LoadOrderChoice, NocMode
 from elk.workload import Workload
 from solvers.schedule.choice import CostAware, Fastest, FixedCold
 from solvers.schedule.engine import DepthRule, PassConfig, PlanBudget, PreloadRule, backward_pass
+from solvers.schedule.parallel import map_passes
 from solvers.schedule.orders import group_orders, group_types, layer_groups, load_order
 
 
@@ -54,19 +55,23 @@ def static(workload: Workload, step_kib: int = 10) -> Schedule:
     started = time.perf_counter()
     sram_kib = workload.chip.sram_per_core / 1024
     lowest = math.ceil(workload.min_hot.max() / 1024)
-    candidates = []
-    for kib in np.arange(lowest, sram_kib + 1e-9, step_kib):
-        region = min(float(kib) * 1024, float(workload.chip.sram_per_core))
-        for variant in ColdVariant:
-            try:
-                candidates.append(_static_pass(workload, variant, region))
-            except ScheduleError:
-                continue
-    if not candidates:
+    configs = [(variant, min(float(kib) * 1024, float(workload.chip.sram_per_core)))
+               for kib in np.arange(lowest, sram_kib + 1e-9, step_kib) for variant in ColdVariant]
+
+    def attempt(k: int) -> float | None:
+        try:
+            return span(_static_pass(workload, *configs[k]), workload.has_load)
+        except ScheduleError:
+            return None
+
+    spans = map_passes(attempt, len(configs))
+    tried = [k for k, value in enumerate(spans) if value is not None]
+    if not tried:
         raise ScheduleError("static: no execution-region size admits every operator")
-    best = _best(candidates, workload)
+    winner = min(tried, key=lambda k: spans[k])  # the first of equals, as a serial sweep keeps
+    best = _static_pass(workload, *configs[winner])
     best.info.compile_seconds = time.perf_counter() - started
-    best.info.search["splits_tried"] = len(candidates)
+    best.info.search["splits_tried"] = len(tried)
     return best
 
 
@@ -143,11 +148,12 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
     small = workload.truncated(screen_layers) if screen_layers > 0 else workload
 
     def rank(candidates: list) -> list:
-        scores = []
-        for cfg in candidates:
-            sched = run(small, *cfg)
-            if sched is not None:
-                scores.append((span(sched, small.has_load), cfg))
+        def attempt(k: int) -> float | None:
+            sched = run(small, *candidates[k])
+            return None if sched is None else span(sched, small.has_load)
+
+        spans = map_passes(attempt, len(candidates))
+        scores = [(value, cfg) for value, cfg in zip(spans, candidates) if value is not None]
         scores.sort(key=lambda x: x[0])
         return [cfg for _, cfg in scores]
 
@@ -165,12 +171,16 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
         configs = rank(configs)[:finalists]
     dyn = dyn if dyn is not None else elk_dyn(workload)
     best, best_span, best_cfg = dyn, span(dyn, workload.has_load), None
-    passes = 0
-    for cfg in configs:
-        sched = run(workload, *cfg)
-        passes += 1
-        if sched is not None and span(sched, workload.has_load) < best_span - 1e-6:
-            best, best_span, best_cfg = sched, span(sched, workload.has_load), cfg
+    def final(k: int) -> float | None:
+        sched = run(workload, *configs[k])
+        return None if sched is None else span(sched, workload.has_load)
+
+    passes = len(configs)
+    for value, cfg in zip(map_passes(final, len(configs)), configs):
+        if value is not None and value < best_span - 1e-6:
+            best_span, best_cfg = value, cfg
+    if best_cfg is not None:  # the winning pass again, here (workers return only spans)
+        best = run(workload, *best_cfg)
     choice = None if best_cfg is None else LoadOrderChoice(tuple(best_cfg[0]), NocMode.parse(best_cfg[1]),
                                                             float(best_cfg[2]))
     result = _as_full(best, choice)
