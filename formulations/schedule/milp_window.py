@@ -57,8 +57,13 @@ class MilpWindow:
 
     def set_start(self, hint: WindowAssignment) -> None:
         """Initial values for every variable (a complete MIP start)."""
-        for var, value_of in self.start_values:
-            var.setInitialValue(value_of(hint))
+        for var, value_of in self.start_values:  # clipped to the bounds: a start outside them is no start
+            value = value_of(hint)
+            if var.lowBound is not None:
+                value = max(value, var.lowBound)
+            if var.upBound is not None:
+                value = min(value, var.upBound)
+            var.setInitialValue(value)
         if self.fluid_work:
             split = fluid_split(self.window, hint)
             for key, var in self.fluid_work.items():

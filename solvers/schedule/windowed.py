@@ -245,7 +245,7 @@ class WindowedSolver:
                 load_end[op] = max(st + opts_by_op[op].load_time, rel_ceil(ws.load_end[op] - lead))
         hint = WindowAssignment(hint_choice, starts, ends, load_start, load_end)
         horizon = max([ends[-1]] + [f.latest_end for f in future] + [f.end for f in fixed]
-                      + [x.latest_end for x in ops if x.latest_end is not None]) + 1
+                      + [x.latest_end for x in ops if x.latest_end is not None] + list(load_end.values())) + 1
         problem = WindowProblem(ops=tuple(ops), fixed=tuple(fixed), future=tuple(future),
                                 sram=w.chip.sram_per_core, release=0, horizon=horizon, fluid=self.fluid)
         return BuiltWindow(problem, hint, not check(problem, hint), origin, lead, future_ops, heuristic)
