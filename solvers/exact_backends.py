@@ -157,6 +157,20 @@ def warm_start_in_log(backend: str, log: str) -> bool:
 
 _HIGHS_THREADS: int | None = None
 
+
+def use_highs_threads(threads: int) -> None:
+    """Every in-process HiGHS solve asks for its thread count through this.
+
+    HiGHS fixes its global thread pool at the first solve in a process and
+    refuses another count later (the solve then ends "Not Set"), so a change of
+    count resets the pool first.
+    """
+    import highspy
+    global _HIGHS_THREADS
+    if threads != _HIGHS_THREADS:
+        highspy.Highs.resetGlobalScheduler(True)
+        _HIGHS_THREADS = threads
+
 try:
     import pulp as _pulp
 
@@ -173,11 +187,8 @@ try:
 
         def callSolver(self, lp):  # noqa: N802 - PuLP's hook name
             import highspy
-            global _HIGHS_THREADS
-            if self.threads is not None and self.threads != _HIGHS_THREADS:
-                # HiGHS fixes its thread pool at the first solve in a process and refuses another count later
-                highspy.Highs.resetGlobalScheduler(True)
-                _HIGHS_THREADS = self.threads
+            if self.threads is not None:
+                use_highs_threads(int(self.threads))
             model = lp.solverModel
             if self._log_file:
                 model.setOptionValue("log_file", self._log_file)

@@ -126,3 +126,33 @@ def _bounds_below_every_design(model: str):
             if d.schedule.relaxation.strict:
                 assert d.sim.valid, (name, d.sim.violations[:1])
                 assert d.sim.latency_cycles >= bound.cycles, (model, load_model, name)
+
+
+def layered_program(rng: np.random.Generator, layers: int = 3) -> Program:
+    """``layers`` identical blocks (a matmul with its weight from HBM and an elementwise op), numbered."""
+    t, d = int(rng.choice([4, 8])), int(rng.choice([128, 256]))
+    ops, prev = [], "x"
+    for layer in range(layers):
+        ops.append(einsum_op(f"l{layer}.mm", "matmul", "td,de->te", dict(t=t, d=d, e=d), [prev, f"w{layer}"],
+                             f"h{layer}", layer=layer))
+        ops.append(einsum_op(f"l{layer}.act", "unary", "te->te", dict(t=t, e=d), [f"h{layer}"], f"a{layer}",
+                             layer=layer))
+        prev = f"a{layer}"
+    return Program.from_ops("layered", ops)
+
+
+@pytest.mark.solver
+@pytest.mark.parametrize("load_model", ["fluid", "rigid"])
+def test_the_layer_bound_is_below_the_exact_optimum(load_model):
+    from solvers.schedule.bounds import layer_bound
+    rng = np.random.default_rng(8 if load_model == "fluid" else 9)
+    for _ in range(6):
+        program = layered_program(rng)
+        assert program.layers is not None and program.layers.count >= 2
+        chip = random_chip(rng, load_model).with_overrides(sram_per_core=int(rng.choice([12, 24, 48])) * 1024)
+        w = Workload.build(program, chip)
+        bound = layer_bound(w, time_limit=60)
+        sched, record = exact_whole_program(w)
+        verdict = simulate(w, sched)
+        assert verdict.valid
+        assert bound.cycles <= verdict.latency_cycles * (1 + 1e-9), (bound, verdict.latency_cycles, record.status)

@@ -64,14 +64,23 @@ class BoundLp:
         return float(self.highs.getInfo().objective_function_value)
 
 
-def build_bound_lp(data: BoundData, integer: bool = False) -> BoundLp:
+def build_bound_lp(data: BoundData, integer: bool = False, pairs: int = 0, free_entry: bool = False) -> BoundLp:
+    """The relaxation; ``pairs`` > 0 adds, for each execution, binaries saying whether each of the next
+    ``pairs`` large loads has begun before it ends (see :func:`_add_full_charge`); useful with ``integer``.
+
+    ``free_entry``: a *part* of a program (one layer): its loads may have done any
+    work before its first execution, at no cost but the SRAM it then occupies;
+    the objective is the span of its executions (see solvers.schedule.bounds.layer_bound).
+    """
     n = len(data.hbm)
     sizes = np.array([len(t) for t in data.time])
-    # columns: s, d, Gs, Ge (n each), then the choice columns
+    # columns: s, d, Gs, Ge (n each), then the choice columns, then the pair binaries
     s, d, gs, ge = (np.arange(k * n, (k + 1) * n) for k in range(4))
     offsets = 4 * n + np.concatenate([[0], np.cumsum(sizes)[:-1]])
     choice = [np.arange(o, o + k) for o, k in zip(offsets, sizes)]
-    ncols = 4 * n + int(sizes.sum())
+    pair_k, pair_j = _pairs(data.hbm, pairs)
+    first_z = 4 * n + int(sizes.sum())
+    ncols = first_z + len(pair_k)
     inf = highspy.kHighsInf
     lower = np.zeros(ncols)
     upper = np.full(ncols, inf)
@@ -108,8 +117,13 @@ def build_bound_lp(data: BoundData, integer: bool = False) -> BoundLp:
         rows.add_pairs(np.zeros(n - 1), np.full(n - 1, inf), [(gs[1:], 1.0), (ge[:-1], -1.0)])
         rows.add_pairs(np.full(n - 1, -inf), np.zeros(n - 1),
                        [(gs[1:], 1.0), (ge[:-1], -1.0), (s[1:], -rate), (s[:-1], rate), (d[:-1], rate)])
-    # from the first event at time 0
-    rows.add_pairs(np.array([-inf]), np.array([0.0]), [(gs[:1], 1.0), (s[:1], -rate)])
+    # from the first event at time 0 (for a part of a program: its first execution at time 0)
+    if free_entry:
+        upper[s[0]] = 0.0
+    else:
+        rows.add_pairs(np.array([-inf]), np.array([0.0]), [(gs[:1], 1.0), (s[:1], -rate)])
+    if len(pair_k):
+        _add_full_charge(rows, data, s, d, owner, all_choice, h_all, pair_k, pair_j, first_z, rho)
 
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
@@ -118,9 +132,80 @@ def build_bound_lp(data: BoundData, integer: bool = False) -> BoundLp:
     lo, hi, starts, index, value = rows.csr()
     h.addRows(len(lo), lo, hi, len(index), starts, index, value)
     if integer:
-        h.changeColsIntegrality(len(all_choice), all_choice.astype(np.int32),
-                                np.full(len(all_choice), highspy.HighsVarType.kInteger))
+        binaries = np.concatenate([all_choice, np.arange(first_z, ncols)]).astype(np.int32)
+        h.changeColsIntegrality(len(binaries), binaries, np.full(len(binaries), highspy.HighsVarType.kInteger))
     return BoundLp(h, n, s, d, choice)
+
+
+def _pairs(hbm: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(k, j) for every operator k and each of the next ``count`` operators j > k with a large load
+    (at least 1% of the largest; the many tiny loads are left to the fractional SRAM row)."""
+    if count <= 0 or not (hbm > 0).any():
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    loaded = np.flatnonzero(hbm >= 0.01 * hbm.max())
+    n = len(hbm)
+    ks, js = [], []
+    for q in range(count):
+        pos = np.searchsorted(loaded, np.arange(n), side="right") + q
+        ok = pos < len(loaded)
+        ks.append(np.arange(n)[ok])
+        js.append(loaded[pos[ok]])
+    k = np.concatenate(ks)
+    j = np.concatenate(js)
+    order = np.lexsort((j, k))
+    return k[order], j[order]
+
+
+def _add_full_charge(rows: "_Rows", data: BoundData, s, d, owner, all_choice, h_all, pair_k, pair_j, first_z,
+                     rho: float) -> None:
+    """Loads charged whole: ``z[k, j] = 1`` iff operator j's load has begun when execution k ends.
+
+    * SRAM while k runs: its hot bytes plus the minimum cold bytes of every such
+      j (a begun load holds its whole layout, not only what has arrived);
+    * otherwise j's load lies wholly after k and before j starts, and so do those
+      of the operators between them that have not begun either (one channel):
+      ``s[j] - e[k] >= sum over i in (k, j] with z[k, i] = 0 of L_i``, with
+      ``L_i = h_i * max(1, rho_min)`` the shortest load (HBM and interconnect);
+    * a load begun before k ends has begun before k + 1 ends.
+    All valid for every schedule (under either load model), whatever its load order.
+    """
+    inf = highspy.kHighsInf
+    n = len(data.hbm)
+    z = first_z + np.arange(len(pair_k))
+    cold = data.hbm * data.bwc  # minimum cold bytes per core, exactly what a cycle of HBM work brings
+    shortest = data.hbm * max(1.0, rho)
+    # SRAM rows, one per execution that has pairs
+    ks = np.unique(pair_k)
+    row_of_k = np.full(n, -1)
+    row_of_k[ks] = np.arange(len(ks))
+    has = row_of_k[owner] >= 0
+    rows.add_block(np.full(len(ks), -inf), np.full(len(ks), data.sram),
+                   row_of=np.concatenate([row_of_k[owner[has]], row_of_k[pair_k]]),
+                   cols=np.concatenate([all_choice[has], z]), vals=np.concatenate([h_all[has], cold[pair_j]]))
+    # exposure rows, one per pair: s[j] - s[k] - d[k] + sum_{i <= j in k's pairs} L_i z[k, i] >= sum L_i
+    r, c, v, lo = [], [], [], []
+    for row, (k, j) in enumerate(zip(pair_k, pair_j)):
+        r += [row, row, row]
+        c += [s[j], s[k], d[k]]
+        v += [1.0, -1.0, -1.0]
+        lo.append(0.0)
+    # the per-pair sums: pairs are sorted by (k, j), so k's pairs up to j are a run ending at this pair
+    start_of = np.searchsorted(pair_k, pair_k, side="left")
+    for row in range(len(pair_k)):
+        span_ = np.arange(start_of[row], row + 1)
+        r += [row] * len(span_)
+        c += list(first_z + span_)
+        v += list(shortest[pair_j[span_]])
+        lo[row] = float(shortest[pair_j[span_]].sum())
+    rows.add_block(np.array(lo), np.full(len(lo), inf), row_of=np.array(r), cols=np.array(c), vals=np.array(v))
+    # monotone: z[k, j] <= z[k + 1, j] where both pairs exist
+    key = {(int(k), int(j)): q for q, (k, j) in enumerate(zip(pair_k, pair_j))}
+    mono = [(q, key[(int(k) + 1, int(j))]) for q, (k, j) in enumerate(zip(pair_k, pair_j)) if (int(k) + 1, int(j)) in key]
+    if mono:
+        m = len(mono)
+        rows.add_block(np.full(m, -inf), np.zeros(m), row_of=np.repeat(np.arange(m), 2),
+                       cols=np.array([[first_z + a, first_z + b] for a, b in mono]).ravel(),
+                       vals=np.tile([1.0, -1.0], m))
 
 
 class _Rows:
