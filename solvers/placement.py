@@ -181,7 +181,7 @@ def rerun_design(name: str, options: Mapping[str, Any]) -> Rerun:
 
     def run(budget_workload: Workload) -> Schedule:
         done: dict[str, Schedule] = {}
-        for dep in dependency_order([name]):
+        for dep in dependency_order([name], options.get("warm_start")):  # a named warm start is re-run too
             done[dep] = run_design(dep, budget_workload, done, options if dep == name else {})
         return done[name]
 

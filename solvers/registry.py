@@ -48,6 +48,8 @@ DESIGNS: dict[str, Strategy] = {**designs.DESIGNS, "periodic": periodic, "cpsat"
 #: designs that refine a warm start (a schedule of another design, or one read from a file)
 EXACT_DESIGNS = ("periodic", "cpsat", "milp")
 HEURISTICS = ("basic", "static", "elk-dyn", "elk-full")
+#: designs whose schedules are timed under relaxed rules (not valid schedules: no warm start, nothing to save)
+RELAXED_DESIGNS = ("ideal",)
 
 
 def run_design(name: str, workload: Workload, done: Mapping[str, Schedule], options: Mapping[str, Any]) -> Schedule:
@@ -108,18 +110,20 @@ def parse_designs(designs: str | Iterable[str], known: Iterable[str] | None = No
     return list(dict.fromkeys(out))
 
 
-def dependency_order(names: list[str], warm_start: str | None = None) -> list[str]:
+def dependency_order(names: list[str], warm_start: str | Schedule | None = None) -> list[str]:
     """The order to run designs in: heuristics first (ELK-Dyn before ELK-Full, which reuses it), then the
     exact designs in the order periodic, cpsat, milp (each may start from the ones before).
 
-    An exact design with no heuristic requested (and no warm start named) gets ELK-Full (and its ELK-Dyn)
-    as a hidden dependency; a named warm start is run first if it is a design.
+    An exact design with no heuristic requested (and no warm start given) gets ELK-Full (and its ELK-Dyn)
+    as a hidden dependency; a warm start named by design is run first; a Schedule needs nothing run.
     """
     wanted = list(names)
-    if warm_start is not None and warm_start in DESIGNS and warm_start not in wanted:
+    if isinstance(warm_start, str) and warm_start in DESIGNS and warm_start not in wanted:
         wanted.append(warm_start)
     exact = [n for n in EXACT_DESIGNS if n in wanted]
-    if exact and warm_start is None and not any(n in HEURISTICS for n in wanted):
+    # an exact design named as the warm start needs one of its own
+    unstarted = warm_start is None or (isinstance(warm_start, str) and warm_start in EXACT_DESIGNS)
+    if exact and unstarted and not any(n in HEURISTICS for n in wanted):
         wanted.append("elk-full")
     if "elk-full" in wanted and "elk-dyn" not in wanted:
         wanted.append("elk-dyn")

@@ -92,6 +92,9 @@ def test_models_and_chips(capsys):
     assert "batch 2, KV/sequence 64" in out
     for name in ("tiny", "llama2-13b", "opt-30b", "dit-xl-2"):
         assert name in out
+    assert "layers = repeated blocks x operators per block" in out  # what "40x42" means
+    tiny = next(line.split() for line in out.splitlines() if line.startswith("tiny"))
+    assert float(tiny[-1]) > 0 and tiny[-1] != "0.000"  # a sensible precision, not 0.000 TFLOP
     assert main(["chips"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2
@@ -197,10 +200,9 @@ def test_unwritable_compile_outputs_fail_before_compiling(tmp_path, capsys, no_c
         assert_user_error(capsys, argv, "cannot write", option, str(path))
 
 
-def test_default_records_path_is_checked_too(tmp_path, capsys, no_compile, monkeypatch):
-    (tmp_path / "tiny-windows.csv").mkdir()  # the default records file name is taken by a folder
-    monkeypatch.chdir(tmp_path)
-    assert_user_error(capsys, ["compile", *TINY, "--designs", "elk-dyn,cpsat"], "cannot write", "tiny-windows.csv")
+def test_records_without_a_window_design_is_an_error(tmp_path, capsys, no_compile):
+    assert_user_error(capsys, ["compile", *TINY, "--designs", "elk-dyn,periodic", "--records", str(tmp_path / "w.csv")],
+                      "--records", "cpsat or milp")
 
 
 def test_trace_design_that_is_not_compiled_fails_before_compiling(tmp_path, capsys, no_compile):

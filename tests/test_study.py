@@ -44,7 +44,7 @@ def test_key_is_stable_and_canonical():
 @pytest.mark.parametrize("change", [dict(batch=8), dict(seq=256), dict(hbm_tbps=8), dict(cores=736),
                                     dict(sram_kib=512), dict(noc_scale=1.5), dict(compute_scale=0.75),
                                     dict(topology="mesh"), dict(designs="basic,ideal"), dict(mode="train"),
-                                    dict(chip="ipu-pod4")])
+                                    dict(chip="ipu-pod4"), dict(load_model="rigid")])
 def test_key_changes_with_every_input(change):
     assert Point(**{**TINY, **change}).key() != Point(**TINY).key()
 
@@ -53,6 +53,26 @@ def test_key_is_the_same_in_another_process():
     code = "from elk.study import Point; print(Point('tiny', batch=4, seq=128, chip='ipu-mk2', hbm_tbps=8).key())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == Point(**TINY, hbm_tbps=8).key()
+
+
+def test_load_model_knob():
+    from elk.chip import LoadModel
+    rigid = Point(**TINY, load_model="rigid")
+    assert rigid.resolved.chip.load_model is LoadModel.RIGID and rigid.resolved.knobs["load_model"] == "rigid"
+    assert "load_model=rigid" in rigid.label()
+    # the default spelled out is the same run; the table group (plan tables) is shared by both models
+    assert Point(**TINY, load_model="fluid").key() == Point(**TINY).key() != rigid.key()
+    assert Point(**TINY).resolved.knobs["load_model"] == "fluid"
+    assert rigid.resolved.table_group == Point(**TINY).resolved.table_group
+    assert {p.load_model for p in grid(**TINY, load_model=["fluid", "rigid"])} == {"fluid", "rigid"}
+
+
+def test_solver_knobs_reach_the_periodic_design():
+    p = Point(**TINY, designs="periodic,cpsat", time_limit=2, workers=1, seed=3, window=4)
+    opts = p.resolved.design_options
+    assert opts["periodic"] == {"time_limit": 2, "workers": 1, "seed": 3}
+    assert opts["cpsat"] == {"window": 4, "time_limit": 2, "workers": 1, "seed": 3}
+    assert Point(**TINY, designs="periodic", seed=1).key() != Point(**TINY, designs="periodic", seed=2).key()
 
 
 def test_noc_tbps_is_noc_scale_in_bandwidth_units():
@@ -85,6 +105,7 @@ def test_grid_is_a_cartesian_product():
     (dict(model="tiny", chip="ipu-mk9"), "unknown chip preset"),
     (dict(model="tiny", mesh="3x3"), "mesh"),
     (dict(model="tiny", designs="cpsat", milp_solver="gurobi"), "milp_solver"),
+    (dict(model="tiny", load_model="soft"), "unknown load_model 'soft'"),
 ])
 def test_bad_grids_fail_when_declared(axes, message):
     from elk.errors import ElkError
@@ -448,6 +469,27 @@ def test_sweep_cli_end_to_end(tmp_path, capsys):
     assert main(argv) == 0
     assert "(0 run now, 6 already done)" in capsys.readouterr().out
     assert list(out.glob("sweep.*"))
+
+
+def test_sweep_over_load_models_with_bound_columns(tmp_path, capsys):
+    out = tmp_path / "lm"
+    argv = ["sweep", "--model", "tiny", "--batch", "4", "--seq", "128", "--chip", "ipu-mk2", "--designs",
+            "elk-dyn,ideal", "--vary", "load_model=fluid,rigid", "--out", str(out), "--workers", "1", "--quiet"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "bound ms" in text
+    assert [ln.split()[1] for ln in text.splitlines() if ln.startswith("tiny")] == ["fluid", "rigid"]
+    df = load_results(out)
+    assert {"load_model", "bound_ms", "bound_name", "gap_to_bound"} <= set(df.columns)
+    assert sorted(df["load_model"].unique()) == ["fluid", "rigid"] and df["key"].nunique() == 2
+    assert (df["bound_ms"] > 0).all() and df["bound_name"].notna().all()
+    dyn = df[df["design"] == "elk-dyn"]
+    assert (dyn["gap_to_bound"] >= -1e-9).all()
+    assert (dyn["latency_ms"] >= dyn["bound_ms"] * (1 - 1e-9)).all()
+    assert df.loc[df["design"] == "ideal", "gap_to_bound"].isna().all()  # a relaxed schedule has no certified gap
+    rec = json.loads(next((out / "points").glob("*.json")).read_text())
+    assert rec["schema"] == SCHEMA_VERSION == 2 and rec["bound_name"]
+    assert rec["knobs"]["load_model"] in ("fluid", "rigid")
 
 
 def test_sweep_prints_why_points_failed(tmp_path, capsys):

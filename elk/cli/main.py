@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from elk.chip import PRESETS, knob_overrides, parse_mesh, resolve_chip
+from elk.chip import LOAD_MODELS, PRESETS, knob_overrides, parse_mesh, resolve_chip
 from elk.cli.common import OneLineParser, check_outputs
 from elk.errors import ElkError
 from solvers.alloc.allocate import ALLOC_SOLVERS
@@ -55,13 +56,17 @@ def add_chip_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--topology", choices=("all-to-all", "mesh"), help="interconnect topology")
     g.add_argument("--mesh", type=_mesh_shape, metavar="ROWSxCOLS", help="mesh shape (implies --topology mesh)")
     g.add_argument("--link-bytes-per-cycle", type=_positive_float, help="mesh link bandwidth")
+    g.add_argument("--load-model", choices=LOAD_MODELS,
+                   help="how HBM loads use their intervals: fluid (default: the rate may vary, so a load can "
+                        "pause while an operator exchanges data) or rigid (one constant rate)")
 
 
 def chip_from_args(args: argparse.Namespace):
     chip = resolve_chip(args.chip)
     changes = knob_overrides(chip, cores=args.cores, sram_kib=args.sram_kib, hbm_tbps=args.hbm_tbps,
                              noc_scale=args.noc_scale, compute_scale=args.compute_scale, topology=args.topology,
-                             mesh=args.mesh, link_bytes_per_cycle=args.link_bytes_per_cycle)
+                             mesh=args.mesh, link_bytes_per_cycle=args.link_bytes_per_cycle,
+                             load_model=args.load_model)
     return chip.with_overrides(**changes) if changes else chip
 
 
@@ -70,55 +75,139 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=_positive_int, default=32, help="batch size (default 32)")
     p.add_argument("--seq", type=_positive_int, default=2048, help="KV length (decode) or sequence (train)")
     p.add_argument("--mode", default="decode", choices=("decode", "train", "forward"),
-                   help="decode: one token step; train: full-sequence forward")
+                   help="decode: one token step; train or forward (the same): a full-sequence forward pass")
+
+
+def _finite_positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got '{text}'") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive, finite number of seconds, got {text}")
+    return value
+
+
+def _warm_start_arg(value: str | None, compiled: list[str]) -> tuple[str, str] | None:
+    """``--warm-start``: ("design", NAME) or ("file", PATH), checked against the designs compiled (no work)."""
+    from solvers.registry import DESIGNS, EXACT_DESIGNS, RELAXED_DESIGNS
+    if value is None:
+        return None
+    exact = [d for d in EXACT_DESIGNS if d in compiled]
+    if not exact:
+        raise ElkError(f"--warm-start {value}: only the exact designs ({', '.join(EXACT_DESIGNS)}) start from a "
+                       f"warm start, and none is among the designs compiled ({', '.join(compiled)})")
+    if value in DESIGNS:
+        if value not in compiled:
+            raise ElkError(f"--warm-start {value}: {value} is not among the designs compiled "
+                           f"({', '.join(compiled)}); add it to --designs")
+        if value in RELAXED_DESIGNS:
+            raise ElkError(f"--warm-start {value}: {value} is a relaxed schedule, not a valid one to start from")
+        if value in EXACT_DESIGNS and all(EXACT_DESIGNS.index(value) >= EXACT_DESIGNS.index(d) for d in exact):
+            raise ElkError(f"--warm-start {value}: no other exact design runs after it "
+                           f"(they run in the order {', '.join(EXACT_DESIGNS)})")
+        return "design", value
+    path = Path(value)
+    if path.suffix.lower() != ".json" and not path.exists():
+        raise ElkError(f"--warm-start {value}: neither a design ({', '.join(DESIGNS)}) nor a schedule file (.json)")
+    return "file", value
+
+
+def _save_targets(values: list[str], compiled: list[str]) -> list[tuple[str | None, str]]:
+    """``--save-schedule [DESIGN=]PATH`` values as (design or None for the best strict one, path), checked."""
+    import re
+
+    from solvers.registry import DESIGNS, RELAXED_DESIGNS
+    out: list[tuple[str | None, str]] = []
+    for value in values or []:
+        name, sep, rest = value.partition("=")
+        if sep and name in DESIGNS:
+            design, path = name, rest
+        elif sep and re.fullmatch(r"[a-z][a-z0-9-]*", name):
+            raise ElkError(f"--save-schedule {value}: unknown design '{name}' (known: {', '.join(DESIGNS)})")
+        else:
+            design, path = None, value
+        if not path:
+            raise ElkError(f"--save-schedule {value}: no file name")
+        if design is not None and design not in compiled:
+            raise ElkError(f"--save-schedule {value}: {design} is not among the designs compiled "
+                           f"({', '.join(compiled)})")
+        if design in RELAXED_DESIGNS:
+            raise ElkError(f"--save-schedule {value}: {design} is a relaxed schedule, not a valid one to save")
+        if design is None and not [d for d in compiled if d not in RELAXED_DESIGNS]:
+            raise ElkError(f"--save-schedule {value}: saves the best valid design, and only relaxed ones are "
+                           f"compiled ({', '.join(compiled)})")
+        out.append((design, path))
+    paths = [str(Path(p).resolve()) for _, p in out]
+    if len(set(paths)) != len(paths):
+        raise ElkError("--save-schedule: two schedules into one file")
+    if sum(1 for d, _ in out if d is None) > 1:
+        raise ElkError("--save-schedule: more than one PATH without a DESIGN= (the best design is saved once)")
+    return out
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
     from elk.driver.api import compile as compile_model
     from elk.driver.report import compile_report
 
-    from solvers.registry import DESIGNS, parse_designs
+    from solvers.registry import DESIGNS, EXACT_DESIGNS, parse_designs
 
     chip = chip_from_args(args)
-    requested = [d.strip() for d in args.designs.split(",")]
     compiled = parse_designs(args.designs, DESIGNS)  # (the compile checks them again: this is before any work)
     if args.trace_design is not None and args.trace_design not in compiled:
         raise ElkError(f"--trace-design '{args.trace_design}' is not among the designs compiled "
                        f"({', '.join(compiled)})")
-    exact = [d for d in ("cpsat", "milp") if d in requested]
-    if exact and args.records is None:  # the per-window table is part of the result: keep it by default
-        args.records = f"{Path(str(args.model)).stem}-windows.csv"
-    stem = Path(args.records or ".")  # the records files written below: one per exact design when both run
-    records = [str(stem.with_name(f"{stem.stem}-{n}{stem.suffix}")) for n in exact] if len(exact) > 1 else \
-        [args.records] * len(exact)
+    exact = [d for d in EXACT_DESIGNS if d in compiled]
+    windows = [d for d in ("cpsat", "milp") if d in compiled]  # the designs that keep per-window records
+    if args.records is not None and not windows:
+        raise ElkError(f"--records: per-window records come from cpsat or milp, and neither is among the designs "
+                       f"compiled ({', '.join(compiled)})")
+    records: dict[str, str] = {}  # one file per window design when both run
+    if args.records is not None:
+        stem = Path(args.records)
+        records = {n: str(stem.with_name(f"{stem.stem}-{n}{stem.suffix}")) if len(windows) > 1 else args.records
+                   for n in windows}
+    warm = _warm_start_arg(args.warm_start, compiled)
+    saves = _save_targets(args.save_schedule, compiled)
     check_outputs([("--json", args.json), ("--trace", args.trace), ("--timeline", args.timeline)]
-                  + [("--records", r) for r in records])
+                  + [("--records", r) for r in records.values()] + [("--save-schedule", p) for _, p in saves])
+    model = args.model
+    warm_start = warm[1] if warm is not None else None
+    if warm is not None and warm[0] == "file":
+        # every refusal that needs no plan table first, then the simulator's verdict on this workload
+        from elk.graphs.zoo import build_program
+        from elk.schedule_file import check_schedule_file, schedule_from_document
+        from elk.workload import Workload
+        model = build_program(args.model, batch=args.batch, seq=args.seq, mode=args.mode)
+        doc = check_schedule_file(warm[1], model, chip)
+        warm_start = schedule_from_document(doc, warm[1], Workload.build(model, chip))
     options: dict = {}
     if args.order_space:
-        options.setdefault("elk-full", {})["space"] = args.order_space
-    for name in ("cpsat", "milp"):
-        opts = {}
-        if args.window is not None:
-            opts["window"] = args.window
+        options["elk-full"] = {"space": args.order_space}
+    for name in exact:
+        opts: dict = {}
         if args.time_limit is not None:
             opts["time_limit"] = args.time_limit
         if args.workers is not None:
             opts["workers"] = args.workers
         if args.seed is not None:
             opts["seed"] = args.seed
-        if args.records is not None:
-            opts["records"] = args.records
-        if name == "milp" and args.milp_solver is not None:
-            opts["backend"] = args.milp_solver
-        if args.records is not None and len(exact) > 1:
-            stem = Path(args.records)
-            opts["records"] = str(stem.with_name(f"{stem.stem}-{name}{stem.suffix}"))
-        if opts:
-            options[name] = opts
-    options = {k: v for k, v in options.items() if k in requested or ("all" in requested and k == "elk-full")}
-    result = compile_model(args.model, chip=chip, batch=args.batch, seq=args.seq, mode=args.mode,
+        if name in windows:
+            if args.window is not None:
+                opts["window"] = args.window
+            if name in records:
+                opts["records"] = records[name]
+            if name == "milp" and args.milp_solver is not None:
+                opts["backend"] = args.milp_solver
+        if warm_start is not None and warm_start != name:
+            opts["warm_start"] = warm_start
+        options[name] = opts
+    options = {k: v for k, v in options.items() if v and (k in compiled or k == "elk-full")}
+    result = compile_model(model, chip=chip, batch=args.batch, seq=args.seq, mode=args.mode,
                            designs=args.designs, design_options=options,
-                           placement=None if args.placement == "none" else args.placement)
+                           placement=None if args.placement == "none" else args.placement,
+                           bound=None if args.bound == "none" else args.bound,
+                           bound_time_limit=args.bound_time_limit)
     print(compile_report(result))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -138,12 +227,34 @@ def cmd_compile(args: argparse.Namespace) -> int:
             from elk.driver.timeline_plot import plot_timeline
             plot_timeline(args.timeline, result.workload, d.schedule, d.sim)
             print(f"wrote {args.timeline} ({name})")
-    for name in exact:
-        path = options.get(name, {}).get("records")
-        if path:
-            print(f"wrote {path} ({name}: one row per window solve)")
+    for name, path in records.items():
+        print(f"wrote {path} ({name}: one row per window solve)")
+    unsaved = _save_schedules(result, saves)
     invalid = [n for n, d in result.designs.items() if not d.sim.valid]
-    return 1 if invalid else 0
+    return 1 if invalid or unsaved else 0
+
+
+def _save_schedules(result, saves: list[tuple[str | None, str]]) -> int:
+    """Write the ``--save-schedule`` files; returns how many could not be written (invalid schedules)."""
+    from elk.schedule_file import write_schedule
+    failed = 0
+    for design, path in saves:
+        if design is None:
+            valid = {n: d for n, d in result.designs.items() if d.schedule.relaxation.strict and d.sim.valid}
+            if not valid:
+                print(f"elk: {path} not written: no design produced a valid schedule", file=sys.stderr)
+                failed += 1
+                continue
+            design = min(valid, key=lambda n: valid[n].sim.latency_cycles)
+        d = result.designs[design]
+        if not d.sim.valid:
+            print(f"elk: {path} not written: {design}'s schedule is not valid", file=sys.stderr)
+            failed += 1
+            continue
+        write_schedule(path, result.workload, d.schedule, d.sim)
+        print(f"wrote {path} ({design}'s schedule, {d.sim.latency_ms:.3f} ms; start an exact design from it "
+              f"with --warm-start {path})")
+    return failed
 
 
 def cmd_plans(args: argparse.Namespace) -> int:
@@ -184,7 +295,7 @@ def cmd_plans(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from elk.driver.report import fmt_bytes, table
+    from elk.driver.report import fmt_bytes, fmt_tflop, table
     from elk.graphs.zoo import build_program, list_models
 
     rows = []
@@ -194,9 +305,12 @@ def cmd_models(args: argparse.Namespace) -> int:
         layers = program.layers
         rows.append([name, mode, f"{len(program.ops):,}", len(program.unique_signatures()),
                      f"{layers.count}x{layers.length}" if layers else "-", fmt_bytes(program.hbm_bytes),
-                     f"{program.flops / 1e12:.3f}"])
+                     fmt_tflop(program.flops)])
     print(f"batch {args.batch}, KV/sequence {args.seq}")
-    print(table(["model", "mode", "operators", "unique", "layers", "HBM/step", "TFLOP"], rows))
+    print(table(["model", "mode", "operators", "unique", "layers", "HBM/step", "TFLOP/step"], rows))
+    print("\nunique = distinct operator shapes (one plan table each); layers = repeated blocks x operators per "
+          "block (40x42: 40 layers of 42 operators); HBM/step = bytes loaded from HBM per step; TFLOP/step = "
+          "floating-point operations per step (10^12)")
     return 0
 
 
@@ -214,15 +328,27 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(p)
     add_chip_args(p)
     p.add_argument("--designs", default="all",
-                   help="comma list of basic,static,elk-dyn,elk-full,ideal,cpsat,milp or 'all' (the five paper designs)")
+                   help="comma list of basic,static,elk-dyn,elk-full,ideal,periodic,cpsat,milp or 'all' "
+                        "(the five paper designs)")
     p.add_argument("--order-space", choices=("complete", "artifact"), help="ELK-Full load orders (default complete)")
-    p.add_argument("--window", type=int, help="operators per exact-solver window")
-    p.add_argument("--time-limit", type=float, help="seconds per exact window solve")
-    p.add_argument("--workers", type=int, help="CP-SAT workers / MILP threads")
-    p.add_argument("--seed", type=int, help="solver random seed")
+    p.add_argument("--window", type=_positive_int, help="operators per exact-solver window (cpsat, milp)")
+    p.add_argument("--time-limit", type=_finite_positive,
+                   help="seconds per exact solve: each window (cpsat, milp), the layer model (periodic)")
+    p.add_argument("--workers", type=_positive_int, help="CP-SAT workers / MILP threads (periodic, cpsat, milp)")
+    p.add_argument("--seed", type=int, help="solver random seed (periodic, cpsat, milp)")
     p.add_argument("--milp-solver", choices=MILP_BACKENDS, help="MILP backend")
-    p.add_argument("--records", help="per-window solve records (.csv, or .parquet with pyarrow); "
-                                     "default MODEL-windows[-DESIGN].csv when cpsat/milp run")
+    p.add_argument("--records", help="write per-window solve records of cpsat/milp (.csv, or .parquet with "
+                                     "pyarrow; FILE-DESIGN.csv each when both run); none unless asked")
+    p.add_argument("--warm-start", metavar="DESIGN|FILE.json",
+                   help="what the exact designs (periodic, cpsat, milp) start from: a design compiled too, or a "
+                        "schedule file written by --save-schedule (default: the fastest design run before them)")
+    p.add_argument("--save-schedule", action="append", default=[], metavar="[DESIGN=]FILE.json",
+                   help="write a design's schedule to a file (repeatable; without DESIGN=, the fastest valid one)")
+    p.add_argument("--bound", default="lp", choices=("none", "closed", "lp", "milp"),
+                   help="proven lower bound for certified gaps: closed forms, + the LP (default), + the MILP; "
+                        "none skips it")
+    p.add_argument("--bound-time-limit", type=_finite_positive, default=30.0,
+                   help="seconds for the bound's solver (default 30)")
     p.add_argument("--placement", default="heuristic", choices=ALLOC_SOLVERS + ("none",),
                    help="allocator giving each design's buffers SRAM addresses (none = byte budgets only)")
     p.add_argument("--json", help="write the report as JSON")

@@ -4,7 +4,7 @@
 
 Every combination of the ``--vary`` values (START:STOP:STEP ranges include STOP)
 is one study point; finished points are skipped on a rerun (same ``--out``).
-Prints latency and % of Ideal per design and writes the sweep's rows to
+Prints latency per design, the proven lower bound, and % of Ideal, and writes the sweep's rows to
 ``OUT/sweep.parquet`` (or ``.csv`` without pyarrow).
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ def add_sweep_parser(sub) -> None:
     p = sub.add_parser("sweep", help="run a grid of compiles (resumable) and tabulate latency per design",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--model", action="append", required=True, help="zoo model or config path (repeatable)")
-    p.add_argument("--mode", default="decode", help="decode (default) or train")
+    p.add_argument("--mode", default="decode", help="decode (default), train or forward (the same as train)")
     p.add_argument("--batch", default="32", help="batch size(s), e.g. 32 or 16,32,64")
     p.add_argument("--seq", default="2048", help="KV length(s) / sequence length(s)")
     p.add_argument("--chip", default="ipu-pod4", help="chip preset or .toml/.json file")
@@ -132,11 +132,11 @@ def _out_path(out: str):
 
 
 def sweep_table(df, varied: list[str]) -> str:
-    """Knobs x designs: latency in ms and % of Ideal, one line per point."""
+    """Knobs x designs: latency in ms, the proven bound and % of Ideal, one line per point."""
     from elk.driver.report import table
     knobs = ["model"] + [k for k in ("batch", "seq") if df[k].nunique() > 1] + varied
     designs = list(dict.fromkeys(df["design"]))
-    headers = knobs + [f"{d} ms" for d in designs] + [f"{d} %" for d in designs if d != "ideal"]
+    headers = knobs + [f"{d} ms" for d in designs] + ["bound ms"] + [f"{d} %" for d in designs if d != "ideal"]
     rows = []
     for _, g in df.groupby("key", sort=False):
         first = g.iloc[0]
@@ -146,6 +146,8 @@ def sweep_table(df, varied: list[str]) -> str:
             cells += [first["status"]] * (len(headers) - len(cells))
         else:
             cells += [f"{by[d]['latency_ms']:.3f}" if d in by else "-" for d in designs]
+            bound = first.get("bound_ms")
+            cells.append("-" if bound is None or bound != bound else f"{bound:.3f}")
             cells += [_pct(by[d]["pct_of_ideal"]) if d in by else "-" for d in designs if d != "ideal"]
         rows.append(cells)
     return table(headers, rows, align="l" * len(knobs) + "r" * (len(headers) - len(knobs)))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from elk.chip import Chip, resolve_chip
-from elk.errors import ElkError, SolverConfigError
+from elk.errors import ElkError, ScheduleError, SolverConfigError
 from elk.ir import Program
 from elk.schedule import Schedule
 from elk.simulator import SimResult, simulate
@@ -28,6 +28,8 @@ class DesignResult:
     compile_seconds: float
     #: SRAM addresses of the schedule's buffers (None for bounds, or when placement is off)
     placement: Any = None
+    #: exact designs: the simulated latency of the schedule they started from
+    warm_start_ms: float | None = None
 
     def row(self, ideal_ms: float | None, clock_hz: float, bound_ms: float | None = None) -> dict[str, Any]:
         r = self.sim
@@ -36,10 +38,14 @@ class DesignResult:
                # certified gap: how far above a proven lower bound (None for relaxed schedules such as Ideal)
                "gap_to_bound": (r.latency_ms / bound_ms - 1.0) if bound_ms and strict and r.latency_ms else None,
                "pct_of_ideal": (100.0 * ideal_ms / r.latency_ms) if ideal_ms and r.latency_ms else None,
-               **{f"{k}_ms": v for k, v in r.breakdown_ms.items()},
+               # float noise of the breakdown's sums (a stall of 4.8e-14 ms) is zero
+               **{f"{k}_ms": (0.0 if abs(v) < 1e-9 else v) for k, v in r.breakdown_ms.items()},
                "hbm_utilisation": r.hbm_utilisation, "noc_utilisation": r.noc_utilisation,
                "achieved_tflops": r.achieved_tflops, "peak_sram_bytes": r.peak_sram_bytes,
                "compile_seconds": self.compile_seconds, "relaxation": r.relaxation}
+        if self.schedule.info.warm_start is not None:  # exact designs: the schedule they started from
+            row["warm_start"] = self.schedule.info.warm_start
+            row["warm_start_ms"] = self.warm_start_ms
         if self.placement is not None:
             row.update(self.placement.row())
         if r.violations:
@@ -151,13 +157,19 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
     latency (solvers.schedule.bounds) so that every design's certified gap
     is reported; ``bound_time_limit`` caps the solver time spent on it.
 
+    The exact designs (periodic, cpsat, milp) start from ``design_options[name]["warm_start"]``:
+    a design name (run too if it is not requested), a Schedule (e.g. from
+    ``elk.schedule_file.read_schedule``), or by default the fastest strict
+    schedule run before them. Each reports the one it used (``warm_start`` in
+    its row, with ``warm_start_ms``).
+
     With ``placement`` (an allocator: heuristic, cpsat or milp) every strict
     design's buffers also get SRAM addresses; a schedule whose buffers do not
     fit is repaired by re-running the design under a smaller byte budget, and
     the design's result is the repaired schedule (the cost is reported).
     ``placement=None`` keeps byte budgets only.
     """
-    from solvers.registry import DESIGNS, dependency_order, parse_designs, run_design
+    from solvers.registry import DESIGNS, EXACT_DESIGNS, dependency_order, parse_designs, pick_warm_start, run_design
     from solvers.schedule.bounds import LEVELS, check_time_limit, compute_bounds
 
     started = time.perf_counter()
@@ -176,29 +188,79 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
     if bound is not None and bound not in LEVELS:
         raise SolverConfigError(f"unknown bound level '{bound}' ({', '.join(LEVELS)} or None)")
     check_time_limit(bound_time_limit, "bound time limit")
+    design_options = design_options or {}
+    order = dependency_order(names + _named_warm_starts(names, design_options, DESIGNS),
+                             _common_warm_start(names, design_options))
     workload = Workload.build(program, the_chip)
+    for opts in design_options.values():
+        warm = opts.get("warm_start")
+        if isinstance(warm, Schedule):  # a schedule from elsewhere must hold here, or the design would start invalid
+            verdict = simulate(workload, warm)
+            if not verdict.valid:
+                raise ScheduleError(f"warm start '{warm.design}' is not valid on this program and chip: "
+                                    f"{verdict.violations[0].message(the_chip.clock_hz)}")
     bounds = compute_bounds(workload, bound, bound_time_limit) if bound is not None else None
     results: dict[str, DesignResult] = {}
     done: dict[str, Schedule] = {}
-    for name in dependency_order(names):
+    for name in order:
         t0 = time.perf_counter()
-        schedule = run_design(name, workload, done, (design_options or {}).get(name, {}))
+        options = dict(design_options.get(name, {}))
+        warm_ms = None
+        if name in EXACT_DESIGNS:
+            warm = pick_warm_start(workload, done, options.get("warm_start"))
+            warm_ms = simulate(workload, warm).latency_ms
+            options["warm_start"] = warm
+        schedule = run_design(name, workload, done, options)
         spent = time.perf_counter() - t0
         done[name] = schedule
         if name in names:
             placed = None
             if placement is not None and schedule.relaxation.strict:
                 from solvers.placement import cost_aware_placement, repair_reruns
-                options = {k: v for k, v in (design_options or {}).get(name, {}).items() if k != "records"}
+                options = {k: v for k, v in design_options.get(name, {}).items() if k != "records"}
                 quick, whole = repair_reruns(name, options, schedule)
                 schedule, placed = cost_aware_placement(name, workload, schedule, quick, refine=whole,
                                                         solver=placement, time_limit=placement_time_limit)
                 spent += placed.seconds
-            results[name] = DesignResult(name, schedule, simulate(workload, schedule), spent, placed)
+            results[name] = DesignResult(name, schedule, simulate(workload, schedule), spent, placed, warm_ms)
     ordered = {n: results[n] for n in names}
     return CompileResult(model=program.name, chip=the_chip, program=program, workload=workload,
                          designs=ordered, table_seconds=workload.table_seconds,
                          total_seconds=time.perf_counter() - started, bounds=bounds)
+
+
+def _named_warm_starts(names: list[str], options: Mapping[str, Mapping], known) -> list[str]:
+    """Designs named as an exact design's warm start that were not requested (they are run too)."""
+    from solvers.registry import EXACT_DESIGNS
+    extra = []
+    for name in names:
+        warm = options.get(name, {}).get("warm_start") if name in EXACT_DESIGNS else None
+        if warm is None or isinstance(warm, Schedule):
+            continue
+        if not isinstance(warm, str) or warm not in known:
+            raise SolverConfigError(f"{name}: warm start {warm!r} is neither a design ({', '.join(known)}) "
+                                    f"nor a Schedule")
+        if warm == name:
+            raise SolverConfigError(f"{name} cannot warm-start from itself")
+        if warm in EXACT_DESIGNS and EXACT_DESIGNS.index(warm) > EXACT_DESIGNS.index(name):
+            raise SolverConfigError(f"{name} cannot warm-start from {warm}: it runs first "
+                                    f"(exact designs run in the order {', '.join(EXACT_DESIGNS)})")
+        if warm not in names and warm not in extra:
+            extra.append(warm)
+    return extra
+
+
+def _common_warm_start(names: list[str], options: Mapping[str, Mapping]) -> str | Schedule | None:
+    """What ``dependency_order`` needs to know: a warm start every requested exact design was given, if any.
+
+    None when some exact design starts from the default (the fastest schedule run before it), so that
+    ELK-Full runs when no heuristic is requested.
+    """
+    from solvers.registry import EXACT_DESIGNS
+    given = [options.get(n, {}).get("warm_start") for n in names if n in EXACT_DESIGNS]
+    if not given or any(w is None for w in given):
+        return None
+    return next((w for w in given if isinstance(w, str) and w in EXACT_DESIGNS), given[0])
 
 
 __all__ = ["compile", "CompileResult", "DesignResult", "ElkError", "jsonable", "window_summary"]

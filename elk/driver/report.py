@@ -1,6 +1,7 @@
 """Readable text reports for the CLI."""
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 from elk.chip import Chip
@@ -36,8 +37,8 @@ def program_header(program: Program, chip: Chip) -> str:
     hbm_ms = program.hbm_bytes / chip.hbm_bytes_per_s * 1e3
     return (f"elk: {program.name} {mode} ({shape}) on {chip.describe()}\n"
             f"program: {len(program.ops):,} operators ({len(program.unique_signatures())} unique shapes), "
-            f"{fmt_bytes(program.hbm_bytes)} from HBM per step, {program.flops / 1e12:.3f} TFLOP; "
-            f"HBM time alone {hbm_ms:.3f} ms")
+            f"{fmt_bytes(program.hbm_bytes)} from HBM per step, {fmt_tflop(program.flops)} TFLOP; "
+            f"HBM time alone {fmt_ms(hbm_ms)} ms")
 
 
 def compile_report(result) -> str:
@@ -63,17 +64,9 @@ def compile_report(result) -> str:
                  rows)]
     notes = []
     for name, d in result.designs.items():
-        records = d.schedule.info.records
-        if records:
-            from elk.driver.api import window_summary
-            w = window_summary(records)
-            kept = d.schedule.info.kept_warm_start
-            notes.append(f"{name}: {w['windows']} windows of {d.schedule.info.window} ops "
-                         f"({w['solved']} solved, {w['reused']} reused from identical windows), "
-                         f"{w['proven_optimal_pct']:.0f}% of solved windows proven optimal, "
-                         f"{w['improved']} improved on the warm start ({d.schedule.info.warm_start}); "
-                         f"{w['solve_seconds']:.1f} s in {w['solver']} ({w['version']})"
-                         + (f"; kept the warm start: {kept}" if kept else ""))
+        info = d.schedule.info
+        if info.warm_start is not None:
+            notes.append(warm_start_note(name, d))
         p = d.placement
         if p is not None and p.status == "repaired":
             notes.append(f"{name}: its first schedule's buffers needed {p.unrepaired_peak / 1024:.0f}"
@@ -93,12 +86,58 @@ def compile_report(result) -> str:
     return "\n".join(out)
 
 
-LEGEND = ("gap % = certified gap, latency / proven lower bound - 1 (no valid schedule is faster than the bound); "
+def warm_start_note(name: str, d) -> str:
+    """An exact design against the schedule it started from: the end-to-end change, then how it searched."""
+    info = d.schedule.info
+    after = d.sim.latency_ms
+    before = d.warm_start_ms
+    if before is not None and before > 0:
+        digits = _ms_digits(before)
+        delta = after - before
+        delta_text = f"{delta:+.4f} ms" if abs(delta) >= 1e-4 or delta == 0 else f"{1e3 * delta:+.3f} us"
+        change = (f"{before:.{digits}f} -> {after:.{digits}f} ms end to end ({delta_text}, "
+                  f"{100 * (after / before - 1):+.2f}%) against its warm start {info.warm_start}")
+    else:
+        change = f"{fmt_ms(after)} ms, from the warm start {info.warm_start}"
+    parts = [f"{name}: {change}"]
+    if info.records:
+        from elk.driver.api import window_summary
+        w = window_summary(info.records)
+        parts.append(f"{w['windows']} windows of {info.window} ops ({w['solved']} solved, {w['reused']} reused "
+                     f"from identical windows), {w['proven_optimal_pct']:.0f}% of solved windows proven optimal; "
+                     f"{w['solve_seconds']:.1f} s in {w['solver']} ({w['version']})")
+    if info.kept_warm_start:
+        parts.append(f"kept the warm start: {info.kept_warm_start}")
+    return "; ".join(parts)
+
+
+def _ms_digits(ms: float) -> int:
+    if ms != ms or abs(ms) >= 1 or ms == 0 or math.isinf(ms):
+        return 3
+    return max(3, 3 - math.floor(math.log10(abs(ms))))
+
+
+def fmt_ms(ms: float) -> str:
+    """Milliseconds with three decimals, or four significant digits below 1 ms (a tiny model's 0.0002 ms)."""
+    return f"{ms:.{_ms_digits(ms)}f}"
+
+
+def fmt_tflop(flops: float) -> str:
+    """FLOPs in TFLOP: three decimals, or two significant digits below 0.01 (tiny's 0.00047, not 0.000)."""
+    tf = flops / 1e12
+    if tf >= 0.01 or tf <= 0:
+        return f"{tf:.3f}"
+    return f"{tf:.{1 - math.floor(math.log10(tf))}f}"
+
+
+LEGEND = ("design = the strategy that made the schedule (ideal: a relaxed schedule, see the note above). "
+          "latency ms = simulated time from the first event (load or execution) to the end of the last execution. "
+          "gap % = certified gap, latency / proven lower bound - 1 (no valid schedule is faster than the bound); "
           "% ideal = Ideal latency / design latency (Ideal is a relaxed schedule). Time breakdown in ms: "
           "overlap = executing while an HBM load runs; preload = loading only; execute = executing only; "
-          "stall = neither at full rate (interconnect contention or idle). HBM util = HBM bytes / (bandwidth x "
-          "latency); NoC util = interconnect cycles used by loads and communication / latency. TFLOPS = model "
-          "FLOPs / latency. SRAM KiB = most bytes live on a core at once; alloc KiB = highest SRAM address the "
+          "stall = neither at full rate (interconnect contention or idle); they add up to the latency. "
+          "HBM util = HBM bytes / (bandwidth x latency); NoC util = interconnect cycles used by loads and "
+          "communication / latency. TFLOPS = model FLOPs / latency. SRAM KiB = most bytes live on a core at once; alloc KiB = highest SRAM address the "
           "placed buffers use ((r) repaired, (!) not placeable); frag % = 1 - SRAM / alloc; compile s = time "
           "to schedule (and place) the design; valid = passes the simulator under the chip's load model.")
 

@@ -106,7 +106,10 @@ def execute_point(point: Point, table_workers: int | None = None, after: Any = N
             if records:
                 row.update(_solver_columns(window_summary(records)))
             rows.append(row)
+        best = result.bound  # the default bound level (lp): every row's gap_to_bound is certified against it
         record.update(status="ok", error=None, rows=rows, table_seconds=result.table_seconds,
+                      bound_ms=best.ms if best is not None else None, bound_name=best.name if best else None,
+                      bound_seconds=result.bounds.seconds if result.bounds is not None else None,
                       compile_total_seconds=result.total_seconds,
                       hbm_bytes=float(result.workload.load_bytes.sum()),
                       hbm_bound_ms=result.workload.hbm_seconds() * 1e3, operators=len(result.program.ops))

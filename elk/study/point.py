@@ -18,16 +18,18 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from elk.chip import Chip, knob_overrides, resolve_chip
+from elk.chip import LOAD_MODELS, Chip, knob_overrides, resolve_chip
 from elk.errors import ChipConfigError, ElkError
 from solvers.registry import PAPER_DESIGNS
 from solvers.solver_options import MILP_BACKENDS
 
-#: Bump when the meaning of a key's inputs changes (not for new elk versions: results record those).
-SCHEMA_VERSION = 1
+#: Bump when the meaning of a key's inputs changes, or the stored record does (not for new elk versions:
+#: results record those). 2: records carry the proven bound (bound_ms, bound_name) and rows gap_to_bound.
+SCHEMA_VERSION = 2
 
 PAPER = PAPER_DESIGNS  # "paper" in a grid
-EXACT_DESIGNS = ("cpsat", "milp")
+EXACT_DESIGNS = ("periodic", "cpsat", "milp")
+WINDOW_DESIGNS = ("cpsat", "milp")
 TOPOLOGY_KINDS = ("all-to-all", "mesh")
 
 #: Knobs whose value is a positive integer / a positive number.
@@ -61,6 +63,8 @@ class Point:
     topology: str | None = None
     #: "ROWSxCOLS" (implies a mesh); None = the most square shape for the core count
     mesh: str | None = None
+    #: "fluid" or "rigid" (DESIGN.md §5.1); None = the chip's (fluid unless its file says otherwise)
+    load_model: str | None = None
     designs: str = "paper"
     window: int | None = None
     time_limit: float | None = None
@@ -89,7 +93,8 @@ class Point:
         k = self._resolved.knobs
         parts = [k["model"], k["mode"] if k["mode"] != "decode" else "", f"b{k['batch']}", f"s{k['seq']}",
                  self.chip if self.chip != "ipu-pod4" else ""]
-        for name in ("cores", "sram_kib", "hbm_tbps", "noc_scale", "noc_tbps", "compute_scale", "topology", "mesh"):
+        for name in ("cores", "sram_kib", "hbm_tbps", "noc_scale", "noc_tbps", "compute_scale", "topology", "mesh",
+                     "load_model"):
             value = getattr(self, name)
             if value is not None:
                 parts.append(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}")
@@ -138,6 +143,8 @@ def _resolve(p: Point) -> Resolved:
         raise StudyError(f"seed must be an integer, got {p.seed!r}")
     if p.topology is not None and p.topology not in TOPOLOGY_KINDS:
         raise StudyError(f"unknown topology {p.topology!r} (known: {', '.join(TOPOLOGY_KINDS)})")
+    if p.load_model is not None and p.load_model not in LOAD_MODELS:
+        raise StudyError(f"unknown load_model {p.load_model!r} (known: {', '.join(LOAD_MODELS)})")
     if p.milp_solver is not None and p.milp_solver not in MILP_BACKENDS:
         raise StudyError(f"unknown milp_solver {p.milp_solver!r} (known: {', '.join(MILP_BACKENDS)})")
     if p.noc_scale is not None and p.noc_tbps is not None:
@@ -148,7 +155,8 @@ def _resolve(p: Point) -> Resolved:
     solver = {k: (getattr(p, k) if exact else None) for k in SOLVER_KNOBS}
     options: dict = {}
     for name in exact:
-        opts = {k: solver[k] for k in ("window", "time_limit", "workers", "seed") if solver[k] is not None}
+        names = ("time_limit", "workers", "seed") + (("window",) if name in WINDOW_DESIGNS else ())
+        opts = {k: solver[k] for k in names if solver[k] is not None}
         if name == "milp" and solver["milp_solver"] is not None:
             opts["backend"] = solver["milp_solver"]
         options[name] = opts
@@ -163,6 +171,7 @@ def _resolve(p: Point) -> Resolved:
              "noc_tbps": chip.cores * chip.noc_load_bytes_per_s_per_core * chip.noc_scale / 1e12,
              "compute_scale": chip.compute_scale, "topology": topo.kind,
              "mesh": f"{topo.rows}x{topo.cols}" if topo.kind == "mesh" else None,
+             "load_model": chip.load_model.value,
              "designs": "paper" if designs == PAPER else ",".join(designs), **solver}
     canonical = {"schema": SCHEMA_VERSION, "model": model["config"], "mode": mode, "batch": p.batch, "seq": seq,
                  "chip": _jsonable_chip(chip), "designs": list(designs), "solver": solver}
@@ -203,7 +212,7 @@ def _chip(p: Point) -> Chip:
     try:
         changes = knob_overrides(base, cores=p.cores, sram_kib=p.sram_kib, hbm_tbps=p.hbm_tbps,
                                  noc_scale=p.noc_scale, noc_tbps=p.noc_tbps, compute_scale=p.compute_scale,
-                                 topology=p.topology, mesh=p.mesh)
+                                 topology=p.topology, mesh=p.mesh, load_model=p.load_model)
     except ChipConfigError as err:
         raise StudyError(str(err)) from None
     return base.with_overrides(**changes) if changes else base

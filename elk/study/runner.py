@@ -32,11 +32,13 @@ __all__ = ["Point", "Study", "StudyError", "grid", "run_study", "load_results", 
            "KNOBS", "PAPER", "SCHEMA_VERSION", "RESULT_COLUMNS"]
 
 #: Columns every result table has (after the input knobs), whatever the designs.
-RESULT_COLUMNS = ("key", "status", "error", "design", "latency_ms", "pct_of_ideal", "valid", "overlapped_ms",
+RESULT_COLUMNS = ("key", "status", "error", "design", "latency_ms", "pct_of_ideal", "gap_to_bound", "bound_ms",
+                  "bound_name", "valid", "overlapped_ms",
                   "preload_only_ms", "execute_only_ms", "stall_ms", "hbm_utilisation", "noc_utilisation",
                   "achieved_tflops", "peak_sram_bytes", "compile_seconds", "table_seconds", "point_seconds",
                   "hbm_bound_ms", "elk_version")
-_POINT_FIELDS = ("table_seconds", "point_seconds", "cpu_seconds", "hbm_bound_ms", "hbm_bytes", "elk_version", "table_group")
+_POINT_FIELDS = ("table_seconds", "point_seconds", "cpu_seconds", "bound_ms", "bound_name", "bound_seconds",
+                 "hbm_bound_ms", "hbm_bytes", "elk_version", "table_group")
 
 
 def grid(**axes: Any) -> list[Point]:
