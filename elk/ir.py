@@ -255,7 +255,13 @@ class Program:
 
     @cached_property
     def layers(self) -> LayerStructure | None:
-        """The repeated block structure, if the ops carry layer numbers with identical blocks."""
+        """The repeated block structure, if the ops carry layer numbers with identical blocks.
+
+        Blocks are compared by operator signature. A program whose ``meta["layer_match"]``
+        is ``"structure"`` compares them without the on/off-chip flags: imported graphs
+        stitched from copied layers (the Elk artifact's Llama2-70B and Gemma2) read a few
+        inputs from HBM in some copies only, yet every block has the same operators.
+        """
         first: dict[int, int] = {}
         count: dict[int, int] = {}
         for i, op in enumerate(self.ops):
@@ -271,7 +277,13 @@ class Program:
             return None
         # keep the longest run of consecutive blocks whose operator signatures repeat exactly
         # (the first block often differs: its input comes from HBM, not from the block before)
-        sigs = [tuple(op.signature for op in self.ops[start + j * length: start + (j + 1) * length])
+        if self.meta.get("layer_match") == "structure":
+            def key(op: Operator) -> object:
+                return replace(op.signature, offchip=())
+        else:
+            def key(op: Operator) -> object:
+                return op.signature
+        sigs = [tuple(key(op) for op in self.ops[start + j * length: start + (j + 1) * length])
                 for j in range(len(order))]
         best_from, best_run, j = 0, 1, 0
         while j < len(sigs):

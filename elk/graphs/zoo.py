@@ -2,7 +2,9 @@
 
 The zoo is a folder of HF-style ``config.json`` files (``models/*.json``), not
 Python: adding a model means dropping in its public config. A user may also
-pass a path to any config.json (or an HF snapshot folder holding one).
+pass a path to any config.json (or an HF snapshot folder holding one), or to
+one of the Elk artifact's graph files: a ``.json`` whose content is a JSON list
+of einstein_v2 nodes rather than an object (:mod:`elk.graphs.artifact`).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import sysconfig
 from pathlib import Path
 
 from elk.graphs.arch import ArchConfig, load_config_file, read_json
+from elk.graphs.artifact import is_artifact_graph, load_artifact_graph
 from elk.graphs.build_dit import build_dit
 from elk.graphs.build_llm import build_llm
 from elk.errors import ModelConfigError
@@ -57,8 +60,20 @@ def _looks_like_path(name: str) -> bool:
     return name.endswith(".json") or Path(name).exists() or name.startswith((".", "/", "~"))
 
 
+def artifact_graph_path(model: object) -> Path | None:
+    """The path when ``model`` names an Elk artifact graph file (a JSON list), else None."""
+    if not isinstance(model, (str, Path)) or not (isinstance(model, Path) or _looks_like_path(model)):
+        return None
+    path = Path(model).expanduser()
+    return path if path.is_file() and is_artifact_graph(path) else None
+
+
 def resolve_model(name_or_path: str | Path) -> ArchConfig:
     """A zoo name or alias (``llama2-13``, ``Llama-2-13b``, ``dit-xl``) or a config path -> config."""
+    graph = artifact_graph_path(name_or_path)
+    if graph is not None:
+        raise ModelConfigError(f"{graph}: an Elk artifact graph (a list of einstein_v2 nodes) has no architecture "
+                               f"config; compile it with `elk compile` or build it with elk.graphs.build_program")
     if isinstance(name_or_path, Path) or _looks_like_path(str(name_or_path)):
         return load_config_file(Path(name_or_path).expanduser())
     name = str(name_or_path)
@@ -83,6 +98,10 @@ def build_program(model: str | Path | ArchConfig, *, batch: int = 32, seq: int =
     ``train``/``forward``: the forward pass over B sequences of S tokens. For a
     DiT every mode is one forward pass over B images and ``seq`` is ignored:
     the image fixes the token count (``meta["seq"]`` reports it).
+
+    ``model`` may also be a path to an Elk artifact graph file, imported by
+    :func:`elk.graphs.artifact.load_artifact_graph` (its quirks follow the
+    ``ELK_ARTIFACT_QUIRKS`` environment variable).
     """
     batch = _positive(batch, "batch")
     seq = _positive(seq, "seq")
@@ -90,6 +109,9 @@ def build_program(model: str | Path | ArchConfig, *, batch: int = 32, seq: int =
         raise ModelConfigError(f"unknown mode {mode!r} (known: {', '.join(MODES)})")
     if bytes_per_element not in (1, 2, 4):
         raise ModelConfigError(f"bytes_per_element must be 1, 2 or 4, got {bytes_per_element!r}")
+    graph = artifact_graph_path(model)
+    if graph is not None:
+        return load_artifact_graph(graph, batch=batch, seq=seq, mode=mode, bytes_per_element=bytes_per_element)
     cfg = model if isinstance(model, ArchConfig) else resolve_model(model)
     if cfg.family == "dit":
         ops, extra = build_dit(cfg, batch, bytes_per_element)
