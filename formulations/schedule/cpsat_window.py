@@ -167,7 +167,18 @@ def build_cpsat(problem: WindowProblem) -> CpsatWindow:
     for k in range(K):
         terms = []
         for f in problem.fixed:
-            if f.end <= problem.release or f.share == 0 or (0 <= f.owner <= k):
+            if f.end <= problem.release or (0 <= f.owner <= k):
+                continue
+            if problem.fluid:  # the work it still has to do, at any rate inside its interval from the origin
+                if f.work == 0:
+                    continue
+                f0 = max(f.start, problem.release)
+                ov = _overlap_var(m, start[k], end[k], f0, f.end, lo, hi, f"ovF{k}_{f.op}", aux,
+                                  _spans_fixed(k, f0, f.end))
+                terms.append(_fluid_pair(m, ov, f.cap, hi - lo + 1, f"uF{k}_{f.op}", fluid_pairs, f.op,
+                                         aux, (k, f.op), split))
+                continue
+            if f.share == 0:
                 continue
             ov = _overlap_var(m, start[k], end[k], f.start, f.end, lo, hi, f"ovF{k}_{f.op}", aux,
                               _spans_fixed(k, f.start, f.end))
@@ -229,6 +240,9 @@ def build_cpsat(problem: WindowProblem) -> CpsatWindow:
         for f in problem.future:
             if f.option.load_work:
                 _fluid_progress(m, fluid_pairs.get(f.op, []), f.option.load_cap, lengths[f.op], f.option.load_work)
+        for f in problem.fixed:
+            if f.work and f.end > problem.release:
+                _fluid_progress(m, fluid_pairs.get(f.op, []), f.cap, f.end - max(f.start, problem.release), f.work)
 
     tail = sum(b for _, _, b in future_loads) if future_loads else 0
     m.minimize(end[-1] * problem.tail_weight + tail)

@@ -188,10 +188,13 @@ def build_milp(problem: WindowProblem) -> MilpWindow:
         terms = []
         pairs = []
         for f in problem.fixed:
-            if f.end <= problem.release or f.share == 0 or 0 <= f.owner <= k:
+            if f.end <= problem.release or 0 <= f.owner <= k:
                 continue
-            pairs.append((f"F{f.op}", f.start, f.end, f.share, None,
-                          lambda h, f=f: (f.start, f.end)))
+            if (f.work == 0) if problem.fluid else (f.share == 0):
+                continue
+            f0 = max(f.start, problem.release) if problem.fluid else f.start
+            pairs.append((f"F{f.op}", f0, f.end, f.share, ("fixed", f, None, None),
+                          lambda h, f=f, f0=f0: (f0, f.end)))
         for item in new_loads:
             kind, ref, av, end = item
             if kind == "w":
@@ -230,6 +233,13 @@ def build_milp(problem: WindowProblem) -> MilpWindow:
             lp += ov >= last - first
             if problem.fluid and item is not None:  # fluid load: work done inside this execution
                 kind, ref = item[0], item[1]
+                if kind == "fixed":
+                    u = var(f"u{k}_{name}", 0, ref.cap * big_t, pulp.LpContinuous)
+                    lp += u <= ref.cap * ov
+                    fluid_pairs.setdefault(ref.op, []).append((u, ov))
+                    work_vars[(k, ref.op)] = u
+                    terms.append(u)
+                    continue
                 cap = min(o.load_cap for o in ops[ref].options) if kind == "w" else ref.option.load_cap
                 u = var(f"u{k}_{name}", 0, cap * big_t, pulp.LpContinuous)
                 lp += u <= cap * ov
@@ -261,6 +271,11 @@ def build_milp(problem: WindowProblem) -> MilpWindow:
                 cap, need = ref.option.load_cap, ref.option.load_work
             pairs = fluid_pairs.get(op, [])
             lp += pulp.lpSum(u for u, _ in pairs) + cap * (end - av) - cap * pulp.lpSum(ov for _, ov in pairs) >= need
+        for f in problem.fixed:
+            if f.work and f.end > problem.release:
+                pairs = fluid_pairs.get(f.op, [])
+                length = f.end - max(f.start, problem.release)
+                lp += pulp.lpSum(u for u, _ in pairs) + f.cap * length - f.cap * pulp.lpSum(ov for _, ov in pairs) >= f.work
 
     weight = problem.tail_weight
     lp += e[-1] + pulp.lpSum(item[3] for item in new_loads if item[0] == "f") * (1.0 / weight)

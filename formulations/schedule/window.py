@@ -17,7 +17,8 @@ may pause: per (execution, load) pair they do some interconnect work inside
 the execution, the pairs of an execution fit in what its communication leaves,
 and a load's work inside executions plus what it can do outside them (its top
 rate times the rest of its interval) covers its whole work. Loads committed
-before the window keep a constant share (one valid choice of their rates).
+before the window keep their interval; rigid ones their constant share, fluid
+ones the work they still have to do from the window's origin on.
 
 Integer data are rounded so that any solution of the window is valid in the
 simulator (conservative by at most one cycle per duration and 1/SHARE_SCALE
@@ -65,6 +66,10 @@ class FixedLoad:
     share: int
     cold: int
     owner: int  # position of its operator in the window, or -1 if that operator runs after the window
+    #: fluid windows: interconnect work still to do from the window's origin on (SHARE_SCALE x cycles) and the
+    #: load's top rate; it may do that work at any rate inside [max(start, 0), end)
+    work: int = 0
+    cap: int = SHARE_SCALE
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,7 @@ class WindowProblem:
         """
         base = self.ops[0].op
         ops = tuple((w.op - base, w.options, w.load, w.latest_end) for w in self.ops)
-        fixed = tuple((f.op - base, f.start, f.end, f.share, f.cold, f.owner) for f in self.fixed)
+        fixed = tuple((f.op - base, f.start, f.end, f.share, f.cold, f.owner, f.work, f.cap) for f in self.fixed)
         future = tuple((f.op - base, f.option, f.latest_end) for f in self.future)
         return (ops, fixed, future, self.sram, self.release, self.horizon, self.fluid)
 
@@ -153,7 +158,7 @@ def _interconnect(problem: WindowProblem, a: WindowAssignment, opts: list[Option
     for k, (w, opt) in enumerate(zip(ops, opts)):
         s, e = a.exec_start[k], a.exec_end[k]
         rigid = [(start, end, share) for op, start, end, share, owner in loads
-                 if (owner < 0 or owner > k) and (not problem.fluid or op in fixed_ops)]
+                 if (owner < 0 or owner > k) and not problem.fluid]
         used = sum(overlap(s, e, start, end) * share for start, end, share in rigid)
         if used > SHARE_SCALE * (e - s - opt.comm):
             errors.append(f"op {w.op}: communication does not fit next to overlapping loads")
@@ -162,21 +167,20 @@ def _interconnect(problem: WindowProblem, a: WindowAssignment, opts: list[Option
     import numpy as np
 
     from elk.noc import check_fluid
-    # fixed loads keep their constant share: what they use of an execution adds to its communication
     exec_s = np.array(a.exec_start, float)
     exec_e = np.array(a.exec_end, float)
     comm = np.array([o.comm for o in opts], float)
-    for k in range(len(ops)):
-        comm[k] += sum(overlap(a.exec_start[k], a.exec_end[k], start, end) * share
-                       for op, start, end, share, owner in loads
-                       if op in fixed_ops and (owner < 0 or owner > k)) / SHARE_SCALE
-    free = sorted((start, end, op) for op, start, end, _, _ in loads if op in placed and end > start)
+    work_cap = {op: (o.load_work, o.load_cap) for op, o in placed.items()}
+    # fixed loads: only the part from the origin on, with the work still to do there
+    work_cap.update({f.op: (f.work, f.cap) for f in problem.fixed})
+    free = sorted((max(start, 0) if op in fixed_ops else start, end, op) for op, start, end, _, _ in loads
+                  if (op in placed or op in fixed_ops) and end > max(start, 0) and work_cap[op][0] > 0)
     if not free:
         return errors
     la = np.array([x[0] for x in free], float)
     lb = np.array([x[1] for x in free], float)
-    work = np.array([placed[x[2]].load_work for x in free], float) / SHARE_SCALE
-    cap = np.array([placed[x[2]].load_cap for x in free], float) / SHARE_SCALE
+    work = np.array([work_cap[x[2]][0] for x in free], float) / SHARE_SCALE
+    cap = np.array([work_cap[x[2]][1] for x in free], float) / SHARE_SCALE
     verdict = check_fluid(exec_s, exec_e, comm, la, lb, work, work / np.maximum(cap, 1e-12), 1e-9)
     for k in verdict.bad_execs:
         errors.append(f"op {ops[int(k)].op}: communication does not fit next to overlapping loads")
@@ -199,17 +203,16 @@ def fluid_split(problem: WindowProblem, a: WindowAssignment) -> dict[tuple[int, 
     fixed_ops = {f.op for f in problem.fixed}
     opts = [w.options[c] for w, c in zip(problem.ops, a.choice)]
     comm = np.array([o.comm for o in opts], float)
-    for k in range(len(problem.ops)):
-        comm[k] += sum(overlap(a.exec_start[k], a.exec_end[k], start, end) * share
-                       for op, start, end, share, owner in loads
-                       if op in fixed_ops and (owner < 0 or owner > k)) / SHARE_SCALE
-    free = sorted((start, end, op) for op, start, end, _, _ in loads if op in placed and end > start)
+    work_cap = {op: (o.load_work, o.load_cap) for op, o in placed.items()}
+    work_cap.update({f.op: (f.work, f.cap) for f in problem.fixed})
+    free = sorted((max(start, 0) if op in fixed_ops else start, end, op) for op, start, end, _, _ in loads
+                  if (op in placed or op in fixed_ops) and end > max(start, 0) and work_cap[op][0] > 0)
     if not free:
         return {}
     la = np.array([x[0] for x in free], float)
     lb = np.array([x[1] for x in free], float)
-    work = np.array([placed[x[2]].load_work for x in free], float) / SHARE_SCALE
-    cap = np.array([placed[x[2]].load_cap for x in free], float) / SHARE_SCALE
+    work = np.array([work_cap[x[2]][0] for x in free], float) / SHARE_SCALE
+    cap = np.array([work_cap[x[2]][1] for x in free], float) / SHARE_SCALE
     prof = check_fluid(np.array(a.exec_start, float), np.array(a.exec_end, float), comm, la, lb, work,
                        work / np.maximum(cap, 1e-12), 1e-9).profile
     seg = np.diff(prof.time)

@@ -211,6 +211,7 @@ class WindowedSolver:
             ops.append(WindowOp(op=i, options=opts, load=status, latest_end=latest))
             hint_choice.append(k)
         fixed = []
+        left = self.work_left(state, first, origin) if self.fluid else {}
         for j in np.flatnonzero(committed[first:]) + first:
             row = int(entry[j])
             opt = self.option(int(j), row)
@@ -218,8 +219,9 @@ class WindowedSolver:
             if end <= 0:  # finished: only its waiting data matters
                 start = end = 0
             owner = int(j) - first if j < stop else -1
+            work = math.ceil(SHARE_SCALE * left.get(int(j), 0.0) - 1e-9) if end > 0 else 0
             fixed.append(FixedLoad(op=int(j), start=start, end=end, share=opt.load_share if end > start else 0,
-                                   cold=opt.cold, owner=owner))
+                                   cold=opt.cold, owner=owner, work=work, cap=opt.load_cap))
         future = [FutureLoad(op=j, option=self.option(j, int(ws.entry[j])),
                              latest_end=rel_ceil(ws.load_end[j] - lead) + slack) for j in future_ops]
         heuristic = window_end_ws - lead - origin
@@ -231,18 +233,35 @@ class WindowedSolver:
             en = max(st + ops[k].options[hint_choice[k]].time, rel_ceil(ws.exec_end[i] - lead))
             starts.append(st), ends.append(en)
             prev = en
-        load_start = {}
+        # loads in the warm start's channel order, each after the one before it and clear of the fixed loads'
+        # (whole-cycle) spans: rounding each end up and each start down would make neighbours overlap
+        opts_by_op = {op: x.options[hint_choice[k]] for k, op, x in zip(range(len(ops)), range(first, stop), ops)
+                      if x.load == "free"}
+        opts_by_op.update({f.op: f.option for f in future})
+        busy = sorted((f.start, f.end) for f in fixed if f.end > f.start)
+        load_start, load_end, prev_end = {}, {}, 0
+        for op in sorted(opts_by_op, key=lambda j: ws.load_start[j]):
+            opt = opts_by_op[op]
+            st = max(0, prev_end, rel_floor(ws.load_start[op] - lead))
+            length = max(opt.load_time, rel_ceil(ws.load_end[op] - lead) - st) if self.fluid else opt.load_time
+            for b0, b1 in busy:
+                if st < b1 and st + length > b0:
+                    st = b1
+            load_start[op] = st
+            if self.fluid:
+                load_end[op] = st + length
+            prev_end = st + length
+        # executions after their own loads (committed or new) and in order
+        prev = 0
         for k, i in enumerate(range(first, stop)):
-            if ops[k].load == "free":
-                load_start[i] = max(0, rel_floor(ws.load_start[i] - lead))
-        for f in future:
-            load_start[f.op] = max(0, rel_floor(ws.load_start[f.op] - lead))
-        load_end = {}
-        if self.fluid:  # a fluid load keeps its warm-start length (at least its shortest)
-            opts_by_op = {op: x.options[hint_choice[k]] for k, op, x in zip(range(len(ops)), range(first, stop), ops)}
-            opts_by_op.update({f.op: f.option for f in future})
-            for op, st in load_start.items():
-                load_end[op] = max(st + opts_by_op[op].load_time, rel_ceil(ws.load_end[op] - lead))
+            ready = [prev, starts[k]]
+            if i in load_start:
+                ready.append(load_start[i] + (load_end[i] - load_start[i] if i in load_end
+                                              else ops[k].options[hint_choice[k]].load_time))
+            ready += [f.end for f in fixed if f.owner == k]
+            starts[k] = max(ready)
+            ends[k] = max(ends[k], starts[k] + ops[k].options[hint_choice[k]].time)
+            prev = ends[k]
         hint = WindowAssignment(hint_choice, starts, ends, load_start, load_end)
         horizon = max([ends[-1]] + [f.latest_end for f in future] + [f.end for f in fixed]
                       + [x.latest_end for x in ops if x.latest_end is not None] + list(load_end.values())) + 1
@@ -256,6 +275,24 @@ class WindowedSolver:
         return solve_milp(built.problem, self.settings, built.hint)
 
     # -- the whole program ---------------------------------------------------------
+    def work_left(self, state: StitchState, first: int, origin: float) -> dict[int, float]:
+        """Interconnect work (cycles) each committed load still has to do after ``origin``, in the stitched
+        program's own fluid split (the simulator's, loads as early as they can: that split is valid for the
+        past, so the rest is what the window must leave room for)."""
+        sched = self.stitched(state, first)
+        verdict = simulate(self.w, sched)
+        prof = verdict.timeline.noc
+        if not verdict.valid or prof is None:
+            return {}
+        begin = min(float(sched.exec_start.min()), float(sched.load_start[self.w.has_load].min()))
+        t0, t1 = prof.time[:-1] + begin, prof.time[1:] + begin
+        done = np.clip(np.minimum(t1, origin) - t0, 0.0, None) * prof.load_share
+        chosen = self.w.chosen(sched.entry)["noc"]
+        out = {}
+        for j in np.flatnonzero(state.committed[first:]) + first:
+            out[int(j)] = max(0.0, float(chosen[j]) - float(done[prof.load_op == j].sum()))
+        return out
+
     def stitched(self, state: StitchState, commit: int) -> Schedule:
         """The whole program: what is decided up to ``commit``, then the warm start shifted by the lead."""
         ws, n = self.warm, len(self.w)
