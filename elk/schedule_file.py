@@ -216,10 +216,45 @@ def read_schedule(path: str | os.PathLike, workload: Workload) -> Schedule:
     return schedule_from_document(doc, path, workload)
 
 
+def translate(schedule: Schedule, source: Workload, target: Workload) -> Schedule | None:
+    """``schedule`` (built on ``source``) as a schedule of ``target``: same program, other chip knobs.
+
+    Plan-table rows are matched by the plans they name (spatial plan, hot and
+    cold temporal splits): tables built for more SRAM hold every plan of a
+    smaller SRAM's table (a Pareto-optimal plan stays so when larger ones are
+    added), and tables do not depend on HBM bandwidth at all. None if the
+    programs differ or a row has no counterpart. Times are kept; whether the
+    schedule holds on ``target`` is the simulator's to say.
+    """
+    if program_key(source.program) != program_key(target.program):
+        return None
+    if source.chip.plan_key() == target.chip.plan_key():
+        rows = schedule.entry.copy()
+    else:
+        rows = np.empty(len(schedule.entry), dtype=np.int64)
+        index: dict[int, dict] = {}
+        for i, (ts, tt) in enumerate(zip(source.tables, target.tables)):
+            if id(tt) not in index:
+                index[id(tt)] = {_plan_id(tt, r): r for r in range(len(tt))}
+            row = index[id(tt)].get(_plan_id(ts, int(schedule.entry[i])))
+            if row is None:
+                return None
+            rows[i] = row
+    return Schedule(schedule.design, rows, schedule.exec_start.copy(), schedule.exec_end.copy(),
+                    schedule.load_start.copy(), schedule.load_end.copy(), schedule.relaxation, schedule.info.copy())
+
+
+def _plan_id(table, row: int) -> tuple:
+    return (tuple(np.asarray(table.spatial[row]).ravel().tolist()),
+            tuple(np.asarray(table.hot_temporal[row]).ravel().tolist()),
+            tuple(np.asarray(table.cold_temporal[row]).ravel().tolist()))
+
+
 def _plain(value: Any) -> Any:
     """JSON-safe chip dict (enums and nested dataclass dicts as plain values)."""
     return json.loads(json.dumps(value, default=str))
 
 
 __all__ = ["ScheduleFileError", "write_schedule", "read_schedule", "check_schedule_file", "read_document",
-           "check_document", "schedule_from_document", "program_key", "file_label", "FORMAT", "VERSION"]
+           "check_document", "schedule_from_document", "program_key", "file_label", "translate", "FORMAT",
+           "VERSION"]

@@ -538,3 +538,22 @@ def test_dask_local_cluster(tmp_path):
     assert pids <= worker_pids
     again = run_study(pts, out, address="local", workers=1, progress=False)
     assert again.attrs["study"]["ran"] == 0
+
+
+@pytest.mark.solver
+def test_carried_schedules_keep_exact_curves_from_rising(tmp_path):
+    """Along HBM bandwidth and SRAM, each point's exact design may start from a dominated point's schedule."""
+    pts = grid(model="tiny", batch=4, seq=128, chip="ipu-mk2", designs="elk-dyn,milp", hbm_tbps=[1, 2, 4],
+               sram_kib=[96, 624], window=4, time_limit=2, workers=1)
+    df = run_study(pts, tmp_path / "out", workers=1, progress=False, carry=True)
+    exact = df[df.design == "milp"].sort_values(["sram_kib", "hbm_tbps"])
+    for _, chain in exact.groupby("sram_kib"):
+        lat = chain.latency_ms.to_numpy()
+        assert (lat[1:] <= lat[:-1] + 1e-12).all(), lat  # never rises with more bandwidth
+    big = exact[exact.sram_kib == 624].set_index("hbm_tbps").latency_ms
+    small = exact[exact.sram_kib == 96].set_index("hbm_tbps").latency_ms
+    assert (big <= small + 1e-12).all()  # nor with more SRAM
+    assert exact.warm_start.str.contains("@hbm_tbps=").any()  # some point did start from a carried schedule
+    # a rerun redoes nothing
+    again = run_study(pts, tmp_path / "out", workers=1, progress=False, carry=True)
+    assert again.attrs["study"]["ran"] == 0

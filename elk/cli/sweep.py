@@ -34,6 +34,9 @@ def add_sweep_parser(sub) -> None:
     p.add_argument("--out", default="elk-sweep", help="results folder (reused: finished points are skipped)")
     p.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core)")
     p.add_argument("--address", default=None, help="Dask scheduler address (tcp://host:8786) or 'local'")
+    p.add_argument("--carry", action="store_true",
+                   help="exact designs start from the best schedule of a point with less HBM bandwidth and SRAM "
+                        "(it carries over, so their curves never rise); runs the points in this process")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
 
@@ -114,7 +117,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise StudyError(f"--workers must be positive, got {args.workers}")
     points = grid(**axes)
     study = Study("sweep", points)
-    df = run_study(study, args.out, workers=args.workers, address=args.address, progress=not args.quiet)
+    if args.carry and args.address is not None:
+        raise StudyError("--carry runs the points in this process, chain by chain: it does not take --address")
+    df = run_study(study, args.out, workers=args.workers, address=args.address, progress=not args.quiet,
+                   carry=args.carry)
     print(sweep_table(df, varied))
     failures = failure_lines(df, varied)
     if failures:

@@ -150,7 +150,8 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
             mode: str = "decode", designs: str | Iterable[str] = "all",
             chip_overrides: Mapping[str, Any] | None = None, design_options: Mapping[str, Mapping] | None = None,
             placement: str | None = "heuristic", placement_time_limit: float = 10.0,
-            bound: str | None = "lp", bound_time_limit: float = 30.0) -> CompileResult:
+            bound: str | None = "lp", bound_time_limit: float = 30.0,
+            carry: Iterable[Schedule] = ()) -> CompileResult:
     """Build the model, its plan tables, and a schedule per design, each timed by the simulator.
 
     ``bound`` ("closed", "lp" (default), "milp" or None) proves a lower bound on
@@ -162,6 +163,11 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
     ``elk.schedule_file.read_schedule``), or by default the fastest strict
     schedule run before them. Each reports the one it used (``warm_start`` in
     its row, with ``warm_start_ms``).
+
+    ``carry``: schedules carried from elsewhere (a neighbouring point of a sweep
+    with less HBM bandwidth or SRAM; see elk.study). Those the simulator
+    accepts here compete with the heuristics as the exact designs' default warm
+    start, so an exact design is never slower than a schedule that carries over.
 
     With ``placement`` (an allocator: heuristic, cpsat or milp) every strict
     design's buffers also get SRAM addresses; a schedule whose buffers do not
@@ -202,6 +208,9 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
     bounds = compute_bounds(workload, bound, bound_time_limit) if bound is not None else None
     results: dict[str, DesignResult] = {}
     done: dict[str, Schedule] = {}
+    carried = [s for s in carry if simulate(workload, s).valid]
+    if carried:  # not a design of its own: only a candidate warm start
+        done["carried"] = min(carried, key=lambda s: simulate(workload, s).latency_cycles)
     for name in order:
         t0 = time.perf_counter()
         options = dict(design_options.get(name, {}))

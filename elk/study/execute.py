@@ -77,10 +77,14 @@ def build_tables(point: Point, table_workers: int | None = None) -> dict[str, An
             "host": socket.gethostname(), "pid": os.getpid()}
 
 
-def execute_point(point: Point, table_workers: int | None = None, after: Any = None) -> Record:
+def execute_point(point: Point, table_workers: int | None = None, after: Any = None,
+                  carry: tuple = (), keep_schedule: bool = False) -> Record:
     """Compile one point and return its record (see :mod:`elk.study.store`). Never raises an Exception.
 
     ``after`` is ignored: it only orders the task after its table task on Dask.
+    ``carry``: schedules from neighbouring points, offered to the exact designs
+    as warm starts (see :func:`run_carried`); ``keep_schedule`` stores the
+    point's fastest strict schedule in the record (``best_schedule``) for them.
     """
     import elk
     from elk.driver.api import compile as compile_model
@@ -99,7 +103,7 @@ def execute_point(point: Point, table_workers: int | None = None, after: Any = N
                       "python": platform.python_version(), "started_at": started}
     try:
         result = compile_model(point.model, chip=res.chip, batch=point.batch, seq=point.seq, mode=point.mode,
-                               designs=",".join(res.designs), design_options=res.design_options)
+                               designs=",".join(res.designs), design_options=res.design_options, carry=carry)
         rows = []
         for row in result.rows():
             records = result.designs[row["design"]].schedule.info.records
@@ -113,6 +117,14 @@ def execute_point(point: Point, table_workers: int | None = None, after: Any = N
                       compile_total_seconds=result.total_seconds,
                       hbm_bytes=float(result.workload.load_bytes.sum()),
                       hbm_bound_ms=result.workload.hbm_seconds() * 1e3, operators=len(result.program.ops))
+        if keep_schedule:
+            strict = [d for d in result.designs.values() if d.schedule.relaxation.strict and d.sim.valid]
+            if strict:
+                best = min(strict, key=lambda d: d.sim.latency_cycles)
+                s = best.schedule
+                record["best_schedule"] = {"design": best.name, "entry": s.entry.tolist(),
+                                           "exec_start": s.exec_start.tolist(), "exec_end": s.exec_end.tolist(),
+                                           "load_start": s.load_start.tolist(), "load_end": s.load_end.tolist()}
     except ElkError as exc:
         record.update(status="error", error=f"{type(exc).__name__}: {exc}", rows=_failure_rows(res.designs))
     except Exception as exc:  # a bug or resource exhaustion: kept, reported, and retried on the next run
@@ -205,6 +217,67 @@ class Dispatcher:
 
 
 # ---------------------------------------------------------------- runners
+#: knobs along which a schedule provably carries over: more HBM bandwidth or more SRAM
+CARRY_KNOBS = ("hbm_tbps", "sram_kib")
+
+
+def carry_chain(point: Point) -> str:
+    """Points equal in every knob but ``CARRY_KNOBS`` (one chain of a sweep)."""
+    import json
+    knobs = {k: v for k, v in point.resolved.knobs.items() if k not in CARRY_KNOBS}
+    return json.dumps(knobs, sort_keys=True, default=str)
+
+
+def run_carried(points: list[Point], stored: Callable[[Point], Record | None], on_record: OnRecord) -> None:
+    """Serially, in this process, each chain in order of (SRAM, HBM bandwidth), handing each point the best
+    schedules of the finished points it dominates (no more HBM bandwidth and no more SRAM).
+
+    A schedule valid with less bandwidth or SRAM stays valid with more (loads may
+    take longer than they must; the plans of a smaller SRAM's tables are in the
+    larger's), so the exact designs' curves along a chain never rise where a
+    schedule carries over. Points already stored lend their stored schedule.
+    """
+    from elk.graphs.zoo import build_program
+    from elk.schedule import Schedule
+    from elk.schedule_file import translate
+    from elk.workload import Workload
+
+    chains: OrderedDict[str, list[Point]] = OrderedDict()
+    for p in points:
+        chains.setdefault(carry_chain(p), []).append(p)
+    for chain in chains.values():
+        chain.sort(key=lambda p: tuple(p.resolved.knobs[k] for k in ("sram_kib", "hbm_tbps")))
+        finished: list[tuple[Point, Schedule, Workload]] = []
+        for p in chain:
+            program = build_program(p.model, batch=p.batch, seq=p.seq, mode=p.mode)
+            try:
+                here = Workload.build(program, p.resolved.chip)
+            except ElkError:
+                here = None
+            carry = []
+            if here is not None:
+                for q, sched, there in finished:
+                    if all(q.resolved.knobs[k] <= p.resolved.knobs[k] for k in CARRY_KNOBS):
+                        moved = translate(sched, there, here)
+                        if moved is not None:
+                            carry.append(moved)
+            record = stored(p)
+            # a point stored without carrying (no schedule kept) is redone with it
+            if record is None or record.get("status") == "crash" or \
+                    (record.get("status") == "ok" and "best_schedule" not in record):
+                record = execute_point(p, carry=tuple(carry), keep_schedule=True)
+                on_record(p, record)
+            best = record.get("best_schedule")
+            if best and here is not None:
+                name = f"{best['design']}@{_label(p)}"
+                finished.append((p, Schedule(name, best["entry"], best["exec_start"], best["exec_end"],
+                                             best["load_start"], best["load_end"]), here))
+
+
+def _label(p: Point) -> str:
+    return ",".join(f"{k}={p.resolved.knobs[k]:g}" for k in CARRY_KNOBS)
+
+
 def run_serial(points: list[Point], on_record: OnRecord) -> None:
     """In this process, one after another (workers=1): simplest, and tables build on every core."""
     for p in Plan.of(points).serial():

@@ -105,13 +105,16 @@ class RunReport:
 
 
 def run_study(study_or_points: Study | Iterable[Point], out_dir: str | os.PathLike, *, workers: int | None = None,
-              address: str | None = None, progress: bool = True, retry_errors: bool = False):
+              address: str | None = None, progress: bool = True, retry_errors: bool = False, carry: bool = False):
     """Run the study's missing points, store each as it finishes, return its result table.
 
     ``workers``: local processes (default: one per core; 1 = in this process).
     ``address``: a Dask scheduler (``tcp://host:port``) or ``"local"``: run there instead.
     ``retry_errors``: also redo points stored as "error" (inputs elk rejected; final by default).
     Crashed points (anything but an ElkError) are always redone.
+    ``carry``: along every chain of points that differ only in HBM bandwidth and SRAM, each point's exact
+    designs may start from the best schedule of a point with less of both (it carries over), so their
+    curves never rise where it does; runs in this process, chain by chain (see elk.study.execute.run_carried).
     """
     study = study_or_points if isinstance(study_or_points, Study) else Study("study", list(study_or_points))
     store = PointStore(out_dir)
@@ -149,7 +152,16 @@ def run_study(study_or_points: Study | Iterable[Point], out_dir: str | os.PathLi
         report.table_tasks.append((info["group"], info["seconds"], info.get("cpu_seconds", 0.0)))
 
     try:
-        if todo:
+        if carry:
+            from elk.study import execute as study_exec
+
+            def stored(p: Point):
+                try:
+                    return store.read(p.key())
+                except CorruptPoint:
+                    return None
+            study_exec.run_carried(list(study.points), stored, on_record)
+        elif todo:
             from elk.study import execute as study_exec
             if address is not None:
                 study_exec.run_dask(todo, address, workers, on_record, on_tables)
