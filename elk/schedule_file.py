@@ -26,13 +26,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from elk.atomic import write_text
 from elk.chip import Chip
 from elk.errors import ElkError
 from elk.ir import Program
@@ -88,23 +87,10 @@ def write_schedule(path: str | os.PathLike, workload: Workload, schedule: Schedu
            "load_start": [float(x) for x in load_start], "load_end": [float(x) for x in load_end]}
     text = json.dumps(doc, allow_nan=False)
     target = Path(path)
-    tmp = None
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # a name no other writer uses, created with the usual mode (not mkstemp's 0600)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
-        with open(tmp, "x", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-        tmp = None
+        write_text(target, text)
     except OSError as exc:
         raise ScheduleFileError(f"cannot write schedule file {target}: {exc.strerror or exc}") from None
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
     return target
 
 

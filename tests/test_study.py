@@ -392,27 +392,27 @@ def test_two_identical_sweeps_into_one_folder(tmp_path):
 def test_folder_unwritable_mid_sweep_is_one_line_and_resumes(tmp_path, capsys, monkeypatch):
     """The points folder refuses new files after the first point (a read-only remount, a full quota): one
     line naming the folder, exit status 2; the finished point stays, and a rerun resumes from it."""
-    from elk.study import store as study_store
+    from elk import atomic
     out = tmp_path / "sweep"
     argv = ["sweep", "--model", "tiny", "--batch", "4", "--seq", "128", "--chip", "ipu-mk2",
             "--vary", "hbm_tbps=4:8:2", "--designs", "elk-dyn,ideal", "--out", str(out), "--workers", "1", "--quiet"]
-    real = study_store.tempfile.mkstemp
     made = []
 
-    def refusing(*args, dir=None, **kwargs):
-        if dir is not None and Path(dir) == out / "points" and not str(kwargs.get("prefix", "")).startswith(".probe"):
-            made.append(dir)
+    def refusing(file, *args, **kwargs):  # every atomic write opens its temporary file through this name
+        if Path(file).parent == out / "points":
+            made.append(file)
             if len(made) > 1:
                 raise PermissionError(13, "Permission denied")
-        return real(*args, dir=dir, **kwargs)
+        return open(file, *args, **kwargs)
 
-    monkeypatch.setattr(study_store.tempfile, "mkstemp", refusing)
+    monkeypatch.setattr(atomic, "open", refusing, raising=False)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"elk: error: cannot write to the output folder {out}: Permission denied"), err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert len(files(out)) == 1
-    monkeypatch.setattr(study_store.tempfile, "mkstemp", real)
+    assert not list((out / "points").glob(".*.tmp"))  # the refused write left no temporary file behind
+    monkeypatch.delattr(atomic, "open")
     assert main(argv) == 0
     assert "(2 run now, 1 already done)" in capsys.readouterr().out
 

@@ -17,14 +17,13 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-import threading
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from tqdm import tqdm
 
+from elk.atomic import replacing, write_text
 from elk.study.point import KNOBS, PAPER, SCHEMA_VERSION, Point, StudyError
 from elk.study.store import CorruptPoint, PointStore, folder_lock
 
@@ -242,35 +241,15 @@ def write_frame(df, path: Path) -> Path:
         path = path.with_name(path.name + (".parquet" if have_arrow else ".csv"))
     if path.suffix == ".parquet" and not have_arrow:
         raise StudyError(f"{path}: Parquet needs pyarrow (pip install pyarrow), or ask for a .csv")
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _unique_temp(path)
-        if path.suffix == ".parquet":
-            df.to_parquet(tmp, index=False)
-        else:
-            df.to_csv(tmp, index=False)
-        with folder_lock(path.parent):
-            os.replace(tmp, path)
-        tmp = None
+        with replacing(path, lock=folder_lock(path.parent)) as tmp:
+            if path.suffix == ".parquet":
+                df.to_parquet(tmp, index=False)
+            else:
+                df.to_csv(tmp, index=False)
     except OSError as exc:
         raise StudyError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if tmp is not None:
-            _remove(tmp)
     return path
-
-
-def _unique_temp(path: Path) -> Path:
-    """A temporary name next to ``path`` that no other process or thread uses (created with the usual mode)."""
-    return path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}.tmp")
-
-
-def _remove(path: str | os.PathLike) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def _write_manifest(store: PointStore, study: Study) -> None:
@@ -280,16 +259,8 @@ def _write_manifest(store: PointStore, study: Study) -> None:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in study.name)
     text = json.dumps({"name": study.name, "schema": SCHEMA_VERSION,
                        "points": [{"key": p.key(), **p.inputs()} for p in study.points]}, indent=1)
-    tmp = None
     try:
         folder.mkdir(exist_ok=True)
-        tmp = _unique_temp(folder / f"{safe}.json")  # unique: runs into one folder may race
-        tmp.write_text(text, encoding="utf-8")
-        with store.lock():
-            os.replace(tmp, folder / f"{safe}.json")
-        tmp = None
+        write_text(folder / f"{safe}.json", text, lock=store.lock())
     except OSError as exc:
         raise StudyError(f"cannot write the study manifest in {folder}: {exc.strerror or exc}") from None
-    finally:
-        if tmp is not None:
-            _remove(tmp)

@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
+from elk.atomic import write_text
 from elk.study.point import SCHEMA_VERSION, StudyError
 
 LOCK_NAME = ".elk.lock"
@@ -67,25 +68,11 @@ class PointStore:
         """Store one point's record atomically (temporary file + fsync + rename under the folder lock)."""
         final = self.path(record["key"])
         text = json.dumps(record, indent=1, allow_nan=False)
-        tmp = None
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.points, prefix=f".{record['key']}-", suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            with self.lock():
-                os.replace(tmp, final)
-            tmp = None
+            write_text(final, text, lock=self.lock(), durable=True)
         except OSError as exc:
             raise StudyError(f"cannot write to the output folder {self.root}: {exc.strerror or exc} (every point "
                              "finished before is stored; make the folder writable and rerun to resume)") from None
-        finally:
-            if tmp is not None:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
         return final
 
     def read(self, key: str) -> dict[str, Any] | None:

@@ -164,29 +164,37 @@ def _interconnect(problem: WindowProblem, a: WindowAssignment, opts: list[Option
             errors.append(f"op {w.op}: communication does not fit next to overlapping loads")
     if not problem.fluid or errors or not channel_ok:
         return errors
-    import numpy as np
-
-    from elk.noc import check_fluid
-    exec_s = np.array(a.exec_start, float)
-    exec_e = np.array(a.exec_end, float)
-    comm = np.array([o.comm for o in opts], float)
-    work_cap = {op: (o.load_work, o.load_cap) for op, o in placed.items()}
-    # fixed loads: only the part from the origin on, with the work still to do there
-    work_cap.update({f.op: (f.work, f.cap) for f in problem.fixed})
-    free = sorted((max(start, 0) if op in fixed_ops else start, end, op) for op, start, end, _, _ in loads
-                  if (op in placed or op in fixed_ops) and end > max(start, 0) and work_cap[op][0] > 0)
-    if not free:
+    free, verdict = _fluid_check(problem, a, opts, loads, placed)
+    if verdict is None:
         return errors
-    la = np.array([x[0] for x in free], float)
-    lb = np.array([x[1] for x in free], float)
-    work = np.array([work_cap[x[2]][0] for x in free], float) / SHARE_SCALE
-    cap = np.array([work_cap[x[2]][1] for x in free], float) / SHARE_SCALE
-    verdict = check_fluid(exec_s, exec_e, comm, la, lb, work, work / np.maximum(cap, 1e-12), 1e-9)
     for k in verdict.bad_execs:
         errors.append(f"op {ops[int(k)].op}: communication does not fit next to overlapping loads")
     for j in verdict.bad_loads[:1]:
         errors.append(f"load of op {free[int(j)][2]} cannot move its interconnect work in its interval")
     return errors
+
+
+def _fluid_check(problem: WindowProblem, a: WindowAssignment, opts: list[Option], loads, placed):
+    """elk.noc's exact fluid check on the window: its free, future and committed loads (the committed ones
+    from the origin on, with the work they still have to do) against its executions. (loads, verdict), or
+    (loads, None) when no load has work."""
+    import numpy as np
+
+    from elk.noc import check_fluid
+    fixed_ops = {f.op for f in problem.fixed}
+    work_cap = {op: (o.load_work, o.load_cap) for op, o in placed.items()}
+    work_cap.update({f.op: (f.work, f.cap) for f in problem.fixed})
+    free = sorted((max(start, 0) if op in fixed_ops else start, end, op) for op, start, end, _, _ in loads
+                  if (op in placed or op in fixed_ops) and end > max(start, 0) and work_cap[op][0] > 0)
+    if not free:
+        return free, None
+    la = np.array([x[0] for x in free], float)
+    lb = np.array([x[1] for x in free], float)
+    work = np.array([work_cap[x[2]][0] for x in free], float) / SHARE_SCALE
+    cap = np.array([work_cap[x[2]][1] for x in free], float) / SHARE_SCALE
+    comm = np.array([o.comm for o in opts], float)
+    return free, check_fluid(np.array(a.exec_start, float), np.array(a.exec_end, float), comm, la, lb, work,
+                             work / np.maximum(cap, 1e-12), 1e-9)
 
 
 def fluid_split(problem: WindowProblem, a: WindowAssignment) -> dict[tuple[int, int], float]:
@@ -196,25 +204,11 @@ def fluid_split(problem: WindowProblem, a: WindowAssignment) -> dict[tuple[int, 
     position, program op). Used to complete warm starts of the fluid models.
     """
     import numpy as np
-
-    from elk.noc import check_fluid
-    loads = loads_of(problem, a)
-    placed = placed_options(problem, a)
-    fixed_ops = {f.op for f in problem.fixed}
     opts = [w.options[c] for w, c in zip(problem.ops, a.choice)]
-    comm = np.array([o.comm for o in opts], float)
-    work_cap = {op: (o.load_work, o.load_cap) for op, o in placed.items()}
-    work_cap.update({f.op: (f.work, f.cap) for f in problem.fixed})
-    free = sorted((max(start, 0) if op in fixed_ops else start, end, op) for op, start, end, _, _ in loads
-                  if (op in placed or op in fixed_ops) and end > max(start, 0) and work_cap[op][0] > 0)
-    if not free:
+    free, verdict = _fluid_check(problem, a, opts, loads_of(problem, a), placed_options(problem, a))
+    if verdict is None:
         return {}
-    la = np.array([x[0] for x in free], float)
-    lb = np.array([x[1] for x in free], float)
-    work = np.array([work_cap[x[2]][0] for x in free], float) / SHARE_SCALE
-    cap = np.array([work_cap[x[2]][1] for x in free], float) / SHARE_SCALE
-    prof = check_fluid(np.array(a.exec_start, float), np.array(a.exec_end, float), comm, la, lb, work,
-                       work / np.maximum(cap, 1e-12), 1e-9).profile
+    prof = verdict.profile
     seg = np.diff(prof.time)
     mid = prof.time[:-1] + seg / 2
     out: dict[tuple[int, int], float] = {}

@@ -37,8 +37,7 @@ def solve_brute_force(problem: WindowProblem, limit: int = 2_000_000) -> tuple[W
         raise ValueError(f"{count:,} candidates: too many to enumerate (limit {limit:,})")
     fixed_end = {f.owner: f.end for f in problem.fixed if f.owner >= 0}
     busy = sorted((f.start, f.end) for f in problem.fixed if f.end > f.start)
-    best: WindowAssignment | None = None
-    best_value = None
+    best = _Best()
     judged = 0
     for choice in product(*(range(len(w.options)) for w in ops)):
         opts = [w.options[c] for w, c in zip(ops, choice)]
@@ -52,12 +51,8 @@ def solve_brute_force(problem: WindowProblem, limit: int = 2_000_000) -> tuple[W
                 if a is None:
                     continue
                 a.choice = list(choice)
-                if check(problem, a):
-                    continue
-                value = a.objective(problem)
-                if best_value is None or value < best_value:
-                    best, best_value = a, value
-    return best, judged
+                best.consider(problem, a)
+    return best.assignment, judged
 
 
 def _times(problem, opts, keys, waits, sizes, fixed_end, busy) -> WindowAssignment | None:
@@ -129,8 +124,7 @@ def solve_exhaustive(problem: WindowProblem, limit: int = 3_000_000) -> tuple[Wi
     loads = [(k, w.op) for k, w in enumerate(ops) if w.load == "free"] + [(-1, f.op) for f in problem.future]
     future = {f.op: f for f in problem.future}
     H = problem.horizon
-    best: WindowAssignment | None = None
-    best_value = None
+    best = _Best()
     judged = 0
 
     def execs(k: int, prev: int, starts: list, ends: list, opts):
@@ -172,10 +166,20 @@ def solve_exhaustive(problem: WindowProblem, limit: int = 3_000_000) -> tuple[Wi
                 judged += 1
                 if judged > limit:
                     raise ValueError(f"more than {limit:,} candidates: too many to enumerate")
-                a = WindowAssignment(list(choice), starts, ends, got, ends_of)
-                if check(problem, a):
-                    continue
-                value = a.objective(problem)
-                if best_value is None or value < best_value:
-                    best, best_value = a, value
-    return best, judged
+                best.consider(problem, WindowAssignment(list(choice), starts, ends, got, ends_of))
+    return best.assignment, judged
+
+
+class _Best:
+    """The best feasible assignment seen so far (``check`` judges, the window objective ranks)."""
+
+    def __init__(self) -> None:
+        self.assignment: WindowAssignment | None = None
+        self.value: int | None = None
+
+    def consider(self, problem: WindowProblem, a: WindowAssignment) -> None:
+        if check(problem, a):
+            return
+        value = a.objective(problem)
+        if self.value is None or value < self.value:
+            self.assignment, self.value = a, value
