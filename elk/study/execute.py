@@ -103,17 +103,22 @@ def execute_point(point: Point, table_workers: int | None = None, after: Any = N
                       "python": platform.python_version(), "started_at": started}
     try:
         result = compile_model(point.model, chip=res.chip, batch=point.batch, seq=point.seq, mode=point.mode,
-                               designs=",".join(res.designs), design_options=res.design_options, carry=carry)
+                               designs=",".join(res.designs), design_options=res.design_options, carry=carry,
+                               bound=res.bound, bound_time_limit=res.bound_time_limit)
         rows = []
         for row in result.rows():
             records = result.designs[row["design"]].schedule.info.records
             if records:
                 row.update(_solver_columns(window_summary(records)))
             rows.append(row)
-        best = result.bound  # the default bound level (lp): every row's gap_to_bound is certified against it
+        best = result.bound  # at the point's bound level: every row's gap_to_bound is certified against it
         record.update(status="ok", error=None, rows=rows, table_seconds=result.table_seconds,
                       bound_ms=best.ms if best is not None else None, bound_name=best.name if best else None,
                       bound_seconds=result.bounds.seconds if result.bounds is not None else None,
+                      # every family computed (the best is bound_ms / bound_name): which binds, by how much
+                      bounds=[{"name": b.name, "ms": b.ms, "status": b.status, "seconds": b.seconds}
+                              for b in (result.bounds.bounds if result.bounds is not None else [])],
+                      bound_warnings=list(result.bounds.warnings) if result.bounds is not None else [],
                       compile_total_seconds=result.total_seconds,
                       hbm_bytes=float(result.workload.load_bytes.sum()),
                       hbm_bound_ms=result.workload.hbm_seconds() * 1e3, operators=len(result.program.ops))

@@ -34,9 +34,17 @@ TOPOLOGY_KINDS = ("all-to-all", "mesh")
 
 #: Knobs whose value is a positive integer / a positive number.
 INT_KNOBS = ("batch", "seq", "cores", "window", "workers")
-FLOAT_KNOBS = ("sram_kib", "hbm_tbps", "noc_scale", "noc_tbps", "compute_scale", "time_limit")
+FLOAT_KNOBS = ("sram_kib", "hbm_tbps", "noc_scale", "noc_tbps", "compute_scale", "time_limit",
+               "periodic_time_limit", "bound_time_limit")
 #: Solver settings: they only reach the exact designs, so they are dropped from the key otherwise.
-SOLVER_KNOBS = ("window", "time_limit", "workers", "seed", "milp_solver")
+SOLVER_KNOBS = ("window", "time_limit", "workers", "seed", "milp_solver", "periodic_time_limit")
+#: Knobs added after schema 2's keys were first stored: hashed only when set, so older points keep their keys.
+LATE_KNOBS = ("periodic_time_limit",)
+#: The proven lower bound every point computes unless its ``bound`` / ``bound_time_limit`` say otherwise
+#: (elk.compile's defaults); like the late knobs, hashed only when they differ from these.
+DEFAULT_BOUND = "lp"
+DEFAULT_BOUND_TIME_LIMIT = 30.0
+BOUND_LEVELS = ("closed", "lp", "milp")
 
 
 class StudyError(ElkError):
@@ -71,6 +79,12 @@ class Point:
     workers: int | None = None
     seed: int | None = None
     milp_solver: str | None = None
+    #: seconds for the periodic design's CP-SAT model; None = ``time_limit`` (which the windows use)
+    periodic_time_limit: float | None = None
+    #: the proven lower bound computed with the point: "closed", "lp" or "milp" (None = lp, elk.compile's default)
+    bound: str | None = None
+    #: seconds for the bound's solvers (None = 30, elk.compile's default)
+    bound_time_limit: float | None = None
     _resolved: "Resolved" = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -94,7 +108,7 @@ class Point:
         parts = [k["model"], k["mode"] if k["mode"] != "decode" else "", f"b{k['batch']}", f"s{k['seq']}",
                  self.chip if self.chip != "ipu-pod4" else ""]
         for name in ("cores", "sram_kib", "hbm_tbps", "noc_scale", "noc_tbps", "compute_scale", "topology", "mesh",
-                     "load_model"):
+                     "load_model", "bound"):
             value = getattr(self, name)
             if value is not None:
                 parts.append(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}")
@@ -127,6 +141,9 @@ class Resolved:
     knobs: dict
     #: Chip.plan_key() plus the program inputs: points sharing it share plan tables
     table_group: str
+    #: the lower bound level and its time limit (elk.compile's ``bound``, ``bound_time_limit``)
+    bound: str = DEFAULT_BOUND
+    bound_time_limit: float = DEFAULT_BOUND_TIME_LIMIT
 
 
 def _resolve(p: Point) -> Resolved:
@@ -149,14 +166,22 @@ def _resolve(p: Point) -> Resolved:
         raise StudyError(f"unknown milp_solver {p.milp_solver!r} (known: {', '.join(MILP_BACKENDS)})")
     if p.noc_scale is not None and p.noc_tbps is not None:
         raise StudyError("give noc_scale or noc_tbps, not both (they are the same knob)")
+    if p.bound is not None and p.bound not in BOUND_LEVELS:
+        raise StudyError(f"unknown bound {p.bound!r} (known: {', '.join(BOUND_LEVELS)})")
+    bound = p.bound or DEFAULT_BOUND
+    bound_time_limit = float(p.bound_time_limit or DEFAULT_BOUND_TIME_LIMIT)
     chip = _chip(p)
     designs = _designs(p.designs)
     exact = [d for d in designs if d in EXACT_DESIGNS]
     solver = {k: (getattr(p, k) if exact else None) for k in SOLVER_KNOBS}
+    if "periodic" not in exact:
+        solver["periodic_time_limit"] = None
     options: dict = {}
     for name in exact:
         names = ("time_limit", "workers", "seed") + (("window",) if name in WINDOW_DESIGNS else ())
         opts = {k: solver[k] for k in names if solver[k] is not None}
+        if name == "periodic" and solver["periodic_time_limit"] is not None:
+            opts["time_limit"] = solver["periodic_time_limit"]
         if name == "milp" and solver["milp_solver"] is not None:
             opts["backend"] = solver["milp_solver"]
         options[name] = opts
@@ -172,13 +197,18 @@ def _resolve(p: Point) -> Resolved:
              "compute_scale": chip.compute_scale, "topology": topo.kind,
              "mesh": f"{topo.rows}x{topo.cols}" if topo.kind == "mesh" else None,
              "load_model": chip.load_model.value,
-             "designs": "paper" if designs == PAPER else ",".join(designs), **solver}
+             "designs": "paper" if designs == PAPER else ",".join(designs), **solver,
+             "bound": bound, "bound_time_limit": bound_time_limit}
+    hashed_solver = {k: v for k, v in solver.items() if k not in LATE_KNOBS or v is not None}
     canonical = {"schema": SCHEMA_VERSION, "model": model["config"], "mode": mode, "batch": p.batch, "seq": seq,
-                 "chip": _jsonable_chip(chip), "designs": list(designs), "solver": solver}
+                 "chip": _jsonable_chip(chip), "designs": list(designs), "solver": hashed_solver}
+    if (bound, bound_time_limit) != (DEFAULT_BOUND, DEFAULT_BOUND_TIME_LIMIT):
+        canonical["bound"] = [bound, bound_time_limit]
     key = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()[:20]
     group = json.dumps([model["config"], mode, p.batch, seq, repr(chip.plan_key())], sort_keys=True)
     return Resolved(key=key, chip=chip, model_name=model["name"], designs=designs, design_options=options,
-                    knobs=knobs, table_group=hashlib.sha256(group.encode()).hexdigest()[:16])
+                    knobs=knobs, table_group=hashlib.sha256(group.encode()).hexdigest()[:16], bound=bound,
+                    bound_time_limit=bound_time_limit)
 
 
 def _check_int(name: str, value: Any, optional: bool) -> None:
