@@ -57,14 +57,19 @@ def line_panels(table: pd.DataFrame, *, rows: str | None, cols: str, x: str, y: 
 
 
 def grouped_bars(ax, table: pd.DataFrame, *, group: Sequence[str], y: str, designs: Sequence[str] | None = None,
-                 group_label: Callable[[tuple], str] | None = None) -> None:
-    """Bars of ``y``: one cluster per value of the ``group`` columns, one bar per design inside it."""
+                 group_label: Callable[[tuple], str] | None = None, overlay: str | None = None,
+                 overlay_label: str = "") -> None:
+    """Bars of ``y``: one cluster per value of the ``group`` columns, one bar per design inside it.
+
+    ``overlay``: another column drawn as a short black tick across each bar (where it has a value).
+    """
     if table.empty:
         return
     chosen = style.ordered(designs if designs is not None else table["design"].unique())
     groups = table[list(group)].drop_duplicates().sort_values(list(group)).itertuples(index=False, name=None)
     groups = list(groups)
     width = 0.8 / max(len(chosen), 1)
+    ticks_x, ticks_y = [], []
     for k, design in enumerate(chosen):
         xs, ys = [], []
         for g, key in enumerate(groups):
@@ -74,8 +79,18 @@ def grouped_bars(ax, table: pd.DataFrame, *, group: Sequence[str], y: str, desig
             if match.any():
                 xs.append(g - 0.4 + width * (k + 0.5))
                 ys.append(float(table.loc[match, y].iloc[0]))
+                if overlay is not None and overlay in table:
+                    value = float(table.loc[match, overlay].iloc[0])
+                    if value == value:
+                        ticks_x.append(xs[-1])
+                        ticks_y.append(value)
         if xs:
             ax.bar(xs, ys, width=width, color=style.COLOURS.get(design), label=style.label(design))
+    if ticks_x:
+        from matplotlib import patheffects
+        ax.scatter(ticks_x, ticks_y, marker="_", s=max(20.0, 300.0 * width), color="black", linewidths=1.4,
+                   label=overlay_label or overlay, zorder=3,
+                   path_effects=[patheffects.withStroke(linewidth=3.0, foreground="white")])
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels([group_label(g) if group_label else "/".join(map(str, g)) for g in groups], fontsize=7)
     ax.tick_params(axis="y", labelsize=7)

@@ -28,10 +28,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     level = parser.add_mutually_exclusive_group()
     level.add_argument("--quick", action="store_true", help="a small subset that runs in a few minutes")
     level.add_argument("--smoke", action="store_true", help="the tiny model only, seconds (tests, CI)")
-    parser.add_argument("--exact", action="store_true", help="add exact window solvers at a few points per figure")
-    parser.add_argument("--exact-designs", default="cpsat,milp", help="exact designs to add (default cpsat,milp)")
-    parser.add_argument("--time-limit", type=float, default=5.0, help="exact designs: seconds per window (5)")
-    parser.add_argument("--window", type=int, default=8, help="exact designs: operators per window (8)")
+    parser.add_argument("--load-model", choices=("fluid", "rigid"), default="fluid",
+                        help="load model of every point (default fluid); Fig. 17 also runs the other, heuristics only")
+    parser.add_argument("--exact", action="store_true", help="add exact designs at a few points per figure")
+    parser.add_argument("--exact-designs", default="periodic,milp",
+                        help="exact designs to add, run in the order periodic, cpsat, milp, each from the fastest "
+                             "schedule before it (default periodic,milp)")
+    parser.add_argument("--periodic-time-limit", type=float, default=30.0,
+                        help="periodic design: seconds for its CP-SAT model (30)")
+    parser.add_argument("--time-limit", type=float, default=5.0, help="window designs: seconds per window (5)")
+    parser.add_argument("--window", type=int, default=8, help="window designs: operators per window (8)")
     parser.add_argument("--solver-workers", type=int, default=2, help="exact designs: solver threads (2)")
     parser.add_argument("--workers", type=int, default=None, help="points compiled at once (runner default)")
     parser.add_argument("--address", default=None, help="run points on this runner address (see elk.study)")
@@ -42,7 +48,8 @@ def options(args: argparse.Namespace) -> Options:
     level = "quick" if args.quick else "smoke" if args.smoke else "full"
     designs = tuple(d.strip() for d in args.exact_designs.split(",") if d.strip())
     return Options(level=level, exact=args.exact, exact_designs=designs, time_limit=args.time_limit,
-                   window=args.window, solver_workers=args.solver_workers)
+                   window=args.window, solver_workers=args.solver_workers,
+                   periodic_time_limit=args.periodic_time_limit, load_model=args.load_model)
 
 
 def run_points(specs: Sequence[FigureSpec], out: Path, opts: Options, *, workers: int | None = None,

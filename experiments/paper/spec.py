@@ -5,6 +5,10 @@ Every figure module declares one :class:`FigureSpec`. The sweep is a list of
 configuration declared by two figures (Fig. 18 inside Fig. 17, Fig. 20 inside
 Fig. 19, ...) is run once; :func:`sweep` still spells every chip knob out, so
 the stored manifests say exactly what each figure swept.
+
+Every point runs under one load model (``Options.load_model``, fluid by
+default); a figure that compares load models (Fig. 17) also runs its points
+under the other one, heuristics only (:meth:`FigureSpec.variant_points`).
 """
 from __future__ import annotations
 
@@ -25,32 +29,47 @@ CHIP = "ipu-pod4"
 DEFAULTS = {"mode": "decode", "batch": 32, "seq": 2048, "chip": CHIP, "cores": 5888, "hbm_tbps": 16.0,
             "noc_scale": 1.0, "compute_scale": 1.0, "topology": "all-to-all"}
 #: The columns that identify a configuration (a point without its designs and solver settings).
-CONFIG = ("model", "mode", "batch", "seq", "cores", "hbm_tbps", "noc_scale", "compute_scale", "topology")
+CONFIG = ("model", "mode", "batch", "seq", "cores", "hbm_tbps", "noc_scale", "compute_scale", "topology",
+          "load_model")
 LLMS = ("llama2-13b", "llama2-70b", "opt-30b", "gemma2-27b")
 TOPOLOGIES = ("all-to-all", "mesh")
 LEVELS = ("full", "quick", "smoke")
+LOAD_MODELS = ("fluid", "rigid")
 
 
 @dataclass(frozen=True)
 class Options:
-    """How a study is run: which grid level, and whether exact designs are added.
+    """How a study is run: which grid level, the load model, and whether exact designs are added.
 
     ``full`` is the paper's sweep; ``quick`` a small subset of real models that
     runs in minutes; ``smoke`` the tiny model only (seconds: tests and CI).
+    The exact designs run in the order periodic, cpsat, milp, each warm-started
+    from the fastest schedule run before it in the same point (the best
+    heuristic, then periodic).
     """
 
     level: str = "full"
     exact: bool = False
-    exact_designs: tuple[str, ...] = ("cpsat", "milp")
-    #: Per-window limit, window size and solver threads of the exact designs.
+    exact_designs: tuple[str, ...] = ("periodic", "milp")
+    #: Per-window limit, window size and solver threads of the window designs (cpsat, milp).
     time_limit: float = 5.0
     window: int = 8
     solver_workers: int = 2
     seed: int = 0
+    #: The periodic design's CP-SAT time limit (seconds).
+    periodic_time_limit: float = 30.0
+    #: The load model every figure runs under (Fig. 17 also runs the other one, heuristics only).
+    load_model: str = "fluid"
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
             raise ValueError(f"unknown grid level {self.level!r} (known: {', '.join(LEVELS)})")
+        if self.load_model not in LOAD_MODELS:
+            raise ValueError(f"unknown load model {self.load_model!r} (known: {', '.join(LOAD_MODELS)})")
+
+    @property
+    def other_load_model(self) -> str:
+        return next(m for m in LOAD_MODELS if m != self.load_model)
 
     def pick(self, full, quick, smoke):
         """The value for this level (figure grids are written as ``opts.pick(full, quick, smoke)``)."""
@@ -68,10 +87,22 @@ def point(model: str, **knobs) -> Point:
 
 
 def exact_point(base: Point, opts: Options) -> Point:
-    """The same configuration with the exact window solvers (warm-started from ELK-Full) and Ideal for % of Ideal."""
-    designs = ",".join(("elk-full", "ideal", *opts.exact_designs))
+    """The same configuration with the paper's designs and the exact ones after them.
+
+    The heuristics run first, then the exact designs in registry order
+    (periodic, cpsat, milp), each starting from the fastest schedule run before
+    it; so an exact design's gain over the best heuristic is measured inside
+    one point, against the schedule it started from (or improved on).
+    """
+    designs = ",".join(("paper", *opts.exact_designs))
+    periodic = opts.periodic_time_limit if "periodic" in opts.exact_designs else None
     return dataclasses.replace(base, designs=designs, window=opts.window, time_limit=opts.time_limit,
-                               workers=opts.solver_workers, seed=opts.seed)
+                               workers=opts.solver_workers, seed=opts.seed, periodic_time_limit=periodic,
+                               load_model=opts.load_model)
+
+
+def with_load_model(points: Iterable[Point], load_model: str) -> list[Point]:
+    return [dataclasses.replace(p, load_model=load_model) for p in points]
 
 
 def sweep(models: Iterable[str], **axes) -> list[Point]:
@@ -101,6 +132,9 @@ class FigureSpec:
     ``table`` turns the figure's result rows (heuristic and exact, failures
     removed) into the tidy table written as ``<name>.csv``; ``draw`` plots that
     table; ``summary`` condenses it to a few lines for the report.
+    ``compare_load_models``: the heuristic sweep also runs under the other load
+    model; those rows reach ``table`` marked ``variant`` (True), for it to set
+    beside the main ones (Fig. 17's rigid-vs-fluid columns).
     """
 
     name: str
@@ -111,9 +145,16 @@ class FigureSpec:
     draw: Callable[[pd.DataFrame], object]
     summary: Callable[[pd.DataFrame], pd.DataFrame]
     notes: str = ""
+    compare_load_models: bool = False
 
     def heuristic_points(self, opts: Options) -> list[Point]:
-        return unique(self.points(opts))
+        return unique(with_load_model(self.points(opts), opts.load_model))
+
+    def variant_points(self, opts: Options) -> list[Point]:
+        """The heuristic sweep under the other load model (only for figures that compare them)."""
+        if not self.compare_load_models:
+            return []
+        return unique(with_load_model(self.points(opts), opts.other_load_model))
 
     def exact_points(self, opts: Options) -> list[Point]:
         if not opts.exact:
@@ -121,7 +162,7 @@ class FigureSpec:
         return unique(exact_point(p, opts) for p in self.exact_configs(opts))
 
     def all_points(self, opts: Options) -> list[Point]:
-        return unique([*self.heuristic_points(opts), *self.exact_points(opts)])
+        return unique([*self.heuristic_points(opts), *self.variant_points(opts), *self.exact_points(opts)])
 
 
 # ---- from the runner's frame to a figure's rows -----------------------------------------------------------------
@@ -130,6 +171,7 @@ class FigureSpec:
 def figure_rows(frame: pd.DataFrame, spec: FigureSpec, opts: Options) -> pd.DataFrame:
     """The rows a figure shows: paper designs from its heuristic points, exact designs from its exact points.
 
+    Rows of its variant points (the other load model) come marked ``variant``.
     Failure rows (no design or an error) are dropped here and reported by the
     report, not plotted. Derived columns (nominal NoC TB/s, available TFLOPS)
     are added for axes.
@@ -137,11 +179,20 @@ def figure_rows(frame: pd.DataFrame, spec: FigureSpec, opts: Options) -> pd.Data
     if frame.empty:
         return frame.copy()
     heur = {p.key() for p in spec.heuristic_points(opts)}
+    variant = {p.key() for p in spec.variant_points(opts)}
     exact = {p.key() for p in spec.exact_points(opts)}
     ok = succeeded(frame)
-    rows = ok[(ok["key"].isin(heur) & ~ok["design"].isin(style.EXACT))
-              | (ok["key"].isin(exact) & ok["design"].isin(style.EXACT))]
+    rows = ok[(ok["key"].isin(heur | variant) & ~ok["design"].isin(style.EXACT))
+              | (ok["key"].isin(exact) & ok["design"].isin(style.EXACT))].copy()
+    rows["variant"] = rows["key"].isin(variant - heur)
     return with_derived(rows.reset_index(drop=True))
+
+
+def main_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The figure's own rows (without the other load model's variant rows)."""
+    if "variant" not in rows:
+        return rows
+    return rows[~rows["variant"].astype(bool)].drop(columns="variant")
 
 
 def succeeded(frame: pd.DataFrame) -> pd.DataFrame:
@@ -180,8 +231,9 @@ def columns(rows: pd.DataFrame, wanted: Iterable[str]) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-#: Columns every figure table starts with.
-BASE_COLUMNS = (*CONFIG, "design", "latency_ms", "pct_of_ideal", "valid")
+#: Columns every figure table starts with: the certified gap (latency / best proven bound - 1, None for Ideal,
+#: which is a relaxed schedule) and the bound it is certified against come right after the latency.
+BASE_COLUMNS = (*CONFIG, "design", "latency_ms", "gap_to_bound", "bound_ms", "bound_name", "pct_of_ideal", "valid")
 
 
 def write_table(table: pd.DataFrame, out_dir: Path, name: str) -> Path:
