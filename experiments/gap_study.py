@@ -1,65 +1,88 @@
-"""Optimality-gap study of the windowed exact solver: how much of each schedule is proven optimal.
+"""Certified optimality gaps: how far each design's schedule is from a proven lower bound, over a grid of chips.
 
-For every (model, warm start, solver) the whole program is re-planned window
-by window (``solvers.windowed.windowed`` with anytime traces on), and two
-tables are kept:
+The grid (``--models`` x topology x HBM x SRAM x load model), B32 S2048 decode on IPU-POD4 (5,888 cores):
 
-* ``OUT/windows.csv``: one row per window (every ``WindowRecord`` field, the
-  anytime trace as JSON) -- what was found, what was proven, how fast;
-* ``OUT/models.csv``: one row per run -- simulated latencies of the warm start,
-  of the exact schedule and of Ideal, % of Ideal, the share of windows proven
-  optimal, gap statistics, time to the first improvement, solve time.
+* the four LLMs (Llama2-13B, Llama2-70B, OPT-30B, Gemma2-27B);
+* topology all-to-all and mesh; HBM 4, 8 and 16 TB/s; SRAM 624 KiB (the chip's) and 192 KiB;
+* load model fluid and rigid (DESIGN.md 5.1): 96 configurations.
 
-Resumable: a run's rows are appended (and flushed) the moment it finishes and
-a rerun skips the runs ``models.csv`` already holds for the same settings, so
-an interrupted study loses at most the run in progress. Window rows of a run
-that never reached ``models.csv`` are dropped on restart (the run is redone).
+Gemma2-27B's LM head needs ~397 KiB per core even fully partitioned, so where a
+requested SRAM size does not fit a model, the configuration runs at the
+smallest of 400, 448, 512, 576 KiB... at which the model compiles (probed once
+per model and size, stored in ``OUT/sram.json``; the ``sram_kib``,
+``sram_requested_kib`` and ``sram_note`` columns say which).
 
-    python experiments/gap_study.py [--models tiny,llama2-13b] [--warm elk-full,elk-dyn]
-                                    [--solvers cpsat,milp] [--time-limit 10] [--out out/gap]
+Per configuration one study point (``elk.study``: one file per finished point
+under ``OUT/results``; a rerun skips them, so an interrupted study resumes)
+compiles the heuristics (basic, static, elk-dyn, elk-full; Ideal too, a
+relaxed schedule shown for reference, never a bound), then the exact designs in
+order: ``periodic`` (a modulo schedule of one layer with CP-SAT, from the best
+heuristic) and the ``milp`` windows (from the fastest schedule so far, so from
+periodic's), and proves the lower bounds (closed forms, LP, layer; with
+``--bound milp``, the default, also the MILP over plan choices). Outputs:
 
-Figures (``gap_distribution.png``, ``anytime.png``, ``improvement.png``) and
-the printed table cover every finished run of the current settings.
+* ``OUT/gaps.csv``: one row per configuration x design, plus a ``best`` row per
+  configuration (the fastest valid schedule of any design): latency, certified
+  gap (latency / best bound - 1, in %), every bound family's value, the one that
+  binds, the best heuristic and the gain over it, solver times;
+* a printed table (one line per configuration);
+* ``OUT/certified_gaps.png``: the certified gap of every design at every configuration (heatmaps, one per load model);
+* ``OUT/gap_study.md``: where the best schedule's gap is <= 3% and <= 10%, where it stays open and by how
+  much, which bounds bind, and how often the exact designs beat the best heuristic by >= 1% where the best
+  heuristic's certified gap is above 2%.
+
+    python experiments/gap_study.py [--models llama2-13b,...] [--quick] [--out out/gap]
+                                    [--exact-time-limit 60] [--window-time-limit 5] [--window 8]
+                                    [--bound milp] [--workers 2] [--solver-workers 1]
+
+``--quick``: all-to-all, 16 TB/s, both SRAM sizes and both load models (4
+configurations per model; Llama2-13B unless ``--models`` is given).
+
+Also home of the append-only CSV log and figure helpers that ``tune_solver.py`` shares.
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import math
 import os
-import statistics
+import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_MODELS = "tiny,llama2-13b,llama2-70b,opt-30b,gemma2-27b"
-WARM_STARTS = ("elk-full", "elk-dyn")
-#: CLI solver name -> (SolverSettings.solver, MILP backend)
-SOLVER_SPECS = {"cpsat": ("cpsat", "highs"), "milp": ("milp", "highs"), "milp-highs": ("milp", "highs"),
-                "milp-cbc": ("milp", "cbc")}
+LLMS = ("llama2-13b", "llama2-70b", "opt-30b", "gemma2-27b")
+TOPOLOGIES = ("all-to-all", "mesh")
+HBM_TBPS = (4.0, 8.0, 16.0)
+SRAM_KIB = (624.0, 192.0)
+LOAD_MODELS = ("fluid", "rigid")
+#: Sizes tried, in order, when a requested SRAM size does not fit a model (past the last one: 64 KiB steps).
+SRAM_LADDER = (400.0, 448.0, 512.0, 576.0, 624.0)
+HEURISTICS = ("basic", "static", "elk-dyn", "elk-full")
+RELAXED = ("ideal",)
+EXACT = ("periodic", "milp")
+#: the order designs appear in tables and figures; "best" is the fastest valid schedule of a configuration
+DESIGN_ORDER = (*HEURISTICS, "ideal", "periodic", "cpsat", "milp", "best")
+BOUND_FAMILIES = ("hbm", "execution", "flow-shop", "lp", "layer", "milp")
+#: a configuration: one point of the grid (the columns identifying it in gaps.csv)
+CONFIG = ("model", "topology", "hbm_tbps", "sram_kib", "load_model")
+BATCH, SEQ, CHIP = 32, 2048, "ipu-pod4"
+#: thresholds of the summary
+CLOSED_PCT, NEAR_PCT = 3.0, 10.0
+OPEN_HEURISTIC_PCT, EXACT_GAIN_PCT = 2.0, 1.0
 
-#: columns identifying a run: a rerun with other settings is a different run, not a finished one
-RUN_KEY = ("model", "warm", "solver", "batch", "seq", "chip", "hbm_tbps", "window_size", "time_limit",
-           "workers", "seed")
-#: WindowRecord fields whose names clash with run columns are written under these names
-RENAMED = {"model": "program", "solver": "solver_name"}
-MODEL_METRICS = ("ops", "windows", "windows_solved", "windows_reused", "warm_ms", "exact_ms", "ideal_ms",
-                 "warm_pct_ideal", "exact_pct_ideal", "latency_gain_pct", "pct_optimal", "gap_mean",
-                 "gap_median", "gap_max", "windows_improved", "median_first_improvement_s", "solve_seconds",
-                 "wall_seconds", "valid", "kept_warm_start")
+COLUMNS = ("model", "topology", "hbm_tbps", "sram_kib", "sram_requested_kib", "sram_note", "load_model", "design",
+           "latency_ms", "valid", "certified_gap_pct", "relaxed", "best_design", "best_heuristic",
+           "best_heuristic_ms", "best_heuristic_gap_pct", "gain_over_best_heuristic_pct", "bound_ms", "bound_name",
+           *(f"bound_{f.replace('-', '_')}_ms" for f in BOUND_FAMILIES), "bound_seconds", "ideal_ms",
+           "pct_of_ideal", "ideal_below_bound", "warm_start", "design_seconds", "solve_seconds", "windows",
+           "windows_improved", "proven_optimal_pct", "point_seconds", "status", "error", "key")
 
 
-def record_fields() -> list[str]:
-    """WindowRecord's fields, read from the dataclass so new fields reach the CSV without edits here."""
-    from solvers.schedule.records import WindowRecord
-    return [RENAMED.get(f.name, f.name) for f in dataclasses.fields(WindowRecord)]
-
-
-# -- append-only CSV tables ------------------------------------------------------------------------------------
+# -- helpers shared with tune_solver.py ----------------------------------------------------------------------------
 
 class CsvLog:
     """An append-only CSV table whose rows reach the disk as soon as they are appended.
@@ -102,50 +125,11 @@ class CsvLog:
             f.flush()
             os.fsync(f.fileno())
 
-    def keep_only(self, keep) -> int:
-        """Rewrite the file with the rows ``keep(row)`` accepts (atomically); returns how many went."""
-        rows = self.read()
-        kept = [r for r in rows if keep(r)]
-        if len(kept) == len(rows):
-            return 0
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        with tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.fields)
-            writer.writeheader()
-            writer.writerows(kept)
-        os.replace(tmp, self.path)
-        return len(rows) - len(kept)
-
-
-# -- what to run -----------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Study:
-    """Settings shared by every run of one invocation (they are part of each run's key)."""
-
-    batch: int
-    seq: int
-    chip: str
-    hbm_tbps: float
-    window_size: int
-    time_limit: float
-    workers: int
-    seed: int
-
-    def columns(self, model: str, warm: str, solver: str) -> dict[str, Any]:
-        return {"model": model, "warm": warm, "solver": solver, "batch": self.batch, "seq": self.seq,
-                "chip": self.chip, "hbm_tbps": self.hbm_tbps, "window_size": self.window_size,
-                "time_limit": self.time_limit, "workers": self.workers, "seed": self.seed}
-
-
-def run_key(row: Mapping[str, Any]) -> tuple[str, ...]:
-    """A run's identity as strings, equal for a row about to be written and the same row read back."""
-    return tuple(str(row[k]) for k in RUN_KEY)
-
 
 def split_list(text: str, allowed: Iterable[str] | None = None, what: str = "value") -> list[str]:
     items = [x.strip() for x in text.split(",") if x.strip()]
     if allowed is not None:
+        allowed = list(allowed)
         bad = [x for x in items if x not in allowed]
         if bad:
             raise SystemExit(f"unknown {what} {', '.join(bad)} (choose from {', '.join(allowed)})")
@@ -154,346 +138,536 @@ def split_list(text: str, allowed: Iterable[str] | None = None, what: str = "val
     return items
 
 
-# -- one model: workload, Ideal, warm starts ---------------------------------------------------------------------
-
-@dataclass
-class ModelContext:
-    """Everything the runs of one model share, built once (plan tables and warm starts are the slow part)."""
-
-    name: str
-    workload: Any
-    ideal_ms: float
-    warm: dict[str, Any]
-
-
-def load_model(name: str, study: Study, warms: Sequence[str]) -> ModelContext:
-    from elk.chip import preset
-    from elk.simulator import simulate
-    from elk.workload import Workload
-    from elk.graphs.zoo import build_program
-    from solvers.schedule.designs import elk_dyn, elk_full, ideal
-
-    chip = preset(study.chip).with_overrides(hbm_bytes_per_s=study.hbm_tbps * 1e12)
-    workload = Workload.build(build_program(name, batch=study.batch, seq=study.seq, mode="decode"), chip)
-    schedules: dict[str, Any] = {}
-    dyn = elk_dyn(workload)  # ELK-Full starts from it, so it is needed either way
-    if "elk-dyn" in warms:
-        schedules["elk-dyn"] = dyn
-    if "elk-full" in warms:
-        schedules["elk-full"] = elk_full(workload, dyn=dyn)
-    return ModelContext(name, workload, simulate(workload, ideal(workload)).latency_ms, schedules)
-
-
-# -- one run ---------------------------------------------------------------------------------------------------
-
-def solve_run(ctx: ModelContext, warm: str, solver: str, study: Study) -> tuple[list, Any, float]:
-    """The windowed solver on one warm start: (records, schedule, wall seconds)."""
-    from solvers.schedule.windowed import windowed
-
-    kind, backend = SOLVER_SPECS[solver]
-    if kind == "milp" and backend == "highs":
-        # HiGHS fixes its thread pool at the first solve in a process and refuses other thread counts after
-        import highspy
-        highspy.Highs.resetGlobalScheduler(True)
-    started = time.perf_counter()
-    sched = windowed(ctx.workload, ctx.warm[warm], solver=kind, backend=backend, window=study.window_size,
-                     time_limit=study.time_limit, workers=study.workers, seed=study.seed, anytime=True)
-    return list(sched.info.records), sched, time.perf_counter() - started
-
-
-def window_row(keys: Mapping[str, Any], record) -> dict[str, Any]:
-    row = dict(keys)
-    for name, value in record.row().items():
-        row[RENAMED.get(name, name)] = value
-    return row
-
-
-def finite(values: Iterable[float | None]) -> list[float]:
-    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
-
-
-def record_metrics(records: Sequence) -> dict[str, Any]:
-    """Per-run window statistics; reused windows are counted apart (their solve happened elsewhere)."""
-    solved = [r for r in records if not r.reused]
-    gaps = finite(r.gap for r in solved)
-    firsts = finite(r.first_improvement_s for r in solved)
-    optimal = sum(1 for r in solved if r.status == "OPTIMAL")
-    nan = float("nan")
-    return {"windows": len(records), "windows_solved": len(solved), "windows_reused": len(records) - len(solved),
-            "pct_optimal": 100.0 * optimal / len(solved) if solved else nan,
-            "gap_mean": statistics.fmean(gaps) if gaps else nan,
-            "gap_median": statistics.median(gaps) if gaps else nan,
-            "gap_max": max(gaps) if gaps else nan,
-            "windows_improved": sum(1 for r in records if r.accepted),
-            "median_first_improvement_s": statistics.median(firsts) if firsts else nan,
-            "solve_seconds": sum(r.seconds for r in records)}
-
-
-def model_row(keys: Mapping[str, Any], ctx: ModelContext, warm: str, records: Sequence, sched,
-              wall: float) -> dict[str, Any]:
-    from elk.simulator import simulate
-
-    warm_ms = simulate(ctx.workload, ctx.warm[warm]).latency_ms
-    verdict = simulate(ctx.workload, sched)
-    return {**keys, "ops": len(ctx.workload), "warm_ms": warm_ms, "exact_ms": verdict.latency_ms,
-            "ideal_ms": ctx.ideal_ms, "warm_pct_ideal": 100.0 * ctx.ideal_ms / warm_ms,
-            "exact_pct_ideal": 100.0 * ctx.ideal_ms / verdict.latency_ms,
-            "latency_gain_pct": 100.0 * (warm_ms - verdict.latency_ms) / warm_ms,
-            **record_metrics(records), "wall_seconds": wall, "valid": bool(verdict.valid),
-            "kept_warm_start": sched.info.kept_warm_start}
-
-
-# -- the study loop --------------------------------------------------------------------------------------------
-
-def pending_runs(models: Sequence[str], warms: Sequence[str], solvers: Sequence[str], study: Study,
-                 done: set[tuple[str, ...]]) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
-    """(to run, already finished), model-major so each model's tables and warm starts are built once."""
-    todo, skipped = [], []
-    for model in models:
-        for warm in warms:
-            for solver in solvers:
-                target = skipped if run_key(study.columns(model, warm, solver)) in done else todo
-                target.append((model, warm, solver))
-    return todo, skipped
-
-
-def run_study(todo: Sequence[tuple[str, str, str]], study: Study, windows_log: CsvLog, models_log: CsvLog) -> None:
-    """Run what is left; each run's window rows, then its model row, are appended as soon as it finishes."""
-    ctx: ModelContext | None = None
-    for model, warm, solver in todo:
-        if ctx is None or ctx.name != model:
-            ctx = None  # free the previous model's tables before building the next
-            started = time.perf_counter()
-            warms = sorted({w for m, w, _ in todo if m == model})
-            ctx = load_model(model, study, warms)
-            print(f"{model}: {len(ctx.workload)} operators, warm starts {', '.join(warms)} and Ideal "
-                  f"in {time.perf_counter() - started:.1f} s", flush=True)
-        keys = study.columns(model, warm, solver)
-        records, sched, wall = solve_run(ctx, warm, solver, study)
-        windows_log.append(window_row(keys, r) for r in records)
-        row = model_row(keys, ctx, warm, records, sched, wall)
-        models_log.append([row])
-        print(f"done {model} / {warm} / {solver} in {wall:.1f} s: {row['warm_ms']:.4f} -> {row['exact_ms']:.4f} ms, "
-              f"{row['pct_optimal']:.0f}% of {row['windows_solved']} windows proven optimal, "
-              f"{row['windows_improved']} improved", flush=True)
-
-
-# -- reading results back ----------------------------------------------------------------------------------------
-
-def frame_of(rows: Sequence[Mapping[str, str]], fields: Sequence[str]):
-    """A typed DataFrame of CSV rows (parsed by pandas, as if read from a file), with a ``run`` key column."""
-    import io
-
-    import pandas as pd
-
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(fields))
-    writer.writeheader()
-    writer.writerows(rows)
-    text.seek(0)
-    frame = pd.read_csv(text, keep_default_na=False, na_values=["", "nan", "NaN"])
-    frame["run"] = ["|".join(run_key(r)) for r in rows]
-    for col in ("valid", "reused", "accepted"):
-        if col in frame.columns:
-            frame[col] = frame[col].astype(str).str.lower().eq("true")
-    return frame
-
-
-def load_frames(windows_log: CsvLog, models_log: CsvLog, wanted: set[tuple[str, ...]]):
-    """The finished runs of this invocation's selection, as (models, windows) DataFrames."""
-    models = frame_of([r for r in models_log.read() if run_key(r) in wanted], models_log.fields)
-    windows = frame_of([r for r in windows_log.read() if run_key(r) in wanted], windows_log.fields)
-    return models, windows
-
-
-def run_labels(frame) -> list[str]:
-    """Label runs by model, plus the warm start / solver when those vary, so labels stay short."""
-    varying = [c for c in ("warm", "solver") if c in frame.columns and frame[c].nunique() > 1]
-    return [" / ".join(str(row[c]) for c in ["model", *varying]) for _, row in frame.iterrows()]
-
-
-def print_table(models) -> None:
-    if models.empty:
-        print("no finished runs")
-        return
-    cols = {"model": "model", "warm": "warm", "solver": "solver", "warm_ms": "warm ms", "exact_ms": "exact ms",
-            "ideal_ms": "ideal ms", "warm_pct_ideal": "warm %ideal", "exact_pct_ideal": "exact %ideal",
-            "pct_optimal": "% optimal", "gap_mean": "gap mean", "gap_median": "gap med", "gap_max": "gap max",
-            "windows_improved": "improved", "windows_solved": "solved", "windows_reused": "reused",
-            "median_first_improvement_s": "1st impr s", "solve_seconds": "solve s", "valid": "valid"}
-    table = models[list(cols)].rename(columns=cols).copy()
-    fmt = {"warm ms": "{:.4f}", "exact ms": "{:.4f}", "ideal ms": "{:.4f}", "warm %ideal": "{:.2f}",
-           "exact %ideal": "{:.2f}", "% optimal": "{:.1f}", "gap mean": "{:.4f}", "gap med": "{:.4f}",
-           "gap max": "{:.4f}", "1st impr s": "{:.3f}", "solve s": "{:.1f}"}
-    for col, pattern in fmt.items():
-        table[col] = [pattern.format(v) if isinstance(v, (int, float)) and math.isfinite(v) else "-"
-                      for v in table[col]]
-    table["valid"] = table["valid"].map({True: "yes", False: "NO"})
-    print("\nper (model, warm start, solver):")
-    print(table.to_string(index=False))
-
-
-# -- figures ---------------------------------------------------------------------------------------------------
-
 def save(fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(f"wrote {path}")
 
 
-def figure_gaps(models, windows, path: Path) -> None:
-    """Left: per-window relative gap histogram per run; right: share of windows proven optimal."""
-    from matplotlib.figure import Figure
+# -- the grid ------------------------------------------------------------------------------------------------------
 
-    fig = Figure(figsize=(11, 4.2))
-    ax_hist, ax_bar = fig.subplots(1, 2)
-    labels = run_labels(models)
-    solved = windows[~windows["reused"]]
-    top = max(float(solved["gap"].max()) if solved["gap"].notna().any() else 0.0, 1e-3)
-    bins = [top * k / 30 for k in range(31)]
-    for label, (_, run) in zip(labels, models.iterrows()):
-        gaps = solved.loc[solved["run"] == run["run"], "gap"].dropna()
-        if len(gaps):
-            ax_hist.hist(gaps, bins=bins, histtype="stepfilled", alpha=0.35, edgecolor="black", linewidth=0.8,
-                         label=f"{label} ({len(gaps)} windows)")
-    ax_hist.set_yscale("log")
-    ax_hist.set_xlabel("relative gap (exact - bound) / exact")
-    ax_hist.set_ylabel("windows")
-    ax_hist.set_title("per-window optimality gap")
-    ax_hist.legend(fontsize=7)
-    ax_bar.bar(range(len(labels)), models["pct_optimal"], color="tab:green")
-    ax_bar.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
-    ax_bar.set_ylim(0, 105)
-    ax_bar.set_ylabel("% of solved windows proven optimal")
-    ax_bar.set_title("proven optimal")
-    save(fig, path)
+@dataclass(frozen=True)
+class Settings:
+    """What every point of one invocation shares (solver settings are part of each point's key)."""
+
+    exact_designs: tuple[str, ...] = EXACT
+    #: the periodic design's CP-SAT time limit (seconds)
+    exact_time_limit: float = 60.0
+    #: the MILP windows: operators per window and seconds per window
+    window: int = 8
+    window_time_limit: float = 5.0
+    solver_workers: int = 1
+    seed: int = 0
+    bound: str = "milp"
+    bound_time_limit: float = 60.0
+
+    @property
+    def designs(self) -> str:
+        return ",".join((*HEURISTICS, *RELAXED, *self.exact_designs))
 
 
-def parse_trace(text: str) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-    """(incumbent points, bound points) of an anytime trace written as JSON."""
+@dataclass(frozen=True)
+class Config:
+    """One configuration of the grid; ``sram_kib`` is the size it runs at (``requested`` the grid's)."""
+
+    model: str
+    topology: str
+    hbm_tbps: float
+    sram_requested_kib: float
+    load_model: str
+    sram_kib: float = 0.0
+    sram_note: str = ""
+
+    def point(self, s: Settings):
+        from elk.study import Point
+        return Point(model=self.model, batch=BATCH, seq=SEQ, chip=CHIP, topology=self.topology,
+                     hbm_tbps=self.hbm_tbps, sram_kib=self.sram_kib or self.sram_requested_kib,
+                     load_model=self.load_model, designs=s.designs, window=s.window,
+                     time_limit=s.window_time_limit, workers=s.solver_workers, seed=s.seed,
+                     periodic_time_limit=s.exact_time_limit if "periodic" in s.exact_designs else None,
+                     bound=s.bound, bound_time_limit=s.bound_time_limit)
+
+
+def grid(models: Sequence[str], quick: bool) -> list[Config]:
+    topologies, hbm = (("all-to-all",), (16.0,)) if quick else (TOPOLOGIES, HBM_TBPS)
+    return [Config(m, t, h, s, lm) for m in models for t in topologies for h in hbm for s in SRAM_KIB
+            for lm in LOAD_MODELS]
+
+
+# -- SRAM sizes a model fits in ------------------------------------------------------------------------------------
+
+def fits(model: str, sram_kib: float) -> tuple[bool, str]:
+    """Whether every operator of the model has a plan within ``sram_kib`` per core (builds its plan tables, which
+    the study's points then find in the on-disk cache); the reason when not."""
+    from elk.chip import knob_overrides, resolve_chip
+    from elk.errors import ElkError
+    from elk.graphs.zoo import build_program
+    from elk.workload import Workload
+
+    base = resolve_chip(CHIP)
+    chip = base.with_overrides(**knob_overrides(base, sram_kib=sram_kib))
     try:
-        points = json.loads(text) if text else []
-    except (TypeError, json.JSONDecodeError):
-        points = []
-    incumbents = [(float(t), float(v)) for t, v, _ in points if v is not None]
-    bounds = [(float(t), float(b)) for t, _, b in points if b is not None]
-    return incumbents, bounds
+        Workload.build(build_program(model, batch=BATCH, seq=SEQ, mode="decode"), chip)
+    except ElkError as exc:
+        return False, str(exc)
+    return True, ""
 
 
-def figure_anytime(windows, path: Path, count: int = 3) -> None:
-    """Incumbent and bound over time for the windows that took longest, relative to the warm start."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7.5, 4.5))
-    ax = fig.subplots()
-    hardest = windows[~windows["reused"]].sort_values("seconds", ascending=False).head(count)
-    drawn = 0
-    for n, (_, w) in enumerate(hardest.iterrows()):
-        incumbents, bounds = parse_trace(w["anytime"])
-        if not incumbents and not bounds:
-            continue
-        scale, end = float(w["heuristic_cycles"]), max(float(w["seconds"]), 1e-4)
-        label = f"{w['model']} {w['warm']} window {int(w['window'])} ({float(w['seconds']):.1f} s, {w['status']})"
-        for points, style in ((incumbents, "-"), (bounds, "--")):
-            if points:
-                times = [max(t, 1e-4) for t, _ in points] + [max(end, points[-1][0])]
-                values = [v / scale for _, v in points] + [points[-1][1] / scale]
-                ax.step(times, values, where="post", linestyle=style, color=f"C{n}",
-                        label=label if style == "-" or not incumbents else None)
-        drawn += 1
-    ax.axhline(1.0, color="grey", linewidth=0.8)
-    ax.set_xscale("log")
-    ax.set_xlabel("seconds into the window's solve")
-    ax.set_ylabel("makespan / warm-start makespan")
-    ax.set_title(f"{count} longest window solves (solid: incumbent, dashed: bound)", fontsize=10)
-    if drawn:
-        ax.legend(fontsize=7)
-    else:
-        ax.text(0.5, 0.5, "no anytime traces (MILP runs have none)", transform=ax.transAxes, ha="center")
-    save(fig, path)
+def ladder(requested: float, default: float = SRAM_KIB[0]) -> list[float]:
+    """The sizes tried for a requested one: itself, then the ladder's larger sizes, then 64 KiB steps."""
+    sizes = [requested] + [s for s in SRAM_LADDER if s > requested]
+    top = max(sizes[-1], default)
+    while sizes[-1] < top:
+        sizes.append(sizes[-1] + 64.0)
+    return sizes
 
 
-def figure_improvement(models, windows, path: Path) -> None:
-    """Left: each window's saving over the warm start against its size; right: savings summed per run.
+def smallest_fitting_sram(model: str, requested: float, probe: Callable[[str, float], tuple[bool, str]] = fits,
+                          ) -> tuple[float | None, str]:
+    """(the smallest size of ``ladder(requested)`` the model fits in, or None; a note saying what was tried)."""
+    reason, tried = "", []
+    for size in ladder(requested):
+        ok, why = probe(model, size)
+        if ok:
+            if size == requested:
+                return size, ""
+            return size, (f"{requested:g} KiB does not fit ({reason}): runs at {size:g} KiB, the smallest that fits "
+                          f"of {', '.join(tried[1:] + [f'{size:g}'])} KiB")
+        reason = reason or short_reason(why)
+        tried.append(f"{size:g}")
+    return None, f"{requested:g} KiB does not fit ({reason}), nor does any of {', '.join(tried[1:])} KiB"
 
-    Savings are a fraction of a percent on most windows, so a plain exact-vs-warm
-    scatter would sit on its diagonal; the saving itself is what is plotted.
+
+def short_reason(why: str) -> str:
+    """The first clause of an error message (the operator and what it needs)."""
+    text = why.split(", but ")[0]
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def resolve_sram(configs: Sequence[Config], path: Path,
+                 probe: Callable[[str, float], tuple[bool, str]] = fits) -> list[Config]:
+    """Each configuration with the SRAM size it runs at; probes are cached in ``path`` (JSON) across runs.
+
+    The chip's own size is not probed (the paper's evaluation compiles every model at it).
     """
+    import dataclasses
+    cache: dict[str, dict[str, list]] = {}
+    if path.is_file():
+        try:
+            cache = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            cache = {}
+    out = []
+    for c in configs:
+        if c.sram_requested_kib == SRAM_KIB[0]:
+            out.append(dataclasses.replace(c, sram_kib=c.sram_requested_kib))
+            continue
+        key = f"{c.sram_requested_kib:g}"
+        if key not in cache.get(c.model, {}):
+            started = time.perf_counter()
+            size, note = smallest_fitting_sram(c.model, c.sram_requested_kib, probe)
+            cache.setdefault(c.model, {})[key] = [size, note]
+            print(f"{c.model} at {key} KiB: " + (note or "fits") + f" ({time.perf_counter() - started:.1f} s)",
+                  flush=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(cache, indent=1), encoding="utf-8")
+            os.replace(tmp, path)
+        size, note = cache[c.model][key]
+        out.append(dataclasses.replace(c, sram_kib=size if size is not None else c.sram_requested_kib, sram_note=note))
+    return out
+
+
+# -- from stored points to gaps.csv ----------------------------------------------------------------------------------
+
+def _float(value) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return v
+
+
+def _ok(value) -> bool:
+    return value is True or str(value).lower() in ("true", "1")
+
+
+def rows_for(config: Config, record: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """gaps.csv's rows of one configuration from its stored point record (one per design, then ``best``)."""
+    base = {"model": config.model, "topology": config.topology, "hbm_tbps": config.hbm_tbps,
+            "sram_kib": config.sram_kib, "sram_requested_kib": config.sram_requested_kib,
+            "sram_note": config.sram_note, "load_model": config.load_model}
+    if record is None:
+        return [{**base, "design": "best", "status": "missing", "error": "not run"}]
+    base.update(key=record.get("key"), status=record.get("status"), error=record.get("error"),
+                point_seconds=record.get("point_seconds"))
+    bound_ms = _float(record.get("bound_ms"))
+    families = {b["name"]: b.get("ms") for b in record.get("bounds") or []}
+    base.update(bound_ms=bound_ms, bound_name=record.get("bound_name"), bound_seconds=record.get("bound_seconds"),
+                **{f"bound_{f.replace('-', '_')}_ms": families.get(f) for f in BOUND_FAMILIES})
+    if record.get("status") != "ok":
+        return [{**base, "design": "best"}]
+    by = {r["design"]: r for r in record["rows"]}
+    ideal_ms = _float(by.get("ideal", {}).get("latency_ms"))
+
+    def gap(ms: float) -> float:
+        return 100.0 * (ms / bound_ms - 1.0) if bound_ms > 0 and ms == ms else math.nan
+
+    valid = {d: _float(r["latency_ms"]) for d, r in by.items() if d not in RELAXED and _ok(r.get("valid"))}
+    heur = {d: ms for d, ms in valid.items() if d in HEURISTICS}
+    best_heur = min(heur, key=heur.get) if heur else None
+    best_heur_ms = heur[best_heur] if best_heur else math.nan
+    base.update(best_heuristic=best_heur, best_heuristic_ms=best_heur_ms, best_heuristic_gap_pct=gap(best_heur_ms),
+                ideal_ms=ideal_ms, ideal_below_bound=bool(ideal_ms == ideal_ms and ideal_ms < bound_ms * (1 - 1e-9)))
+    rows = []
+    for d in sorted(by, key=lambda n: DESIGN_ORDER.index(n) if n in DESIGN_ORDER else len(DESIGN_ORDER)):
+        r = by[d]
+        ms = _float(r.get("latency_ms"))
+        relaxed = d in RELAXED
+        rows.append({**base, "design": d, "latency_ms": ms, "valid": r.get("valid"),
+                     "certified_gap_pct": math.nan if relaxed else gap(ms), "relaxed": relaxed,
+                     "gain_over_best_heuristic_pct": (100.0 * (best_heur_ms - ms) / best_heur_ms
+                                                      if d in EXACT or d == "cpsat" else math.nan),
+                     "pct_of_ideal": r.get("pct_of_ideal"), "warm_start": r.get("warm_start"),
+                     "design_seconds": r.get("compile_seconds"), "solve_seconds": r.get("solve_seconds"),
+                     "windows": r.get("windows"), "windows_improved": r.get("windows_improved"),
+                     "proven_optimal_pct": r.get("proven_optimal_pct")})
+    if valid:
+        # the first design (heuristics, then exact) within float noise of the fastest: an exact design that
+        # only ties its warm start is not named as the best
+        fastest = min(valid.values())
+        best = next(d for d in DESIGN_ORDER if d in valid and valid[d] <= fastest * (1 + 1e-9))
+        ms = valid[best]
+        rows.append({**base, "design": "best", "best_design": best, "latency_ms": ms, "valid": True,
+                     "certified_gap_pct": gap(ms), "relaxed": False,
+                     "gain_over_best_heuristic_pct": 100.0 * (best_heur_ms - ms) / best_heur_ms,
+                     "pct_of_ideal": 100.0 * ideal_ms / ms if ideal_ms == ideal_ms else math.nan,
+                     "design_seconds": sum(_float(by[d].get("compile_seconds")) for d in by
+                                           if d in EXACT or d == "cpsat")})
+    return rows
+
+
+def gaps_frame(configs: Sequence[Config], records: Mapping[str, Mapping[str, Any] | None], settings: Settings):
+    """gaps.csv as a DataFrame (every column of COLUMNS, in that order)."""
+    import pandas as pd
+    rows = []
+    for c in configs:
+        rows.extend(rows_for(c, records.get(c.point(settings).key())))
+    frame = pd.DataFrame(rows)
+    for col in COLUMNS:
+        if col not in frame:
+            frame[col] = None
+    return frame[list(COLUMNS)]
+
+
+# -- summaries -----------------------------------------------------------------------------------------------------
+
+def label(row: Mapping[str, Any]) -> str:
+    """``model topology HBM SRAM load-model``; the SRAM asked for too where another size ran."""
+    sram = f"{_float(row['sram_kib']):g} KiB"
+    requested = _float(row.get("sram_requested_kib"))
+    if requested == requested and requested != _float(row["sram_kib"]):
+        sram += f" (for {requested:g})"
+    return f"{row['model']} {row['topology']} {_float(row['hbm_tbps']):g} TB/s {sram} {row['load_model']}"
+
+
+def best_rows(frame):
+    """The ``best`` row of each configuration that compiled."""
+    return frame[(frame["design"] == "best") & frame["latency_ms"].notna()]
+
+
+def exact_wins(frame, open_pct: float = OPEN_HEURISTIC_PCT, gain_pct: float = EXACT_GAIN_PCT) -> dict[str, Any]:
+    """Among configurations whose best heuristic's certified gap is above ``open_pct``: how many an exact design
+    beats the best heuristic at by ``gain_pct`` or more (the best of the exact designs counts)."""
+    exact = frame[frame["design"].isin([*EXACT, "cpsat"]) & frame["latency_ms"].notna()]
+    if exact.empty:
+        return {"open": 0, "wins": 0, "configurations": []}
+    gains = exact.groupby(list(CONFIG), dropna=False).agg(gain=("gain_over_best_heuristic_pct", "max"),
+                                                         heur_gap=("best_heuristic_gap_pct", "first"))
+    open_ = gains[gains["heur_gap"] > open_pct]
+    wins = open_[open_["gain"] >= gain_pct]
+    names = [label({**dict(zip(CONFIG, k)), "sram_requested_kib": None}) for k in wins.index]
+    return {"open": len(open_), "wins": len(wins), "configurations": names}
+
+
+def per_design(frame):
+    """Certified gap (%) per design: mean, median, max over the configurations, by load model and overall."""
+    import pandas as pd
+    valid = frame[frame["certified_gap_pct"].notna() & ~frame["relaxed"].fillna(False).astype(bool)]
+    if valid.empty:
+        return pd.DataFrame()
+    out = valid.groupby(["design", "load_model"])["certified_gap_pct"].agg(["mean", "median", "max", "size"])
+    overall = valid.groupby("design")["certified_gap_pct"].agg(["mean", "median", "max", "size"])
+    overall["load_model"] = "both"
+    out = pd.concat([out.reset_index(), overall.reset_index()])
+    out["rank"] = out["design"].map(lambda d: DESIGN_ORDER.index(d) if d in DESIGN_ORDER else 99)
+    out["lm"] = out["load_model"].map(lambda m: (*LOAD_MODELS, "both").index(m))
+    out = out.sort_values(["rank", "lm"]).drop(columns=["rank", "lm"])
+    return out.rename(columns={"mean": "mean gap %", "median": "median gap %", "max": "max gap %",
+                               "size": "configurations"}).set_index(["design", "load_model"])
+
+
+def summary_table(frame):
+    """One line per configuration: the bound, each design's certified gap, the best design, solver time."""
+    import pandas as pd
+    lines = []
+    for _, cfg in frame.groupby(list(CONFIG), sort=False, dropna=False):
+        first = cfg.iloc[0]
+        row = {"configuration": label(first), "status": first["status"],
+               "bound": first["bound_name"], "bound ms": _float(first["bound_ms"])}
+        by = cfg.set_index("design")
+        for d in DESIGN_ORDER:
+            if d in RELAXED:
+                continue
+            row[d] = _float(by.loc[d, "certified_gap_pct"]) if d in by.index else math.nan
+        best = by.loc["best"] if "best" in by.index else None
+        row["best design"] = best["best_design"] if best is not None else None
+        row["solver s"] = sum(_float(by.loc[d, "design_seconds"]) for d in by.index if d in (*EXACT, "cpsat"))
+        lines.append(row)
+    table = pd.DataFrame(lines)
+    return table.dropna(axis=1, how="all") if not table.empty else table
+
+
+def print_table(frame) -> None:
+    table = summary_table(frame)
+    if table.empty:
+        print("no configurations")
+        return
+    import pandas as pd
+    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.max_rows", 500):
+        print("\ncertified gap (%) per configuration and design (latency / best proven bound - 1):")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+
+
+def md_table(df, index: bool = False) -> str:
+    if df is None or df.empty:
+        return "_(none)_\n"
+    tab = df.reset_index() if index else df
+
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return "n/a" if v != v else f"{v:.2f}"
+        return "" if v is None else str(v).replace("|", "\\|")
+
+    head = "| " + " | ".join(map(str, tab.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in tab.columns) + "|"
+    return "\n".join([head, rule, *("| " + " | ".join(cell(v) for v in r) + " |"
+                                    for r in tab.itertuples(index=False, name=None))]) + "\n"
+
+
+def write_summary(frame, path: Path, *, command: str, settings: Settings, configs: Sequence[Config],
+                  seconds: float) -> Path:
+    """``gap_study.md``: what is closed, what stays open and by how much, which bounds bind, what the exact
+    designs are worth."""
+    import pandas as pd
+    best = best_rows(frame)
+    n = len(best)
+    lines = ["# Certified optimality gaps", "",
+             f"`{command}`", "",
+             f"{len(configs)} configurations (B{BATCH} S{SEQ} decode on {CHIP}); designs {settings.designs}; "
+             f"periodic: CP-SAT {settings.exact_time_limit:g} s; MILP windows of {settings.window} with "
+             f"{settings.window_time_limit:g} s each; bounds at level `{settings.bound}` "
+             f"({settings.bound_time_limit:g} s). This run: {seconds:.0f} s.", "",
+             "Certified gap = latency / best proven lower bound - 1 (no valid schedule beats the bound). Ideal is a "
+             "relaxed schedule (fastest plans, smallest footprints, no interconnect contention), not a bound; it is "
+             "in gaps.csv for reference only.", ""]
+    notes = sorted({(c.model, c.sram_requested_kib, c.sram_note) for c in configs if c.sram_note})
+    if notes:
+        lines += ["SRAM: " + "; ".join(f"{m}: {note}" for m, _, note in notes) + ".", ""]
+    failed = frame[(frame["design"] == "best") & frame["latency_ms"].isna()]
+    if len(failed):
+        lines += [f"{len(failed)} configuration(s) without a schedule:", "",
+                  md_table(pd.DataFrame({"configuration": [label(r) for _, r in failed.iterrows()],
+                                         "status": failed["status"], "error": failed["error"]})), ""]
+    if n == 0:
+        path.write_text("\n".join(lines + ["No results yet."]) + "\n", encoding="utf-8")
+        return path
+    gap = best["certified_gap_pct"]
+    closed, near = int((gap <= CLOSED_PCT).sum()), int((gap <= NEAR_PCT).sum())
+    lines += ["## The best schedule", "",
+              f"Certified gap of the best schedule (any design) <= {CLOSED_PCT:g}% at **{closed} of {n}** "
+              f"configurations, <= {NEAR_PCT:g}% at **{near} of {n}**; mean {gap.mean():.2f}%, max "
+              f"{gap.max():.2f}%.", ""]
+    by_factor = []
+    for col in ("model", "topology", "hbm_tbps", "sram_requested_kib", "load_model"):
+        if best[col].nunique() < 2:
+            continue
+        g = best.groupby(col)["certified_gap_pct"]
+        for value, s in g:
+            by_factor.append({"factor": col, "value": f"{value:g}" if isinstance(value, float) else value,
+                              "configurations": len(s), "mean gap %": s.mean(), "max gap %": s.max(),
+                              f"<= {CLOSED_PCT:g}%": int((s <= CLOSED_PCT).sum())})
+    if by_factor:
+        lines += ["Best schedule's certified gap by factor:", "", md_table(pd.DataFrame(by_factor)), ""]
+    still = best[gap > CLOSED_PCT].sort_values("certified_gap_pct", ascending=False)
+    if len(still):
+        table = pd.DataFrame({
+            "configuration": [label(r) for _, r in still.iterrows()],
+            "best gap %": still["certified_gap_pct"].to_numpy(), "best design": still["best_design"].to_numpy(),
+            "best ms": still["latency_ms"].to_numpy(), "bound ms": still["bound_ms"].to_numpy(),
+            "binding bound": still["bound_name"].to_numpy(), "Ideal ms (relaxed)": still["ideal_ms"].to_numpy(),
+            "best heuristic gap %": still["best_heuristic_gap_pct"].to_numpy()})
+        lines += [f"## Where the gap stays open (> {CLOSED_PCT:g}%)", "",
+                  "The bound that binds says which relaxation the proof rests on; where Ideal (relaxed) lies close "
+                  "to the bound and far below the best schedule, the relaxed rules (contention, footprints) are "
+                  "what the bound cannot see; where Ideal is far above the bound, the bound is what is weak.", "",
+                  md_table(table), ""]
+    lines += ["## Designs", "", "Certified gap (%) per design:", "", md_table(per_design(frame), index=True), ""]
+    wins = exact_wins(frame)
+    if wins["open"]:
+        share = 100.0 * wins["wins"] / wins["open"]
+        lines += [f"Exact designs against the best heuristic: among the {wins['open']} configurations whose best "
+                  f"heuristic's certified gap is above {OPEN_HEURISTIC_PCT:g}%, an exact design is at least "
+                  f"{EXACT_GAIN_PCT:g}% faster at **{wins['wins']}** ({share:.0f}%; target: half or more)."]
+        if wins["configurations"]:
+            lines += ["", "At: " + "; ".join(wins["configurations"]) + "."]
+        lines += [""]
+    else:
+        lines += [f"No configuration has a best-heuristic certified gap above {OPEN_HEURISTIC_PCT:g}%"
+                  + (" (or no exact design ran)." if not settings.exact_designs else "."), ""]
+    exact = frame[frame["design"].isin(settings.exact_designs) & frame["latency_ms"].notna()]
+    if len(exact):
+        g = exact.groupby("design")
+        gains = pd.DataFrame({"configurations": g.size(),
+                              "faster than best heuristic": g["gain_over_best_heuristic_pct"].apply(
+                                  lambda s: int((s > 1e-6).sum())),
+                              "mean gain %": g["gain_over_best_heuristic_pct"].mean(),
+                              "max gain %": g["gain_over_best_heuristic_pct"].max(),
+                              "mean solver s": g["design_seconds"].apply(lambda s: pd.to_numeric(s).mean()),
+                              "max solver s": g["design_seconds"].apply(lambda s: pd.to_numeric(s).max())})
+        gains = gains.loc[[d for d in DESIGN_ORDER if d in gains.index]]
+        lines += ["Exact designs (gain over the best heuristic of the same configuration):", "",
+                  md_table(gains, index=True), ""]
+    counts = best["bound_name"].value_counts()
+    lines += ["## Bounds", "", "Bound that binds (configurations): "
+              + ", ".join(f"{name} {k}" for name, k in counts.items()) + ".", ""]
+    below = best[best["ideal_below_bound"].fillna(False).astype(bool)]
+    lines += [f"Ideal (relaxed schedule) is below the best proven bound at {len(below)} of {n} configurations"
+              + (": " + "; ".join(label(r) for _, r in below.iterrows()) if len(below) else "") + ".", ""]
+    bound_s = pd.to_numeric(best["bound_seconds"], errors="coerce")
+    point_s = pd.to_numeric(best["point_seconds"], errors="coerce")
+    lines += ["## Cost", "", f"Bounds {bound_s.mean():.1f} s per configuration on average ({bound_s.max():.1f} s "
+              f"max); whole points (tables, heuristics, exact designs, bounds) {point_s.mean():.1f} s on average, "
+              f"{point_s.sum() / 3600:.2f} h summed.", ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+# -- figure --------------------------------------------------------------------------------------------------------
+
+def figure(frame, path: Path) -> None:
+    """Heatmaps of the certified gap (%): configurations x designs, one panel per load model (shared rows)."""
+    import numpy as np
+    from matplotlib.colors import SymLogNorm
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 4.5))
-    ax_sc, ax_bar = fig.subplots(1, 2)
-    labels = run_labels(models)
-    summed, end_to_end = [], []
-    for n, (label, (_, run)) in enumerate(zip(labels, models.iterrows())):
-        mine = windows[windows["run"] == run["run"]]
-        heur, exact = mine["heuristic_cycles"], mine["exact_cycles"]
-        ax_sc.scatter(heur, 100.0 * (heur - exact) / heur, s=12, alpha=0.6, color=f"C{n}", label=label)
-        summed.append(100.0 * (heur.sum() - exact.sum()) / heur.sum() if heur.sum() > 0 else 0.0)
-        end_to_end.append(float(run["latency_gain_pct"]))
-    ax_sc.axhline(0.0, color="grey", linewidth=0.8)
-    ax_sc.set_xscale("log")
-    ax_sc.set_xlabel("warm-start window makespan (cycles)")
-    ax_sc.set_ylabel("exact vs warm start: % of window makespan saved")
-    ax_sc.set_title("per window")
-    ax_sc.legend(fontsize=7)
-    x = list(range(len(labels)))
-    ax_bar.bar([i - 0.2 for i in x], summed, width=0.4, label="sum of window makespans")
-    ax_bar.bar([i + 0.2 for i in x], end_to_end, width=0.4, label="simulated latency")
-    ax_bar.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
-    ax_bar.set_ylabel("% saved over the warm start")
-    ax_bar.set_title("per run")
-    ax_bar.legend(fontsize=7)
-    save(fig, path)
+    shown = [d for d in DESIGN_ORDER if d not in RELAXED and d in set(frame["design"])]
+    models = [m for m in LOAD_MODELS if m in set(frame["load_model"])] or ["fluid"]
+    rows: list[str] = []  # configurations without their load model, in grid order
+    cells: dict[tuple[str, str], list[float]] = {}
+    for _, cfg in frame.groupby(list(CONFIG), sort=False, dropna=False):
+        first = cfg.iloc[0]
+        name = label(first).replace(f" {first['load_model']}", "")
+        if name not in rows:
+            rows.append(name)
+        by = cfg.set_index("design")["certified_gap_pct"]
+        cells[(str(first["load_model"]), name)] = [_float(by.get(d)) for d in shown]
+    empty = [math.nan] * len(shown)
+    panels = [(lm, np.array([cells.get((lm, r), empty) for r in rows], dtype=float).reshape(len(rows), len(shown)))
+              for lm in models]
+    finite = [float(np.nanmax(v)) for _, v in panels if v.size and np.isfinite(v).any()]
+    top = max(finite + [1.0])
+    norm = SymLogNorm(linthresh=1.0, vmin=0.0, vmax=top, base=10)
+    fig = Figure(figsize=(3.0 * len(panels) + 3.4, 0.24 * len(rows) + 2.2), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
+    image = None
+    for k, (ax, (lm, values)) in enumerate(zip(axes, panels)):
+        image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap="viridis_r", norm=norm)
+        ax.set_facecolor("#dddddd")
+        ax.set_xticks(range(len(shown)), shown, rotation=45, ha="right", fontsize=7)
+        ax.set_yticks(range(len(rows)), rows, fontsize=6)
+        ax.tick_params(axis="y", labelleft=k == 0)
+        ax.set_title(f"{lm} loads", fontsize=9)
+        for i in range(values.shape[0]):
+            for j in range(values.shape[1]):
+                v = values[i, j]
+                text = "n/a" if v != v else f"{v:.2f}" if v < 1 else f"{v:.1f}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=5.5,
+                        color="white" if v == v and norm(v) > 0.55 else "black")
+    if image is not None:
+        ticks = [t for t in (0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500) if t <= top]
+        bar = fig.colorbar(image, ax=list(axes), shrink=0.9, ticks=ticks)
+        bar.ax.set_yticklabels([f"{t:g}" for t in ticks], fontsize=7)
+        bar.set_label("certified gap (%)", fontsize=8)
+    fig.suptitle("Certified gap (%) = latency / best proven bound - 1, per design and configuration "
+                 "(B32 S2048 decode; grey: no schedule)", fontsize=9)
+    fig.savefig(path, dpi=130)
+    print(f"wrote {path}")
 
 
-# -- entry point -----------------------------------------------------------------------------------------------
+# -- entry point ---------------------------------------------------------------------------------------------------
 
 def parse_args(argv: list[str] | None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="out/gap", help="output folder (default out/gap)")
-    p.add_argument("--models", default=DEFAULT_MODELS)
-    p.add_argument("--warm", default=",".join(WARM_STARTS), help="warm starts: elk-full, elk-dyn")
-    p.add_argument("--solvers", default="cpsat", help="cpsat, milp (= milp-highs), milp-cbc")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--seq", type=int, default=2048)
-    p.add_argument("--chip", default="ipu-pod4")
-    p.add_argument("--hbm-tbps", type=float, default=16.0)
-    p.add_argument("--window", type=int, default=8, help="operators per window")
-    p.add_argument("--time-limit", type=float, default=10.0, help="seconds per window")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--out", type=Path, default=Path("out/gap"), help="output folder (default out/gap)")
+    p.add_argument("--models", default=None,
+                   help=f"comma list (default {','.join(LLMS)}; with --quick llama2-13b)")
+    p.add_argument("--quick", action="store_true",
+                   help="all-to-all, 16 TB/s, both SRAM sizes and load models: 4 configurations per model")
+    p.add_argument("--exact-designs", default=",".join(EXACT),
+                   help="exact designs, run in the order periodic, cpsat, milp (default periodic,milp; '' for none)")
+    p.add_argument("--exact-time-limit", type=float, default=60.0, help="periodic design: CP-SAT seconds (60)")
+    p.add_argument("--window-time-limit", type=float, default=5.0, help="MILP windows: seconds per window (5)")
+    p.add_argument("--window", type=int, default=8, help="MILP windows: operators per window (8)")
+    p.add_argument("--bound", choices=("lp", "milp"), default="milp",
+                   help="bound level: lp (closed forms, LP, layer) or milp (also the MILP over plan choices; default)")
+    p.add_argument("--bound-time-limit", type=float, default=60.0, help="seconds for the bounds' solvers (60)")
+    p.add_argument("--workers", type=int, default=2, help="points compiled at once (default 2)")
+    p.add_argument("--solver-workers", type=int, default=1, help="threads per exact solve (default 1)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from elk.errors import ElkError
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    models = split_list(args.models, what="model")
-    warms = split_list(args.warm, WARM_STARTS, "warm start")
-    solvers = split_list(args.solvers, SOLVER_SPECS, "solver")
-    study = Study(args.batch, args.seq, args.chip, args.hbm_tbps, args.window, args.time_limit, args.workers,
-                  args.seed)
-    out = Path(args.out)
+    started = time.perf_counter()
+    models = split_list(args.models or ("llama2-13b" if args.quick else ",".join(LLMS)), what="model")
+    exact = tuple(split_list(args.exact_designs, ("periodic", "cpsat", "milp"), "exact design")) \
+        if args.exact_designs.strip() else ()
+    for name, value in (("--exact-time-limit", args.exact_time_limit), ("--window-time-limit", args.window_time_limit),
+                        ("--bound-time-limit", args.bound_time_limit)):
+        if not value > 0 or value == math.inf:
+            raise SystemExit(f"{name} must be a positive number of seconds, got {value}")
+    settings = Settings(exact_designs=exact, exact_time_limit=args.exact_time_limit, window=args.window,
+                        window_time_limit=args.window_time_limit, solver_workers=args.solver_workers, seed=args.seed,
+                        bound=args.bound, bound_time_limit=args.bound_time_limit)
+    out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    models_log = CsvLog(out / "models.csv", list(RUN_KEY) + list(MODEL_METRICS))
-    windows_log = CsvLog(out / "windows.csv", list(RUN_KEY) + [f for f in record_fields() if f not in RUN_KEY])
-    done = {run_key(r) for r in models_log.read()}
-    dropped = windows_log.keep_only(lambda r: run_key(r) in done)
-    if dropped:
-        print(f"dropped {dropped} window rows of unfinished runs (they are redone)")
-    todo, skipped = pending_runs(models, warms, solvers, study, done)
-    for model, warm, solver in skipped:
-        print(f"skip {model} / {warm} / {solver} (already in {models_log.path})")
-    if skipped:
-        print(f"skipped {len(skipped)} finished run(s), {len(todo)} to go", flush=True)
-    run_study(todo, study, windows_log, models_log)
-    wanted = {run_key(study.columns(m, w, s)) for m in models for w in warms for s in solvers}
-    frame, windows = load_frames(windows_log, models_log, wanted)
+    try:
+        configs = resolve_sram(grid(models, args.quick), out / "sram.json")
+        points = {c: c.point(settings) for c in configs}
+        from elk.study import Study, run_study
+        from elk.study.store import PointStore
+        run_study(Study("gap-quick" if args.quick else "gap", list(points.values())), out / "results",
+                  workers=args.workers, progress=not args.no_progress)
+    except ElkError as exc:
+        print(f"gap_study: error: {exc}", file=sys.stderr)
+        return 2
+    store = PointStore(out / "results")
+    records = {p.key(): store.read(p.key()) for p in points.values()}
+    frame = gaps_frame(configs, records, settings)
+    tmp = out / ".gaps.csv.tmp"
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, out / "gaps.csv")
+    print(f"wrote {out / 'gaps.csv'} ({len(frame)} rows, {len(configs)} configurations)")
     print_table(frame)
-    if not frame.empty:
-        figure_gaps(frame, windows, out / "gap_distribution.png")
-        figure_anytime(windows, out / "anytime.png")
-        figure_improvement(frame, windows, out / "improvement.png")
+    figure(frame, out / "certified_gaps.png")
+    command = " ".join(["python", "experiments/gap_study.py", *argv])
+    md = write_summary(frame, out / "gap_study.md", command=command, settings=settings, configs=configs,
+                       seconds=time.perf_counter() - started)
+    print(f"wrote {md}")
     return 0
 
 

@@ -1,8 +1,9 @@
 """The solver studies (experiments/gap_study.py, experiments/tune_solver.py) end to end on the tiny model.
 
 They run in-process with one-second limits: what matters here is that the CSVs
-have their columns and one row per run, that figures are real PNGs, and that a
-rerun (or a run after an interruption) does not redo or duplicate finished work.
+have their columns and one row per run (per configuration x design for the gap
+study), that figures are real PNGs, that the summaries count what they say, and
+that a rerun does not redo or duplicate finished work.
 """
 from __future__ import annotations
 
@@ -45,12 +46,13 @@ def assert_png(path: Path) -> None:
 
 # -- gap study ---------------------------------------------------------------------------------------------------
 
-GAP_ARGS = ["--models", "tiny", "--warm", "elk-dyn", "--time-limit", "1", "--workers", "1"]
+GAP_ARGS = ["--models", "tiny", "--quick", "--exact-time-limit", "2", "--window-time-limit", "1",
+            "--bound-time-limit", "5", "--workers", "1", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
 def gap_run(tmp_path_factory):
-    """One gap study on the tiny model, shared by the checks below (and its printed output)."""
+    """The gap study's quick subset on the tiny model, shared by the checks below (and its printed output)."""
     gap = load("gap_study")
     out = tmp_path_factory.mktemp("gap")
     return gap, out, run_main(gap, [*GAP_ARGS, "--out", str(out)])
@@ -67,48 +69,134 @@ def run_main(module: ModuleType, argv: list[str]) -> str:
     return buffer.getvalue()
 
 
-def test_gap_study_tables(gap_run):
-    gap, out, printed = gap_run
-    models, windows = read_rows(out / "models.csv"), read_rows(out / "windows.csv")
-    assert len(models) == 1
-    row = models[0]
-    assert list(row) == list(gap.RUN_KEY) + list(gap.MODEL_METRICS)
-    assert (row["model"], row["warm"], row["solver"]) == ("tiny", "elk-dyn", "cpsat")
-    assert len(windows) == int(row["windows"]) > 0
-    assert {"heuristic_cycles", "exact_cycles", "bound_cycles", "gap", "status", "seconds", "accepted",
-            "first_improvement_s", "anytime", "program", "solver_name"} <= set(windows[0])
-    assert all(isinstance(json.loads(w["anytime"]), list) for w in windows)
-    assert any(json.loads(w["anytime"]) for w in windows), "anytime traces were requested"
-    assert row["valid"] == "True"
-    assert float(row["exact_ms"]) <= float(row["warm_ms"]) + 1e-12
-    assert 0.0 <= float(row["pct_optimal"]) <= 100.0
-    assert "per (model, warm start, solver)" in printed and "tiny" in printed
-
-
-def test_gap_study_figures(gap_run):
-    _, out, _ = gap_run
-    for name in ("gap_distribution.png", "anytime.png", "improvement.png"):
-        assert_png(out / name)
-
-
-def test_gap_study_rerun_skips_finished_runs(gap_run):
-    gap, out, _ = gap_run
-    before = [len(read_rows(out / f)) for f in ("models.csv", "windows.csv")]
-    printed = run_main(gap, [*GAP_ARGS, "--out", str(out)])
-    assert "skip tiny / elk-dyn / cpsat" in printed and "skipped 1 finished run(s), 0 to go" in printed
-    assert [len(read_rows(out / f)) for f in ("models.csv", "windows.csv")] == before
-
-
-def test_gap_study_redoes_an_interrupted_run(tmp_path):
-    """Window rows without their model row (a crash between the two) are dropped and the run redone."""
+def test_gap_study_quick_grid():
     gap = load("gap_study")
-    run_main(gap, [*GAP_ARGS, "--out", str(tmp_path)])
-    windows = len(read_rows(tmp_path / "windows.csv"))
-    (tmp_path / "models.csv").unlink()
-    printed = run_main(gap, [*GAP_ARGS, "--out", str(tmp_path)])
-    assert f"dropped {windows} window rows" in printed
-    assert len(read_rows(tmp_path / "windows.csv")) == windows
-    assert len(read_rows(tmp_path / "models.csv")) == 1
+    quick = gap.grid(["tiny"], quick=True)
+    assert len(quick) == 4
+    assert {(c.topology, c.hbm_tbps) for c in quick} == {("all-to-all", 16.0)}
+    assert {(c.sram_requested_kib, c.load_model) for c in quick} == {(s, m) for s in (624.0, 192.0)
+                                                                     for m in ("fluid", "rigid")}
+    full = gap.grid(list(gap.LLMS), quick=False)
+    assert len(full) == 96 and len({c.point(gap.Settings()).key() for c in full}) == 96
+    p = full[0].point(gap.Settings())
+    # heuristics, Ideal for reference, then periodic and the MILP windows (which start from periodic)
+    assert p.resolved.designs == ("basic", "static", "elk-dyn", "elk-full", "ideal", "periodic", "milp")
+    assert p.resolved.design_options["periodic"]["time_limit"] == 60.0
+    assert p.resolved.design_options["milp"]["time_limit"] == 5.0 and p.resolved.design_options["milp"]["window"] == 8
+    assert (p.resolved.bound, p.resolved.bound_time_limit) == ("milp", 60.0)
+
+
+def test_gap_study_table(gap_run):
+    gap, out, printed = gap_run
+    rows = read_rows(out / "gaps.csv")
+    assert list(rows[0]) == list(gap.COLUMNS)
+    assert len(rows) == 4 * (7 + 1)  # 4 configurations x (7 designs + the best schedule)
+    assert {r["load_model"] for r in rows} == {"fluid", "rigid"} and {r["sram_kib"] for r in rows} == {"624.0",
+                                                                                                         "192.0"}
+    for r in rows:
+        assert r["status"] == "ok" and r["valid"] == "True", r
+        bound = float(r["bound_ms"])
+        families = {f: r[f"bound_{f.replace('-', '_')}_ms"] for f in gap.BOUND_FAMILIES}
+        assert all(v for v in families.values()), families  # every family, the MILP bound included
+        assert max(float(v) for v in families.values()) == pytest.approx(bound)
+        assert r["bound_name"] in gap.BOUND_FAMILIES
+        if r["design"] == "ideal":
+            assert r["certified_gap_pct"] == "" and r["relaxed"] == "True"
+        else:
+            gap_pct = float(r["certified_gap_pct"])
+            assert gap_pct >= -1e-6 and gap_pct == pytest.approx(100 * (float(r["latency_ms"]) / bound - 1))
+    for cfg in {r["key"] for r in rows}:
+        mine = {r["design"]: r for r in rows if r["key"] == cfg}
+        best = mine["best"]
+        strict = [float(r["latency_ms"]) for d, r in mine.items() if d not in ("ideal", "best")]
+        assert float(best["latency_ms"]) == pytest.approx(min(strict))
+        assert best["best_design"] in mine
+        heur = min(float(mine[d]["latency_ms"]) for d in ("basic", "static", "elk-dyn", "elk-full"))
+        assert float(mine["milp"]["latency_ms"]) <= float(mine["periodic"]["latency_ms"]) + 1e-12 <= heur + 2e-12
+        assert mine["milp"]["warm_start"] in mine  # the fastest schedule before it (periodic's unless tied)
+        assert float(mine["milp"]["gain_over_best_heuristic_pct"]) == pytest.approx(
+            100 * (heur - float(mine["milp"]["latency_ms"])) / heur)
+    assert "certified gap (%) per configuration and design" in printed and "tiny all-to-all 16 TB/s" in printed
+
+
+def test_gap_study_figure_and_summary(gap_run):
+    _, out, _ = gap_run
+    assert_png(out / "certified_gaps.png")
+    text = (out / "gap_study.md").read_text()
+    assert "# Certified optimality gaps" in text
+    assert "Certified gap of the best schedule (any design) <= 3% at **4 of 4** configurations" in text
+    assert "## Designs" in text and "## Bounds" in text and "Bound that binds (configurations):" in text
+    assert "Ideal (relaxed schedule) is below the best proven bound at 0 of 4" in text
+    assert "best-heuristic certified gap above 2%" in text  # tiny's best heuristic is within 2% everywhere
+
+
+def test_gap_study_rerun_computes_nothing(gap_run):
+    gap, out, _ = gap_run
+    points = sorted(p.name for p in (out / "results" / "points").glob("*.json"))
+    mtimes = [(out / "results" / "points" / p).stat().st_mtime_ns for p in points]
+    before = (out / "gaps.csv").read_text()
+    run_main(gap, [*GAP_ARGS, "--out", str(out)])
+    assert sorted(p.name for p in (out / "results" / "points").glob("*.json")) == points
+    assert [(out / "results" / "points" / p).stat().st_mtime_ns for p in points] == mtimes
+    assert (out / "gaps.csv").read_text() == before
+
+
+def test_gap_study_sram_ladder(tmp_path):
+    """A size a model does not fit in is replaced by the smallest of 400, 448, 512, ... KiB it fits (cached)."""
+    gap = load("gap_study")
+    assert gap.ladder(192.0) == [192.0, 400.0, 448.0, 512.0, 576.0, 624.0]
+    calls = []
+
+    def probe(model, kib):
+        calls.append((model, kib))
+        needs = {"big": 440.0, "huge": 10_000.0}.get(model, 0.0)
+        return kib >= needs, f"operator head: needs at least {needs:g} KiB per core, but a core has {kib:g} KiB"
+
+    assert gap.smallest_fitting_sram("small", 192.0, probe) == (192.0, "")
+    size, note = gap.smallest_fitting_sram("big", 192.0, probe)
+    assert size == 448.0
+    assert note == ("192 KiB does not fit (operator head: needs at least 440 KiB per core): runs at 448 KiB, the "
+                    "smallest that fits of 400, 448 KiB")
+    size, note = gap.smallest_fitting_sram("huge", 192.0, probe)
+    assert size is None and "nor does any of 400, 448, 512, 576, 624 KiB" in note
+
+    configs = [c for c in gap.grid(["big", "small"], quick=True)]
+    calls.clear()
+    resolved = gap.resolve_sram(configs, tmp_path / "sram.json", probe)
+    assert {(c.model, c.sram_requested_kib, c.sram_kib) for c in resolved} == {
+        ("big", 624.0, 624.0), ("big", 192.0, 448.0), ("small", 624.0, 624.0), ("small", 192.0, 192.0)}
+    assert all(("does not fit" in c.sram_note) == (c.sram_kib != c.sram_requested_kib) for c in resolved)
+    assert sorted(set(calls)) == [("big", 192.0), ("big", 400.0), ("big", 448.0), ("small", 192.0)]  # 624 not probed
+    calls.clear()
+    assert gap.resolve_sram(configs, tmp_path / "sram.json", probe) == resolved and not calls  # cached
+
+
+def made_up_gaps(gap, rows):
+    """gaps.csv-shaped rows: (config id, design, latency, best-heuristic gap %, gain %) with a bound of 10 ms."""
+    import pandas as pd
+    out = []
+    for cid, design, ms, heur_gap, gain in rows:
+        out.append({"model": f"m{cid}", "topology": "mesh", "hbm_tbps": 8.0, "sram_kib": 192.0,
+                    "sram_requested_kib": 192.0, "load_model": "fluid", "design": design, "latency_ms": ms,
+                    "certified_gap_pct": 100 * (ms / 10.0 - 1), "relaxed": False, "best_heuristic_gap_pct": heur_gap,
+                    "gain_over_best_heuristic_pct": gain, "bound_ms": 10.0, "bound_name": "lp"})
+    frame = pd.DataFrame(out)
+    for col in gap.COLUMNS:
+        if col not in frame:
+            frame[col] = None
+    return frame
+
+
+def test_exact_wins_counts_configurations_with_an_open_heuristic_gap():
+    gap = load("gap_study")
+    frame = made_up_gaps(gap, [
+        (1, "periodic", 10.5, 8.0, 2.8), (1, "milp", 10.4, 8.0, 3.7),   # open, exact wins by >= 1%
+        (2, "periodic", 10.9, 10.0, 0.9), (2, "milp", 10.85, 10.0, 1.4),  # open, the better exact design wins
+        (3, "periodic", 11.1, 12.0, 0.9), (3, "milp", 11.1, 12.0, 0.9),   # open, gain below 1%
+        (4, "periodic", 10.1, 1.5, 0.5), (4, "milp", 10.1, 1.5, 0.5)])    # heuristic gap within 2%: not counted
+    wins = gap.exact_wins(frame)
+    assert (wins["open"], wins["wins"]) == (3, 2)
+    assert [c.split()[0] for c in wins["configurations"]] == ["m1", "m2"]
 
 
 def test_csv_log_refuses_another_layout(tmp_path):
