@@ -86,6 +86,26 @@ def test_gap_study_quick_grid():
     assert (p.resolved.bound, p.resolved.bound_time_limit) == ("milp", 60.0)
 
 
+def test_study_knobs_the_studies_rely_on():
+    """periodic_time_limit and the bound level reach the compile; unset (or default) they do not change keys."""
+    from elk.study import Point
+    from elk.study.point import StudyError
+    base = Point(model="tiny", designs="paper,periodic,milp", time_limit=5.0)
+    assert Point(model="tiny", bound="lp", bound_time_limit=30.0).key() == Point(model="tiny").key()
+    assert Point(model="tiny", bound="milp").key() != Point(model="tiny").key()
+    assert Point(model="tiny", bound="milp").resolved.knobs["bound"] == "milp"
+    longer = Point(model="tiny", designs="paper,periodic,milp", time_limit=5.0, periodic_time_limit=30.0)
+    assert longer.key() != base.key()
+    assert longer.resolved.design_options["periodic"]["time_limit"] == 30.0
+    assert longer.resolved.design_options["milp"]["time_limit"] == 5.0
+    assert base.resolved.design_options["periodic"]["time_limit"] == 5.0
+    # without the periodic design the knob means nothing, so it is not part of the key
+    assert Point(model="tiny", designs="paper,milp", periodic_time_limit=30.0).key() == \
+        Point(model="tiny", designs="paper,milp").key()
+    with pytest.raises(StudyError, match="unknown bound"):
+        Point(model="tiny", bound="exact")
+
+
 def test_gap_study_table(gap_run):
     gap, out, printed = gap_run
     rows = read_rows(out / "gaps.csv")

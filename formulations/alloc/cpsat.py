@@ -76,7 +76,7 @@ class CpsatAlloc:
 
 
 def build_cpsat(problem: AllocationProblem, capacity: int, *, lower_bound: int = 0, minimize: bool = True,
-                upper_bound: int | None = None) -> CpsatAlloc:
+                upper_bound: int | None = None, order: np.ndarray | None = None) -> CpsatAlloc:
     """The model at ``capacity``; ``upper_bound`` (e.g. a known placement's peak) tightens the peak's domain."""
     m = cp_model.CpModel()
     n = problem.n
@@ -112,7 +112,9 @@ def build_cpsat(problem: AllocationProblem, capacity: int, *, lower_bound: int =
         if key in seen:
             m.add(offset[seen[key]] + size[i] <= offset[i])
         seen[key] = i
-    free = [i for i in np.lexsort((-problem.size, problem.lower)).tolist() if steps[i] is not None]
+    if order is None:
+        order = np.lexsort((-problem.size, problem.lower))
+    free = [i for i in np.asarray(order).tolist() if steps[i] is not None]
     if free:
         m.add_decision_strategy([steps[i] for i in free], cp_model.CHOOSE_LOWEST_MIN, cp_model.SELECT_MIN_VALUE)
     if minimize:

@@ -181,6 +181,11 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
     # fluid loads: a load's rate may vary inside its interval (elk/noc.py); the bookkeeping is in fluid.py
     fluid = workload.chip.load_model is LoadModel.FLUID and cfg.noc_mode is not NocMode.NONE
     st = fl.FluidLoads.empty(n) if fluid else None
+    stretching = cfg.noc_mode in (NocMode.STRETCH, NocMode.HYBRID)
+    pushing = cfg.noc_mode in (NocMode.PUSH, NocMode.HYBRID)
+    no_noc = cfg.noc_mode is NocMode.NONE
+    lists_time, lists_comm = lists.time, lists.comm
+    choose = chooser.choose
 
     for i in range(n - 1, -1, -1):
         m = len(chain)
@@ -216,30 +221,30 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
                 budget = cfg.exec_region if cfg.plan_budget is PlanBudget.EXEC_REGION else sram - resident
             else:
                 budget = sram - resident
-            row = chooser.choose(i, budget)
+            row = choose(i, budget)
             if row is None:
                 break
-            t_plan = lists.time[i][row]
+            t_plan = lists_time[i][row]
             start = deadline - t_plan
             options = []  # (start, push_from, push_by); fluid push: (start, Push, frontier)
             if fluid:
-                comm = lists.comm[i][row]
+                comm = lists_comm[i][row]
                 overlapping = needy[bisect_right(needy_starts, -deadline):]
-                if cfg.noc_mode in (NocMode.STRETCH, NocMode.HYBRID):
+                if stretching:
                     s_fit = fl.stretch_start(deadline, t_plan, comm, overlapping, next_start, load_s, load_e, st)
                     options.append((min(start, s_fit), -1, 0.0))
-                if cfg.noc_mode in (NocMode.PUSH, NocMode.HYBRID):
+                if pushing:
                     move = fl.push_loads(start, deadline, comm, overlapping, next_start, open_ops, load_s, load_e, st)
                     options.append((start, move, move.frontier))
-            elif cfg.noc_mode in (NocMode.STRETCH, NocMode.HYBRID):
-                comm = lists.comm[i][row]
+            elif stretching:
+                comm = lists_comm[i][row]
                 options.append((min(start, _noc_start(deadline, comm, chain, m, r, load_s, load_e, noc_of)),
                                 -1, 0.0))
-            if not fluid and cfg.noc_mode in (NocMode.PUSH, NocMode.HYBRID):
-                comm = lists.comm[i][row]
+            if not fluid and pushing:
+                comm = lists_comm[i][row]
                 push_from, push_by = _push(start, deadline, t_plan - comm, chain, m, r, load_s, load_e, noc_of)
                 options.append((start, push_from, push_by))
-            if cfg.noc_mode is NocMode.NONE:
+            if no_noc:
                 options.append((start, -1, 0.0))
             for opt_start, push_from, push_by in options:
                 if isinstance(push_from, fl.Push):  # fluid push: the chain's new start

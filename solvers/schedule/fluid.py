@@ -84,18 +84,23 @@ def stretch_start(d: float, t_plan: float, comm: float, ops: list[int], frontier
     s = d - t_plan
     needs: list[tuple[int, float]] = []  # (op, need after the gap) of the loads that matter, latest first
 
-    def mandatory(at: float) -> float:
-        total = 0.0
-        for op in ops:
-            if load_e[op] <= at:
-                break
-            need = after_gap(op, d, frontier, load_s, load_e, st)
-            below = st.cap[op] * (at - load_s[op]) if at > load_s[op] else 0.0
-            if need > below:
-                total += need - below
-        return total
+    st_need, cap = st.need, st.cap
+    total = 0.0  # mandatory work inside [s, d): each load's need minus what it can do below s
+    for op in ops:
+        b = load_e[op]
+        if b <= s:
+            break
+        need = st_need[op]  # after_gap(), inlined: this loop runs for every candidate plan
+        hi = b if b < frontier else frontier
+        a = load_s[op]
+        if hi > d and need > 0:
+            got = cap[op] * (hi - (a if a > d else d))
+            need = need - got if need > got else 0.0
+        below = cap[op] * (s - a) if s > a else 0.0
+        if need > below:
+            total += need - below
 
-    short = mandatory(s) - (d - s - comm)
+    short = total - (d - s - comm)
     if short <= EPS:
         return s
     for op in ops:
@@ -125,7 +130,7 @@ def stretch_start(d: float, t_plan: float, comm: float, ops: list[int], frontier
     return cur - short  # not reached: below every load the slope is 1
 
 
-@dataclass
+@dataclass(slots=True)
 class Push:
     """How loads must yield to an execution: the load that cannot finish and its new start (or none)."""
 
@@ -143,18 +148,25 @@ def push_loads(s: float, d: float, comm: float, ops: list[int], frontier: float,
     move up behind a load that starts earlier).
     """
     slack = d - s - comm
+    st_need, cap = st.need, st.cap
     for op in ops:
-        need = after_gap(op, d, frontier, load_s, load_e, st)
+        need = st_need[op]  # after_gap(), inlined: this loop is the pass's hottest
+        b = load_e[op]
+        hi = b if b < frontier else frontier
+        if hi > d and need > 0:
+            a = load_s[op]
+            got = cap[op] * (hi - (a if a > d else d))
+            need = need - got if need > got else 0.0
         if need > EPS:
-            hi = load_e[op] if load_e[op] < d else d
+            hi = b if b < d else d
             lo = load_s[op] if load_s[op] > s else s
             if hi > lo and slack > 0:
-                got = st.cap[op] * (hi - lo)
+                got = cap[op] * (hi - lo)
                 got = got if got < slack else slack
                 got = got if got < need else need
                 need -= got
                 slack -= got
-            room = st.cap[op] * (s - load_s[op]) if s > load_s[op] else 0.0
+            room = cap[op] * (s - load_s[op]) if s > load_s[op] else 0.0
             if need > room + EPS:
                 new_start = s - need / st.plan_rate[op]
                 return Push(op, new_start, _cascade(op, new_start, chain_end, load_s, load_e))
