@@ -186,6 +186,7 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
     no_noc = cfg.noc_mode is NocMode.NONE
     lists_time, lists_comm = lists.time, lists.comm
     choose = chooser.choose
+    greedy = cfg.depth is DepthRule.GREEDY
 
     for i in range(n - 1, -1, -1):
         m = len(chain)
@@ -194,8 +195,6 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
         needy = fl.needy(open_ops, st) if fluid else []
         # a load starting at or after a candidate's deadline does all its work in the gap: only the rest matter
         needy_starts = [-load_s[op] for op in needy]
-        resident = forced
-        greedy = cfg.depth is DepthRule.GREEDY
         if greedy:
             if cfg.preload is PreloadRule.STATIC:
                 preload_room = sram - cfg.exec_region
@@ -204,8 +203,15 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
             else:
                 preload_room = sram - min_hot[i]
             preload_room -= forced
-        for r in range(0, min(m, depth_cap) + 1):
-            if r > 0:
+            # the greedy rule keeps only its deepest admissible depth: find it first, weigh the NoC for it alone
+            r_pick, resident = _greedy_depth(i, cfg, chain, min(m, depth_cap), forced, preload_room, cold_of,
+                                             load_s, next_start, sram, choose)
+            depths = range(r_pick, r_pick + 1) if r_pick >= 0 else range(0)
+        else:
+            resident = forced
+            depths = range(0, min(m, depth_cap) + 1)
+        for r in depths:
+            if r > 0 and not greedy:
                 resident += cold_of[chain[m - r]]
             if r < m:
                 ls = load_s[chain[m - 1 - r]]
@@ -215,9 +221,6 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
                 last = True
                 deadline = next_start
             if greedy:
-                if r > 0 and (resident - forced > preload_room + 1e-9
-                              or (cfg.max_residents is not None and r > cfg.max_residents)):
-                    break
                 budget = cfg.exec_region if cfg.plan_budget is PlanBudget.EXEC_REGION else sram - resident
             else:
                 budget = sram - resident
@@ -306,6 +309,38 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
             load_s[op] = load_e[op] = exec_s[op]
     return Schedule(design, np.array(entry), np.array(exec_s), np.array(exec_e), np.array(load_s),
                     np.array(load_e), relaxation, info=Provenance(theta=theta, noc_mode=cfg.noc_mode))
+
+
+def _greedy_depth(i: int, cfg: PassConfig, chain: list[int], top: int, forced: float, preload_room: float,
+                  cold_of: list[float], load_s: list[float], next_start: float, sram: float,
+                  choose) -> tuple[int, float]:
+    """The deepest depth (<= ``top``) the greedy rule admits for operator ``i``, and its resident bytes.
+
+    Greedy designs keep the last admissible depth of the walk, so weighing the
+    interconnect (the costly part) for the shallower ones is wasted; the walk
+    stops where the resident colds overflow the preload room, the plan no longer
+    fits, or the chain's loads no longer start before the frontier. Returns
+    (-1, forced) if not even depth 0 admits a plan.
+    """
+    m = len(chain)
+    resident = forced
+    found, found_resident = -1, forced
+    fixed_budget = cfg.plan_budget is PlanBudget.EXEC_REGION  # the plan's budget does not shrink with depth
+    if fixed_budget and choose(i, cfg.exec_region) is None:
+        return found, found_resident
+    if cfg.max_residents is not None:
+        top = min(top, cfg.max_residents)
+    for r in range(0, top + 1):
+        if r > 0:
+            resident += cold_of[chain[m - r]]
+            if resident - forced > preload_room + 1e-9:
+                break
+        if not fixed_budget and choose(i, sram - resident) is None:
+            break
+        found, found_resident = r, resident
+        if r >= m or load_s[chain[m - 1 - r]] >= next_start:
+            break
+    return found, found_resident
 
 
 def _noc_start(deadline: float, comm: float, chain: list[int], m: int, r: int, load_s: list[float],
