@@ -36,7 +36,7 @@ def milp(workload: Workload, warm_start: Schedule | None = None, *, window: int 
                     time_limit=time_limit, workers=workers, seed=seed, params=params, reuse=reuse, records=records)
 
 
-def periodic(workload: Workload, warm_start: Schedule | None = None, *, time_limit: float = 60.0, workers: int = 2,
+def periodic(workload: Workload, warm_start: Schedule | None = None, *, time_limit: float = 60.0, workers: int = 8,
              seed: int = 0, deterministic_time: float | None = None) -> Schedule:
     """One repeated layer solved as a modulo schedule with CP-SAT, replayed on the whole program."""
     from solvers.schedule.periodic import periodic as run

@@ -131,7 +131,8 @@ def test_figure_knobs(full_points):
 
 def configuration(p) -> tuple:
     """A point's knobs without its designs and solver settings."""
-    skip = ("designs", "window", "time_limit", "workers", "seed", "milp_solver", "periodic_time_limit")
+    skip = ("designs", "window", "time_limit", "workers", "seed", "milp_solver", "periodic_time_limit",
+            "periodic_workers")
     return tuple(sorted((k, v) for k, v in p.resolved.knobs.items() if k not in skip))
 
 
@@ -146,7 +147,7 @@ def test_exact_points_are_few_and_reuse_heuristic_configurations():
             # the heuristics first (the best one is the warm start), then periodic, then the MILP windows
             assert p.resolved.designs == ("basic", "static", "elk-dyn", "elk-full", "ideal", "periodic", "milp")
             assert p.resolved.design_options["milp"] == {"time_limit": 3.0, "window": 8, "workers": 2, "seed": 0}
-            assert p.resolved.design_options["periodic"] == {"time_limit": 30.0, "workers": 2, "seed": 0}
+            assert p.resolved.design_options["periodic"] == {"time_limit": 30.0, "seed": 0}  # its own 8 workers
             assert configuration(p) in heur, (s.name, p.label())
         all_exact += ex
     assert len(unique(all_exact)) == 16  # 4 (Figs. 17-18) + 5 (Figs. 19-21) + 2 + 4 + 1

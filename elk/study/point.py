@@ -33,13 +33,13 @@ WINDOW_DESIGNS = ("cpsat", "milp")
 TOPOLOGY_KINDS = ("all-to-all", "mesh")
 
 #: Knobs whose value is a positive integer / a positive number.
-INT_KNOBS = ("batch", "seq", "cores", "window", "workers")
+INT_KNOBS = ("batch", "seq", "cores", "window", "workers", "periodic_workers")
 FLOAT_KNOBS = ("sram_kib", "hbm_tbps", "noc_scale", "noc_tbps", "compute_scale", "time_limit",
                "periodic_time_limit", "bound_time_limit")
 #: Solver settings: they only reach the exact designs, so they are dropped from the key otherwise.
-SOLVER_KNOBS = ("window", "time_limit", "workers", "seed", "milp_solver", "periodic_time_limit")
+SOLVER_KNOBS = ("window", "time_limit", "workers", "seed", "milp_solver", "periodic_time_limit", "periodic_workers")
 #: Knobs added after schema 2's keys were first stored: hashed only when set, so older points keep their keys.
-LATE_KNOBS = ("periodic_time_limit",)
+LATE_KNOBS = ("periodic_time_limit", "periodic_workers")
 #: The proven lower bound every point computes unless its ``bound`` / ``bound_time_limit`` say otherwise
 #: (elk.compile's defaults); like the late knobs, hashed only when they differ from these.
 DEFAULT_BOUND = "lp"
@@ -81,6 +81,9 @@ class Point:
     milp_solver: str | None = None
     #: seconds for the periodic design's CP-SAT model; None = ``time_limit`` (which the windows use)
     periodic_time_limit: float | None = None
+    #: CP-SAT workers of the periodic design; None = its own default (8: a portfolio proves the layer optimum
+    #: in seconds where 1 or 2 workers can take 10 s or more), not ``workers`` (the windows')
+    periodic_workers: int | None = None
     #: the proven lower bound computed with the point: "closed", "lp" or "milp" (None = lp, elk.compile's default)
     bound: str | None = None
     #: seconds for the bound's solvers (None = 30, elk.compile's default)
@@ -175,13 +178,15 @@ def _resolve(p: Point) -> Resolved:
     exact = [d for d in designs if d in EXACT_DESIGNS]
     solver = {k: (getattr(p, k) if exact else None) for k in SOLVER_KNOBS}
     if "periodic" not in exact:
-        solver["periodic_time_limit"] = None
+        solver["periodic_time_limit"] = solver["periodic_workers"] = None
     options: dict = {}
     for name in exact:
-        names = ("time_limit", "workers", "seed") + (("window",) if name in WINDOW_DESIGNS else ())
+        names = ("time_limit", "seed") + (("window", "workers") if name in WINDOW_DESIGNS else ())
         opts = {k: solver[k] for k in names if solver[k] is not None}
         if name == "periodic" and solver["periodic_time_limit"] is not None:
             opts["time_limit"] = solver["periodic_time_limit"]
+        if name == "periodic" and solver["periodic_workers"] is not None:
+            opts["workers"] = solver["periodic_workers"]
         if name == "milp" and solver["milp_solver"] is not None:
             opts["backend"] = solver["milp_solver"]
         options[name] = opts
