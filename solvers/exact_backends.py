@@ -6,13 +6,17 @@ PuLP); both start from the complete warm-start assignment and both report an
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import re
+import sys
 import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from formulations.schedule.cpsat_window import build_cpsat
 from formulations.schedule.window import WindowAssignment, WindowProblem
@@ -158,6 +162,31 @@ def warm_start_in_log(backend: str, log: str) -> bool:
 _HIGHS_THREADS: int | None = None
 
 
+@contextlib.contextmanager
+def native_output_silenced() -> Iterator[None]:
+    """Silence what native code writes to this process's stdout and stderr while the block runs.
+
+    HiGHS 1.12.0 (pinned: ortools 9.15 bundles it) prints a stray debug line,
+    ``HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();``,
+    straight to the terminal whatever ``output_flag`` says (ERGO-Code/HiGHS#2783),
+    sometimes hundreds of times in a study. Its own log still goes to the log
+    file elk reads; Python's streams are flushed first so nothing of elk's is lost.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = (os.dup(1), os.dup(2))
+    sink = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(sink, 1)
+        os.dup2(sink, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, sink):
+            os.close(fd)
+
+
 def use_highs_threads(threads: int) -> None:
     """Every in-process HiGHS solve asks for its thread count through this.
 
@@ -203,7 +232,8 @@ try:
                 sol.col_value = column  # assign whole: element writes would hit a pybind11 copy
                 sol.value_valid = True
                 model.setSolution(sol)
-            model.run()
+            with native_output_silenced():
+                model.run()
 
         def findSolutionValues(self, lp):  # noqa: N802 - PuLP's hook name
             """PuLP's reading, with a node limit (``mip_max_nodes``: HiGHS says kSolutionLimit, which PuLP's

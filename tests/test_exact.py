@@ -269,3 +269,20 @@ def test_exact_models_agree_with_exhaustive_search_when_the_interconnect_binds(f
         if compared >= 8 and binding >= 3:
             break
     assert compared >= 8 and binding >= 3, (compared, binding)
+
+
+def test_native_output_silenced_only_while_the_solver_runs(capfd):
+    """What native code writes to fds 1 and 2 inside the block is dropped (HiGHS 1.12's stray debug line);
+    Python's own output before it is flushed first, and both streams work again after it."""
+    import os
+    import sys
+
+    from solvers.exact_backends import native_output_silenced
+    print("before", end="")
+    with native_output_silenced():
+        os.write(1, b"HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();\n")
+        os.write(2, b"native stderr\n")
+    print("after")
+    sys.stderr.write("err after\n")
+    out, err = capfd.readouterr()
+    assert out == "beforeafter\n" and err == "err after\n"

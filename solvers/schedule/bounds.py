@@ -23,7 +23,7 @@ import numpy as np
 from elk.errors import ElkError
 from elk.workload import Workload
 from formulations.schedule.bound_lp import BoundData, build_bound_lp
-from solvers.exact_backends import use_highs_threads
+from solvers.exact_backends import native_output_silenced, use_highs_threads
 
 #: LP-based bounds are lowered by this relative margin: HiGHS works to ~1e-7 feasibility/optimality tolerances
 LP_SAFETY = 1e-6
@@ -156,7 +156,8 @@ def lp_bound(workload: Workload, *, integer: bool = False, time_limit: float | N
     if time_limit is not None:
         h.setOptionValue("time_limit", float(time_limit))
     h.setOptionValue("random_seed", 0)
-    h.run()
+    with native_output_silenced():
+        h.run()
     status = h.getModelStatus()
     info = h.getInfo()
     version = f"HiGHS {highspy.Highs().version()}" if hasattr(highspy.Highs(), "version") else "HiGHS"
@@ -211,7 +212,8 @@ def layer_bound(workload: Workload, *, time_limit: float | None = None, threads:
     h.setOptionValue("random_seed", 0)
     if time_limit is not None:
         h.setOptionValue("time_limit", float(time_limit))
-    h.run()
+    with native_output_silenced():
+        h.run()
     dual = float(h.getInfo().mip_dual_bound)
     if not math.isfinite(dual) or dual < 0:
         raise BoundError(f"layer bound on {workload.program.name}: no dual bound ({h.modelStatusToString(h.getModelStatus())})")
