@@ -125,6 +125,16 @@ class Chip:
                 self.cores_per_chip, self.inter_chip_comm_factor, self.noc_scale,
                 self.compute_scale, self.topology)
 
+    def enumeration_key(self) -> tuple:
+        """``plan_key()`` without the compute and NoC scales.
+
+        Chips that agree on it enumerate the same plans with the same costs
+        before the scales divide them, so one enumeration can serve a whole
+        compute/NoC sweep (``elk.plantable.build_plan_tables``).
+        """
+        return (self.cores, self.sram_per_core, self.shift_cycles_per_byte, self.sync_cycles,
+                self.cores_per_chip, self.inter_chip_comm_factor, self.topology)
+
     def with_overrides(self, **changes: Any) -> "Chip":
         """A copy with some fields changed; validated like any other chip."""
         topo_changes = {k: changes.pop(k) for k in list(changes)

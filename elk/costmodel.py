@@ -186,6 +186,17 @@ def index_vars(sig: OpSignature) -> list[list[int]]:
 
 def plan_costs(sig: OpSignature, chip: Chip, spatial: np.ndarray, temporal: np.ndarray) -> dict:
     """Memory and cycles of every plan (rows of ``spatial`` (n, D) and ``temporal`` (n, D, V))."""
+    costs = unscaled_plan_costs(sig, chip, spatial, temporal)
+    return {**costs, "comp": costs["comp"] / chip.compute_scale, "comm": costs["comm"] / chip.noc_scale}
+
+
+def unscaled_plan_costs(sig: OpSignature, chip: Chip, spatial: np.ndarray, temporal: np.ndarray) -> dict:
+    """``plan_costs`` before ``compute_scale`` divides compute and ``noc_scale`` communication.
+
+    Nothing here reads the two scales, so chips that differ only in them share
+    these arrays; dividing them afterwards is the very operation ``plan_costs``
+    does, so a table re-costed from them is bit-identical to one built afresh.
+    """
     bpe = sig.bytes_per_element
     byte_cycles = chip.shift_cycles_per_byte * bpe  # cycles per element moved
     sync = chip.sync_cycles
@@ -228,9 +239,8 @@ def plan_costs(sig: OpSignature, chip: Chip, spatial: np.ndarray, temporal: np.n
     comm = sync_shift + shuffle
     if chip.multi_chip:
         comm = comm * chip.inter_chip_comm_factor
-    return {"var_elems": elems, "hot": hot.astype(np.int64), "cold": cold.astype(np.int64),
-            "comp": comp / chip.compute_scale, "comm": comm / chip.noc_scale,
-            "var_comm_factor": factor}
+    return {"var_elems": elems, "hot": hot.astype(np.int64), "cold": cold.astype(np.int64), "comp": comp,
+            "comm": comm, "var_comm_factor": factor}
 
 
 def replicas_of_output(sig: OpSignature, spatial: np.ndarray) -> np.ndarray:

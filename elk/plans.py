@@ -18,11 +18,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Iterator
 
 import numpy as np
 
 from elk.chip import Chip
-from elk.costmodel import index_vars, plan_costs
+from elk.costmodel import index_vars, plan_costs, unscaled_plan_costs
 from elk.ir import OpKind, OpSignature
 
 
@@ -194,6 +195,45 @@ def enumerate_plans(sig: OpSignature, chip: Chip, spatial: np.ndarray | None = N
 
 
 @dataclass
+class PlanChunk:
+    """Plans of a run of whole spatial plans, costed before the chip's compute and NoC scales.
+
+    ``spatial_id`` indexes the operator's spatial plans (non-decreasing); a
+    spatial plan's plans all fall in one chunk, in enumeration order.
+    """
+
+    spatial_id: np.ndarray
+    hot: np.ndarray
+    comp: np.ndarray  # cycles before ``compute_scale`` divides them
+    comm: np.ndarray  # cycles before ``noc_scale`` divides them
+
+    def __len__(self) -> int:
+        return len(self.spatial_id)
+
+    def time(self, chip: Chip, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Plan times on ``chip`` (of ``rows``), computed exactly as ``plan_costs`` computes them."""
+        return self.comp[rows] / chip.compute_scale + self.comm[rows] / chip.noc_scale
+
+
+def stream_plans(sig: OpSignature, chip: Chip) -> tuple[np.ndarray, Iterator[PlanChunk]]:
+    """(spatial plans, chunks of their plans): one pass over every plan, a bounded chunk at a time.
+
+    Nothing in it depends on ``chip``'s compute or NoC scale, so one stream
+    serves every chip with the same ``Chip.enumeration_key()``.
+    """
+    th = thresholds(sig, chip.cores)
+    spatial = spatial_plans(sig.lengths, chip.cores, th)
+
+    def chunks() -> Iterator[PlanChunk]:
+        for lo in range(0, len(spatial), SPATIAL_CHUNK):
+            chunk = spatial[lo: lo + SPATIAL_CHUNK]
+            sid, temporal = temporal_plans(sig, chunk, th)
+            costs = unscaled_plan_costs(sig, chip, chunk[sid], temporal)
+            yield PlanChunk((sid + lo).astype(np.int32), costs["hot"], costs["comp"], costs["comm"])
+    return spatial, chunks()
+
+
+@dataclass
 class PlanSummary:
     """Hot bytes and time of every plan, without the plans themselves (20 bytes per plan)."""
 
@@ -207,15 +247,11 @@ class PlanSummary:
 
 
 def summarize_plans(sig: OpSignature, chip: Chip) -> PlanSummary:
-    """One streaming pass over all plans keeping only what the Pareto frontier needs."""
-    th = thresholds(sig, chip.cores)
-    spatial = spatial_plans(sig.lengths, chip.cores, th)
-    sids, hots, times = [], [], []
-    for lo in range(0, max(len(spatial), 1), SPATIAL_CHUNK):
-        chunk = spatial[lo: lo + SPATIAL_CHUNK]
-        sid, temporal = temporal_plans(sig, chunk, th)
-        costs = plan_costs(sig, chip, chunk[sid], temporal)
-        sids.append((sid + lo).astype(np.int32))
-        hots.append(costs["hot"])
-        times.append(costs["comp"] + costs["comm"])
-    return PlanSummary(spatial, np.concatenate(sids), np.concatenate(hots), np.concatenate(times))
+    """Every plan's hot bytes and time in memory at once (table building streams instead; kept for inspection)."""
+    spatial, chunks = stream_plans(sig, chip)
+    parts = list(chunks)
+    if not parts:
+        empty = np.zeros(0)
+        return PlanSummary(spatial, empty.astype(np.int32), empty.astype(np.int64), empty)
+    return PlanSummary(spatial, np.concatenate([c.spatial_id for c in parts]),
+                       np.concatenate([c.hot for c in parts]), np.concatenate([c.time(chip) for c in parts]))

@@ -31,6 +31,8 @@ from elk.chip import Chip
 from elk.ir import OpSignature
 
 T = TypeVar("T")
+#: a table-building job: (signature, chip) or (signature, chips of one enumeration family)
+Job = TypeVar("Job", bound=tuple)
 
 #: Bump whenever plan enumeration or costing changes what a table holds.
 COST_MODEL_VERSION = 4
@@ -101,9 +103,8 @@ def default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def build_many(build: Callable[[tuple[OpSignature, Chip]], T], jobs: Iterable[tuple[OpSignature, Chip]],
-               workers: int | None = None) -> list[T]:
-    """``build`` each (signature, chip) job, on several processes when worthwhile.
+def build_many(build: Callable[[Job], T], jobs: Iterable[Job], workers: int | None = None) -> list[T]:
+    """``build`` each (signature, chip) or (signature, chips) job, on several processes when worthwhile.
 
     Results come back in the order of ``jobs``; the largest shapes are started first.
     ``build`` must be a module-level function (it is sent to worker processes).

@@ -453,9 +453,30 @@ def test_grouping_puts_table_sharing_points_together():
     first, second = d.next(), d.next()
     assert first[0] == "tables" and second[0] == "tables"
     assert d.next() is None  # points wait for their tables
-    d.tables_done(first[1].resolved.table_group)
+    d.tables_done(first[1])
     kind, p = d.next()
     assert kind == "point" and p.resolved.table_group == first[1].resolved.table_group
+
+
+def test_a_compute_and_noc_sweep_builds_its_tables_in_one_task():
+    """Table groups differing only in compute/NoC scale are one family: one table task builds every group's
+    tables (one enumeration per operator), and every group's points are released when it is done."""
+    from elk.study.execute import Dispatcher, Plan
+    pts = grid(model="tiny", batch=4, seq=128, chip="ipu-mk2", compute_scale=[0.75, 1.5], noc_scale=[1.0, 1.5],
+               topology=["all-to-all", "mesh"])
+    plan = Plan.of(pts)
+    assert len(plan.groups) == 8 and len({p.resolved.table_family for p in pts}) == 2
+    d = Dispatcher(plan)
+    first, second = d.next(), d.next()
+    assert first[0] == "tables" and second[0] == "tables" and d.next() is None
+    assert first[1].resolved.table_family != second[1].resolved.table_family
+    chips = d.family_chips(first[1])
+    assert chips[0] == first[1].resolved.chip and len(chips) == 4
+    assert {c.enumeration_key() for c in chips} == {first[1].resolved.chip.enumeration_key()}
+    d.tables_done(first[1])
+    released = [d.next() for _ in range(4)]
+    assert all(kind == "point" and p.resolved.table_family == first[1].resolved.table_family for kind, p in released)
+    assert d.next() is None  # the other family still waits for its task
 
 
 # ------------------------------------------------------------------ elk sweep

@@ -8,11 +8,14 @@ shared filesystem and there is a single writer.
 
 Plan-table reuse: points whose chips agree on ``Chip.plan_key()`` and that
 compile the same program share every plan table (a *table group*: HBM
-bandwidth, and designs, do not change tables). For a group of several points
-a table task runs first and writes the tables to the on-disk cache
-(``ELK_CACHE_DIR``, shared by all local workers); the group's points are
-released when it is done, so no two workers build the same table at once and
-every point after it starts warm.
+bandwidth, and designs, do not change tables). Table groups that differ only
+in compute or NoC scale form a *table family* (same ``Chip.enumeration_key()``):
+they share each operator's enumeration of plans, and only its costing differs
+(``elk.plantable.tables_for_chips``). For a family of several points one table
+task runs first, builds every group's tables in one pass per operator and
+writes them to the on-disk cache (``ELK_CACHE_DIR``, shared by all local
+workers); the family's points are released when it is done, so no two workers
+build the same table at once and every point after it starts warm.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from elk.chip import Chip
 from elk.errors import ElkError
 from elk.study.point import Point, StudyError
 
@@ -50,7 +54,7 @@ def _use_table_workers(table_workers: int | None) -> None:
 
 
 def _trim_tables(group: str) -> None:
-    """Keep only the current table group's plan tables in memory (memory stays flat over a study)."""
+    """Keep only the current table family's plan tables in memory (memory stays flat over a study)."""
     global _current_group
     if _current_group is not None and _current_group != group:
         from elk import plantable
@@ -58,21 +62,22 @@ def _trim_tables(group: str) -> None:
     _current_group = group
 
 
-def build_tables(point: Point, table_workers: int | None = None) -> dict[str, Any]:
-    """Put the point's plan tables in the on-disk cache (and this worker's memory)."""
+def build_tables(point: Point, table_workers: int | None = None, chips: tuple[Chip, ...] = ()) -> dict[str, Any]:
+    """Put the plan tables of the point's program on ``chips`` (default: the point's chip) in the on-disk cache
+    (and this worker's memory). The chips are the point's table family: one enumeration serves them all."""
     _use_table_workers(table_workers)
-    _trim_tables(point.resolved.table_group)
-    from elk.plantable import tables_for
+    _trim_tables(point.resolved.table_family)
+    from elk.plantable import tables_for_chips
     from elk.graphs.zoo import build_program
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     try:
         program = build_program(point.model, batch=point.batch, seq=point.seq, mode=point.mode)
-        tables_for(program, point.resolved.chip)
+        tables_for_chips(program, list(chips) or [point.resolved.chip])
         error = None
     except Exception as exc:  # the points themselves will record it
         error = f"{type(exc).__name__}: {exc}"
-    return {"group": point.resolved.table_group, "seconds": time.perf_counter() - t0,
+    return {"group": point.resolved.table_family, "chips": max(1, len(chips)), "seconds": time.perf_counter() - t0,
             "cpu_seconds": time.process_time() - cpu0, "error": error,
             "host": socket.gethostname(), "pid": os.getpid()}
 
@@ -93,7 +98,7 @@ def execute_point(point: Point, table_workers: int | None = None, after: Any = N
 
     _use_table_workers(table_workers)
     res = point.resolved
-    _trim_tables(res.table_group)
+    _trim_tables(res.table_family)
     started = time.time()
     t0 = time.perf_counter()
     cpu0 = time.process_time()
@@ -192,30 +197,50 @@ class Plan:
 
 
 class Dispatcher:
-    """Hands out work for a pool: a table task per shared group first, then that group's points."""
+    """Hands out work for a pool: one table task per table family that shares tables, then its points.
+
+    A family of a single point builds its tables inside that point; any other
+    family's groups wait for its table task, which builds them all.
+    """
 
     def __init__(self, plan: Plan) -> None:
         self.pending: OrderedDict[str, list[Point]] = OrderedDict((g, list(p)) for g, p in plan.groups.items())
-        self.ready: set[str] = {g for g, p in plan.groups.items() if len(p) == 1}
-        self.building: set[str] = set()
+        self.family_of = {g: pts[0].resolved.table_family for g, pts in plan.groups.items()}
+        self.members: dict[str, list[str]] = {}
+        for g, fam in self.family_of.items():
+            self.members.setdefault(fam, []).append(g)
+        self.ready: set[str] = {g for g, pts in plan.groups.items()
+                                if len(pts) == 1 and len(self.members[self.family_of[g]]) == 1}
+        self.building: set[str] = set()  # families
 
     def __bool__(self) -> bool:
         return any(self.pending.values())
 
     def next(self) -> tuple[str, Point] | None:
-        """("point", p) from a ready group, else ("tables", head) for a group nobody builds yet, else None."""
+        """("point", p) from a ready group, else ("tables", head) for a family nobody builds yet, else None."""
         for g, pts in self.pending.items():
             if g in self.ready and pts:
                 return "point", pts.pop(0)
         for g, pts in self.pending.items():
-            if pts and g not in self.ready and g not in self.building:
-                self.building.add(g)
+            if pts and g not in self.ready and self.family_of[g] not in self.building:
+                self.building.add(self.family_of[g])
                 return "tables", pts[0]
         return None
 
-    def tables_done(self, group: str) -> None:
-        self.building.discard(group)
-        self.ready.add(group)
+    def family_chips(self, head: Point) -> tuple[Chip, ...]:
+        """One chip per group of ``head``'s family still waiting for tables (``head``'s own first)."""
+        waiting = [g for g in self.members[head.resolved.table_family] if g not in self.ready and self.pending[g]]
+        chips = [self.pending[g][0].resolved.chip for g in waiting]
+        return tuple(dict.fromkeys([head.resolved.chip, *chips]))
+
+    def tables_done(self, head: Point) -> None:
+        family = head.resolved.table_family
+        self.building.discard(family)
+        self.ready.update(self.members[family])
+
+    def tables_lost(self, head: Point) -> None:
+        """A table task's worker died: the family may be handed out again."""
+        self.building.discard(head.resolved.table_family)
 
     def put_back(self, point: Point) -> None:
         self.pending[point.resolved.table_group].insert(0, point)
@@ -284,8 +309,21 @@ def _label(p: Point) -> str:
 
 
 def run_serial(points: list[Point], on_record: OnRecord) -> None:
-    """In this process, one after another (workers=1): simplest, and tables build on every core."""
-    for p in Plan.of(points).serial():
+    """In this process, one after another (workers=1): simplest, and tables build on every core.
+
+    A table family of several groups (a compute/NoC sweep) has its tables built
+    first, together, so each operator's plans are enumerated once for all of them.
+    """
+    plan = Plan.of(points)
+    families: OrderedDict[str, list[Point]] = OrderedDict()
+    for pts in plan.groups.values():
+        families.setdefault(pts[0].resolved.table_family, []).append(pts[0])
+    built: set[str] = set()
+    for p in plan.serial():
+        heads = families[p.resolved.table_family]
+        if len(heads) > 1 and p.resolved.table_family not in built:
+            build_tables(p, chips=tuple(h.resolved.chip for h in heads))
+            built.add(p.resolved.table_family)
         on_record(p, execute_point(p))
 
 
@@ -328,8 +366,11 @@ def run_pool(points: list[Point], workers: int, on_record: OnRecord, table_worke
                     if job is None:
                         break
                     kind, p = job
-                    fn = execute_point if kind == "point" else build_tables
-                    running[pool.submit(fn, p, table_workers)] = (kind, p)
+                    if kind == "point":
+                        fut = pool.submit(execute_point, p, table_workers)
+                    else:
+                        fut = pool.submit(build_tables, p, table_workers, dispatch.family_chips(p))
+                    running[fut] = (kind, p)
                 if not running:
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -337,7 +378,7 @@ def run_pool(points: list[Point], workers: int, on_record: OnRecord, table_worke
                     kind, p = running.pop(fut)
                     out = fut.result()
                     if kind == "tables":
-                        dispatch.tables_done(p.resolved.table_group)
+                        dispatch.tables_done(p)
                         if on_tables is not None:
                             on_tables(p, out)
                     else:
@@ -349,7 +390,7 @@ def run_pool(points: list[Point], workers: int, on_record: OnRecord, table_worke
                 if kind == "point":
                     dispatch.put_back(p)
                 else:
-                    dispatch.building.discard(p.resolved.table_group)
+                    dispatch.tables_lost(p)
             if restarts > MAX_POOL_RESTARTS:
                 raise StudyError("worker processes keep dying (out of memory?) while running: "
                                  + "; ".join(p.label() for p in lost)
@@ -386,13 +427,17 @@ def run_dask(points: list[Point], address: str, workers: int | None, on_record: 
         raise StudyError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
     try:
         futures = {}
-        for group, pts in Plan.of(points).groups.items():
+        families: OrderedDict[str, list[list[Point]]] = OrderedDict()
+        for pts in Plan.of(points).groups.values():
+            families.setdefault(pts[0].resolved.table_family, []).append(pts)
+        for family, groups in families.items():
             after = None
-            if len(pts) > 1:
-                after = client.submit(build_tables, pts[0], 1, key=f"elk-tables-{group}", pure=False)
+            if sum(len(pts) for pts in groups) > 1:
+                chips = tuple(pts[0].resolved.chip for pts in groups)
+                after = client.submit(build_tables, groups[0][0], 1, chips, key=f"elk-tables-{family}", pure=False)
                 if on_tables is not None:
-                    after.add_done_callback(functools.partial(_tables_finished, on_tables, pts[0]))
-            for p in pts:
+                    after.add_done_callback(functools.partial(_tables_finished, on_tables, groups[0][0]))
+            for p in (p for pts in groups for p in pts):
                 fut = client.submit(execute_point, p, 1, after, key=f"elk-point-{p.key()}", pure=False)
                 futures[fut] = p
         lost: list[str] = []

@@ -144,6 +144,9 @@ class Resolved:
     knobs: dict
     #: Chip.plan_key() plus the program inputs: points sharing it share plan tables
     table_group: str
+    #: Chip.enumeration_key() plus the program inputs: table groups sharing it (a compute/NoC sweep) enumerate
+    #: each operator's plans once between them (elk.plantable.tables_for_chips)
+    table_family: str = ""
     #: the lower bound level and its time limit (elk.compile's ``bound``, ``bound_time_limit``)
     bound: str = DEFAULT_BOUND
     bound_time_limit: float = DEFAULT_BOUND_TIME_LIMIT
@@ -211,8 +214,10 @@ def _resolve(p: Point) -> Resolved:
         canonical["bound"] = [bound, bound_time_limit]
     key = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()[:20]
     group = json.dumps([model["config"], mode, p.batch, seq, repr(chip.plan_key())], sort_keys=True)
+    family = json.dumps([model["config"], mode, p.batch, seq, repr(chip.enumeration_key())], sort_keys=True)
     return Resolved(key=key, chip=chip, model_name=model["name"], designs=designs, design_options=options,
-                    knobs=knobs, table_group=hashlib.sha256(group.encode()).hexdigest()[:16], bound=bound,
+                    knobs=knobs, table_group=hashlib.sha256(group.encode()).hexdigest()[:16],
+                    table_family=hashlib.sha256(family.encode()).hexdigest()[:16], bound=bound,
                     bound_time_limit=bound_time_limit)
 
 
