@@ -327,14 +327,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="compile a model with the paper's designs and report latency")
     add_model_args(p)
     add_chip_args(p)
-    p.add_argument("--designs", default="all",
-                   help="comma list of basic,static,elk-dyn,elk-full,ideal,periodic,cpsat,milp or 'all' "
-                        "(the five paper designs)")
+    p.add_argument("--designs", default="default",
+                   help="comma list of basic,static,elk-dyn,elk-full,ideal,periodic,cpsat,milp; 'paper' (or "
+                        "'all') is the five paper designs, 'default' adds periodic (default)")
     p.add_argument("--order-space", choices=("complete", "artifact"), help="ELK-Full load orders (default complete)")
     p.add_argument("--window", type=_positive_int, help="operators per exact-solver window (cpsat, milp)")
     p.add_argument("--time-limit", type=_finite_positive,
-                   help="seconds per exact solve: each window (cpsat, milp), the layer model (periodic)")
-    p.add_argument("--workers", type=_positive_int, help="CP-SAT workers / MILP threads (periodic, cpsat, milp)")
+                   help="seconds per exact solve: each window (cpsat, milp), the layer model (periodic); "
+                        "default 10")
+    p.add_argument("--workers", type=_positive_int,
+                   help="CP-SAT workers / MILP threads (periodic, cpsat, milp); default 8 for periodic, 2 for windows")
     p.add_argument("--seed", type=int, help="solver random seed (periodic, cpsat, milp)")
     p.add_argument("--milp-solver", choices=MILP_BACKENDS, help="MILP backend")
     p.add_argument("--records", help="write per-window solve records of cpsat/milp (.csv, or .parquet with "

@@ -147,7 +147,7 @@ def window_summary(records) -> dict[str, Any]:
 
 
 def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batch: int = 32, seq: int = 2048,
-            mode: str = "decode", designs: str | Iterable[str] = "all",
+            mode: str = "decode", designs: str | Iterable[str] = "default",
             chip_overrides: Mapping[str, Any] | None = None, design_options: Mapping[str, Mapping] | None = None,
             placement: str | None = "heuristic", placement_time_limit: float = 10.0,
             bound: str | None = "lp", bound_time_limit: float = 30.0,

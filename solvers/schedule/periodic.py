@@ -286,7 +286,7 @@ def replay(workload: Workload, rows: dict[int, int], order: list[int] | None, mo
     return out
 
 
-def periodic(workload: Workload, warm_start: Schedule | None = None, *, time_limit: float = 60.0,
+def periodic(workload: Workload, warm_start: Schedule | None = None, *, time_limit: float = 10.0,
              workers: int = 8, seed: int = 0, deterministic_time: float | None = None) -> Schedule:
     """The periodic design (see the module docstring); never slower than ``warm_start``."""
     from solvers.schedule.designs import elk_full
