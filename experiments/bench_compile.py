@@ -29,6 +29,8 @@ import elk
 r = elk.compile(sys.argv[1], batch=int(sys.argv[2]), seq=int(sys.argv[3]), designs=sys.argv[4],
                 chip_overrides={"hbm_bytes_per_s": float(sys.argv[5]) * 1e12})
 print(json.dumps({"wall_s": time.perf_counter() - t0, "tables_s": r.table_seconds,
+                  "bound": None if r.bound is None else {"ms": r.bound.ms, "name": r.bound.name,
+                                                         "seconds": r.bounds.seconds},
                   "designs": {n: {"latency_ms": d.sim.latency_ms, "valid": d.sim.valid,
                                   "compile_s": d.compile_seconds} for n, d in r.designs.items()}}))
 """
@@ -55,7 +57,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seq", type=int, default=2048)
     p.add_argument("--hbm-tbps", type=float, default=16.0)
-    p.add_argument("--designs", default="all")
+    p.add_argument("--designs", default="default", help="what elk compile runs by default (paper five + periodic)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as cache:
         cold = run_child(args, cache)
@@ -65,6 +67,9 @@ def main() -> None:
     print(f"{'run':12s} {'process s':>10s} {'tables s':>9s} {'peak MB':>8s}")
     for name, r in (("cold cache", cold), ("warm cache", warm)):
         print(f"{name:12s} {r['process_wall_s']:10.1f} {r['tables_s']:9.2f} {r['peak_rss_mb']:8.0f}")
+    if cold.get("bound"):
+        b = cold["bound"]
+        print(f"\nbound: {b['ms']:.3f} ms ({b['name']}), {b['seconds']:.2f} s to prove (cold run)")
     print("\nper design (cold run): latency ms, valid, compile s")
     for name, d in cold["designs"].items():
         print(f"  {name:9s} {d['latency_ms']:9.3f}  {str(d['valid']):5s} {d['compile_s']:7.2f}")
