@@ -19,6 +19,8 @@ Where elk departs, on purpose:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from elk.chip import Chip
@@ -129,6 +131,19 @@ def replica_comm_factor(sig: OpSignature, chip: Chip, spatial: np.ndarray) -> np
     return factors
 
 
+@dataclass
+class _Round:
+    """One shift round of every plan. A plan the round does not apply to has 0 shifts (so it repeats
+    nothing and moves nothing, whatever its other fields say)."""
+
+    index: int  # the index whose temporal split it peels
+    before: np.ndarray  # product of (shifts + 1) of the same index's earlier rounds: the split peeled so far
+    payload: np.ndarray  # elements moved per shift
+    shifts: np.ndarray
+    moved: np.ndarray  # variables moved per shift
+    weight: np.ndarray  # topology-weighted elements moved per shift
+
+
 def shift_rounds(temporal: np.ndarray, elems: np.ndarray, factor: np.ndarray,
                  index_vars: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     """Total elements moved (topology-weighted) and shift events of the rotation schedule.
@@ -137,42 +152,88 @@ def shift_rounds(temporal: np.ndarray, elems: np.ndarray, factor: np.ndarray,
     with g - 1 shifts moves the variables whose value is still > 1. Rounds are
     nested largest payload outermost (ties keep index order), so a round
     repeats once per step of every round outside it. With at most a handful
-    of rounds per plan, "outside" is decided pairwise instead of by sorting.
+    of rounds per plan, "outside" is decided pairwise instead of by sorting;
+    an index's own earlier rounds are always outside (its payloads only
+    shrink), so only rounds of different indices are compared. A round a plan
+    does not take has one step, so whether it counts as outside is moot.
     Returns (weighted elements, events) per plan.
     """
     n = len(elems)
-    payload, shifts, moved, weight = [], [], [], []
+    elem_cols = [np.ascontiguousarray(elems[:, v]) for v in range(elems.shape[1])]
+    factor_cols = None if np.all(factor == 1.0) else [np.ascontiguousarray(factor[:, v]) for v in range(factor.shape[1])]
+    rounds = []
     for d, vars_d in enumerate(index_vars):
-        if not vars_d:
-            continue
-        t_d = temporal[:, d, vars_d]
-        vals = np.sort(t_d, axis=1)
-        prev = np.ones(n, dtype=np.int64)
-        for j in range(len(vars_d)):
-            cur = vals[:, j]
-            active = cur > prev
-            if not active.any():
-                continue
-            mask = t_d >= cur[:, None]  # variables still rotating in this round
-            load = (elems[:, vars_d] * mask).sum(axis=1)
-            slow = np.where(mask, factor[:, vars_d], 0.0).max(axis=1)
-            payload.append(np.where(active, load, -1))
-            shifts.append(np.where(active, cur // prev - 1, 0))
-            moved.append(np.where(active, mask.sum(axis=1), 0))
-            weight.append(np.where(active, slow * load, 0.0))
-            prev = np.where(active, cur, prev)
+        if vars_d:
+            t_d = [np.ascontiguousarray(temporal[:, d, v]) for v in vars_d]
+            f_d = None if factor_cols is None else [factor_cols[v] for v in vars_d]
+            rounds += _index_rounds(d, t_d, [elem_cols[v] for v in vars_d], f_d)
+    steps = [(r.shifts + 1).astype(np.float64) for r in rounds]
     elements = np.zeros(n)
     events = np.zeros(n)
-    for i in range(len(payload)):
-        repeats = np.ones(n)
-        for j in range(len(payload)):
-            if j == i:
+    for i, r in enumerate(rounds):
+        repeats = r.before.astype(np.float64)
+        for j, other in enumerate(rounds):
+            if other.index == r.index:
                 continue
-            outside = payload[j] > payload[i] if j > i else payload[j] >= payload[i]
-            repeats *= np.where(outside, shifts[j] + 1, 1)
-        elements += repeats * shifts[i] * weight[i]
-        events += repeats * shifts[i] * moved[i]
+            outside = other.payload > r.payload if j > i else other.payload >= r.payload
+            np.multiply(repeats, steps[j], out=repeats, where=outside)
+        elements += repeats * r.shifts * r.weight
+        events += repeats * r.shifts * r.moved
     return elements, events
+
+
+def _index_rounds(d: int, t_d: list[np.ndarray], elems_d: list[np.ndarray],
+                  factor_d: list[np.ndarray] | None) -> list[_Round]:
+    """The rounds index ``d`` peels, from its temporal values ``t_d`` (one column per variable it splits).
+
+    Round j peels the j-th smallest value: a plan takes it when that value
+    exceeds the one peeled before (``cur > prev``; values only grow, so
+    otherwise ``cur == prev`` and the round has 0 shifts). Rounds come out in
+    peeling order, and a round no plan takes is left out. The payload of a
+    later round never exceeds an earlier one's (fewer variables still rotate),
+    which is what lets ``shift_rounds`` skip comparing them. ``factor_d`` None
+    means every factor is 1 (all-to-all): the weight is then the payload.
+    """
+    prev = np.ones(len(t_d[0]), dtype=np.int64)
+    out = []
+    for cur in sorted_columns(t_d):
+        if not (cur > prev).any():
+            continue
+        mask = [c >= cur for c in t_d]  # variables still rotating in this round
+        load = elems_d[0] * mask[0]
+        count = mask[0].astype(np.int64)
+        for v in range(1, len(t_d)):
+            load += elems_d[v] * mask[v]
+            count += mask[v]
+        if factor_d is None:
+            weight = load.astype(np.float64)  # = max(masked factors of 1, or 0 with nothing masked) * load
+        else:
+            slow = np.where(mask[0], factor_d[0], 0.0)
+            for v in range(1, len(t_d)):
+                np.maximum(slow, np.where(mask[v], factor_d[v], 0.0), out=slow)
+            weight = slow * load
+        out.append(_Round(d, prev, load, cur // prev - 1, count, weight))
+        prev = cur
+    return out
+
+
+def sorted_columns(cols: list[np.ndarray]) -> list[np.ndarray]:
+    """The columns ``cols`` sorted ascending within each row.
+
+    Min/max networks for the two or three variables an index splits (a
+    row-wise ``np.sort`` of such narrow arrays costs several times more).
+    """
+    k = len(cols)
+    if k == 1:
+        return [cols[0]]
+    lo, hi = np.minimum(cols[0], cols[1]), np.maximum(cols[0], cols[1])
+    if k == 2:
+        return [lo, hi]
+    if k == 3:
+        c = cols[2]
+        return [np.minimum(lo, c), np.maximum(lo, np.minimum(hi, c)), np.maximum(hi, c)]
+    s = np.sort(np.stack(cols, axis=1), axis=1)
+    return [s[:, j] for j in range(k)]
 
 
 def index_vars(sig: OpSignature) -> list[list[int]]:
@@ -182,6 +243,23 @@ def index_vars(sig: OpSignature) -> list[list[int]]:
         for d in sorted({i for axis in axes for i in axis}):
             contains[d].append(v)
     return contains
+
+
+def _max_over_variables(temporal: np.ndarray) -> np.ndarray:
+    """``temporal.max(axis=2)``: (n, D) largest split per index, as a chain of column maxima (a reduction
+    over an axis of two to four entries is several times slower in numpy)."""
+    most = temporal[:, :, 0].copy()
+    for v in range(1, temporal.shape[2]):
+        np.maximum(most, temporal[:, :, v], out=most)
+    return most
+
+
+def _splits_any_index(temporal: np.ndarray) -> np.ndarray:
+    """``(temporal > 1).any(axis=1)``: (n, V) whether each variable rotates, as a chain of column tests."""
+    rotating = temporal[:, 0, :] > 1
+    for d in range(1, temporal.shape[1]):
+        rotating |= temporal[:, d, :] > 1
+    return rotating
 
 
 def plan_costs(sig: OpSignature, chip: Chip, spatial: np.ndarray, temporal: np.ndarray) -> dict:
@@ -202,11 +280,11 @@ def unscaled_plan_costs(sig: OpSignature, chip: Chip, spatial: np.ndarray, tempo
     sync = chip.sync_cycles
     lengths = np.array(sig.lengths, dtype=np.int64)
     per_core = -(-lengths // spatial)
-    most = temporal.max(axis=2)
+    most = _max_over_variables(temporal)
     sub = -(-per_core // most)
     iters = np.prod(most.astype(np.float64), axis=1)
     elems = var_sizes(sig, per_core, temporal)
-    rotating = (temporal > 1).any(axis=1)
+    rotating = _splits_any_index(temporal)
     hot = bpe * (elems * np.where(rotating, 2, 1)).sum(axis=1)
     offchip = np.array(sig.offchip)
     cold = bpe * elems[:, offchip].sum(axis=1) if offchip.any() else np.zeros(len(elems), dtype=np.int64)

@@ -134,44 +134,84 @@ def replicas(sig: OpSignature, spatial: np.ndarray) -> np.ndarray:
 
 
 def temporal_plans(sig: OpSignature, spatial: np.ndarray, th: Thresholds) -> tuple[np.ndarray, np.ndarray]:
-    """Expand spatial plans into (spatial_id, temporal) rows satisfying every rule."""
+    """Expand spatial plans into (spatial_id, temporal) rows satisfying every rule.
+
+    Partial plans are kept as one narrow column per (index, variable) slot
+    chosen so far, with the spatial id and the replica quota each variable has
+    left: every expansion step copies a few bytes per row instead of whole
+    (D, V) plans of int64 (the copies were most of the enumeration's time).
+    """
     n_idx, n_var = len(sig.lengths), len(sig.variables)
+    if len(spatial) == 0:
+        return np.zeros(0, dtype=np.int64), np.ones((0, n_idx, n_var), dtype=np.int32)
     lengths = np.array(sig.lengths, dtype=np.int64)
     per_core = -(-lengths // spatial)  # (S, D)
-    quota = replicas(sig, spatial)  # remaining replica factor per variable
-    flat, start, count = _divisors(int(max(1, quota.max())))
-    sid = np.arange(len(spatial))
-    temporal = np.ones((len(spatial), n_idx, n_var), dtype=np.int64)
-    for d, vars_d in enumerate(index_vars(sig)):
+    rep = replicas(sig, spatial)
+    narrow = np.int16 if rep.max() < 2 ** 15 else np.int32  # a temporal split never exceeds the replicas
+    flat, start, count = _divisors(int(max(1, rep.max())))
+    contains = index_vars(sig)
+    last_index = {v: max(d for d, vs in enumerate(contains) if v in vs) for v in range(n_var) if
+                  any(v in vs for vs in contains)}
+    rows = _PartialPlans(np.arange(len(spatial)), {v: rep[:, v].astype(narrow) for v in last_index}, {})
+    for d, vars_d in enumerate(contains):
         for v in vars_d:
-            q = quota[:, v]
+            q = rows.quota[v]
             n_cand = count[q]
             parent = np.repeat(np.arange(len(q)), n_cand)
             pos = np.arange(len(parent)) - np.repeat(np.cumsum(n_cand) - n_cand, n_cand)
             value = flat[start[q[parent]] + pos]
-            ok = value <= per_core[sid[parent], d]
-            parent, value = parent[ok], value[ok]
-            sid, quota, temporal = sid[parent], quota[parent], temporal[parent]
-            temporal[:, d, v] = value
-            quota[:, v] //= value
+            ok = value <= per_core[rows.sid[parent], d]
+            rows.take(parent[ok])
+            chosen = value[ok].astype(narrow)
+            rows.slots[(d, v)] = chosen
+            if last_index[v] == d:
+                del rows.quota[v]  # no later index splits v
+            else:
+                rows.quota[v] = rows.quota[v] // chosen
         if len(vars_d) > 1:
-            vals = temporal[:, d, vars_d]
-            ok = np.ones(len(sid), dtype=bool)
+            ok = np.ones(len(rows.sid), dtype=bool)
             for a in range(len(vars_d)):  # values along one index must form a divisibility chain
                 for b in range(a + 1, len(vars_d)):
-                    lo = np.minimum(vals[:, a], vals[:, b])
-                    hi = np.maximum(vals[:, a], vals[:, b])
-                    ok &= hi % lo == 0
-            sid, quota, temporal = sid[ok], quota[ok], temporal[ok]
-        most = temporal[:, d, :].max(axis=1)
-        ell = per_core[sid, d]
-        ok = (most == 1) | (ell / (most * -(-ell // most)) >= th.pad)
-        sid, quota, temporal = sid[ok], quota[ok], temporal[ok]
-    most = temporal.max(axis=2)
-    ell = per_core[sid]
+                    x, y = rows.slots[(d, vars_d[a])], rows.slots[(d, vars_d[b])]
+                    ok &= np.maximum(x, y) % np.minimum(x, y) == 0
+            rows.take(ok)
+        most = rows.most(d, vars_d)
+        ell = per_core[rows.sid, d]
+        rows.take((most == 1) | (ell / (most * -(-ell // most)) >= th.pad))
+    most = np.ones((len(rows.sid), n_idx), dtype=np.int64)
+    for d, vars_d in enumerate(contains):
+        most[:, d] = rows.most(d, vars_d)
+    ell = per_core[rows.sid]
     sub = -(-ell // most)
     ok = np.prod(ell / (sub * most), axis=1) >= th.pad
-    return sid[ok], temporal[ok].astype(np.int32)
+    temporal = np.ones((int(ok.sum()), n_idx, n_var), dtype=np.int32)
+    for (d, v), col in rows.slots.items():
+        temporal[:, d, v] = col[ok]
+    return rows.sid[ok], temporal
+
+
+@dataclass
+class _PartialPlans:
+    """Rows of partial temporal plans: spatial id, remaining replica quota per variable, chosen slots."""
+
+    sid: np.ndarray
+    quota: dict[int, np.ndarray]
+    slots: dict[tuple[int, int], np.ndarray]
+
+    def take(self, rows: np.ndarray) -> None:
+        """Keep (or repeat) ``rows``: an index array or a boolean mask."""
+        self.sid = self.sid[rows]
+        self.quota = {v: q[rows] for v, q in self.quota.items()}
+        self.slots = {k: c[rows] for k, c in self.slots.items()}
+
+    def most(self, d: int, vars_d: list[int]) -> np.ndarray:
+        """Largest temporal split along index ``d`` (int64, 1 where nothing splits it)."""
+        if not vars_d:
+            return np.ones(len(self.sid), dtype=np.int64)
+        top = self.slots[(d, vars_d[0])]
+        for v in vars_d[1:]:
+            top = np.maximum(top, self.slots[(d, v)])
+        return top.astype(np.int64)
 
 
 #: Spatial plans expanded at once: bounds the temporary arrays of the temporal expansion
