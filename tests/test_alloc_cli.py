@@ -86,6 +86,24 @@ def test_bench_alloc_runs_on_the_fixtures(capsys):
     assert "worked" in out and "tight.8" in out and "placed: heuristic 3/3" in out
 
 
+def test_bench_alloc_repeats_and_compares_with_a_baseline(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "experiments" / "bench_alloc.py"
+    spec = importlib.util.spec_from_file_location("bench_alloc", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    before = tmp_path / "before.csv"
+    assert bench.main([str(DATA), "--solvers", "heuristic", "--time-limit", "5", "--repeat", "3",
+                       "--csv", str(before)]) == 0
+    out = capsys.readouterr().out
+    assert "3 runs each" in out and "placed 3/3" in out
+    assert bench.main([str(DATA), "--solvers", "heuristic", "--time-limit", "5", "--baseline", str(before)]) == 0
+    out = capsys.readouterr().out
+    assert "before / after" in out and "speed-up" in out
+    assert out.count("heuristic  optimal") >= 2  # tight.8 and worked, before and after
+
+
 # ---------------------------------------------------------------- checked before solving
 @pytest.mark.parametrize("option", ["--out", "--png", "--json"])
 def test_unwritable_outputs_fail_before_solving(tmp_path, capsys, monkeypatch, option):

@@ -53,11 +53,19 @@ CPSAT_MAX_MEMBERS = 2_000_000  # total buffers over all cliques
 MILP_MAX_PAIRS = 60_000
 #: Work units -> each solver's deterministic measure, so that one unit is about one second of one core on
 #: the machine these were measured on (MiniMalloc's instances, 2-core machine): CP-SAT's deterministic
-#: time runs at 0.06-0.075 of its wall time there (K: 1.35 in 18.1 s), the search visits about 30,000
-#: nodes a second, the MILP's node rate varies most (a rough figure).
+#: time runs at 0.06-0.075 of its wall time there (K: 1.35 in 18.1 s), the search visits about 16,000
+#: nodes a CPU second (11,000-26,000 by instance; a node of the decomposing search does about twice the
+#: work of the earlier one's, which ran at 30,000), the MILP's node rate varies most (a rough figure).
 CPSAT_DETERMINISTIC_PER_WORK = 0.07
-SEARCH_NODES_PER_WORK = 30_000
+SEARCH_NODES_PER_WORK = 16_000
 MILP_NODES_PER_WORK = 200
+#: Feasibility (a capacity to fit, no peak to minimise): CP-SAT restarts on a round robin over these tie
+#: orders of its bottom-up strategy (formulations.alloc.cpsat.branching_order), each run given
+#: ``CPSAT_FIRST_RUN`` deterministic time in the first round, doubling every round (a restart costs about
+#: 40 ms and keeps nothing). Which order is fast is instance-specific: on MiniMalloc's set ``start`` places
+#: A, B, E, G, H in 0.001-0.006 and fails F, J, K in 0.3; ``WAT`` places F in 0.010 and K in 0.002.
+CPSAT_ROUND_ROBIN = ("start", "WAT")
+CPSAT_FIRST_RUN = 0.01
 
 
 @dataclass
@@ -286,47 +294,77 @@ def _search_piece(sub, cap, lb, minimize, upper, hint, budget: Budget, workers, 
 
 
 def _cpsat_piece(sub, cap, lb, minimize, upper, hint, budget: Budget, workers, seed, params,
-                 on_solver=None) -> PieceOutcome:
+                 on_solver=None, stopped=None) -> PieceOutcome:
+    """CP-SAT on one piece. Minimising: one run (the greedy placement as a complete hint). Feasibility: a
+    round robin over ``CPSAT_ROUND_ROBIN`` tie orders, each run's deterministic time doubling every round.
+    ``on_solver`` sees every solver before it runs (to stop it); ``stopped()`` true ends the round robin."""
     from ortools.sat.python import cp_model
 
-    from formulations.alloc.cpsat import build_cpsat, clique_sizes
+    from formulations.alloc.cpsat import branching_order, build_cpsat, clique_sizes
     from solvers.solver_options import apply_cpsat_params
 
     members = int(clique_sizes(sub).sum())
     if members > CPSAT_MAX_MEMBERS:
         return PieceOutcome("skipped", None, note=f"CP-SAT model too large ({members:,} clique members)")
-    built = build_cpsat(sub, cap, lower_bound=lb, minimize=minimize, upper_bound=upper)
-    if minimize:  # the greedy placement is a valid start only when minimising (else it is over capacity)
-        clipped = np.minimum(hint, np.maximum(cap - sub.size, 0))
-        clipped -= clipped % sub.alignment
-        built.add_hint(clipped, sub.alignment)
-    solver = cp_model.CpSolver()
-    p = solver.parameters
-    p.max_time_in_seconds = max(float(budget.seconds), 0.01)
-    if budget.work is not None:
-        p.max_deterministic_time = max(float(budget.work) * CPSAT_DETERMINISTIC_PER_WORK, 1e-6)
-    p.num_workers = workers
-    p.random_seed = seed
-    apply_cpsat_params(p, params)
-    if on_solver is not None:
-        on_solver(solver)
-    status = solver.solve(built.model)
-    # stopped by the clock although work was left: the answer is the machine's, not the work limit's
-    clock = budget.work is not None and solver.deterministic_time < 0.99 * p.max_deterministic_time and \
-        solver.wall_time >= 0.99 * p.max_time_in_seconds
-    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        off = built.decode(solver)
-        peak = int((off + sub.size).max(initial=0))
-        bound = int(math.ceil(solver.best_objective_bound - 1e-6)) if minimize else lb
-        if minimize and status == cp_model.OPTIMAL:
-            bound = peak
-        optimal = minimize and status == cp_model.OPTIMAL
-        return PieceOutcome("optimal" if optimal else "found", off, peak, max(bound, lb),
-                            clock=clock and minimize and not optimal)
-    if status == cp_model.INFEASIBLE:
-        return PieceOutcome("infeasible", None, note="CP-SAT proved it")
-    bound = int(math.ceil(solver.best_objective_bound - 1e-6)) if minimize else lb
-    return PieceOutcome("timeout", None, bound=max(bound, lb), clock=clock)
+    started = time.perf_counter()
+    work = None if budget.work is None else max(float(budget.work) * CPSAT_DETERMINISTIC_PER_WORK, 1e-6)
+
+    def solve(order: str, dtime: float | None, seconds: float):
+        built = build_cpsat(sub, cap, lower_bound=lb, minimize=minimize, upper_bound=upper,
+                            order=branching_order(sub, order))
+        if minimize:  # the greedy placement is a valid start only when minimising (else it is over capacity)
+            clipped = np.minimum(hint, np.maximum(cap - sub.size, 0))
+            clipped -= clipped % sub.alignment
+            built.add_hint(clipped, sub.alignment)
+        solver = cp_model.CpSolver()
+        p = solver.parameters
+        p.max_time_in_seconds = max(seconds, 0.01)
+        if dtime is not None:
+            p.max_deterministic_time = dtime
+        p.num_workers = workers
+        p.random_seed = seed
+        apply_cpsat_params(p, params)
+        if on_solver is not None:
+            on_solver(solver)
+        return solver.solve(built.model), solver, built
+
+    if minimize:
+        status, solver, built = solve("start", work, float(budget.seconds))
+        p = solver.parameters
+        # stopped by the clock although work was left: the answer is the machine's, not the work limit's
+        clock = work is not None and solver.deterministic_time < 0.99 * p.max_deterministic_time and \
+            solver.wall_time >= 0.99 * p.max_time_in_seconds
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            off = built.decode(solver)
+            peak = int((off + sub.size).max(initial=0))
+            optimal = status == cp_model.OPTIMAL
+            bound = peak if optimal else int(math.ceil(solver.best_objective_bound - 1e-6))
+            return PieceOutcome("optimal" if optimal else "found", off, peak, max(bound, lb),
+                                clock=clock and not optimal)
+        if status == cp_model.INFEASIBLE:
+            return PieceOutcome("infeasible", None, note="CP-SAT proved it")
+        bound = int(math.ceil(solver.best_objective_bound - 1e-6))
+        return PieceOutcome("timeout", None, bound=max(bound, lb), clock=clock)
+    run_budget = CPSAT_FIRST_RUN
+    while True:
+        for order in CPSAT_ROUND_ROBIN:
+            seconds = float(budget.seconds) - (time.perf_counter() - started)
+            if stopped is not None and stopped():
+                return PieceOutcome("timeout", None, bound=lb)
+            if work is not None and work <= 1e-9:
+                return PieceOutcome("timeout", None, bound=lb)
+            if seconds <= 0.01:  # the clock ended it: under a work limit, with work left
+                return PieceOutcome("timeout", None, bound=lb, clock=work is not None)
+            status, solver, built = solve(order, run_budget if work is None else min(run_budget, work), seconds)
+            if work is not None:
+                work -= solver.deterministic_time
+            if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+                off = built.decode(solver)
+                return PieceOutcome("found", off, int((off + sub.size).max(initial=0)), lb,
+                                    note=f"CP-SAT, {order} order")
+            if status == cp_model.INFEASIBLE:
+                return PieceOutcome("infeasible", None, note="CP-SAT proved it")
+        run_budget *= 2
 
 
 def _search_worker(queue, sub: AllocationProblem, cap: int, budget: Budget, seed: int, parent: int) -> None:
@@ -396,7 +434,7 @@ def _portfolio_piece(sub, cap, lb, minimize, upper, hint, budget: Budget, worker
 
     try:
         cp = _cpsat_piece(sub, cap, lb, minimize, upper, hint, budget, max(workers - 1, 1), seed, params,
-                          on_solver=register)
+                          on_solver=register, stopped=lambda: bool(found.get("stop")))
         cp_returned.set()
         definite = cp.status in ("optimal", "infeasible") or (cp.status == "found" and not minimize)
         if budget.work is not None and not definite and not found.get("stop"):

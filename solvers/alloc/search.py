@@ -1,43 +1,49 @@
-"""Exact allocation by a canonical branch-and-bound search (elk's own design).
+"""Exact allocation by a canonical branch-and-bound search with dynamic decomposition.
 
 Every feasible placement can be pushed down until no buffer can move lower;
-among placements within a capacity, one with the least sum of offsets is of
-this kind, and listing its buffers by offset gives a sequence in which each
-buffer sits exactly on the highest end of the earlier buffers it meets in
-time (its *rest*, or 0). The search builds such sequences bottom-up, so a
-node is a set of placed buffers, the level L of the last placement (every
-later offset is >= L) and, per time section, the floor (highest end placed
-there). Only canonical sequences are searched, which the following rules
-enforce; each is sound because a placement breaking it could lower some
-buffer, so it is not a least-sum one:
+listing the buffers of such a placement by offset gives a sequence in which
+each buffer sits exactly at its *rest*: the highest end of the earlier
+buffers it meets in time (rounded up to its alignment), or 0. The search
+builds such sequences bottom-up (MiniMalloc's canonical "skyline" search,
+Moffitt, ASPLOS 2023; this is elk's own implementation of the published
+ideas). A node is the set of placed buffers; every unplaced buffer has a
+rest ``mo`` (its lowest possible offset), every time section (maximal clique
+of the interval graph) the unplaced size still to go there. The rules, each
+sound because a placement breaking it is not a pushed-down one or is
+equivalent to one kept:
 
-* a buffer is placed only at its rest, and only if the rest is >= L;
-* placing b at p is dominated if some other unplaced c fits entirely below:
-  rest(c) + size(c) <= p (c could move down there);
-* a node dies if an unplaced buffer has rest + size <= L (same reason);
-* buffers identical in (lower, upper, size) are placed in index order.
+* **canonical order**: buffers are placed in non-decreasing (offset, rank)
+  order, rank being the buffer's position in a static preorder, each at its
+  rest;
+* **dominance**: a buffer may be placed at p only if p is below the top
+  ``mo + size`` of every other unplaced buffer (else that one could drop
+  into the gap below p);
+* **section inference**: in every section, max(level, lowest rest of its
+  unplaced buffers) + their total size must fit within the capacity (the
+  level bound is applied to all candidates at once: p + the fullest
+  section's remaining size <= capacity);
+* **identical buffers** (same live range, size and alignment) are placed in
+  index order;
+* **dynamic decomposition**: when a placement leaves a boundary between two
+  sections that no unplaced buffer crosses, the two sides no longer interact
+  (each side's rests are fixed by what is placed): each side is solved on
+  its own, from a fresh canonical level, and a side that fails ends the
+  node, without trying other placements of the sides solved before it.
 
-Branching picks the lowest level f any buffer can take and, among the time
-sections at level f, the one with least slack (capacity - floor - unplaced
-size there), then fewest candidates; the children place each buffer
-covering that section at f, and a last child *closes* the section at f (no
-buffer starts there; its floor rises by at least the smallest unplaced size,
-which must fit in its slack). Bounds at every node: per section, floor plus
-unplaced size within capacity, and the lowest position any unplaced buffer
-of the section can still take plus that size within capacity.
+Search control: MiniMalloc's round robin over static preorders (descending
+lifespan width W, area A, and the fullest section total T the buffer meets,
+in the orders TWA, WAT, TAW) with a node budget that doubles every round.
+A failure within a budget proves nothing; a search that ends without being
+cut short has proven infeasibility.
 
-Search control: failed states are remembered (hashed), and the search
-restarts on a Luby schedule of node budgets with randomised child orders
-(largest first, longest-lived first, then random blends), which avoids
-thrashing under one early mistake. With ``workers`` > 1, independent
-processes run different orders and the first answer wins.
+With ``workers`` > 1, independent processes start the round robin at
+different preorders and the first answer wins.
 
 Scope: free buffers only (fixed offsets are left to CP-SAT / MILP);
 alignment is supported by rounding rests up.
 """
 from __future__ import annotations
 
-import hashlib
 import multiprocessing as mp
 import os
 import sys
@@ -50,7 +56,9 @@ from elk.allocation import maximal_sections
 from elk.procs import die_with_parent
 
 _BIG = np.iinfo(np.int64).max // 4
-MEMO_LIMIT = 2_000_000  # remembered failed states (16-byte digests) before the memo is cleared
+#: The static preorders the round robin cycles through (letters: descending W = lifespan width, A = area,
+#: T = the fullest section total the buffer meets; ties by index). MiniMalloc's three.
+PREORDERS = ("TWA", "WAT", "TAW")
 
 
 class _Timeout(Exception):
@@ -72,27 +80,41 @@ class SearchOutcome:
 
 
 class _Search:
-    def __init__(self, lower, upper, size, alignment, capacity: int, deadline: float, seed: int,
+    def __init__(self, lower, upper, size, alignment, capacity: int, deadline: float,
                  node_limit: int | None = None):
         self.n = n = len(size)
         self.node_limit = node_limit
         self.size = size.astype(np.int64)
         self.align = alignment.astype(np.int64)
+        self.aligned = bool((self.align > 1).any())
         self.C = int(capacity)
         self.deadline = deadline
-        t0, t1 = maximal_sections(lower, upper)
-        # buffer i covers section k iff lower_i <= t0_k < upper_i
-        self.cover = (lower[:, None] <= t0[None, :]) & (upper[:, None] > t0[None, :])
+        t0, _ = maximal_sections(lower, upper)
         self.S = S = len(t0)
-        ks = [np.flatnonzero(self.cover[i]) for i in range(n)]
-        self.first = np.array([k[0] if len(k) else 0 for k in ks], np.int64)
-        self.stop = np.array([k[-1] + 1 if len(k) else 0 for k in ks], np.int64)  # contiguous ranges
+        # buffer i covers section k iff lower_i <= t0_k < upper_i: a contiguous run [first_i, stop_i)
+        cover = (lower[:, None] <= t0[None, :]) & (upper[:, None] > t0[None, :])
+        self.first = np.argmax(cover, axis=1).astype(np.int64)
+        self.stop = (S - np.argmax(cover[:, ::-1], axis=1)).astype(np.int64)
         conf = (lower[:, None] < upper[None, :]) & (lower[None, :] < upper[:, None])
         np.fill_diagonal(conf, False)
         self.conf = conf
-        pair_s, self.pair_b = np.nonzero(self.cover.T)  # (section, buffer) pairs, sorted by section
-        self.sec_start = np.searchsorted(pair_s, np.arange(S))
-        self.R0 = (self.cover * self.size[:, None]).sum(axis=0)
+        # every buffer covers a maximal section (the one at the last start within its life): no empty runs
+        pair_s, self.pair_b = np.nonzero(cover.T)  # (section, buffer) pairs, by section
+        self.sec_start = np.searchsorted(pair_s, np.arange(S + 1))
+        bm_b, self.bm_s = np.nonzero(cover)  # the same pairs, by buffer
+        self.buf_start = np.searchsorted(bm_b, np.arange(n))
+        # the sections a placement can raise rests in: those of the buffer's neighbours in time, i.e. of
+        # the buffers covering one of its own sections
+        lo = np.minimum.reduceat(self.first[self.pair_b], self.sec_start[:-1])
+        hi = np.maximum.reduceat(self.stop[self.pair_b], self.sec_start[:-1])
+        self.near_lo = np.minimum.reduceat(lo[self.bm_s], self.buf_start)
+        self.near_hi = np.maximum.reduceat(hi[self.bm_s], self.buf_start)
+        self.total0 = (cover * self.size[:, None]).sum(axis=0)
+        # cuts[k]: unplaced buffers covering both section k and k + 1
+        diff = np.zeros(S + 1, np.int64)
+        np.add.at(diff, self.first, 1)
+        np.add.at(diff, np.maximum(self.stop - 1, self.first), -1)
+        self.cuts0 = np.cumsum(diff)[:max(S - 1, 0)]
         twin = np.full(n, -1, np.int64)
         seen: dict = {}
         for i in range(n):
@@ -100,53 +122,93 @@ class _Search:
             if key in seen:
                 twin[i] = seen[key]
             seen[key] = i
-        self.twin = twin
         self.has_twin = twin >= 0
         self.any_twin = bool(self.has_twin.any())
-        self.twin_ix = np.maximum(twin, 0)
-        self.idx = np.arange(n)
-        life = (upper - lower).astype(float)
-        self.log_size = np.log(self.size + 1.0)
-        self.log_life = np.log(life + 1.0)
-        self.rng = np.random.default_rng(seed)
+        # next_twin[i]: the identical buffer that may go only after i (-1: none)
+        self.next_twin = np.full(n, -1, np.int64)
+        self.next_twin[twin[self.has_twin]] = np.flatnonzero(self.has_twin)
+        width = (upper - lower).astype(np.int64)
+        self.keys = {"W": -width, "A": -width * self.size, "Z": -self.size}
         self.placed = np.zeros(n, bool)
         self.offsets = np.full(n, -1, np.int64)
-        self.memo: set[bytes] = set()
         self.nodes = 0
         self.limit = 0
-        self.score = self.log_size
-        self.aligned = bool((self.align > 1).any())
+        self.preorder = PREORDERS[0]
+
+    def _reset(self) -> None:
+        self.placed[:] = False
+        self.offsets[:] = -1
+        self.mo = np.zeros(self.n, np.int64)
+        self.total = self.total0.copy()
+        self.cuts = self.cuts0.copy()
+        self.waiting = self.has_twin.copy()  # identical buffers wait until the one before them is placed
 
     # ------------------------------------------------------------ search
-    def run(self, first_order: str) -> SearchOutcome:
+    def run(self, preorders: tuple[str, ...]) -> SearchOutcome:
         started = time.perf_counter()
         restarts = 0
-        orders = ["size", "life"] if first_order == "size" else ["life", "size"]
-        base = 1000
+        budget = max(self.n, 1)
         try:
             while True:
-                restarts += 1
-                if restarts <= 2:
-                    a, b = (1.0, 1e-3) if orders[restarts - 1] == "size" else (1e-3, 1.0)
-                    self.score = a * self.log_size + b * self.log_life
-                else:
-                    w = self.rng.random()
-                    self.score = w * self.log_size + (1 - w) * self.log_life + 0.3 * self.rng.standard_normal(self.n)
-                self.limit = self.nodes + base * _luby(restarts)
-                self.placed[:] = False
-                self.offsets[:] = -1
-                try:
-                    found = self._dfs(0, np.zeros(self.S, np.int64), np.zeros(self.S, np.int64), self.R0.copy(),
-                                      np.zeros(self.n, np.int64), np.zeros(self.n, np.int64), 0)
-                except _Restart:
-                    continue
-                status = "found" if found else "infeasible"
-                return SearchOutcome(self.offsets.copy() if found else None, status, self.nodes, restarts,
-                                     time.perf_counter() - started)
+                budget *= 2
+                for name in preorders:
+                    restarts += 1
+                    self.preorder = name
+                    self.limit = self.nodes + budget
+                    self._reset()
+                    try:
+                        found = self._split(np.flatnonzero(self.size >= 0), 0, self.S, None)
+                    except _Restart:
+                        continue
+                    return SearchOutcome(self.offsets.copy() if found else None, "found" if found else "infeasible",
+                                         self.nodes, restarts, time.perf_counter() - started)
         except _Timeout:
             return SearchOutcome(None, "timeout", self.nodes, restarts, time.perf_counter() - started)
 
-    def _dfs(self, depth, floor, art, R, pos, apos, L) -> bool:
+    def _order(self, bufs: np.ndarray) -> np.ndarray:
+        """``bufs`` in the current static preorder (T from the sections' sizes still to place)."""
+        tmax = np.maximum.reduceat(self.total[self.bm_s], self.buf_start)
+        keys = {**self.keys, "T": -tmax}
+        cols = [keys[c][bufs] for c in reversed(self.preorder)]
+        return bufs[np.lexsort([bufs] + cols)]
+
+    def _side(self, bufs: np.ndarray, s0: int, s1: int) -> bool:
+        """Place ``bufs`` (unplaced, nothing else unplaced in sections [s0, s1)) from a fresh level."""
+        return self._dfs(self._order(bufs), s0, s1, -1, -1)
+
+    def _split(self, order: np.ndarray, s0: int, s1: int, span: tuple[int, int] | None) -> bool | None:
+        """Solve the unplaced buffers of ``order`` side by side where no unplaced buffer crosses a boundary.
+
+        ``span`` (the sections of the buffer just placed) limits where a boundary can have opened; None
+        (the root) looks everywhere in [s0, s1). True / False: every side placed / one side failed (the
+        sides placed before it are taken back); None: no new boundary, the caller's search goes on.
+        """
+        lo, hi = (s0, s1) if span is None else (max(span[0], s0), min(span[1], s1))
+        zero = np.flatnonzero(self.cuts[lo:max(hi - 1, lo)] == 0) + lo + 1
+        if span is not None and zero.size == 0:
+            return None  # no new boundary: the caller goes on with the same side
+        rest = order[~self.placed[order]]
+        if rest.size == 0:
+            return True
+        bounds = np.concatenate(([s0], zero, [s1]))
+        side = np.searchsorted(bounds, self.first[rest], "right") - 1
+        counts = np.bincount(side, minlength=len(bounds) - 1)
+        sides = np.split(rest[np.argsort(side, kind="stable")], np.cumsum(counts)[:-1])
+        saved = (self.mo.copy(), self.total.copy(), self.waiting.copy())
+        done: list[np.ndarray] = []
+        for k, bufs in enumerate(sides):
+            if bufs.size == 0:
+                continue
+            if not self._side(np.sort(bufs), int(bounds[k]), int(bounds[k + 1])):
+                for d in done:
+                    self.placed[d] = False
+                    self.offsets[d] = -1
+                self.mo[:], self.total[:], self.waiting[:] = saved
+                return False
+            done.append(bufs)
+        return True
+
+    def _dfs(self, order: np.ndarray, s0: int, s1: int, level: int, last: int) -> bool:
         self.nodes += 1
         if self.node_limit is not None and self.nodes > self.node_limit:
             self.nodes -= 1  # report the nodes searched: exactly the limit, whatever the machine
@@ -155,115 +217,113 @@ class _Search:
             raise _Timeout
         if self.nodes > self.limit:
             raise _Restart
-        if depth == self.n:
+        placed = self.placed
+        ranks = (~placed[order]).nonzero()[0]
+        if ranks.size == 0:
             return True
-        key = hashlib.blake2b(self.placed.tobytes() + floor.tobytes() + art.tobytes() + L.to_bytes(8, "little",
-                                                                                                  signed=True),
-                              digest_size=16).digest()
-        if key in self.memo:
-            return False
-        if self._node(depth, floor, art, R, pos, apos, L):
-            return True
-        if len(self.memo) > MEMO_LIMIT:
-            self.memo.clear()
-        self.memo.add(key)
-        return False
-
-    def _node(self, depth, floor, art, R, pos, apos, L) -> bool:
-        C, sz, placed = self.C, self.size, self.placed
-        U = ~placed
-        top = pos + sz
-        ready = (pos >= L) & (pos >= apos)
-        lb = np.where(ready, pos, np.maximum(L + 1, apos))
-        # an unplaced buffer that fits wholly below the level (not canonical), or cannot fit at all
-        if (U & ((top <= L) | (lb + sz > C))).any():
-            return False
-        efl = np.maximum(floor, art)
-        np.maximum(efl, L, out=efl)
-        slack = C - efl - R  # floors never exceed C, so only sections with unplaced buffers can go negative
-        if (slack < 0).any():
-            return False
-        live = R > 0
-        lowest = np.minimum.reduceat(np.where(U, lb, _BIG)[self.pair_b], self.sec_start)
-        if ((lowest + R > C) & live).any():
-            return False
-        # dominance: b may go next only below every other unplaced buffer's top (else that one could drop
-        # beneath b); the buffer with the lowest top itself always passes (its rest is below its own top)
-        lowest_top = int(np.where(U, top, _BIG).min())
-        cand = U & ready & (pos < lowest_top)
+        bufs = order[ranks]
+        mo = self.mo[bufs]
+        sz = self.size[bufs]
+        lowest_top = int(_min(mo + sz))
+        # every candidate p must leave room for the fullest section: p + its remaining size <= C
+        pmax = self.C - int(_max(self.total[s0:s1]))
+        ok = ((mo > level) | ((mo == level) & (ranks > last))) & (mo < lowest_top) & (mo <= pmax)
         if self.any_twin:
-            cand &= ~self.has_twin | placed[self.twin_ix]
-        if not cand.any():
+            ok &= ~self.waiting[bufs]
+        cand = ok.nonzero()[0]
+        if cand.size == 0:
             return False
-        f = int(pos[cand].min())
-        at_f = np.flatnonzero(cand & (pos == f))
-        counts = self.cover[at_f].sum(axis=0)
-        # sections a candidate at f would fill from their floor (with alignment a rest can sit above every floor)
-        secs = np.flatnonzero((counts > 0) & (efl <= f) & live)
-        if secs.size == 0:
-            return False
-        k = secs[np.lexsort((counts[secs], slack[secs], efl[secs] != f))[0]]
-        children = at_f[self.cover[at_f, k]]
-        children = children[np.argsort(-self.score[children], kind="stable")]
-        for b in children.tolist():
-            e = f + int(sz[b])
-            lo, hi = self.first[b], self.stop[b]
-            nf = floor.copy()
-            nf[lo:hi] = e
-            nR = R.copy()
-            nR[lo:hi] -= sz[b]
-            npos = np.where(self.conf[b], np.maximum(pos, e), pos)
-            if self.aligned:
-                npos = -(-npos // self.align) * self.align
+        cand = cand[np.argsort(mo[cand], kind="stable")]  # by (offset, rank): cand is in rank order
+        first, stop, conf, C = self.first, self.stop, self.conf, self.C
+        for j in cand.tolist():
+            b = int(bufs[j])
+            p = int(mo[j])
+            s = int(sz[j])
+            saved = self.mo
+            self.mo = rest = saved.copy()
+            rest[b] = _BIG  # placed buffers keep a rest out of reach: sections' lowest rests skip them
             placed[b] = True
-            self.offsets[b] = f
-            if self._dfs(depth + 1, nf, art, nR, npos, apos, f):
-                return True
+            self.offsets[b] = p
+            after = int(self.next_twin[b])
+            if after >= 0:
+                self.waiting[after] = False
+            nb = (conf[b] & ~placed).nonzero()[0]
+            fits = True
+            if nb.size:
+                raised = np.maximum(saved[nb], p + s)
+                if self.aligned:
+                    a = self.align[nb]
+                    raised = -(-raised // a) * a
+                rest[nb] = raised
+                fits = int(_max(raised + self.size[nb])) <= C
+            f, e = int(first[b]), int(stop[b])
+            self.total[f:e] -= s
+            if fits and self._fits(b, s0, s1, p):
+                if e - f > 1:
+                    self.cuts[f:e - 1] -= 1
+                    found = self._split(order, s0, s1, (f, e))
+                    if found is None:
+                        found = self._dfs(order, s0, s1, p, int(ranks[j]))
+                    self.cuts[f:e - 1] += 1
+                else:
+                    found = self._dfs(order, s0, s1, p, int(ranks[j]))
+                if found:
+                    return True
+            self.total[f:e] += s
+            self.mo = saved
             placed[b] = False
             self.offsets[b] = -1
-        smallest = int(sz[U].min())
-        if slack[k] >= smallest:  # close the section at f: the next offset there is at least f + smallest
-            na = art.copy()
-            na[k] = f + smallest
-            napos = np.where(self.cover[:, k], np.maximum(apos, f + smallest), apos)
-            return self._dfs(depth, floor, na, R, pos, napos, L)
+            if after >= 0:
+                self.waiting[after] = True
         return False
 
+    def _fits(self, b: int, s0: int, s1: int, level: int) -> bool:
+        """Section inference where placing b raised rests: max(level, lowest rest) + size to place <= C."""
+        lo = max(int(self.near_lo[b]), s0)
+        hi = min(int(self.near_hi[b]), s1)
+        if hi <= lo:
+            return True
+        pa, pz = self.sec_start[lo], self.sec_start[hi]
+        low = np.minimum.reduceat(self.mo[self.pair_b[pa:pz]], self.sec_start[lo:hi] - pa)
+        np.maximum(low, level, out=low)
+        total = self.total[lo:hi]
+        low += total
+        return not ((low > self.C) & (total > 0)).any()
 
-def _luby(i: int) -> int:
-    k = 1
-    while (1 << k) - 1 < i:
-        k += 1
-    if (1 << k) - 1 == i:
-        return 1 << (k - 1)
-    return _luby(i - (1 << (k - 1)) + 1)
+
+_min = np.minimum.reduce
+_max = np.maximum.reduce
 
 
-def _solve_one(lower, upper, size, alignment, capacity, time_limit, seed, first_order,
+def _preorders(rotation: int) -> tuple[str, ...]:
+    k = rotation % len(PREORDERS)
+    return PREORDERS[k:] + PREORDERS[:k]
+
+
+def _solve_one(lower, upper, size, alignment, capacity, time_limit, rotation: int = 0,
                node_limit: int | None = None) -> SearchOutcome:
     size = np.asarray(size, np.int64)
     if (size == 0).any():  # nothing to place for empty buffers: offset 0, search the rest
         keep = np.flatnonzero(size > 0)
         out = _solve_one(np.asarray(lower)[keep], np.asarray(upper)[keep], size[keep], np.asarray(alignment)[keep],
-                         capacity, time_limit, seed, first_order, node_limit)
+                         capacity, time_limit, rotation, node_limit)
         if out.offsets is not None:
             full = np.zeros(len(size), np.int64)
             full[keep] = out.offsets
             out.offsets = full
         return out
-    if sys.getrecursionlimit() < 4 * len(size) + 1000:
-        sys.setrecursionlimit(4 * len(size) + 1000)
-    s = _Search(np.asarray(lower, np.int64), np.asarray(upper, np.int64), np.asarray(size, np.int64),
-                np.asarray(alignment, np.int64), capacity, time.perf_counter() + time_limit, seed, node_limit)
     if len(size) == 0:
         return SearchOutcome(np.zeros(0, np.int64), "found")
-    return s.run(first_order)
+    if sys.getrecursionlimit() < 4 * len(size) + 1000:
+        sys.setrecursionlimit(4 * len(size) + 1000)
+    s = _Search(np.asarray(lower, np.int64), np.asarray(upper, np.int64), size, np.asarray(alignment, np.int64),
+                capacity, time.perf_counter() + time_limit, node_limit)
+    return s.run(_preorders(rotation))
 
 
 def _worker(queue, k: int, args: tuple, seed: int, node_limit: int | None, parent: int) -> None:
     die_with_parent(parent)  # a SIGKILLed caller must not leave searches running
-    out = _solve_one(*args, seed=1000003 * k + seed, first_order="size" if k % 2 == 0 else "life",
-                     node_limit=node_limit)
+    out = _solve_one(*args, rotation=seed + k, node_limit=node_limit)
     out.worker = k
     queue.put(out)
 
@@ -272,16 +332,17 @@ def canonical_search(lower, upper, size, alignment, capacity: int, time_limit: f
                      seed: int = 0, node_limit: int | None = None) -> SearchOutcome:
     """Find a placement within ``capacity`` (or prove there is none) in at most ``time_limit`` seconds.
 
-    ``workers`` > 1 runs that many independent processes with different
-    search orders; the first "found" or "infeasible" wins and the others are
-    stopped. ``node_limit`` bounds each worker's search nodes: the answer
-    then does not depend on the machine's speed (``time_limit`` only guards
-    against a hang). With several workers and a node limit the answer taken is
+    The search is deterministic; ``seed`` picks the preorder the round robin
+    starts with (``PREORDERS[seed % 3]``). ``workers`` > 1 runs that many
+    independent processes, worker k starting at preorder seed + k; the first
+    "found" or "infeasible" wins and the others are stopped. ``node_limit``
+    bounds each worker's search nodes: the answer then does not depend on
+    the machine's speed (``time_limit`` only guards against a hang). With several workers and a node limit the answer taken is
     the lowest-numbered worker's definite one (every lower-numbered worker is
     waited for), so it is the same whichever worker happens to finish first.
     """
     if workers <= 1 or len(size) < 40:
-        return _solve_one(lower, upper, size, alignment, capacity, time_limit, seed, "size", node_limit)
+        return _solve_one(lower, upper, size, alignment, capacity, time_limit, seed, node_limit)
     # fork: the workers run only numpy code, and spawn would re-import the caller's main script
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     queue = ctx.Queue()
