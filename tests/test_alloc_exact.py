@@ -119,13 +119,13 @@ def test_search_solves_independent_sides_apart(monkeypatch):
     upper = np.array([10, 5, 5, 10, 10, 8])
     size = np.array([4, 3, 2, 2, 3, 1])
     sides = []
-    original = search._Search._side
+    original = search.CanonicalSearch._side
 
     def side(self, bufs, s0, s1):
         sides.append(sorted(bufs.tolist()))
         return original(self, bufs, s0, s1)
 
-    monkeypatch.setattr(search._Search, "_side", side)
+    monkeypatch.setattr(search.CanonicalSearch, "_side", side)
     p = AllocationProblem.from_arrays(lower, upper, size)
     out = canonical_search(lower, upper, size, np.ones(6, np.int64), 10, HANG_GUARD, node_limit=1000)
     assert out.status == "found"
@@ -135,9 +135,9 @@ def test_search_solves_independent_sides_apart(monkeypatch):
 
 
 def test_search_preorders_and_workers_rotate():
-    from solvers.alloc.search import PREORDERS, _preorders
-    assert _preorders(0) == PREORDERS and _preorders(1) == PREORDERS[1:] + PREORDERS[:1]
-    assert _preorders(len(PREORDERS)) == PREORDERS
+    from solvers.alloc.search import PREORDERS, rotated_preorders
+    assert rotated_preorders(0) == PREORDERS and rotated_preorders(1) == PREORDERS[1:] + PREORDERS[:1]
+    assert rotated_preorders(len(PREORDERS)) == PREORDERS
 
 
 @pytest.mark.solver

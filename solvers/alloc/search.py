@@ -79,7 +79,9 @@ class SearchOutcome:
     worker: int = 0
 
 
-class _Search:
+class CanonicalSearch:
+    """One feasibility search at a fixed capacity: the state of the branch and bound that canonical_search runs."""
+
     def __init__(self, lower, upper, size, alignment, capacity: int, deadline: float,
                  node_limit: int | None = None):
         self.n = n = len(size)
@@ -295,7 +297,7 @@ _min = np.minimum.reduce
 _max = np.maximum.reduce
 
 
-def _preorders(rotation: int) -> tuple[str, ...]:
+def rotated_preorders(rotation: int) -> tuple[str, ...]:
     k = rotation % len(PREORDERS)
     return PREORDERS[k:] + PREORDERS[:k]
 
@@ -316,9 +318,9 @@ def _solve_one(lower, upper, size, alignment, capacity, time_limit, rotation: in
         return SearchOutcome(np.zeros(0, np.int64), "found")
     if sys.getrecursionlimit() < 4 * len(size) + 1000:
         sys.setrecursionlimit(4 * len(size) + 1000)
-    s = _Search(np.asarray(lower, np.int64), np.asarray(upper, np.int64), size, np.asarray(alignment, np.int64),
+    s = CanonicalSearch(np.asarray(lower, np.int64), np.asarray(upper, np.int64), size, np.asarray(alignment, np.int64),
                 capacity, time.perf_counter() + time_limit, node_limit)
-    return s.run(_preorders(rotation))
+    return s.run(rotated_preorders(rotation))
 
 
 def _worker(queue, k: int, args: tuple, seed: int, node_limit: int | None, parent: int) -> None:
