@@ -7,6 +7,7 @@ can be reported; the core (``elk.*`` modules) never imports any of that.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,12 +212,17 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
     carried = [s for s in carry if simulate(workload, s).valid]
     if carried:  # not a design of its own: only a candidate warm start
         done["carried"] = min(carried, key=lambda s: simulate(workload, s).latency_cycles)
+    # Requested designs' schedules as reported (after placement and any repair), and where each was placed:
+    # an exact design starts from these, so that it is compared with, and falls back to, what the report shows.
+    final: dict[str, Schedule] = {}
+    placements: dict[int, Any] = {}
     for name in order:
         t0 = time.perf_counter()
         options = dict(design_options.get(name, {}))
         warm_ms = None
+        warm = None
         if name in EXACT_DESIGNS:
-            warm = pick_warm_start(workload, done, options.get("warm_start"))
+            warm = pick_warm_start(workload, {n: final.get(n, s) for n, s in done.items()}, options.get("warm_start"))
             warm_ms = simulate(workload, warm).latency_ms
             options["warm_start"] = warm
         schedule = run_design(name, workload, done, options)
@@ -227,10 +233,20 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
             if placement is not None and schedule.relaxation.strict:
                 from solvers.placement import cost_aware_placement, repair_reruns
                 options = {k: v for k, v in design_options.get(name, {}).items() if k != "records"}
+                designed = schedule
                 quick, whole = repair_reruns(name, options, schedule)
                 schedule, placed = cost_aware_placement(name, workload, schedule, quick, refine=whole,
                                                         solver=placement, time_limit=placement_time_limit)
                 spent += placed.seconds
+                if warm is not None and id(warm) in placements and (
+                        simulate(workload, schedule).latency_cycles > simulate(workload, warm).latency_cycles):
+                    # the exact schedule needed a repair that made it slower than its (placed) warm start:
+                    # report the warm start under this design's name, with the placement it already has
+                    schedule = Schedule(name, warm.entry, warm.exec_start, warm.exec_end, warm.load_start,
+                                        warm.load_end, warm.relaxation, designed.info)
+                    placed = dataclasses.replace(placements[id(warm)], design=name)
+                placements[id(schedule)] = placed
+            final[name] = schedule
             results[name] = DesignResult(name, schedule, simulate(workload, schedule), spent, placed, warm_ms)
     ordered = {n: results[n] for n in names}
     return CompileResult(model=program.name, chip=the_chip, program=program, workload=workload,
