@@ -627,6 +627,8 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--solver-workers", type=int, default=1, help="threads per exact solve (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--stored-only", action="store_true",
+                   help="run nothing: report the configurations already stored in OUT (a study stopped early)")
     return p.parse_args(argv)
 
 
@@ -652,12 +654,17 @@ def main(argv: list[str] | None = None) -> int:
         points = {c: c.point(settings) for c in configs}
         from elk.study import Study, run_study
         from elk.study.store import PointStore
-        run_study(Study("gap-quick" if args.quick else "gap", list(points.values())), out / "results",
-                  workers=args.workers, progress=not args.no_progress)
+        store = PointStore(out / "results")
+        if args.stored_only:
+            configs = [c for c in configs if store.read(points[c].key()) is not None]
+            points = {c: points[c] for c in configs}
+            print(f"{len(configs)} configurations stored in {out / 'results'}; reporting those")
+        else:
+            run_study(Study("gap-quick" if args.quick else "gap", list(points.values())), out / "results",
+                      workers=args.workers, progress=not args.no_progress)
     except ElkError as exc:
         print(f"gap_study: error: {exc}", file=sys.stderr)
         return 2
-    store = PointStore(out / "results")
     records = {p.key(): store.read(p.key()) for p in points.values()}
     frame = gaps_frame(configs, records, settings)
     tmp = out / ".gaps.csv.tmp"

@@ -162,6 +162,20 @@ def test_gap_study_rerun_computes_nothing(gap_run):
     assert (out / "gaps.csv").read_text() == before
 
 
+def test_gap_study_reports_a_study_stopped_early(gap_run, tmp_path):
+    """--stored-only runs nothing and reports the configurations already stored (here: 2 of the 4)."""
+    import shutil
+    gap, out, _ = gap_run
+    part = tmp_path / "part"
+    shutil.copytree(out, part)
+    for p in sorted((part / "results" / "points").glob("*.json"))[2:]:
+        p.unlink()
+    printed = run_main(gap, [*GAP_ARGS, "--out", str(part), "--stored-only"])
+    assert "2 configurations stored" in printed
+    assert len(list((part / "results" / "points").glob("*.json"))) == 2  # nothing was run
+    assert len(read_rows(part / "gaps.csv")) == 2 * (7 + 1)
+
+
 def test_gap_study_sram_ladder(tmp_path):
     """A size a model does not fit in is replaced by the smallest of 400, 448, 512, ... KiB it fits (cached)."""
     gap = load("gap_study")
