@@ -18,7 +18,6 @@ import json
 import multiprocessing
 import os
 import sys
-import tempfile
 import zipfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -27,6 +26,7 @@ from typing import Callable, Iterable, TypeVar
 
 import numpy as np
 
+from elk.atomic import replacing
 from elk.chip import Chip
 from elk.ir import OpSignature
 
@@ -81,12 +81,9 @@ def store(arrays: dict[str, np.ndarray], meta: dict, sig: OpSignature, chip: Chi
     if root is None:
         return
     try:
-        root.mkdir(parents=True, exist_ok=True)
         text = json.dumps({**meta, "key": key_text(sig, chip)})
-        fd, tmp = tempfile.mkstemp(dir=root, suffix=".tmp.npz")
-        os.close(fd)
-        np.savez_compressed(tmp, meta=np.array(text), **{k: arrays[k] for k in _ARRAYS})
-        os.replace(tmp, root / f"{table_key(sig, chip)}.npz")
+        with replacing(root / f"{table_key(sig, chip)}.npz") as tmp, open(tmp, "xb") as fh:
+            np.savez_compressed(fh, meta=np.array(text), **{k: arrays[k] for k in _ARRAYS})
     except OSError:
         pass  # caching is an optimisation; a read-only home must not break compiling
 
