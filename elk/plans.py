@@ -271,27 +271,3 @@ def stream_plans(sig: OpSignature, chip: Chip) -> tuple[np.ndarray, Iterator[Pla
             costs = unscaled_plan_costs(sig, chip, chunk[sid], temporal)
             yield PlanChunk((sid + lo).astype(np.int32), costs["hot"], costs["comp"], costs["comm"])
     return spatial, chunks()
-
-
-@dataclass
-class PlanSummary:
-    """Hot bytes and time of every plan, without the plans themselves (20 bytes per plan)."""
-
-    spatial: np.ndarray
-    spatial_id: np.ndarray  # non-decreasing; plans of one spatial plan keep enumeration order
-    hot: np.ndarray
-    time: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.spatial_id)
-
-
-def summarize_plans(sig: OpSignature, chip: Chip) -> PlanSummary:
-    """Every plan's hot bytes and time in memory at once (table building streams instead; kept for inspection)."""
-    spatial, chunks = stream_plans(sig, chip)
-    parts = list(chunks)
-    if not parts:
-        empty = np.zeros(0)
-        return PlanSummary(spatial, empty.astype(np.int32), empty.astype(np.int64), empty)
-    return PlanSummary(spatial, np.concatenate([c.spatial_id for c in parts]),
-                       np.concatenate([c.hot for c in parts]), np.concatenate([c.time(chip) for c in parts]))
