@@ -195,6 +195,13 @@ class Plan:
     def serial(self) -> list[Point]:
         return [p for pts in self.groups.values() for p in pts]
 
+    def families(self) -> "OrderedDict[str, list[list[Point]]]":
+        """The table groups of each table family (``Resolved.table_family``), in plan order."""
+        out: OrderedDict[str, list[list[Point]]] = OrderedDict()
+        for pts in self.groups.values():
+            out.setdefault(pts[0].resolved.table_family, []).append(pts)
+        return out
+
 
 class Dispatcher:
     """Hands out work for a pool: one table task per table family that shares tables, then its points.
@@ -315,14 +322,12 @@ def run_serial(points: list[Point], on_record: OnRecord) -> None:
     first, together, so each operator's plans are enumerated once for all of them.
     """
     plan = Plan.of(points)
-    families: OrderedDict[str, list[Point]] = OrderedDict()
-    for pts in plan.groups.values():
-        families.setdefault(pts[0].resolved.table_family, []).append(pts[0])
+    families = plan.families()
     built: set[str] = set()
     for p in plan.serial():
-        heads = families[p.resolved.table_family]
-        if len(heads) > 1 and p.resolved.table_family not in built:
-            build_tables(p, chips=tuple(h.resolved.chip for h in heads))
+        groups = families[p.resolved.table_family]
+        if len(groups) > 1 and p.resolved.table_family not in built:
+            build_tables(p, chips=tuple(pts[0].resolved.chip for pts in groups))
             built.add(p.resolved.table_family)
         on_record(p, execute_point(p))
 
@@ -427,10 +432,7 @@ def run_dask(points: list[Point], address: str, workers: int | None, on_record: 
         raise StudyError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
     try:
         futures = {}
-        families: OrderedDict[str, list[list[Point]]] = OrderedDict()
-        for pts in Plan.of(points).groups.values():
-            families.setdefault(pts[0].resolved.table_family, []).append(pts)
-        for family, groups in families.items():
+        for family, groups in Plan.of(points).families().items():
             after = None
             if sum(len(pts) for pts in groups) > 1:
                 chips = tuple(pts[0].resolved.chip for pts in groups)
