@@ -308,10 +308,11 @@ def _cpsat_piece(sub, cap, lb, minimize, upper, hint, budget: Budget, workers, s
         return PieceOutcome("skipped", None, note=f"CP-SAT model too large ({members:,} clique members)")
     started = time.perf_counter()
     work = None if budget.work is None else max(float(budget.work) * CPSAT_DETERMINISTIC_PER_WORK, 1e-6)
+    # each tie order once per piece: the round robin rebuilds the model every run, not the orders
+    orders = {name: branching_order(sub, name) for name in (("start",) if minimize else CPSAT_ROUND_ROBIN)}
 
     def solve(order: str, dtime: float | None, seconds: float):
-        built = build_cpsat(sub, cap, lower_bound=lb, minimize=minimize, upper_bound=upper,
-                            order=branching_order(sub, order))
+        built = build_cpsat(sub, cap, lower_bound=lb, minimize=minimize, upper_bound=upper, order=orders[order])
         if minimize:  # the greedy placement is a valid start only when minimising (else it is over capacity)
             clipped = np.minimum(hint, np.maximum(cap - sub.size, 0))
             clipped -= clipped % sub.alignment
