@@ -25,7 +25,7 @@ TOPOLOGIES = ("all-to-all", "mesh")
 
 
 class LoadModel(str, Enum):
-    """How an HBM load may use its interval (DESIGN.md §5.1; the simulator checks either exactly).
+    """How an HBM load may use its interval (docs/design.md §5.1; the simulator checks either exactly).
 
     ``fluid``: its rate may vary inside the interval (at most the HBM
     bandwidth), so it can pause while the running operator exchanges data:

@@ -4,7 +4,7 @@ The grid (``--models`` x topology x HBM x SRAM x load model), B32 S2048 decode o
 
 * the four LLMs (Llama2-13B, Llama2-70B, OPT-30B, Gemma2-27B);
 * topology all-to-all and mesh; HBM 4, 8 and 16 TB/s; SRAM 624 KiB (the chip's) and 192 KiB;
-* load model fluid and rigid (DESIGN.md 5.1): 96 configurations.
+* load model fluid and rigid (docs/design.md §5.1): 96 configurations.
 
 Gemma2-27B's LM head needs ~397 KiB per core even fully partitioned, so where a
 requested SRAM size does not fit a model, the configuration runs at the

@@ -1,6 +1,6 @@
 """The house rules: one-way layers, no cycles, no private names across modules, a light ``import elk``.
 
-The layers themselves are import-linter contracts in ``setup.cfg`` (DESIGN.md §2):
+The layers themselves are import-linter contracts in ``setup.cfg`` (docs/design.md §2):
 front doors (``elk.cli`` > ``elk.study`` > ``elk.driver``) > strategies (``solvers``) >
 exact models (``formulations``) and graph builders (``elk.graphs``) > the core
 (the modules directly in ``elk/``). import-linter checks direct and indirect

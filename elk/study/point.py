@@ -71,7 +71,7 @@ class Point:
     topology: str | None = None
     #: "ROWSxCOLS" (implies a mesh); None = the most square shape for the core count
     mesh: str | None = None
-    #: "fluid" or "rigid" (DESIGN.md §5.1); None = the chip's (fluid unless its file says otherwise)
+    #: "fluid" or "rigid" (docs/design.md §5.1); None = the chip's (fluid unless its file says otherwise)
     load_model: str | None = None
     designs: str = "paper"
     window: int | None = None

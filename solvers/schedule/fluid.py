@@ -1,4 +1,4 @@
-"""Interconnect bookkeeping of the backward pass under fluid loads (DESIGN.md §5.1, elk/noc.py).
+"""Interconnect bookkeeping of the backward pass under fluid loads (docs/design.md §5.1, elk/noc.py).
 
 The backward pass places executions from the last to the first. Everything at
 or after the *frontier* F (the start of the earliest placed execution) is
