@@ -6,35 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import user_error
 from elk.cli.main import main
 from elk.errors import ElkError
 
 TINY = ["tiny", "--batch", "4", "--seq", "128", "--chip", "ipu-mk2"]
 QUICK = ["--time-limit", "1", "--workers", "1", "--seed", "0", "--bound", "closed"]
-
-
-def user_error(capsys, argv, *needles) -> str:
-    code = main(argv)
-    captured = capsys.readouterr()
-    assert code == 2, captured.out + captured.err
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith("elk: error:")
-    assert "Traceback" not in captured.err + captured.out
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
-
-
-@pytest.fixture
-def no_compile(monkeypatch):
-    """Make any compile fail loudly: these mistakes must be caught before one starts."""
-    import elk.driver.api
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("the compile started although the command line was wrong")
-
-    monkeypatch.setattr(elk.driver.api, "compile", refuse)
 
 
 class Captured(ElkError):
