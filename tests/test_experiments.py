@@ -1,4 +1,4 @@
-"""The solver studies (experiments/gap_study.py, experiments/tune_solver.py) end to end on the tiny model.
+"""The solver studies (``python -m experiments.gap_study``, ``experiments.tune_solver``) end to end on the tiny model.
 
 They run in-process with one-second limits: what matters here is that the CSVs
 have their columns and one row per run (per configuration x design for the gap
@@ -8,10 +8,9 @@ that a rerun does not redo or duplicate finished work.
 from __future__ import annotations
 
 import csv
-import importlib.util
+import importlib
 import json
 import math
-import sys
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
@@ -19,19 +18,12 @@ import pytest
 
 pytestmark = pytest.mark.solver
 
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def load(name: str) -> ModuleType:
-    """Import a script from experiments/ (a folder of scripts, not a package)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    """Import a script of the experiments package (``experiments.gap_study``...), as ``python -m`` runs it."""
+    return importlib.import_module(f"experiments.{name}")
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
