@@ -56,6 +56,7 @@ class Placement:
         return 1.0 - self.byte_peak / self.allocated_peak if self.allocated_peak else 0.0
 
     def row(self) -> dict[str, Any]:
+        """The placement's columns of a report row."""
         return {"placement": self.status, "allocated_peak_bytes": self.allocated_peak,
                 "fragmentation": self.fragmentation, "placement_cost_ms": self.latency_cost_ms,
                 "placement_seconds": self.seconds,
@@ -192,7 +193,7 @@ def repair_reruns(name: str, options: Mapping[str, Any], chosen: Schedule) -> tu
     """(search, refine) for ``cost_aware_placement``: a one-pass re-run and, if that differs, the whole design.
 
     The budget search repeats only the configuration ``chosen`` won with
-    (``solvers.designs.repeat_choice``; the whole design if that pass cannot
+    (``solvers.schedule.designs.repeat_choice``; the whole design if that pass cannot
     schedule under a budget); the whole design runs once more at the final
     budget, where its own search may find a faster schedule.
     """

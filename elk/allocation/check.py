@@ -44,6 +44,7 @@ def lower_bound(problem: AllocationProblem) -> int:
 
 
 def peak_of(problem: AllocationProblem, offsets: np.ndarray) -> int:
+    """Highest address the placed buffers use: max(offset + size), 0 for an empty problem."""
     if problem.n == 0:
         return 0
     return int((np.asarray(offsets, np.int64) + problem.size).max(initial=0))
@@ -125,6 +126,7 @@ def first_overlap(problem: AllocationProblem, offsets: np.ndarray) -> tuple[int,
 
 
 def is_valid(problem: AllocationProblem, offsets: np.ndarray | None, capacity: int | None = None) -> bool:
+    """Whether ``offsets`` is a valid placement (None never is); :func:`validate` says why not."""
     if offsets is None:
         return False
     try:

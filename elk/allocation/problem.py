@@ -123,6 +123,7 @@ class AllocationProblem:
 
     @property
     def n(self) -> int:
+        """Number of buffers."""
         return len(self.ids)
 
     def __len__(self) -> int:
@@ -134,6 +135,7 @@ class AllocationProblem:
         return self.fixed_offset < 0
 
     def with_capacity(self, capacity: int | None) -> "AllocationProblem":
+        """The same buffers with another capacity (None: minimise the peak)."""
         return AllocationProblem(self.ids, self.lower, self.upper, self.size, self.alignment, self.fixed_offset,
                                  capacity, self.name)
 
@@ -185,6 +187,7 @@ class AllocationResult:
         return self.peak / self.lower_bound
 
     def summary(self) -> dict:
+        """The result's facts (solver, status, peak, bounds, effort) as a flat dict for reports and JSON."""
         return {"solver": self.solver, "version": self.solver_version, "status": self.status, "peak": self.peak,
                 "lower_bound": self.lower_bound, "proven_bound": self.proven_bound, "capacity": self.capacity,
                 "seconds": round(self.seconds, 3), "workers": self.workers, "seed": self.seed,

@@ -61,6 +61,7 @@ class BoundLp:
     choice: list[np.ndarray]  # columns of y[i, :]
 
     def objective(self) -> float:
+        """The solved model's objective (cycles)."""
         return float(self.highs.getInfo().objective_function_value)
 
 

@@ -41,6 +41,7 @@ class FluidLoads:
 
     @classmethod
     def empty(cls, n: int) -> "FluidLoads":
+        """Books for ``n`` operators with no load placed yet."""
         return cls([0.0] * n, [1.0] * n, [1.0] * n, [0.0] * n)
 
 

@@ -182,6 +182,7 @@ class AxisRef:
 
     @property
     def constant(self) -> bool:
+        """Whether the index is a constant (no named index in it)."""
         return self.coeffs == ()
 
 

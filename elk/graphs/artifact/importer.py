@@ -76,6 +76,7 @@ class GraphImporter:
         return names
 
     def fail(self, node: GraphNode, message: str) -> ModelConfigError:
+        """A :class:`ModelConfigError` naming the file, the node, its kind and its entry."""
         return ModelConfigError(f"{self.path}: node {node.id} ({node.kind}, entry {node.pos}): {message}")
 
     def _resolve_refs(self, node: GraphNode) -> list[tuple]:
@@ -236,6 +237,7 @@ class GraphImporter:
         raise ExprError(f"the index expression over {', '.join(ax.names) or 'nothing'} cannot be an einsum axis")
 
     def convert(self, node: GraphNode) -> Operator | None:
+        """The operator a compute node becomes (None when it maps to nothing, e.g. a deleted gather)."""
         expr = node.expr
         assert expr is not None
         name = self.names[node.pos]
@@ -435,6 +437,7 @@ class GraphImporter:
                          bytes_per_element=self.bpe, role=role)
 
     def run(self) -> list[Operator]:
+        """Every compute node as an operator, in file order (layout, source and sink nodes removed)."""
         ops: list[Operator] = []
         for node in self.nodes:
             if node.kind in SOURCE_KINDS or node.kind in SINK_KINDS:
