@@ -54,7 +54,12 @@ def test_every_cited_document_and_section_exists():
     assert not missing, "\n".join(missing)
 
 
+#: the name of the design notes elk's code once cited, which live outside the repository (spelt in two
+#: parts so that this file does not cite them itself)
+OUTSIDE = "DESIGN" + ".md"
+
+
 def test_no_citation_of_a_file_outside_the_repository():
     stale = [str(p.relative_to(ROOT)) for p in _tracked_text_files()
-             if p.exists() and p.name != "test_docs.py" and "DESIGN.md" in p.read_text(errors="replace")]
-    assert not stale, f"cite docs/design.md instead of DESIGN.md in: {stale}"
+             if p.exists() and OUTSIDE in p.read_text(errors="replace")]
+    assert not stale, f"cite docs/design.md instead of {OUTSIDE} in: {stale}"
