@@ -26,6 +26,8 @@ It is a *planner*: times are in units of ``unit`` cycles (rounded up), caps
 rounded down, and tiny loads left out. Its decisions (plans, the interleaving
 of loads across layers) are replayed through elk's backward pass on the whole
 program, and only the simulator's verdict on that schedule counts.
+An ``OPTIMAL`` status therefore proves the smallest period of this rounded model, not of the program
+(tests/test_modulo.py checks it against an enumeration of the same problem).
 """
 from __future__ import annotations
 
