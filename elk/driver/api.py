@@ -7,9 +7,8 @@ can be reported; the core (``elk.*`` modules) never imports any of that.
 """
 from __future__ import annotations
 
-import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -24,6 +23,8 @@ from solvers.solver_options import DEFAULT_BOUND, DEFAULT_BOUND_TIME_LIMIT, chec
 
 @dataclass
 class DesignResult:
+    """One design's schedule in a compile, the simulator's verdict on it, and what it cost to make and place."""
+
     name: str
     schedule: Schedule
     sim: SimResult
@@ -44,7 +45,7 @@ class DesignResult:
                **{f"{k}_ms": (0.0 if abs(v) < 1e-9 else v) for k, v in r.breakdown_ms.items()},
                "hbm_utilisation": r.hbm_utilisation, "noc_utilisation": r.noc_utilisation,
                "achieved_tflops": r.achieved_tflops, "peak_sram_bytes": r.peak_sram_bytes,
-               "compile_seconds": self.compile_seconds, "relaxation": r.relaxation}
+               "compile_seconds": self.compile_seconds, "relaxation": r.relaxation.describe()}
         if self.schedule.info.warm_start is not None:  # exact designs: the schedule they started from
             row["warm_start"] = self.schedule.info.warm_start
             row["warm_start_ms"] = self.warm_start_ms
@@ -57,6 +58,9 @@ class DesignResult:
 
 @dataclass
 class CompileResult:
+    """Everything one ``compile`` made: the program, chip and plan tables (``workload``), each design's result
+    in the order requested, and the proven lower bounds that turn latencies into certified gaps."""
+
     model: str
     chip: Chip
     program: Program
@@ -64,7 +68,6 @@ class CompileResult:
     designs: dict[str, DesignResult]
     table_seconds: float
     total_seconds: float = 0.0
-    extras: dict = field(default_factory=dict)
     #: proven lower bounds on latency (None when compiled with ``bound=None``)
     bounds: Any = None
 
@@ -110,7 +113,7 @@ class CompileResult:
                 "table_seconds": self.table_seconds, "total_seconds": self.total_seconds,
                 "bound": bound, "bounds": jsonable(self.bounds.bounds) if self.bounds is not None else [],
                 "bound_warnings": list(self.bounds.warnings) if self.bounds is not None else [],
-                "designs": designs, **jsonable(self.extras)}
+                "designs": designs}
 
 
 def jsonable(value: Any) -> Any:

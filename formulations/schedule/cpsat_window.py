@@ -20,7 +20,7 @@ to execution start. Per future load: its start. Constraints:
 * objective: makespan x weight + sum of future-load ends (the tail term).
 
 Exact relative to the window problem; conservative relative to the simulator
-only through the rounding documented in formulations.window.
+only through the rounding documented in formulations.schedule.window.
 """
 from __future__ import annotations
 

@@ -22,7 +22,7 @@
 
 Exactness: identical feasible set to formulations.schedule.cpsat_window; both are
 conservative relative to the simulator only by the rounding in
-formulations.window.
+formulations.schedule.window.
 """
 from __future__ import annotations
 
