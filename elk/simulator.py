@@ -48,6 +48,7 @@ RULES = {
 
 @dataclass(frozen=True)
 class Violation:
+    """One broken rule: which, by which operator, when, and the numbers that break it."""
     rule: str
     op: int
     op_name: str

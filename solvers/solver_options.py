@@ -206,11 +206,13 @@ class MilpOptions(WindowOptions):
 
 
 def cpsat_field_names() -> set[str]:
+    """The parameter names the installed OR-Tools' SatParameters knows."""
     from ortools.sat import sat_parameters_pb2
     return set(sat_parameters_pb2.SatParameters.DESCRIPTOR.fields_by_name)
 
 
 def validate_params(solver: str, backend: str, params: Mapping[str, Any]) -> None:
+    """Check a backend's own parameters against the installed solver (unknown names, bad values)."""
     if not params:
         return
     if solver == "cpsat":
@@ -262,6 +264,7 @@ def apply_cpsat_params(target, params: Mapping[str, Any]) -> None:
 
 
 def solver_version(settings: SolverSettings) -> str:
+    """The solver and version a window backend run uses, for the per-window records."""
     if settings.solver == "cpsat":
         import ortools
         return f"ortools {ortools.__version__}"

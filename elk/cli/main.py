@@ -16,7 +16,8 @@ from elk.cli.common import OneLineParser, check_outputs
 from elk.errors import ElkError
 from solvers.alloc.allocate import ALLOC_SOLVERS
 from solvers.registry import DESIGNS, SET_HELP
-from solvers.solver_options import BOUND_LEVELS, DEFAULT_BOUND, DEFAULT_BOUND_TIME_LIMIT, DEFAULT_TIME_LIMIT, MILP_BACKENDS
+from solvers.solver_options import (BOUND_LEVELS, DEFAULT_BOUND, DEFAULT_BOUND_TIME_LIMIT, DEFAULT_TIME_LIMIT,
+                                    MILP_BACKENDS)
 
 
 def _positive_int(text: str) -> int:
@@ -47,6 +48,7 @@ def _mesh_shape(text: str) -> tuple[int, int]:
 
 
 def add_chip_args(p: argparse.ArgumentParser) -> None:
+    """The chip options every subcommand that compiles shares (a preset or file, then knobs over it)."""
     g = p.add_argument_group("chip")
     g.add_argument("--chip", default=None, help=f"preset ({', '.join(PRESETS)}; default ipu-pod4) or a .toml/.json file")
     g.add_argument("--cores", type=_positive_int, help="number of cores")
@@ -63,6 +65,7 @@ def add_chip_args(p: argparse.ArgumentParser) -> None:
 
 
 def chip_from_args(args: argparse.Namespace):
+    """The chip the options describe: the preset or file, with the knobs given applied over it."""
     chip = resolve_chip(args.chip)
     changes = knob_overrides(chip, cores=args.cores, sram_kib=args.sram_kib, hbm_tbps=args.hbm_tbps,
                              noc_scale=args.noc_scale, compute_scale=args.compute_scale, topology=args.topology,
@@ -72,6 +75,7 @@ def chip_from_args(args: argparse.Namespace):
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
+    """The model and program options (zoo name or config path, batch, sequence, mode)."""
     p.add_argument("model", help="zoo model name (see `elk models`) or a path to a config.json")
     p.add_argument("--batch", type=_positive_int, default=32, help="batch size (default 32)")
     p.add_argument("--seq", type=_positive_int, default=2048, help="KV length (decode) or sequence (train)")
@@ -148,6 +152,7 @@ def _save_targets(values: list[str], compiled: list[str]) -> list[tuple[str | No
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
+    """``elk compile``: every check that needs no plan table, the run plan, the compile, then the outputs."""
     from elk.driver.api import compile as compile_model
     from elk.driver.report import compile_report
 
@@ -265,6 +270,7 @@ def _save_schedules(result, saves: list[tuple[str | None, str]]) -> int:
 
 
 def cmd_plans(args: argparse.Namespace) -> int:
+    """``elk plans``: the unique operators of a model, or one operator's plan table."""
     from elk.plantable import plan_table
     from elk.driver.report import plan_table_report, table
     from elk.graphs.zoo import build_program
@@ -302,6 +308,7 @@ def cmd_plans(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    """``elk models``: the model zoo with operator counts, HBM bytes and FLOPs."""
     from elk.driver.report import fmt_bytes, fmt_tflop, table
     from elk.graphs.zoo import build_program, list_models
 
@@ -322,12 +329,14 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_chips(args: argparse.Namespace) -> int:
+    """``elk chips``: the chip presets."""
     for chip in PRESETS.values():
         print(chip.describe())
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``elk`` argument parser with every subcommand (usage mistakes become one-line errors)."""
     parser = OneLineParser(prog="elk", description="Compile DL models for inter-core connected AI chips.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -389,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``elk`` command line; a user mistake is one ``elk: error:`` line and exit status 2."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)  # a usage mistake raises UsageError (one line, below)

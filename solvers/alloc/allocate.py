@@ -122,6 +122,7 @@ def _version(solver: str, backend: str) -> str:
 
 def run_heuristic(problem: AllocationProblem, cap: int | None, minimize: bool, time_limit: float | None,
                   bound: int) -> AllocationResult:
+    """The greedy allocator's answer: a placement within ``cap`` (or the least peak), or unknown."""
     h = heuristic(problem, capacity=cap, stop_at=bound if minimize or cap is None else cap, time_budget=time_limit)
     params = {"order": h.order, "passes": len(h.tried)}
     common = dict(lower_bound=bound, solver="heuristic", solver_version="elk greedy", params=params, workers=1)

@@ -23,6 +23,7 @@ from solvers.schedule.orders import group_orders, group_types, layer_groups, loa
 
 
 def span(schedule: Schedule, has_load: np.ndarray) -> float:
+    """Latency of a schedule: its first event (execution or real load) to its last execution's end."""
     first = float(schedule.exec_start.min())
     if has_load.any():
         first = min(first, float(schedule.load_start[has_load].min()))

@@ -49,6 +49,7 @@ from solvers.schedule import fluid as fl
 
 
 class Chooser(Protocol):
+    """Picks an operator's plan-table row under a byte budget (None: nothing fits)."""
     def choose(self, op: int, budget: float) -> int | None: ...
 
 

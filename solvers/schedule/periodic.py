@@ -55,6 +55,7 @@ class LayerModel:
 
 @dataclass
 class PeriodicResult:
+    """The periodic design's schedule and how it got there: the layer model's period, status and time."""
     schedule: Schedule
     period_cycles: float | None = None
     model_status: str = ""

@@ -94,6 +94,7 @@ class StitchState:
 
 @dataclass
 class BuiltWindow:
+    """One window as its backends get it: the problem, the warm start as a hint, where it sits in time."""
     problem: WindowProblem
     hint: WindowAssignment
     hint_ok: bool
@@ -105,6 +106,7 @@ class BuiltWindow:
 
 @dataclass
 class WindowedResult:
+    """The stitched schedule of a windowed run and one record per window solve."""
     schedule: Schedule
     records: list[WindowRecord] = field(default_factory=list)
 
