@@ -174,22 +174,24 @@ def _refined(workload: Workload, budget: int, refine: Rerun, repaired: tuple, re
     return (candidate, cbufs, cres, sim) if kept else repaired
 
 
-def rerun_design(name: str, options: Any = None, warm_start: Any = None) -> Rerun:
+def rerun_design(name: str, options: Any = None, warm_start: Any = None, workers: int | None = None) -> Rerun:
     """Re-run design ``name`` (with its ``options`` and ``warm_start``, as in solvers.registry.RunPlan) and the
-    designs it builds on, all under the given (shrunk) workload."""
+    designs it builds on, all under the given (shrunk) workload (passes on ``workers`` processes)."""
     from solvers.registry import RunPlan, run_design
     plan = RunPlan.build([name], {name: options} if options else None, warm_start)
 
     def run(budget_workload: Workload) -> Schedule:
         done: dict[str, Schedule] = {}
         for dep in plan.order:  # a named warm start is re-run too
-            done[dep] = run_design(dep, budget_workload, done, plan.options_of(dep), plan.warm_starts.get(dep))
+            done[dep] = run_design(dep, budget_workload, done, plan.options_of(dep), plan.warm_starts.get(dep),
+                                   workers)
         return done[name]
 
     return run
 
 
-def repair_reruns(name: str, options: Any, chosen: Schedule, warm_start: Any = None) -> tuple[Rerun, Rerun | None]:
+def repair_reruns(name: str, options: Any, chosen: Schedule, warm_start: Any = None,
+                  workers: int | None = None) -> tuple[Rerun, Rerun | None]:
     """(search, refine) for ``cost_aware_placement``: a one-pass re-run and, if that differs, the whole design.
 
     The budget search repeats only the configuration ``chosen`` won with
@@ -199,7 +201,7 @@ def repair_reruns(name: str, options: Any, chosen: Schedule, warm_start: Any = N
     """
     from solvers.schedule.designs import repeat_choice
 
-    rerun = rerun_design(name, options, warm_start)
+    rerun = rerun_design(name, options, warm_start, workers)
     repeat = repeat_choice(name, chosen)
     if repeat is None:
         return rerun, None

@@ -101,7 +101,7 @@ def parse_designs(designs: str | Iterable[str]) -> list[str]:
 
 def heuristic_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """A heuristic design's keyword options (e.g. ELK-Full's ``space``), checked against its function."""
-    accepted = set(inspect.signature(HEURISTIC_DESIGNS[name]).parameters) - {"workload", "dyn"}
+    accepted = set(inspect.signature(HEURISTIC_DESIGNS[name]).parameters) - {"workload", "dyn", "workers"}
     unknown = set(options) - accepted
     if unknown:
         raise SolverConfigError(f"design '{name}' has no option(s) {', '.join(sorted(unknown))} "
@@ -220,10 +220,12 @@ def _run_order(wanted: list[str], warm: Mapping[str, WarmStart]) -> list[str]:
 
 
 def run_design(name: str, workload: Workload, done: Mapping[str, Schedule],
-               options: ExactOptions | Mapping[str, Any] | None = None, warm_start: WarmStart = None) -> Schedule:
-    """Run one design. A heuristic gets its keyword options (ELK-Full reuses ELK-Dyn's schedule from ``done``);
-    an exact design starts from ``warm_start`` (or its options mapping's ``warm_start``): a Schedule, a design in
-    ``done``, or by default the fastest strict schedule in ``done``."""
+               options: ExactOptions | Mapping[str, Any] | None = None, warm_start: WarmStart = None,
+               workers: int | None = None) -> Schedule:
+    """Run one design. A heuristic gets its keyword options (ELK-Full reuses ELK-Dyn's schedule from ``done``)
+    and, if it fans passes out, ``workers`` (None: elk.tablecache.default_workers()); an exact design starts from
+    ``warm_start`` (or its options mapping's ``warm_start``): a Schedule, a design in ``done``, or by default the
+    fastest strict schedule in ``done``."""
     if name not in DESIGNS:
         raise SolverConfigError(f"unknown design '{name}' (known: {', '.join(DESIGNS)})")
     if name in EXACT:
@@ -233,8 +235,11 @@ def run_design(name: str, workload: Workload, done: Mapping[str, Schedule],
         check_warm_start(name, warm_start)
         return EXACT[name].run(workload, pick_warm_start(workload, done, warm_start)[1], opts)
     kwargs = heuristic_options(name, options or {})
-    if "dyn" in inspect.signature(HEURISTIC_DESIGNS[name]).parameters and "elk-dyn" in done:
+    accepted = inspect.signature(HEURISTIC_DESIGNS[name]).parameters
+    if "dyn" in accepted and "elk-dyn" in done:
         kwargs.setdefault("dyn", done["elk-dyn"])
+    if "workers" in accepted and workers is not None:
+        kwargs["workers"] = workers
     return HEURISTIC_DESIGNS[name](workload, **kwargs)
 
 

@@ -53,13 +53,15 @@ def fastest_valid(workload: Workload, schedules: Iterable[Schedule]) -> Schedule
 
 
 def run_plan(plan: RunPlan, workload: Workload, *, carry: Iterable[Schedule] = (),
-             placement: str | None = "heuristic", placement_time_limit: float = 10.0) -> dict[str, DesignRun]:
+             placement: str | None = "heuristic", placement_time_limit: float = 10.0,
+             workers: int | None = None) -> dict[str, DesignRun]:
     """Run ``plan`` on ``workload``; one DesignRun per requested design, in the order requested.
 
     ``carry``: schedules from elsewhere (a neighbouring point of a sweep); the
     fastest that holds here competes as the exact designs' default warm start.
     ``placement``: the allocator that gives strict schedules' buffers SRAM
-    addresses (None: byte budgets only).
+    addresses (None: byte budgets only). ``workers``: processes the heuristics'
+    searches fan their passes out to (None: elk.tablecache.default_workers()).
     """
     check_warm_schedules(plan, workload)
     designed: dict[str, Schedule] = {}  # every schedule as its design made it (ELK-Full reuses ELK-Dyn's)
@@ -75,26 +77,26 @@ def run_plan(plan: RunPlan, workload: Workload, *, carry: Iterable[Schedule] = (
             warm_name, warm = pick_warm_start(workload, reported, plan.warm_starts[name])
             schedule = EXACT[name].run(workload, warm, plan.exact[name])
         else:
-            schedule = run_design(name, workload, designed, plan.heuristic.get(name))
+            schedule = run_design(name, workload, designed, plan.heuristic.get(name), workers=workers)
         designed[name] = schedule
         if name not in plan.requested:
             continue
         run = DesignRun(name, schedule, time.perf_counter() - t0,
                         warm_start_ms=simulate(workload, warm).latency_ms if warm is not None else None)
         if placement is not None and schedule.relaxation.strict:
-            run = _placed(run, plan, workload, placement, placement_time_limit, runs.get(warm_name))
+            run = _placed(run, plan, workload, placement, placement_time_limit, runs.get(warm_name), workers)
         runs[name] = run
     return {n: runs[n] for n in plan.requested}
 
 
 def _placed(run: DesignRun, plan: RunPlan, workload: Workload, solver: str, time_limit: float,
-            warm: DesignRun | None) -> DesignRun:
+            warm: DesignRun | None, workers: int | None) -> DesignRun:
     """``run`` with its buffers placed (its schedule repaired if they did not fit). An exact design whose repair
     made it slower than its placed warm start reports that warm start, with the placement it already has."""
     from solvers.placement import cost_aware_placement, repair_reruns
     name = run.name
     options = plan.exact[name].without_outputs() if name in plan.exact else plan.heuristic.get(name)
-    quick, whole = repair_reruns(name, options, run.schedule, plan.warm_starts.get(name))
+    quick, whole = repair_reruns(name, options, run.schedule, plan.warm_starts.get(name), workers)
     schedule, placed = cost_aware_placement(name, workload, run.schedule, quick, refine=whole, solver=solver,
                                             time_limit=time_limit)
     seconds = run.seconds + placed.seconds

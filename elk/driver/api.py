@@ -156,7 +156,7 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
             chip_overrides: Mapping[str, Any] | None = None, design_options: Mapping[str, Any] | None = None,
             placement: str | None = "heuristic", placement_time_limit: float = 10.0,
             bound: str | None = DEFAULT_BOUND, bound_time_limit: float = DEFAULT_BOUND_TIME_LIMIT,
-            carry: Iterable[Schedule] = ()) -> CompileResult:
+            carry: Iterable[Schedule] = (), workers: int | None = None) -> CompileResult:
     """Build the model, its plan tables, and a schedule per design, each timed by the simulator.
 
     ``designs``: names (a comma list or an iterable; "default", "paper") or a
@@ -182,6 +182,9 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
     fit is repaired by re-running the design under a smaller byte budget, and
     the design's result is the repaired schedule (the cost is reported).
     ``placement=None`` keeps byte budgets only.
+
+    ``workers``: processes for building plan tables and for the heuristics'
+    searches (None: elk.tablecache.default_workers(), which reads ``ELK_WORKERS``).
     """
     from solvers.registry import RunPlan
     from solvers.run_plan import run_plan
@@ -197,9 +200,10 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
     if chip_overrides:
         the_chip = the_chip.with_overrides(**{k: v for k, v in chip_overrides.items() if v is not None})
     program = model if isinstance(model, Program) else _build_program(model, batch, seq, mode)
-    workload = Workload.build(program, the_chip)
+    workload = Workload.build(program, the_chip, workers)
     bounds = compute_bounds(workload, bound, bound_time_limit) if bound is not None else None
-    runs = run_plan(plan, workload, carry=carry, placement=placement, placement_time_limit=placement_time_limit)
+    runs = run_plan(plan, workload, carry=carry, placement=placement, placement_time_limit=placement_time_limit,
+                    workers=workers)
     results = {name: DesignResult(name, r.schedule, simulate(workload, r.schedule), r.seconds, r.placement,
                                   r.warm_start_ms) for name, r in runs.items()}
     return CompileResult(model=program.name, chip=the_chip, program=program, workload=workload, designs=results,

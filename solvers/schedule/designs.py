@@ -51,8 +51,9 @@ def basic(workload: Workload) -> Schedule:
     return best
 
 
-def static(workload: Workload, step_kib: int = 10) -> Schedule:
-    """One global split of SRAM into execution and preload regions, swept; best split and variant."""
+def static(workload: Workload, step_kib: int = 10, *, workers: int | None = None) -> Schedule:
+    """One global split of SRAM into execution and preload regions, swept; best split and variant (the sweep's
+    passes on ``workers`` processes: solvers.schedule.parallel)."""
     started = time.perf_counter()
     sram_kib = workload.chip.sram_per_core / 1024
     lowest = math.ceil(workload.min_hot.max() / 1024)
@@ -65,7 +66,7 @@ def static(workload: Workload, step_kib: int = 10) -> Schedule:
         except ScheduleError:
             return None
 
-    spans = map_passes(attempt, len(configs))
+    spans = map_passes(attempt, len(configs), workers)
     tried = [k for k, value in enumerate(spans) if value is not None]
     if not tried:
         raise ScheduleError("static: no execution-region size admits every operator")
@@ -95,7 +96,7 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
              modes: tuple[NocMode, ...] | None = None, theta: float = 0.99,
              penalties: tuple[float, ...] = (0.5,), screen_layers: int = 12, finalists: int = 6,
              screen_modes: tuple[NocMode, ...] | None | str = "auto", order_finalists: int = 8,
-             dyn: Schedule | None = None) -> Schedule:
+             dyn: Schedule | None = None, workers: int | None = None) -> Schedule:
     """ELK-Dyn over permuted HBM load orders (the same group permutation in every layer).
 
     Every (order, NoC mode, NoC penalty) is first ranked on the program cut to
@@ -153,7 +154,7 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
             sched = run(small, *candidates[k])
             return None if sched is None else span(sched, small.has_load)
 
-        spans = map_passes(attempt, len(candidates))
+        spans = map_passes(attempt, len(candidates), workers)
         scores = [(value, cfg) for value, cfg in zip(spans, candidates) if value is not None]
         scores.sort(key=lambda x: x[0])
         return [cfg for _, cfg in scores]
@@ -177,7 +178,7 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
         return None if sched is None else span(sched, workload.has_load)
 
     passes = len(configs)
-    for value, cfg in zip(map_passes(final, len(configs)), configs):
+    for value, cfg in zip(map_passes(final, len(configs), workers), configs):
         if value is not None and value < best_span - 1e-6:
             best_span, best_cfg = value, cfg
     if best_cfg is not None:  # the winning pass again, here (workers return only spans)
