@@ -36,6 +36,7 @@ from solvers.schedule.choice import CostAware
 from solvers.schedule.designs import preload_depth
 from solvers.schedule.engine import PassConfig, backward_pass
 from solvers.schedule.fallback import keep_faster
+from solvers.solver_options import DEFAULT_TIME_LIMIT
 
 #: a block's plan options are capped to this many rows (spread along the time axis)
 MAX_OPTIONS = 12
@@ -291,7 +292,7 @@ def replay(workload: Workload, rows: dict[int, int], order: list[int] | None, mo
     return out
 
 
-def periodic(workload: Workload, warm_start: Schedule | None = None, *, time_limit: float = 10.0,
+def periodic(workload: Workload, warm_start: Schedule | None = None, *, time_limit: float = DEFAULT_TIME_LIMIT,
              workers: int = 8, seed: int = 0, deterministic_time: float | None = None) -> Schedule:
     """The periodic design (see the module docstring); never slower than ``warm_start``."""
     from solvers.schedule.designs import elk_full
