@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from formulations.schedule.window import (SHARE_SCALE, WindowAssignment, WindowProblem, fixed_channel_blocks,
-                                          fluid_split, overlap)
+from formulations.schedule.window import (FAMILIES, SHARE_SCALE, WindowAssignment, WindowProblem,
+                                          fixed_channel_blocks, fluid_split, overlap)
 
 
 @dataclass
@@ -82,13 +82,8 @@ def build_cpsat(problem: WindowProblem) -> CpsatWindow:
     """The window's CP-SAT model, one constraint family at a time; build_milp (formulations.schedule.milp_window)
     takes the same steps under the same names, so the two feasible sets can be compared family by family."""
     b = _CpsatBuilder(problem)
-    b.executions()
-    b.loads()
-    b.channel()
-    b.sram()
-    b.interconnect()
-    b.fluid_progress()
-    b.objective()
+    for family in FAMILIES:
+        getattr(b, family)()
     return CpsatWindow(problem, b.m, b.choice, b.start, b.end, b.duration, b.load_start, b.aux, b.load_end)
 
 

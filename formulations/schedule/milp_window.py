@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 
 import pulp
 
-from formulations.schedule.window import (SHARE_SCALE, WindowAssignment, WindowProblem, fixed_channel_blocks,
-                                          fluid_split, overlap)
+from formulations.schedule.window import (FAMILIES, SHARE_SCALE, WindowAssignment, WindowProblem,
+                                          fixed_channel_blocks, fluid_split, overlap)
 
 
 @dataclass
@@ -76,13 +76,8 @@ def build_milp(problem: WindowProblem) -> MilpWindow:
     """The window's MILP, one constraint family at a time; build_cpsat (formulations.schedule.cpsat_window)
     takes the same steps under the same names, so the two feasible sets can be compared family by family."""
     b = _MilpBuilder(problem)
-    b.executions()
-    b.loads()
-    b.channel()
-    b.sram()
-    b.interconnect()
-    b.fluid_progress()
-    b.objective()
+    for family in FAMILIES:
+        getattr(b, family)()
     return MilpWindow(b.lp, problem, b.x, b.s, b.e, b.a, problem.tail_weight, b.starts, b.ends, b.work_vars)
 
 
