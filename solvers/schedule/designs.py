@@ -221,9 +221,7 @@ def _full_pass(w: Workload, groups, perm: tuple[int, ...], mode: NocMode | str, 
 
 def _as_full(best: Schedule, choice: LoadOrderChoice | None) -> Schedule:
     """``best`` under ELK-Full's name; ``choice`` None means ELK-Dyn's own schedule won."""
-    info = best.info.copy(load_order=choice)
-    return Schedule("elk-full", best.entry, best.exec_start, best.exec_end, best.load_start, best.load_end,
-                    best.relaxation, info)
+    return best.renamed("elk-full", best.info.copy(load_order=choice))
 
 
 def repeat_choice(name: str, chosen: Schedule) -> Callable[[Workload], Schedule] | None:
