@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -468,6 +468,9 @@ def windowed(workload: Workload, warm: Schedule, *, solver: str = "cpsat", anyti
     kinds = {"cpsat": CpsatOptions, "milp": MilpOptions}
     if solver not in kinds:
         raise SolverConfigError(f"unknown solver '{solver}' (choose from {', '.join(kinds)})")
+    own = {f.name for f in fields(kinds[solver])}
+    # one backend's knob given to the other (a MILP backend to cpsat, a deterministic time to milp) does not apply
+    options = {k: v for k, v in options.items() if k in own or k not in ("backend", "deterministic_time")}
     return windowed_with(workload, warm, kinds[solver].from_mapping(solver, options), anytime=anytime,
                          max_options=max_options)
 
