@@ -133,7 +133,7 @@ class ExactOptions:
         unknown = sorted(set(options) - set(names))
         if unknown:
             raise SolverConfigError(f"design '{design}' has no option(s) {', '.join(unknown)} "
-                                    f"(it accepts: {', '.join(names)}; and a warm start in a run plan)")
+                                    f"(its options: {', '.join(names)})")
         return cls(**options)
 
 

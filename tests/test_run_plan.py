@@ -67,7 +67,7 @@ def test_mappings_and_dataclasses_give_the_same_plan():
 
 
 def test_an_unknown_option_names_what_the_design_accepts():
-    with pytest.raises(SolverConfigError, match="no option.*windw.*accepts:.*window"):
+    with pytest.raises(SolverConfigError, match="no option.*windw.*its options:.*window"):
         RunPlan.build("cpsat", {"cpsat": {"windw": 4}})
     with pytest.raises(SolverConfigError, match="takes CpsatOptions"):
         RunPlan.build("cpsat", {"cpsat": MilpOptions()})
