@@ -41,10 +41,11 @@ class Workload:
     _entry_cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def build(cls, program: Program, chip: Chip) -> "Workload":
-        """Plan tables of every operator (cached per shape and chip) and the loads' bytes and HBM cycles."""
+    def build(cls, program: Program, chip: Chip, workers: int | None = None) -> "Workload":
+        """The program's plan tables on ``chip`` (built on ``workers`` processes when not cached) and per-operator
+        load facts."""
         started = time.perf_counter()
-        tables = tables_for(program, chip)
+        tables = tables_for(program, chip, workers)
         min_cold = np.array([t.min_cold for t in tables], dtype=np.int64)
         load_bytes = min_cold * chip.cores
         return cls(program=program, chip=chip, tables=tables, load_bytes=load_bytes,

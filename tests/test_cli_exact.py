@@ -48,11 +48,13 @@ def test_solver_options_reach_every_exact_design(captured_compile, capsys):
     main(["compile", *TINY, "--designs", "elk-dyn,periodic,cpsat,milp", "--time-limit", "3", "--workers", "1",
           "--seed", "5", "--window", "4", "--warm-start", "elk-dyn", "--bound", "none"])
     assert "captured" in capsys.readouterr().err
-    opts = captured_compile["design_options"]
-    assert opts["periodic"] == {"time_limit": 3.0, "workers": 1, "seed": 5, "warm_start": "elk-dyn"}
-    assert opts["cpsat"] == {"time_limit": 3.0, "workers": 1, "seed": 5, "window": 4, "warm_start": "elk-dyn"}
-    assert opts["milp"]["warm_start"] == "elk-dyn" and opts["milp"]["window"] == 4
-    assert not any("records" in o for o in opts.values())  # no records file unless --records is given
+    from solvers.solver_options import CpsatOptions, PeriodicOptions
+    plan = captured_compile["designs"]  # the typed run plan, built and checked by the command line
+    assert plan.exact["periodic"] == PeriodicOptions(time_limit=3.0, workers=1, seed=5)  # --window is not its knob
+    assert plan.exact["cpsat"] == CpsatOptions(time_limit=3.0, workers=1, seed=5, window=4)
+    assert plan.exact["milp"].window == 4 and plan.exact["milp"].backend == "highs"
+    assert plan.warm_starts == {"periodic": "elk-dyn", "cpsat": "elk-dyn", "milp": "elk-dyn"}
+    assert not any(getattr(o, "records", None) for o in plan.exact.values())  # no records file unless asked
     assert captured_compile["bound"] is None
 
 
@@ -66,8 +68,8 @@ def test_bound_options(captured_compile, capsys):
 
 def test_an_exact_design_named_as_warm_start_reaches_only_the_later_ones(captured_compile, capsys):
     main(["compile", *TINY, "--designs", "elk-dyn,periodic,cpsat", "--warm-start", "periodic"])
-    opts = captured_compile["design_options"]
-    assert "warm_start" not in opts.get("periodic", {}) and opts["cpsat"]["warm_start"] == "periodic"
+    plan = captured_compile["designs"]
+    assert plan.warm_starts == {"periodic": None, "cpsat": "periodic"}
     capsys.readouterr()
 
 

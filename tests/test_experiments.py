@@ -73,8 +73,8 @@ def test_gap_study_quick_grid():
     p = full[0].point(gap.Settings())
     # heuristics, Ideal for reference, then periodic and the MILP windows (which start from periodic)
     assert p.resolved.designs == ("basic", "static", "elk-dyn", "elk-full", "ideal", "periodic", "milp")
-    assert p.resolved.design_options["periodic"]["time_limit"] == 60.0
-    assert p.resolved.design_options["milp"]["time_limit"] == 5.0 and p.resolved.design_options["milp"]["window"] == 8
+    assert p.resolved.design_options["periodic"].time_limit == 60.0
+    assert p.resolved.design_options["milp"].time_limit == 5.0 and p.resolved.design_options["milp"].window == 8
     assert (p.resolved.bound, p.resolved.bound_time_limit) == ("lp", 60.0)
 
 
@@ -88,9 +88,9 @@ def test_study_knobs_the_studies_rely_on():
     assert Point(model="tiny", bound="milp").resolved.knobs["bound"] == "milp"
     longer = Point(model="tiny", designs="paper,periodic,milp", time_limit=5.0, periodic_time_limit=30.0)
     assert longer.key() != base.key()
-    assert longer.resolved.design_options["periodic"]["time_limit"] == 30.0
-    assert longer.resolved.design_options["milp"]["time_limit"] == 5.0
-    assert base.resolved.design_options["periodic"]["time_limit"] == 5.0
+    assert longer.resolved.design_options["periodic"].time_limit == 30.0
+    assert longer.resolved.design_options["milp"].time_limit == 5.0
+    assert base.resolved.design_options["periodic"].time_limit == 5.0
     # without the periodic design the knob means nothing, so it is not part of the key
     assert Point(model="tiny", designs="paper,milp", periodic_time_limit=30.0).key() == \
         Point(model="tiny", designs="paper,milp").key()

@@ -132,6 +132,7 @@ def configuration(p) -> tuple:
 
 
 def test_exact_points_are_few_and_reuse_heuristic_configurations():
+    from solvers.solver_options import MilpOptions, PeriodicOptions
     opts = Options(exact=True, time_limit=3.0)
     all_exact = []
     for s in SPECS.values():
@@ -141,8 +142,8 @@ def test_exact_points_are_few_and_reuse_heuristic_configurations():
         for p in ex:
             # the heuristics first (the best one is the warm start), then periodic, then the MILP windows
             assert p.resolved.designs == ("basic", "static", "elk-dyn", "elk-full", "ideal", "periodic", "milp")
-            assert p.resolved.design_options["milp"] == {"time_limit": 3.0, "window": 8, "workers": 2, "seed": 0}
-            assert p.resolved.design_options["periodic"] == {"time_limit": 30.0, "seed": 0}  # its own 8 workers
+            assert p.resolved.design_options["milp"] == MilpOptions(time_limit=3.0, window=8, workers=2, seed=0)
+            assert p.resolved.design_options["periodic"] == PeriodicOptions(time_limit=30.0, seed=0)  # its own 8
             assert configuration(p) in heur, (s.name, p.label())
         all_exact += ex
     assert len(unique(all_exact)) == 16  # 4 (Figs. 17-18) + 5 (Figs. 19-21) + 2 + 4 + 1

@@ -78,9 +78,9 @@ def compile_report(result) -> str:
         elif p is not None and p.status == "unplaced":
             notes.append(f"{name} NOT PLACEABLE: its buffers need {p.allocated_peak / 1024:.0f} KiB of addresses, "
                          f"SRAM holds {p.capacity / 1024:.0f} KiB, and {len(p.repairs)} repairs did not fit")
-        if d.sim.relaxation != "strict":
+        if not d.sim.relaxation.strict:
             notes.append(f"{name} is a relaxed schedule, not a bound (nothing proves a valid schedule cannot beat "
-                         f"it), timed under: {d.sim.relaxation}")
+                         f"it), timed under: {d.sim.relaxation.describe()}")
         if not d.sim.valid:
             notes.append(f"{name} INVALID: {d.sim.violations[0].message(result.chip.clock_hz)}")
     if notes:

@@ -31,6 +31,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 SHARE_SCALE = 10_000  # load interconnect share in 1/10,000
+#: The constraint families of a window model, in the order both models (cpsat_window, milp_window) add them:
+#: each builder has one method per name, so their feasible sets can be compared family by family.
+FAMILIES = ("executions", "loads", "channel", "sram", "interconnect", "fluid_progress", "objective")
 
 
 @dataclass(frozen=True)
