@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from elk.errors import ChipConfigError
+from elk.jsonsafe import loads_json, loads_toml
 
 #: One artifact "GB/s" in bytes per second (it is MiB per millisecond).
 ARTIFACT_GBPS = 1024 * 1024 * 1000
@@ -343,9 +344,9 @@ def load_chip(path: str | Path) -> Chip:
     try:
         text = path.read_text(encoding="utf-8")
         if path.suffix.lower() == ".json":
-            data = json.loads(text)
+            data = loads_json(text, ChipConfigError, f"malformed chip config {path}")
         else:
-            data = tomllib.loads(text)
+            data = loads_toml(text, ChipConfigError, f"malformed chip config {path}")
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ChipConfigError(f"malformed chip config {path}: {exc}") from None
     if not isinstance(data, Mapping):

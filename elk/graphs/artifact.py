@@ -108,6 +108,7 @@ from typing import Any, Hashable, Sequence
 import numpy as np
 
 from elk.errors import ModelConfigError
+from elk.jsonsafe import loads_json
 from elk.ir import OpKind, Operator, Program, einsum_op
 
 BATCH_CODE = 99  #: the artifact's batch placeholder
@@ -495,7 +496,7 @@ def read_graph(path: str | Path) -> list[GraphNode]:
         raise ModelConfigError(f"{path}: not a text file (byte {exc.start} is not UTF-8); an Elk artifact graph "
                                f"is a JSON list of {_NODE_SHAPE} nodes") from None
     try:
-        raw = json.loads(text)
+        raw = loads_json(text, ModelConfigError, str(path))
     except json.JSONDecodeError as exc:
         stripped = text.rstrip()
         hint = " (the file looks truncated)" if stripped.startswith("[") and not stripped.endswith("]") else ""
@@ -535,7 +536,7 @@ def _read_node(path: Path, pos: int, entry: Any) -> GraphNode:
     if m is None:
         raise fail(f"node {node_id} ({kind}): not an einstein_v2 expression: {ir.strip()[:100]!r}")
     try:
-        table = json.loads(m.group("dict"))
+        table = loads_json(m.group("dict"), ModelConfigError, f"{path}: entry {pos}: node {node_id}")
     except json.JSONDecodeError as exc:
         raise fail(f"node {node_id} ({kind}): malformed input_dict ({exc.msg})") from None
     shapes = []
