@@ -344,9 +344,9 @@ def load_chip(path: str | Path) -> Chip:
     try:
         text = path.read_text(encoding="utf-8")
         if path.suffix.lower() == ".json":
-            data = loads_json(text, ChipConfigError, f"malformed chip config {path}")
+            data = loads_json(text, ChipConfigError, f"chip config {path}")
         else:
-            data = loads_toml(text, ChipConfigError, f"malformed chip config {path}")
+            data = loads_toml(text, ChipConfigError, f"chip config {path}")
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ChipConfigError(f"malformed chip config {path}: {exc}") from None
     if not isinstance(data, Mapping):

@@ -42,3 +42,59 @@ def test_deeply_nested_inputs_are_one_line(tmp_path, capsys, name, text, where):
     code, out, err = run(capsys, *argv)
     assert code == 2
     assert "nested" in one_error_line(err)
+
+
+# ---------------------------------------------------------------- rows 3, 4: output formats before work
+@pytest.fixture
+def no_work(monkeypatch):
+    """Make any compile or allocation fail loudly: the checks under test must come before them."""
+    import elk.driver.api
+    import solvers.alloc.allocate
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("work started before the output options were checked")
+    monkeypatch.setattr(elk.driver.api, "compile", refuse)
+    monkeypatch.setattr(solvers.alloc.allocate, "allocate", refuse)
+
+
+@pytest.mark.parametrize("name", ["t.txt", "timeline_noext", "t.png.bak"])
+def test_timeline_format_is_checked_before_the_compile(tmp_path, capsys, no_work, name):
+    code, out, err = run(capsys, "compile", "tiny", "--timeline", str(tmp_path / name))
+    assert code == 2
+    line = one_error_line(err)
+    assert ".png" in line and ".pdf" in line and ".svg" in line
+    assert not list(tmp_path.iterdir())
+
+
+def test_packing_picture_format_is_checked_before_the_solve(tmp_path, capsys, no_work):
+    problem = tmp_path / "p.csv"
+    problem.write_text("id,lower,upper,size\nb0,0,2,8\n")
+    code, out, err = run(capsys, "alloc", str(problem), "--minimize", "--png", str(tmp_path / "pack.txt"))
+    assert code == 2
+    assert ".png" in one_error_line(err)
+
+
+def test_timeline_name_written_is_the_name_printed(tmp_path, capsys):
+    path = tmp_path / "t.svg"
+    code, out, err = run(capsys, "compile", "tiny", "--designs", "elk-dyn", "--bound", "none",
+                         "--placement", "none", "--timeline", str(path))
+    assert code == 0, err
+    assert f"wrote {path} " in out and path.is_file() and path.read_bytes().lstrip().startswith(b"<")
+    assert [p.name for p in tmp_path.iterdir()] == ["t.svg"]
+
+
+# ---------------------------------------------------------------- row 9: a closed pipe
+def test_output_into_a_closed_pipe_is_a_quiet_exit():
+    import os
+    import subprocess
+    import sys
+    read, write = os.pipe()
+    os.close(read)  # the reader has already gone, as `head` has after its lines
+    try:
+        proc = subprocess.run([sys.executable, "-c", "import sys; from elk.cli.main import main; "
+                               "sys.exit(main(['chips']))"], stdout=write, stderr=subprocess.PIPE,
+                              timeout=120, text=True)
+    finally:
+        os.close(write)
+    assert proc.stderr == ""
+    assert proc.returncode == 141

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Sequence
 
 from elk.chip import LOAD_MODELS, PRESETS, knob_overrides, parse_mesh, resolve_chip
-from elk.cli.common import OneLineParser, check_outputs
+from elk.cli.common import OneLineParser
+from elk.cli.outputs import IMAGE, JSON, TABLE, check_output_files
 from elk.errors import ElkError
 from solvers.alloc.allocate import ALLOC_SOLVERS
 from solvers.solver_options import MILP_BACKENDS
@@ -169,8 +170,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
                    for n in windows}
     warm = _warm_start_arg(args.warm_start, compiled)
     saves = _save_targets(args.save_schedule, compiled)
-    check_outputs([("--json", args.json), ("--trace", args.trace), ("--timeline", args.timeline)]
-                  + [("--records", r) for r in records.values()] + [("--save-schedule", p) for _, p in saves])
+    check_output_files([("--json", args.json, JSON), ("--trace", args.trace, JSON), ("--timeline", args.timeline, IMAGE)]
+                       + [("--records", r, TABLE) for r in records.values()]
+                       + [("--save-schedule", p, JSON) for _, p in saves])
     model = args.model
     warm_start = warm[1] if warm is not None else None
     if warm is not None and warm[0] == "file":
@@ -382,11 +384,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_broken_pipe() -> int:
+    """The reader of our output left (``elk models | head -3``): stop quietly, as Unix tools do.
+
+    stdout is pointed at /dev/null so the interpreter's final flush cannot fail again; the
+    status is the shell's for a process ended by SIGPIPE (128 + 13).
+    """
+    import os
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (captured): nothing to redirect
+        pass
+    return 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)  # a usage mistake raises UsageError (one line, below)
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return quiet_broken_pipe()
     except ElkError as exc:
         print(f"elk: error: {exc}", file=sys.stderr)
         return 2
