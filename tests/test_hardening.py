@@ -98,3 +98,42 @@ def test_output_into_a_closed_pipe_is_a_quiet_exit():
         os.close(write)
     assert proc.stderr == ""
     assert proc.returncode == 141
+
+
+# ---------------------------------------------------------------- rows 5, 6: the Dask address
+@pytest.mark.parametrize("address", ["tcp//x", "tcp://h:99999", "foo://a:1", "tcp://h:port", " "])
+def test_malformed_dask_address_is_one_line_before_the_folder(tmp_path, capsys, address):
+    out_dir = tmp_path / "sweep"
+    code, out, err = run(capsys, "sweep", "--model", "tiny", "--out", str(out_dir), "--address", address, "--quiet")
+    assert code == 2
+    assert "--address" in one_error_line(err)
+    assert not out_dir.exists()
+
+
+def test_malformed_dask_address_from_python_creates_nothing(tmp_path):
+    from elk.study import grid, run_study
+    from elk.study.point import StudyError
+    with pytest.raises(StudyError):
+        run_study(grid(model="tiny"), tmp_path / "s", address="tcp//nowhere")
+    assert not (tmp_path / "s").exists()
+
+
+def test_unreachable_scheduler_uses_the_connect_timeout_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    seen = {}
+
+    def unreachable(address, timeout=None, **kwargs):
+        seen.update(address=address, timeout=timeout)
+        raise OSError(f"Timed out trying to connect to {address} after {timeout}")
+    monkeypatch.setattr(distributed, "Client", unreachable)
+    out_dir = tmp_path / "sweep"
+    code, out, err = run(capsys, "sweep", "--model", "tiny", "--out", str(out_dir), "--quiet",
+                         "--address", "tcp://127.0.0.1:1", "--connect-timeout", "2.5")
+    assert code == 2
+    assert "cannot reach the Dask scheduler" in one_error_line(err)
+    assert seen == {"address": "tcp://127.0.0.1:1", "timeout": "2.5s"}
+    assert not out_dir.exists()
+    monkeypatch.setenv("ELK_DASK_CONNECT_TIMEOUT", "1")
+    code, out, err = run(capsys, "sweep", "--model", "tiny", "--out", str(out_dir), "--quiet",
+                         "--address", "tcp://127.0.0.1:1")
+    assert code == 2 and seen["timeout"] == "1.0s" and not out_dir.exists()

@@ -34,6 +34,9 @@ def add_sweep_parser(sub) -> None:
     p.add_argument("--out", default="elk-sweep", help="results folder (reused: finished points are skipped)")
     p.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core)")
     p.add_argument("--address", default=None, help="Dask scheduler address (tcp://host:8786) or 'local'")
+    p.add_argument("--connect-timeout", type=float, default=None, metavar="SECONDS",
+                   help="how long to wait for the --address scheduler to answer before giving up (default 5, "
+                        "or ELK_DASK_CONNECT_TIMEOUT); checked before the results folder is created")
     p.add_argument("--carry", action="store_true",
                    help="exact designs start from the best schedule of a point with less HBM bandwidth and SRAM "
                         "(it carries over, so their curves never rise); runs the points in this process")
@@ -119,6 +122,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     study = Study("sweep", points)
     if args.carry and args.address is not None:
         raise StudyError("--carry runs the points in this process, chain by chain: it does not take --address")
+    if args.address is not None:  # its form, then that it answers: before the results folder exists
+        from elk.study.cluster import check_address, connect_timeout, probe_scheduler
+        probe_scheduler(check_address(args.address), connect_timeout(args.connect_timeout))
     df = run_study(study, args.out, workers=args.workers, address=args.address, progress=not args.quiet,
                    carry=args.carry)
     print(sweep_table(df, varied))
