@@ -18,6 +18,7 @@ import json
 import multiprocessing
 import os
 import sys
+import tempfile
 import zipfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -46,6 +47,33 @@ def cache_dir() -> Path | None:
         return None
     root = os.environ.get("ELK_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "elk")
     return Path(root) / "tables"
+
+
+def cache_problem() -> str | None:
+    """Why the disk cache cannot be used (its folder is a file, or cannot be created or written), or None.
+
+    ``store`` skips a failed write silently (caching must never break a compile), so a cache
+    that is off for good would otherwise only show as every run rebuilding its tables: the
+    command line asks this once and prints it as one warning line. ``ELK_NO_CACHE`` is not a problem.
+    """
+    root = cache_dir()
+    if root is None:
+        return None
+    where = os.environ.get("ELK_CACHE_DIR") and "ELK_CACHE_DIR"
+    named = f"{root.parent} ({where})" if where else str(root.parent)
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{named}: {probe} is not a folder"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=root, prefix=".elk-probe-")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        return f"{named}: {exc.strerror or exc}"
+    return None
 
 
 def key_text(sig: OpSignature, chip: Chip) -> str:

@@ -137,3 +137,25 @@ def test_unreachable_scheduler_uses_the_connect_timeout_and_leaves_nothing(tmp_p
     code, out, err = run(capsys, "sweep", "--model", "tiny", "--out", str(out_dir), "--quiet",
                          "--address", "tcp://127.0.0.1:1")
     assert code == 2 and seen["timeout"] == "1.0s" and not out_dir.exists()
+
+
+# ---------------------------------------------------------------- row 8: a cache that cannot be written
+@pytest.mark.parametrize("where", ["file", "under-file"])
+def test_unusable_cache_dir_is_one_warning(tmp_path, capsys, monkeypatch, where):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("ELK_CACHE_DIR", str(blocker if where == "file" else blocker / "cache"))
+    code, out, err = run(capsys, "plans", "tiny")
+    assert code == 0
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("elk: warning: plan-table cache off"), err
+    assert "ELK_CACHE_DIR" in lines[0]
+
+
+def test_usable_or_disabled_cache_is_silent(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ELK_CACHE_DIR", str(tmp_path / "fresh" / "cache"))
+    assert run(capsys, "plans", "tiny")[2] == ""
+    monkeypatch.setenv("ELK_CACHE_DIR", str(tmp_path / "blocker"))
+    (tmp_path / "blocker").write_text("x")
+    monkeypatch.setenv("ELK_NO_CACHE", "1")
+    assert run(capsys, "plans", "tiny")[2] == ""

@@ -384,6 +384,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def warn_if_cache_off() -> None:
+    """One warning line when the plan-table cache cannot be written: otherwise every run silently rebuilds."""
+    from elk.tablecache import cache_problem
+    problem = cache_problem()
+    if problem is not None:
+        print(f"elk: warning: plan-table cache off, every run rebuilds its tables: cannot write {problem} "
+              f"(set ELK_CACHE_DIR to a writable folder, or ELK_NO_CACHE=1 to silence this)", file=sys.stderr)
+
+
 def quiet_broken_pipe() -> int:
     """The reader of our output left (``elk models | head -3``): stop quietly, as Unix tools do.
 
@@ -403,6 +412,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)  # a usage mistake raises UsageError (one line, below)
+        if args.command in ("compile", "plans", "sweep"):  # the commands that build plan tables
+            warn_if_cache_off()
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
         return code
