@@ -159,3 +159,38 @@ def test_usable_or_disabled_cache_is_silent(tmp_path, capsys, monkeypatch):
     (tmp_path / "blocker").write_text("x")
     monkeypatch.setenv("ELK_NO_CACHE", "1")
     assert run(capsys, "plans", "tiny")[2] == ""
+
+
+# ---------------------------------------------------------------- row 7: sizes checked before any table
+def test_impossible_size_is_refused_before_any_plan_table(tmp_path, capsys, monkeypatch):
+    import elk.plantable
+    import elk.tablecache
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ELK_CACHE_DIR", str(cache))
+
+    def no_tables(*args, **kwargs):
+        raise AssertionError("a plan table was built for a size the chip cannot hold")
+    monkeypatch.setattr(elk.tablecache, "build_many", no_tables)
+    code, out, err = run(capsys, "compile", "llama2-13b", "--batch", "1000000000")
+    assert code == 2
+    line = one_error_line(err)
+    assert "needs at least" in line and "fully partitioned over 5,888 cores" in line
+    assert not list(cache.rglob("*.npz"))
+
+
+def test_one_core_is_singular(capsys):
+    code, out, err = run(capsys, "compile", "tiny", "--cores", "1")
+    assert code == 2 and "over 1 core," in one_error_line(err)
+
+
+def test_size_bound_never_exceeds_the_smallest_plan(capsys):
+    """The bound is sound: on every operator of a small model it is at most the smallest footprint found."""
+    from elk.chip import preset
+    from elk.graphs.zoo import build_program
+    from elk.plantable import plan_table
+    from elk.sizecheck import min_footprint_bound
+    chip = preset("ipu-mk2")
+    program = build_program("tiny", batch=8, seq=256)
+    for sig in program.unique_signatures():
+        op = next(o for o in program.ops if o.signature == sig)
+        assert min_footprint_bound(op, chip.cores) <= int(plan_table(sig, chip).frontier_hot.min())
