@@ -339,6 +339,13 @@ def _number(value: Any, name: str, source: str) -> float:
 def load_chip(path: str | Path) -> Chip:
     """Load a chip from a ``.toml`` or ``.json`` file."""
     path = Path(path)
+    data = load_chip_mapping(path)
+    data.setdefault("name", path.stem)
+    return chip_from_mapping(data, source=str(path))
+
+
+def load_chip_mapping(path: Path) -> dict:
+    """The chip fields a ``.toml`` or ``.json`` chip file holds (its ``[chip]`` table if it has one)."""
     if not path.is_file():
         raise ChipConfigError(f"chip config file not found: {path}")
     try:
@@ -354,9 +361,7 @@ def load_chip(path: str | Path) -> Chip:
                               f"got {type(data).__name__}")
     if "chip" in data and isinstance(data["chip"], Mapping):
         data = data["chip"]
-    data = dict(data)
-    data.setdefault("name", path.stem)
-    return chip_from_mapping(data, source=str(path))
+    return dict(data)
 
 
 def resolve_chip(spec: str | Chip | None) -> Chip:

@@ -194,3 +194,36 @@ def test_size_bound_never_exceeds_the_smallest_plan(capsys):
     for sig in program.unique_signatures():
         op = next(o for o in program.ops if o.signature == sig)
         assert min_footprint_bound(op, chip.cores) <= int(plan_table(sig, chip).frontier_hot.min())
+
+
+# ---------------------------------------------------------------- row 10: DiT says what runs
+def test_dit_banner_says_forward_and_notes_the_ignored_seq(capsys):
+    code, out, err = run(capsys, "compile", "dit-xl-2", "--seq", "4096", "--designs", "basic", "--bound", "none",
+                         "--placement", "none", "--cores", "1472")
+    assert code == 0, err
+    assert "note: --seq 4096 does not apply to dit-xl-2" in out
+    banner = next(line for line in out.splitlines() if line.startswith("elk: dit-xl-2"))
+    assert "forward" in banner and "decode" not in banner and "sequence 256" in banner
+
+
+def test_dit_without_shape_options_has_no_note(capsys):
+    code, out, err = run(capsys, "plans", "dit-xl-2")
+    assert code == 0 and "note:" not in out
+
+
+# ---------------------------------------------------------------- row 11: the banner names base and overrides
+@pytest.mark.parametrize("extra,expect", [
+    (["--cores", "1471"], "on ipu-mk2 with cores=1471:"),
+    ([], "on ipu-mk2:"),
+    (["--file"], "on ipu-mk2 from empty.toml:"),
+    (["--file", "--sram-kib", "512"], "on ipu-mk2 from empty.toml with sram_kib=512:"),
+])
+def test_banner_names_the_base_chip_and_the_overrides(tmp_path, capsys, extra, expect):
+    chip = ["--chip", "ipu-mk2"]
+    if extra[:1] == ["--file"]:
+        (tmp_path / "empty.toml").write_text('base = "ipu-mk2"\n')
+        chip, extra = ["--chip", str(tmp_path / "empty.toml")], extra[1:]
+    code, out, err = run(capsys, "compile", "tiny", "--designs", "basic", "--bound", "none", "--placement", "none",
+                         *chip, *extra)
+    assert code == 0, err
+    assert expect in out.splitlines()[0]

@@ -5,6 +5,7 @@ Every user mistake is an ElkError: printed as one line on stderr, exit code 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -68,15 +69,42 @@ def chip_from_args(args: argparse.Namespace):
                              noc_scale=args.noc_scale, compute_scale=args.compute_scale, topology=args.topology,
                              mesh=args.mesh, link_bytes_per_cycle=args.link_bytes_per_cycle,
                              load_model=args.load_model)
-    return chip.with_overrides(**changes) if changes else chip
+    chip = chip.with_overrides(**changes) if changes else chip
+    from elk.chiplabel import chip_label  # the banner names the base preset and every field changed
+    return dataclasses.replace(chip, name=chip_label(chip, args.chip))
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="zoo model name (see `elk models`) or a path to a config.json")
     p.add_argument("--batch", type=_positive_int, default=32, help="batch size (default 32)")
-    p.add_argument("--seq", type=_positive_int, default=2048, help="KV length (decode) or sequence (train)")
-    p.add_argument("--mode", default="decode", choices=("decode", "train", "forward"),
-                   help="decode: one token step; train or forward (the same): a full-sequence forward pass")
+    p.add_argument("--seq", type=_positive_int, default=None,
+                   help=f"KV length (decode) or sequence (train); default {MODEL_DEFAULTS['seq']}")
+    p.add_argument("--mode", default=None, choices=("decode", "train", "forward"),
+                   help="decode (default): one token step; train or forward (the same): a full-sequence forward "
+                        "pass; a DiT is always one forward denoising step")
+    p.set_defaults(fill_model_defaults=True)
+
+
+#: --seq and --mode when not given (None in the parser, so a note can say which were given but do not apply).
+MODEL_DEFAULTS = {"seq": 2048, "mode": "decode"}
+
+
+def fill_model_defaults(args: argparse.Namespace) -> None:
+    """Record which of --seq/--mode the user gave (``args.given``), then fill in the defaults."""
+    args.given = {k for k in MODEL_DEFAULTS if getattr(args, k) is not None}
+    for key, value in MODEL_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+
+def not_applied_note(program, args: argparse.Namespace) -> str | None:
+    """A note naming the options the user gave that the model does not use (a DiT ignores --seq and --mode)."""
+    skipped = {k: v for k, v in program.meta.get("not_applied", {}).items() if k in getattr(args, "given", ())}
+    if not skipped:
+        return None
+    options = " and ".join(f"--{k} {v}" for k, v in skipped.items())
+    return (f"note: {options} {'does' if len(skipped) == 1 else 'do'} not apply to {program.name}: it runs one "
+            f"forward denoising step over {program.meta.get('batch')} images of {program.meta.get('seq')} tokens")
 
 
 def _finite_positive(text: str) -> float:
@@ -210,6 +238,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
                            placement=None if args.placement == "none" else args.placement,
                            bound=None if args.bound == "none" else args.bound,
                            bound_time_limit=args.bound_time_limit)
+    note = not_applied_note(result.program, args)
+    if note:
+        print(note)
     print(compile_report(result))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -266,6 +297,9 @@ def cmd_plans(args: argparse.Namespace) -> int:
 
     chip = chip_from_args(args)
     program = build_program(args.model, batch=args.batch, seq=args.seq, mode=args.mode)
+    note = not_applied_note(program, args)
+    if note:
+        print(note)
     if args.op is None:
         rows = []
         seen: dict = {}
@@ -412,6 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)  # a usage mistake raises UsageError (one line, below)
+        if getattr(args, "fill_model_defaults", False):
+            fill_model_defaults(args)
         if args.command in ("compile", "plans", "sweep"):  # the commands that build plan tables
             warn_if_cache_off()
         code = args.func(args)

@@ -55,11 +55,11 @@ def check_format(path: str | os.PathLike, option: str, fmt: OutputFormat) -> Pat
 
 
 def check_output_files(pairs: list[tuple[str, str | os.PathLike | None, OutputFormat]]) -> None:
-    """Format, then writability, of every (option, path, format) whose path is set: before any work."""
+    """Writability, then format, of every (option, path, format) whose path is set: before any work."""
     for option, path, fmt in pairs:
         if path:
-            check_format(path, option, fmt)
             check_writable(path, option)
+            check_format(path, option, fmt)
 
 
 __all__ = ["OutputFormat", "IMAGE", "TABLE", "JSON", "CSV", "check_format", "check_output_files"]
