@@ -227,3 +227,49 @@ def test_banner_names_the_base_chip_and_the_overrides(tmp_path, capsys, extra, e
                          *chip, *extra)
     assert code == 0, err
     assert expect in out.splitlines()[0]
+
+
+# ---------------------------------------------------------------- row 1: an artifact graph's inputs
+def _artifact_graph(tmp_path, mutate=None):
+    """x (id 1) -> Dot with weight 100 -> Relu -> Dot with weight 101 -> Result; ``mutate`` edits the nodes."""
+    from tests.test_artifact_graphs import mlp_graph, write
+    nodes = mlp_graph(layers=2)
+    if mutate:
+        mutate(nodes)
+    return write(tmp_path, nodes)
+
+
+def test_artifact_inputs_are_summarised_in_the_banner(tmp_path, capsys):
+    path = _artifact_graph(tmp_path)
+    code, out, err = run(capsys, "compile", str(path), "--designs", "basic", "--bound", "none",
+                         "--placement", "none", "--cores", "1472")
+    assert code == 0, err
+    assert "inputs: 3 graph inputs (ids read that no node has), 3 loaded from HBM" in out
+
+
+def test_artifact_input_read_at_another_output_is_refused(tmp_path, capsys):
+    def port_one(nodes):
+        nodes[2][3][1] = [101, 1]
+    code, out, err = run(capsys, "compile", str(_artifact_graph(tmp_path, port_one)))
+    assert code == 2
+    assert "reads output 1 of id 101" in one_error_line(err)
+
+
+def test_artifact_input_read_with_two_shapes_is_refused(tmp_path, capsys):
+    from tests.test_artifact_graphs import DOT, node
+
+    def same_weight(nodes):  # the second Dot reads the first Dot's weight id, with another shape
+        nodes[2] = node(12, DOT, "Dot", [11, 100], [[99, 66, 64], [64, 32]])
+    code, out, err = run(capsys, "compile", str(_artifact_graph(tmp_path, same_weight)))
+    assert code == 2
+    line = one_error_line(err)
+    assert "graph input 100" in line and "[64, 32]" in line and "[64, 64]" in line
+
+
+def test_artifact_input_read_with_two_dtypes_is_refused(tmp_path, capsys):
+    def as_half(nodes):
+        nodes[2][1] = nodes[2][1].replace('"input1" : { "dtype" : "float32"', '"input1" : { "dtype" : "float16"')
+        nodes[2][3][1] = [100, 0]
+    code, out, err = run(capsys, "compile", str(_artifact_graph(tmp_path, as_half)))
+    assert code == 2
+    assert "as float16" in one_error_line(err)

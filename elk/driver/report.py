@@ -38,7 +38,16 @@ def program_header(program: Program, chip: Chip) -> str:
     return (f"elk: {program.name} {mode} ({shape}) on {chip.describe()}\n"
             f"program: {len(program.ops):,} operators ({len(program.unique_signatures())} unique shapes), "
             f"{fmt_bytes(program.hbm_bytes)} from HBM per step, {fmt_tflop(program.flops)} TFLOP; "
-            f"HBM time alone {fmt_ms(hbm_ms)} ms")
+            f"HBM time alone {fmt_ms(hbm_ms)} ms" + graph_inputs_line(meta))
+
+
+def graph_inputs_line(meta: dict) -> str:
+    """For an artifact graph: its inputs (ids no node has), so a reference to a wrong id shows as one more."""
+    found = meta.get("graph_inputs")
+    if not found or not found.get("count"):  # none, or declared as Parameter/Constant nodes
+        return ""
+    return (f"\ninputs: {found['count']:,} graph inputs (ids read that no node has), {found['read_from_hbm']:,} "
+            f"loaded from HBM, {fmt_bytes(found['bytes'])} per step")
 
 
 def compile_report(result) -> str:

@@ -467,6 +467,7 @@ class GraphNode:
     inputs: tuple[tuple[int, int], ...]
     expr: Expression | None  # None for Parameter / Constant / Result
     shapes: tuple[tuple[int, ...], ...]  # per input slot, from input_dict
+    dtypes: tuple[str | None, ...] = ()  # per input slot, from input_dict (None: not given)
 
 
 def is_artifact_graph(path: str | Path) -> bool:
@@ -539,10 +540,11 @@ def _read_node(path: Path, pos: int, entry: Any) -> GraphNode:
         table = loads_json(m.group("dict"), ModelConfigError, f"{path}: entry {pos}: node {node_id}")
     except json.JSONDecodeError as exc:
         raise fail(f"node {node_id} ({kind}): malformed input_dict ({exc.msg})") from None
-    shapes = []
+    shapes, dtypes = [], []
     for k in range(len(table) if isinstance(table, dict) else 0):
         spec = table.get(f"input{k}")
         shape = spec.get("shape") if isinstance(spec, dict) else None
+        dtypes.append(str(spec.get("dtype")) if isinstance(spec, dict) and spec.get("dtype") is not None else None)
         if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
                                                   for n in shape):
             raise fail(f"node {node_id} ({kind}): input_dict needs input0..input{len(table) - 1}, each with a "
@@ -562,7 +564,7 @@ def _read_node(path: Path, pos: int, entry: Any) -> GraphNode:
         if len(a.axes) != len(shapes[a.slot]):
             raise fail(f"node {node_id} ({kind}): {m.group('expr').strip()!r} indexes input{a.slot} with "
                        f"{len(a.axes)} axes but its shape is {list(shapes[a.slot])}")
-    return GraphNode(pos, node_id, kind, refs, expr, tuple(shapes))
+    return GraphNode(pos, node_id, kind, refs, expr, tuple(shapes), tuple(dtypes))
 
 
 # ---------------------------------------------------------------------------
@@ -609,6 +611,7 @@ class _Importer:
             self.by_id.setdefault(n.id, []).append(n.pos)
         self.declares_inputs = any(n.kind in SOURCE_KINDS for n in nodes)
         self.refs = [self._resolve_refs(node) for node in nodes]
+        self.graph_inputs = self._check_graph_inputs()
         self.views: dict[int, _View] = {}
         self.visiting: set[int] = set()
         self.drop_gathers = False
@@ -651,6 +654,40 @@ class _Importer:
                                       f"(nodes must be in topological order)")
             refs.append(("node", target.pos))
         return refs
+
+    def _check_graph_inputs(self) -> dict[int, tuple[int, ...]]:
+        """The graph's inputs (id -> shape as read), refusing what cannot be one.
+
+        In a file that lists no Parameter or Constant nodes (most of the artifact's), an id that
+        no node has is a graph input: a tensor that comes from HBM, with one output (0), read
+        with one shape and dtype by every node that reads it. An id read at another output, or
+        with two shapes or dtypes, is a wrong reference, not an input: refused, naming both readers.
+        """
+        seen: dict[int, tuple[GraphNode, int]] = {}
+        for node in self.nodes:
+            for slot, ref in enumerate(self.refs[node.pos]):
+                if ref[0] != "input" or self.by_id.get(ref[1]):
+                    continue  # a node's output, or a declared Parameter/Constant
+                src, port = ref[1], ref[2]
+                if port != 0:
+                    raise self.fail(node, f"reads output {port} of id {src}, which no node has: an id that is "
+                                          f"not a node is a graph input, and a graph input has only output 0")
+                shape = node.shapes[slot] if slot < len(node.shapes) else None
+                dtype = node.dtypes[slot] if slot < len(node.dtypes) else None
+                if src not in seen:
+                    seen[src] = (node, slot)
+                    continue
+                first, first_slot = seen[src]
+                was = first.shapes[first_slot] if first_slot < len(first.shapes) else None
+                was_dtype = first.dtypes[first_slot] if first_slot < len(first.dtypes) else None
+                if shape is not None and was is not None and shape != was:
+                    raise self.fail(node, f"reads graph input {src} (an id no node has) with shape {list(shape)}, "
+                                          f"but node {first.id} reads it with shape {list(was)}: one of them "
+                                          f"refers to a wrong id")
+                if dtype is not None and was_dtype is not None and dtype != was_dtype:
+                    raise self.fail(node, f"reads graph input {src} (an id no node has) as {dtype}, but node "
+                                          f"{first.id} reads it as {was_dtype}: one of them refers to a wrong id")
+        return {src: (n.shapes[s] if s < len(n.shapes) else ()) for src, (n, s) in seen.items()}
 
     # ---- views through layout chains ----------------------------------------------
     def _input_view(self, node: GraphNode, slot: int) -> _View:
@@ -1168,7 +1205,20 @@ def load_artifact_graph(path: str | Path, *, batch: int = 32, seq: int = 2048, m
             "bytes_per_element": bytes_per_element, "source": str(path), "format": "elk-artifact",
             "artifact_quirks": quirks, "layer_match": "structure", **importer.stats, "layers_found": None}
     program, _ = _with_layers(Program.from_ops(path.stem, ops, meta))
+    program.meta["graph_inputs"] = _graph_input_summary(program.ops, importer)
     return program
+
+
+def _graph_input_summary(ops: Sequence[Operator], importer: "_Importer") -> dict[str, int]:
+    """How many graph inputs (ids no node has) the operators read from HBM, and their bytes: shown in the
+    report, so a reference to a wrong id (one more input, and its bytes) is visible."""
+    names = {f"in{src}" for src in importer.graph_inputs}
+    sizes: dict[str, int] = {}
+    for op in ops:
+        for t in op.inputs:
+            if t.tensor in names and t.offchip:
+                sizes[t.tensor] = max(sizes.get(t.tensor, 0), op.tensor_elements(t) * op.bytes_per_element)
+    return {"count": len(importer.graph_inputs), "read_from_hbm": len(sizes), "bytes": sum(sizes.values())}
 
 
 def _replicate(nodes: list[GraphNode], copies: int) -> list[GraphNode]:
