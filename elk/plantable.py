@@ -342,6 +342,11 @@ def plan_table(sig: OpSignature, chip: Chip) -> PlanTable:
     return table
 
 
+def is_cached(sig: OpSignature, chip: Chip) -> bool:
+    """True when ``plan_table(sig, chip)`` would not build: the table is in memory or in the disk cache."""
+    return (sig, chip.plan_key()) in _MEMORY or load_cached(sig, chip) is not None
+
+
 def tables_for(program, chip: Chip, workers: int | None = None) -> list[PlanTable]:
     """One table per operator of a program; missing shapes are built in parallel."""
     return tables_for_chips(program, [chip], workers)[0]

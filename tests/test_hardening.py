@@ -273,3 +273,27 @@ def test_artifact_input_read_with_two_dtypes_is_refused(tmp_path, capsys):
     code, out, err = run(capsys, "compile", str(_artifact_graph(tmp_path, as_half)))
     assert code == 2
     assert "as float16" in one_error_line(err)
+
+
+# ---------------------------------------------------------------- README: confusing output
+def test_tables_line_holds_no_compile_total(capsys):
+    code, out, err = run(capsys, "compile", "tiny", "--designs", "basic", "--bound", "none", "--placement", "none")
+    assert code == 0, err
+    tables = next(line for line in out.splitlines() if line.startswith("plan tables:"))
+    assert "total" not in tables
+    assert any(line.startswith("compile: ") and "s in all" in line for line in out.splitlines())
+
+
+def test_plans_says_when_the_table_came_from_the_cache(capsys):
+    run(capsys, "plans", "tiny", "--op", "1", "--limit", "1")  # builds (or finds) it
+    code, out, err = run(capsys, "plans", "tiny", "--op", "1", "--limit", "1")
+    assert code == 0 and "from the cache (built earlier in" in out and "; built in" not in out
+
+
+def test_warm_start_hint_is_quoted_for_the_shell(tmp_path, capsys):
+    import shlex
+    path = tmp_path / "my schedules" / "s 1.json"
+    code, out, err = run(capsys, "compile", "tiny", "--designs", "elk-dyn", "--bound", "none", "--placement", "none",
+                         "--save-schedule", str(path))
+    assert code == 0, err
+    assert f"--warm-start {shlex.quote(str(path))})" in out

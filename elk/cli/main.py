@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import json
 import math
+import shlex
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -286,7 +287,7 @@ def _save_schedules(result, saves: list[tuple[str | None, str]]) -> int:
             continue
         write_schedule(path, result.workload, d.schedule, d.sim)
         print(f"wrote {path} ({design}'s schedule, {d.sim.latency_ms:.3f} ms; start an exact design from it "
-              f"with --warm-start {path})")
+              f"with --warm-start {shlex.quote(str(path))})")
     return failed
 
 
@@ -326,7 +327,10 @@ def cmd_plans(args: argparse.Namespace) -> int:
             raise ElkError(f"no operator named '{args.op}'" + (f" (did you mean: {', '.join(close)})" if close else ""))
         index = matches[0]
     op = ops[index]
-    print(plan_table_report(f"{index}:{op.name}", plan_table(op.signature, chip), chip, limit=args.limit))
+    from elk.plantable import is_cached
+    cached = is_cached(op.signature, chip)  # asked before: plan_table() stores what it builds
+    print(plan_table_report(f"{index}:{op.name}", plan_table(op.signature, chip), chip, limit=args.limit,
+                            cached=cached))
     return 0
 
 
