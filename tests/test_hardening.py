@@ -297,3 +297,15 @@ def test_warm_start_hint_is_quoted_for_the_shell(tmp_path, capsys):
                          "--save-schedule", str(path))
     assert code == 0, err
     assert f"--warm-start {shlex.quote(str(path))})" in out
+
+
+# ---------------------------------------------------------------- README: the sweep prints certified gaps
+def test_sweep_table_has_labelled_gap_and_ideal_columns(tmp_path, capsys):
+    code, out, err = run(capsys, "sweep", "--model", "tiny", "--batch", "4", "--seq", "128", "--chip", "ipu-mk2",
+                         "--designs", "elk-dyn,ideal", "--out", str(tmp_path / "s"), "--workers", "1", "--quiet")
+    assert code == 0, err
+    header = next(line for line in out.splitlines() if line.startswith("model"))
+    assert "elk-dyn gap %" in header and "elk-dyn % ideal" in header and "ideal gap %" not in header
+    row = next(line for line in out.splitlines() if line.startswith("tiny")).split()
+    assert len(row) == len(["model", "elk-dyn ms", "ideal ms", "bound ms", "gap", "ideal"])
+    assert float(row[4]) >= 0
