@@ -309,3 +309,40 @@ def test_sweep_table_has_labelled_gap_and_ideal_columns(tmp_path, capsys):
     row = next(line for line in out.splitlines() if line.startswith("tiny")).split()
     assert len(row) == len(["model", "elk-dyn ms", "ideal ms", "bound ms", "gap", "ideal"])
     assert float(row[4]) >= 0
+
+
+# ---------------------------------------------------------------- figures
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """Every matplotlib Figure saved during the test (still drawn to its file)."""
+    from matplotlib.figure import Figure
+    figures = []
+    original = Figure.savefig
+
+    def keep(self, *args, **kwargs):
+        figures.append(self)
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(Figure, "savefig", keep)
+    return figures
+
+
+def test_timeline_has_an_interconnect_lane_and_a_shade_legend(tmp_path, capsys, saved_figures):
+    code, out, err = run(capsys, "compile", "tiny", "--designs", "elk-dyn", "--bound", "none", "--placement", "none",
+                         "--timeline", str(tmp_path / "t.png"))
+    assert code == 0, err
+    (fig,) = saved_figures
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert any("interconnect" in label for label in labels)
+    assert not any("opacity" in label for label in labels)
+    legend_text = " ".join(t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts())
+    assert "plan time" in legend_text and "waiting for the interconnect" in legend_text
+
+
+def test_packing_lines_sit_below_the_top_frame(tmp_path, saved_figures):
+    from elk.allocation import AllocationProblem
+    from elk.driver.alloc_plot import plot_packing
+    problem = AllocationProblem.from_arrays([0, 0, 2], [2, 2, 4], [4, 4, 8])
+    plot_packing(tmp_path / "p.png", problem, [0, 4, 0], capacity=8)
+    (fig,) = saved_figures
+    ax = fig.axes[0]
+    assert ax.get_ylim()[1] >= 8 * 1.15  # peak = bound = capacity = 8 would otherwise sit on the frame
