@@ -28,6 +28,7 @@ from typing import Callable, Iterable, TypeVar
 import numpy as np
 
 from elk.atomic import replacing
+from elk.procs import sigint_deferred
 from elk.chip import Chip
 from elk.ir import OpSignature
 
@@ -142,7 +143,9 @@ def build_many(build: Callable[[Job], T], jobs: Iterable[Job], workers: int | No
         return [build(j) for j in jobs]
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        built = list(pool.map(build, [jobs[k] for k in by_size]))
+        with sigint_deferred():  # the workers start here: a Ctrl-C waits until each is registered
+            results = pool.map(build, [jobs[k] for k in by_size])
+        built = list(results)
     out: list = [None] * len(jobs)
     for k, table in zip(by_size, built):
         out[k] = table

@@ -62,4 +62,20 @@ def check_output_files(pairs: list[tuple[str, str | os.PathLike | None, OutputFo
             check_format(path, option, fmt)
 
 
-__all__ = ["OutputFormat", "IMAGE", "TABLE", "JSON", "CSV", "check_format", "check_output_files"]
+def check_output_folder(path: str | os.PathLike, option: str) -> Path:
+    """Raise ElkError unless ``path`` is a folder elk can write in, or one it can create (nothing is created)."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise ElkError(f"cannot write {option} {target}: it is a file, not a folder")
+    probe = target
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ElkError(f"cannot write {option} {target}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ElkError(f"cannot write {option} {target}: {probe} is not writable")
+    return target
+
+
+__all__ = ["OutputFormat", "IMAGE", "TABLE", "JSON", "CSV", "check_format", "check_output_files",
+           "check_output_folder"]

@@ -123,6 +123,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     study = Study("sweep", points)
     if args.carry and args.address is not None:
         raise StudyError("--carry runs the points in this process, chain by chain: it does not take --address")
+    from elk.cli.outputs import check_output_folder
+    check_output_folder(args.out, "--out")  # before any point runs (run_study creates it)
     if args.address is not None:  # its form, then that it answers: before the results folder exists
         from elk.study.cluster import check_address, connect_timeout, probe_scheduler
         probe_scheduler(check_address(args.address), connect_timeout(args.connect_timeout))
