@@ -66,14 +66,14 @@ def check_output_folder(path: str | os.PathLike, option: str) -> Path:
     """Raise ElkError unless ``path`` is a folder elk can write in, or one it can create (nothing is created)."""
     target = Path(path)
     if target.exists() and not target.is_dir():
-        raise ElkError(f"cannot write {option} {target}: it is a file, not a folder")
+        raise ElkError(f"{option} {target} is not writable: it is a file, not a folder")
     probe = target
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not probe.is_dir():
-        raise ElkError(f"cannot write {option} {target}: {probe} is not a folder")
+        raise ElkError(f"{option} {target} is not writable: {probe} is not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise ElkError(f"cannot write {option} {target}: {probe} is not writable")
+        raise ElkError(f"{option} {target} is not writable: {probe} is not a writable folder")
     return target
 
 
