@@ -73,7 +73,7 @@ def _half_written(folder: Path) -> list[str]:
 
 LONG_COMMANDS = {
     "compile": lambda out: ["compile", "llama2-70b", "--json", str(out / "r.json"), "--timeline", str(out / "t.png")],
-    "sweep": lambda out: ["sweep", "--model", "llama2-70b", "--vary", "hbm_tbps=8,16", "--out", str(out / "sweep"),
+    "sweep": lambda out: ["sweep", "--model", "tiny", "--vary", "hbm_tbps=1:60:1", "--out", str(out / "sweep"),
                           "--workers", "2", "--quiet"],
     "alloc": lambda out: ["alloc", str(SHARED / "minimalloc" / "challenging" / "I.1048576.csv"), "--solver", "search",
                           "--time-limit", "600",

@@ -198,11 +198,13 @@ def test_size_bound_never_exceeds_the_smallest_plan(capsys):
 
 # ---------------------------------------------------------------- row 10: DiT says what runs
 def test_dit_banner_says_forward_and_notes_the_ignored_seq(capsys):
-    code, out, err = run(capsys, "compile", "dit-xl-2", "--seq", "4096", "--designs", "basic", "--bound", "none",
-                         "--placement", "none", "--cores", "1472")
+    from elk.chip import preset
+    from elk.driver.report import program_header
+    from elk.graphs.zoo import build_program
+    code, out, err = run(capsys, "plans", "dit-xl-2", "--seq", "4096")
     assert code == 0, err
     assert "note: --seq 4096 does not apply to dit-xl-2" in out
-    banner = next(line for line in out.splitlines() if line.startswith("elk: dit-xl-2"))
+    banner = program_header(build_program("dit-xl-2", batch=32, seq=4096), preset("ipu-pod4")).splitlines()[0]
     assert "forward" in banner and "decode" not in banner and "sequence 256" in banner
 
 
