@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from elk.errors import ChipConfigError
+from elk.jsonsafe import loads_json, loads_toml
 
 #: One artifact "GB/s" in bytes per second (it is MiB per millisecond).
 ARTIFACT_GBPS = 1024 * 1024 * 1000
@@ -346,14 +347,21 @@ def _number(value: Any, name: str, source: str) -> float:
 def load_chip(path: str | Path) -> Chip:
     """Load a chip from a ``.toml`` or ``.json`` file."""
     path = Path(path)
+    data = load_chip_mapping(path)
+    data.setdefault("name", path.stem)
+    return chip_from_mapping(data, source=str(path))
+
+
+def load_chip_mapping(path: Path) -> dict:
+    """The chip fields a ``.toml`` or ``.json`` chip file holds (its ``[chip]`` table if it has one)."""
     if not path.is_file():
         raise ChipConfigError(f"chip config file not found: {path}")
     try:
         text = path.read_text(encoding="utf-8")
         if path.suffix.lower() == ".json":
-            data = json.loads(text)
+            data = loads_json(text, ChipConfigError, f"chip config {path}")
         else:
-            data = tomllib.loads(text)
+            data = loads_toml(text, ChipConfigError, f"chip config {path}")
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ChipConfigError(f"malformed chip config {path}: {exc}") from None
     if not isinstance(data, Mapping):
@@ -361,9 +369,7 @@ def load_chip(path: str | Path) -> Chip:
                               f"got {type(data).__name__}")
     if "chip" in data and isinstance(data["chip"], Mapping):
         data = data["chip"]
-    data = dict(data)
-    data.setdefault("name", path.stem)
-    return chip_from_mapping(data, source=str(path))
+    return dict(data)
 
 
 def resolve_chip(spec: str | Chip | None) -> Chip:

@@ -18,6 +18,7 @@ from elk import tablecache
 from elk.chip import Chip
 from elk.costmodel import warmup_cycles
 from elk.errors import OperatorDoesNotFitError
+from elk.sizecheck import check_program_fits, plural
 from elk.ir import OpSignature
 from elk.plans import PlanChunk, PlanSet, enumerate_plans, stream_plans
 
@@ -274,7 +275,7 @@ def check_fits(sig: OpSignature, chip: Chip, found: Enumeration, front: Frontier
     if len(front.hot) == 0:
         raise OperatorDoesNotFitError(
             f"{sig.describe()} needs at least {found.min_hot} bytes per core even fully "
-            f"partitioned over {chip.cores} cores, but a core has {chip.sram_per_core} bytes of SRAM", sig)
+            f"partitioned over {plural(chip.cores, 'core')}, but a core has {chip.sram_per_core} bytes of SRAM", sig)
 
 
 def build_plan_tables(sig: OpSignature, chips: list[Chip]) -> list[PlanTable]:
@@ -354,6 +355,11 @@ def plan_table(sig: OpSignature, chip: Chip) -> PlanTable:
     return table
 
 
+def is_cached(sig: OpSignature, chip: Chip) -> bool:
+    """True when ``plan_table(sig, chip)`` would not build: the table is in memory or in the disk cache."""
+    return (sig, chip.plan_key()) in _MEMORY or load_cached(sig, chip) is not None
+
+
 def tables_for(program, chip: Chip, workers: int | None = None) -> list[PlanTable]:
     """One table per operator of a program; missing shapes are built in parallel."""
     return tables_for_chips(program, [chip], workers)[0]
@@ -388,6 +394,8 @@ def tables_for_chips(program, chips: list[Chip], workers: int | None = None) -> 
     about one table build instead of one per setting.
     """
     chips = list(dict.fromkeys(chips))
+    for chip in chips:  # sizes the chip cannot hold: refused before any table is built or cached
+        check_program_fits(program, chip)
     jobs = _missing(program, chips)
     try:
         built = tablecache.build_many(build_family_job, jobs, workers)

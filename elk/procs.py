@@ -14,12 +14,14 @@ solver helpers must notice on their own. Two mechanisms, both cheap:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
 import sys
 import threading
 import time
+from typing import Iterator
 
 _PR_SET_PDEATHSIG = 1
 
@@ -72,4 +74,26 @@ def exit_with(pid: int, poll_seconds: float = 1.0) -> threading.Thread:
     return thread
 
 
-__all__ = ["die_with_parent", "exit_with"]
+@contextlib.contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) that arrives inside the block until its end, then raise KeyboardInterrupt.
+
+    Starting a pool worker through the forkserver is a request and a reply; an interrupt between the
+    two lets this process exit while the worker is still being made, and the half-made worker then
+    prints a traceback after elk has said "interrupted". Pool submissions run inside this block, so
+    an interrupt lands between them. A no-op outside the main thread (where no handler can be set).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+__all__ = ["die_with_parent", "exit_with", "sigint_deferred"]

@@ -34,6 +34,7 @@ import numpy as np
 from elk.atomic import write_text
 from elk.chip import Chip
 from elk.errors import ElkError
+from elk.jsonsafe import loads_json
 from elk.ir import Program
 from elk.schedule import Provenance, Schedule
 from elk.simulator import SimResult, simulate
@@ -117,7 +118,7 @@ def read_document(path: str | os.PathLike) -> dict[str, Any]:
         raise ScheduleFileError(f"{where}: {name} is not a number a schedule may hold")
 
     try:
-        doc = json.loads(text, parse_constant=no_constants)
+        doc = loads_json(text, ScheduleFileError, where, parse_constant=no_constants)
     except json.JSONDecodeError as exc:
         raise ScheduleFileError(f"{where}: malformed or truncated JSON ({exc})") from None
     except RecursionError:

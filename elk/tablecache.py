@@ -18,6 +18,7 @@ import json
 import multiprocessing
 import os
 import sys
+import tempfile
 import zipfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -27,6 +28,7 @@ from typing import Callable, Iterable, TypeVar
 import numpy as np
 
 from elk.atomic import replacing
+from elk.procs import sigint_deferred
 from elk.chip import Chip
 from elk.ir import OpSignature
 
@@ -47,6 +49,33 @@ def cache_dir() -> Path | None:
         return None
     root = os.environ.get("ELK_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "elk")
     return Path(root) / "tables"
+
+
+def cache_problem() -> str | None:
+    """Why the disk cache cannot be used (its folder is a file, or cannot be created or written), or None.
+
+    ``store`` skips a failed write silently (caching must never break a compile), so a cache
+    that is off for good would otherwise only show as every run rebuilding its tables: the
+    command line asks this once and prints it as one warning line. ``ELK_NO_CACHE`` is not a problem.
+    """
+    root = cache_dir()
+    if root is None:
+        return None
+    where = os.environ.get("ELK_CACHE_DIR") and "ELK_CACHE_DIR"
+    named = f"{root.parent} ({where})" if where else str(root.parent)
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{named}: {probe} is not a folder"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=root, prefix=".elk-probe-")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        return f"{named}: {exc.strerror or exc}"
+    return None
 
 
 def key_text(sig: OpSignature, chip: Chip) -> str:
@@ -118,7 +147,9 @@ def build_many(build: Callable[[Job], T], jobs: Iterable[Job], workers: int | No
         return [build(j) for j in jobs]
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        built = list(pool.map(build, [jobs[k] for k in by_size]))
+        with sigint_deferred():  # the workers start here: a Ctrl-C waits until each is registered
+            results = pool.map(build, [jobs[k] for k in by_size])
+        built = list(results)
     out: list = [None] * len(jobs)
     for k, table in zip(by_size, built):
         out[k] = table

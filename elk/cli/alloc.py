@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from elk.cli.common import check_outputs
+from elk.cli.outputs import CSV, IMAGE, JSON, check_output_files
 from elk.errors import ElkError
 from solvers.alloc.allocate import ALLOC_SOLVERS
 from solvers.solver_options import MILP_BACKENDS
@@ -52,7 +52,7 @@ def cmd_alloc(args: argparse.Namespace) -> int:
 
     if args.capacity is not None and args.capacity < 0:
         raise ElkError(f"--capacity must be non-negative, got {args.capacity}")
-    check_outputs([("--out", args.out), ("--png", args.png), ("--json", args.json)])  # before any solving
+    check_output_files([("--out", args.out, CSV), ("--png", args.png, IMAGE), ("--json", args.json, JSON)])  # before any solving
     capacity = args.capacity
     source = "given"
     if capacity is None and not args.minimize:

@@ -55,11 +55,4 @@ def check_writable(path: str | os.PathLike, option: str) -> Path:
     return target
 
 
-def check_outputs(pairs: list[tuple[str, str | os.PathLike | None]]) -> None:
-    """``check_writable`` for every (option, path) whose path is set."""
-    for option, path in pairs:
-        if path:
-            check_writable(path, option)
-
-
-__all__ = ["OneLineParser", "UsageError", "check_writable", "check_outputs"]
+__all__ = ["OneLineParser", "UsageError", "check_writable"]

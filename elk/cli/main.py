@@ -5,14 +5,17 @@ Every user mistake is an ElkError: printed as one line on stderr, exit code 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
+import shlex
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from elk.chip import LOAD_MODELS, PRESETS, knob_overrides, parse_mesh, resolve_chip
-from elk.cli.common import OneLineParser, check_outputs
+from elk.cli.common import OneLineParser
+from elk.cli.outputs import IMAGE, JSON, TABLE, check_output_files
 from elk.errors import ElkError
 from solvers.alloc.allocate import ALLOC_SOLVERS
 from solvers.registry import DESIGNS, SET_HELP
@@ -71,16 +74,43 @@ def chip_from_args(args: argparse.Namespace):
                              noc_scale=args.noc_scale, compute_scale=args.compute_scale, topology=args.topology,
                              mesh=args.mesh, link_bytes_per_cycle=args.link_bytes_per_cycle,
                              load_model=args.load_model)
-    return chip.with_overrides(**changes) if changes else chip
+    chip = chip.with_overrides(**changes) if changes else chip
+    from elk.chiplabel import chip_label  # the banner names the base preset and every field changed
+    return dataclasses.replace(chip, name=chip_label(chip, args.chip))
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """The model and program options (zoo name or config path, batch, sequence, mode)."""
     p.add_argument("model", help="zoo model name (see `elk models`) or a path to a config.json")
     p.add_argument("--batch", type=_positive_int, default=32, help="batch size (default 32)")
-    p.add_argument("--seq", type=_positive_int, default=2048, help="KV length (decode) or sequence (train)")
-    p.add_argument("--mode", default="decode", choices=("decode", "train", "forward"),
-                   help="decode: one token step; train or forward (the same): a full-sequence forward pass")
+    p.add_argument("--seq", type=_positive_int, default=None,
+                   help=f"KV length (decode) or sequence (train); default {MODEL_DEFAULTS['seq']}")
+    p.add_argument("--mode", default=None, choices=("decode", "train", "forward"),
+                   help="decode (default): one token step; train or forward (the same): a full-sequence forward "
+                        "pass; a DiT is always one forward denoising step")
+    p.set_defaults(fill_model_defaults=True)
+
+
+#: --seq and --mode when not given (None in the parser, so a note can say which were given but do not apply).
+MODEL_DEFAULTS = {"seq": 2048, "mode": "decode"}
+
+
+def fill_model_defaults(args: argparse.Namespace) -> None:
+    """Record which of --seq/--mode the user gave (``args.given``), then fill in the defaults."""
+    args.given = {k for k in MODEL_DEFAULTS if getattr(args, k) is not None}
+    for key, value in MODEL_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+
+def not_applied_note(program, args: argparse.Namespace) -> str | None:
+    """A note naming the options the user gave that the model does not use (a DiT ignores --seq and --mode)."""
+    skipped = {k: v for k, v in program.meta.get("not_applied", {}).items() if k in getattr(args, "given", ())}
+    if not skipped:
+        return None
+    options = " and ".join(f"--{k} {v}" for k, v in skipped.items())
+    return (f"note: {options} {'does' if len(skipped) == 1 else 'do'} not apply to {program.name}: it runs one "
+            f"forward denoising step over {program.meta.get('batch')} images of {program.meta.get('seq')} tokens")
 
 
 def _finite_positive(text: str) -> float:
@@ -166,8 +196,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     records = _records_targets(args.records, compiled)
     warm = _warm_start_arg(args.warm_start, compiled)
     saves = _save_targets(args.save_schedule, compiled)
-    check_outputs([("--json", args.json), ("--trace", args.trace), ("--timeline", args.timeline)]
-                  + [("--records", r) for r in records.values()] + [("--save-schedule", p) for _, p in saves])
+    check_output_files([("--json", args.json, JSON), ("--trace", args.trace, JSON), ("--timeline", args.timeline, IMAGE)]
+                       + [("--records", r, TABLE) for r in records.values()]
+                       + [("--save-schedule", p, JSON) for _, p in saves])
     options = _design_options(args, compiled, records)  # each checked when made
     model = args.model
     warm_start = warm[1] if warm is not None else None
@@ -184,6 +215,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
                            placement=None if args.placement == "none" else args.placement,
                            bound=None if args.bound == "none" else args.bound,
                            bound_time_limit=args.bound_time_limit)
+    note = not_applied_note(result.program, args)
+    if note:
+        print(note)
     print(compile_report(result))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -265,7 +299,7 @@ def _save_schedules(result, saves: list[tuple[str | None, str]]) -> int:
             continue
         write_schedule(path, result.workload, d.schedule, d.sim)
         print(f"wrote {path} ({design}'s schedule, {d.sim.latency_ms:.3f} ms; start an exact design from it "
-              f"with --warm-start {path})")
+              f"with --warm-start {shlex.quote(str(path))})")
     return failed
 
 
@@ -277,6 +311,9 @@ def cmd_plans(args: argparse.Namespace) -> int:
 
     chip = chip_from_args(args)
     program = build_program(args.model, batch=args.batch, seq=args.seq, mode=args.mode)
+    note = not_applied_note(program, args)
+    if note:
+        print(note)
     if args.op is None:
         rows = []
         seen: dict = {}
@@ -303,7 +340,10 @@ def cmd_plans(args: argparse.Namespace) -> int:
             raise ElkError(f"no operator named '{args.op}'" + (f" (did you mean: {', '.join(close)})" if close else ""))
         index = matches[0]
     op = ops[index]
-    print(plan_table_report(f"{index}:{op.name}", plan_table(op.signature, chip), chip, limit=args.limit))
+    from elk.plantable import is_cached
+    cached = is_cached(op.signature, chip)  # asked before: plan_table() stores what it builds
+    print(plan_table_report(f"{index}:{op.name}", plan_table(op.signature, chip), chip, limit=args.limit,
+                            cached=cached))
     return 0
 
 
@@ -397,12 +437,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def warn_if_cache_off() -> None:
+    """One warning line when the plan-table cache cannot be written: otherwise every run silently rebuilds."""
+    from elk.tablecache import cache_problem
+    problem = cache_problem()
+    if problem is not None:
+        print(f"elk: warning: plan-table cache off, every run rebuilds its tables: cannot write {problem} "
+              f"(set ELK_CACHE_DIR to a writable folder, or ELK_NO_CACHE=1 to silence this)", file=sys.stderr)
+
+
+def quiet_broken_pipe() -> int:
+    """The reader of our output left (``elk models | head -3``): stop quietly, as Unix tools do.
+
+    stdout is pointed at /dev/null so the interpreter's final flush cannot fail again; the
+    status is the shell's for a process ended by SIGPIPE (128 + 13).
+    """
+    import os
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (captured): nothing to redirect
+        pass
+    return 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``elk`` command line; a user mistake is one ``elk: error:`` line and exit status 2."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)  # a usage mistake raises UsageError (one line, below)
-        return args.func(args)
+        if getattr(args, "fill_model_defaults", False):
+            fill_model_defaults(args)
+        if args.command in ("compile", "plans", "sweep"):  # the commands that build plan tables
+            warn_if_cache_off()
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return quiet_broken_pipe()
     except ElkError as exc:
         print(f"elk: error: {exc}", file=sys.stderr)
         return 2

@@ -4,7 +4,8 @@
 
 Every combination of the ``--vary`` values (START:STOP:STEP ranges include STOP)
 is one study point; finished points are skipped on a rerun (same ``--out``).
-Prints latency per design, the proven lower bound, and % of Ideal, and writes the sweep's rows to
+Prints latency per design, the proven lower bound, each design's certified gap and % of Ideal
+(designs default to the paper's five, ``--designs paper``, unlike ``elk compile``), and writes the sweep's rows to
 ``OUT/sweep.parquet`` (or ``.csv`` without pyarrow).
 """
 from __future__ import annotations
@@ -34,6 +35,9 @@ def add_sweep_parser(sub) -> None:
     p.add_argument("--out", default="elk-sweep", help="results folder (reused: finished points are skipped)")
     p.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core)")
     p.add_argument("--address", default=None, help="Dask scheduler address (tcp://host:8786) or 'local'")
+    p.add_argument("--connect-timeout", type=float, default=None, metavar="SECONDS",
+                   help="how long to wait for the --address scheduler to answer before giving up (default 5, "
+                        "or ELK_DASK_CONNECT_TIMEOUT); checked before the results folder is created")
     p.add_argument("--carry", action="store_true",
                    help="exact designs start from the best schedule of a point with less HBM bandwidth and SRAM "
                         "(it carries over, so their curves never rise); runs the points in this process")
@@ -119,6 +123,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     study = Study("sweep", points)
     if args.carry and args.address is not None:
         raise StudyError("--carry runs the points in this process, chain by chain: it does not take --address")
+    from elk.cli.outputs import check_output_folder
+    check_output_folder(args.out, "--out")  # before any point runs (run_study creates it)
+    if args.address is not None:  # its form, then that it answers: before the results folder exists
+        from elk.study.cluster import check_address, connect_timeout, probe_scheduler
+        probe_scheduler(check_address(args.address), connect_timeout(args.connect_timeout))
     df = run_study(study, args.out, workers=args.workers, address=args.address, progress=not args.quiet,
                    carry=args.carry)
     print(sweep_table(df, varied))
@@ -138,11 +147,16 @@ def _out_path(out: str):
 
 
 def sweep_table(df, varied: list[str]) -> str:
-    """Knobs x designs: latency in ms, the proven bound and % of Ideal, one line per point."""
+    """Knobs x designs: latency in ms, the proven bound, each design's certified gap and % of Ideal, one line per point.
+
+    Headers say their unit: ``D gap %`` = latency / bound - 1 (certified), ``D % ideal`` = Ideal / latency.
+    """
     from elk.driver.report import table
     knobs = ["model"] + [k for k in ("batch", "seq") if df[k].nunique() > 1] + varied
     designs = list(dict.fromkeys(df["design"]))
-    headers = knobs + [f"{d} ms" for d in designs] + ["bound ms"] + [f"{d} %" for d in designs if d != "ideal"]
+    strict = [d for d in designs if d != "ideal"]
+    headers = (knobs + [f"{d} ms" for d in designs] + ["bound ms"] + [f"{d} gap %" for d in strict]
+               + [f"{d} % ideal" for d in strict])
     rows = []
     for _, g in df.groupby("key", sort=False):
         first = g.iloc[0]
@@ -154,7 +168,9 @@ def sweep_table(df, varied: list[str]) -> str:
             cells += [f"{by[d]['latency_ms']:.3f}" if d in by else "-" for d in designs]
             bound = first.get("bound_ms")
             cells.append("-" if bound is None or bound != bound else f"{bound:.3f}")
-            cells += [_pct(by[d]["pct_of_ideal"]) if d in by else "-" for d in designs if d != "ideal"]
+            cells += [_pct(100 * by[d]["gap_to_bound"]) if d in by and "gap_to_bound" in by[d] else "-"
+                      for d in strict]
+            cells += [_pct(by[d]["pct_of_ideal"]) if d in by else "-" for d in strict]
         rows.append(cells)
     return table(headers, rows, align="l" * len(knobs) + "r" * (len(headers) - len(knobs)))
 

@@ -29,17 +29,24 @@ def plot_packing(path: str | Path, problem: AllocationProblem, offsets: np.ndarr
                       np.stack([lo, top], 1)], 1)
     rng = np.random.default_rng(0)  # fixed colours: the same file draws the same picture
     colours = plt.get_cmap("tab20")(rng.integers(0, 20, problem.n))
-    fig, ax = plt.subplots(figsize=(11, 5.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(12, 5.5), dpi=120)
     edge = "black" if problem.n <= 2000 else "none"
     ax.add_collection(PolyCollection(boxes, facecolors=colours, edgecolors=edge, linewidths=0.3))
     peak = int(top.max(initial=0))
     bound = max_load_lower_bound(problem)
-    ax.axhline(bound, color="tab:green", lw=1, ls="--", label=f"max-load bound {bound:,}")
+    # above the rectangles and below the top frame (with headroom), each named at the right edge: in a
+    # tight packing peak, bound and capacity coincide at the very top, where a frame hid them
+    lines = [(bound, "tab:green", "--", 1.6, f"max-load bound {bound:,}")]
     if capacity is not None:
-        ax.axhline(capacity, color="tab:red", lw=1.2, label=f"capacity {capacity:,}")
-    ax.axhline(peak, color="tab:blue", lw=1, ls=":", label=f"peak {peak:,}")
+        lines.append((capacity, "tab:red", "-", 1.8, f"capacity {capacity:,}"))
+    lines.append((peak, "tab:blue", ":", 2.0, f"peak {peak:,}"))
+    top_y = max(peak, capacity or 0, bound, 1) * 1.2
     ax.set_xlim(float(lo.min(initial=0)), float(hi.max(initial=1)))
-    ax.set_ylim(0, max(peak, capacity or 0, bound, 1) * 1.04)
+    ax.set_ylim(0, top_y)
+    for k, (y, colour, style, width, label) in enumerate(lines):
+        ax.axhline(y, color=colour, lw=width, ls=style, label=label, zorder=3)
+        ax.annotate(label, xy=(1.0, y), xycoords=("axes fraction", "data"), xytext=(4, 9 * (k - 1)),
+                    textcoords="offset points", va="center", fontsize=8, color=colour, annotation_clip=False)
     ax.set_xlabel("time")
     ax.set_ylabel("address")
     ax.set_title(title or f"{problem.name or 'allocation'}: {problem.n:,} buffers")

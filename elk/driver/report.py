@@ -41,7 +41,16 @@ def program_header(program: Program, chip: Chip) -> str:
     return (f"elk: {program.name} {mode} ({shape}) on {chip.describe()}\n"
             f"program: {len(program.ops):,} operators ({len(program.unique_signatures())} unique shapes), "
             f"{fmt_bytes(program.hbm_bytes)} from HBM per step, {fmt_tflop(program.flops)} TFLOP; "
-            f"HBM time alone {fmt_ms(hbm_ms)} ms")
+            f"HBM time alone {fmt_ms(hbm_ms)} ms" + graph_inputs_line(meta))
+
+
+def graph_inputs_line(meta: dict) -> str:
+    """For an artifact graph: its inputs (ids no node has), so a reference to a wrong id shows as one more."""
+    found = meta.get("graph_inputs")
+    if not found or not found.get("count"):  # none, or declared as Parameter/Constant nodes
+        return ""
+    return (f"\ninputs: {found['count']:,} graph inputs (ids read that no node has), {found['read_from_hbm']:,} "
+            f"loaded from HBM, {fmt_bytes(found['bytes'])} per step")
 
 
 def compile_report(result) -> str:
@@ -59,7 +68,7 @@ def compile_report(result) -> str:
                      f"{r['compile_seconds']:.2f}", "yes" if r["valid"] else "NO"])
     out = [program_header(result.program, result.chip),
            f"plan tables: {len(set(id(t) for t in result.workload.tables))} unique operators in "
-           f"{result.table_seconds:.2f} s; total {result.total_seconds:.2f} s"]
+           f"{result.table_seconds:.2f} s (built or loaded from the cache)"]
     out += bound_lines(result)
     out += ["",
            table(["design", "latency ms", "gap %", "% ideal", "overlap ms", "preload ms", "execute ms", "stall ms",
@@ -85,7 +94,7 @@ def compile_report(result) -> str:
             notes.append(f"{name} INVALID: {d.sim.violations[0].message(result.chip.clock_hz)}")
     if notes:
         out += [""] + [f"note: {n}" for n in notes]
-    out += ["", LEGEND]
+    out += ["", f"compile: {result.total_seconds:.2f} s in all (plan tables, designs, placement, bound)", "", LEGEND]
     return "\n".join(out)
 
 
@@ -173,12 +182,15 @@ def _placed_kib(row: dict) -> str:
     return f"{row['allocated_peak_bytes'] / 1024:.0f}{mark}"
 
 
-def plan_table_report(op_name: str, table_: PlanTable, chip: Chip, limit: int = 40) -> str:
-    """``elk plans``: an operator's plan counts, its execution Pareto frontier and its cold-hot rows (``limit`` rows each)."""
+def plan_table_report(op_name: str, table_: PlanTable, chip: Chip, limit: int = 40, cached: bool = False) -> str:
+    """``elk plans``: an operator's plan counts, its execution Pareto frontier and its cold-hot rows (``limit`` rows
+    each); ``cached``: the table came from the cache, so its build time is not this run's."""
     sig = table_.sig
-    head = (f"{op_name}: {sig.describe()} on {chip.cores} cores\n"
+    built = (f"from the cache (built earlier in {table_.build_seconds:.3f} s)" if cached
+             else f"built in {table_.build_seconds:.3f} s")
+    head = (f"{op_name}: {sig.describe()} on {chip.cores} core{'s' if chip.cores != 1 else ''}\n"
             f"{table_.n_plans:,} plans ({table_.n_spatial:,} spatial), {len(table_.frontier_hot)} on the "
-            f"execution Pareto frontier, {len(table_)} cold-hot rows; built in {table_.build_seconds:.3f} s\n"
+            f"execution Pareto frontier, {len(table_)} cold-hot rows; {built}\n"
             f"min cold {table_.min_cold:,} B/core (HBM load {fmt_bytes(table_.min_cold * chip.cores)}), "
             f"fastest {table_.time[table_.fastest]:,.2f} cycles")
     front = table(["hot B/core", "time cycles"],

@@ -146,7 +146,18 @@ def _sram_counter(tl: Timeline, us_per_cycle: float) -> list[dict[str, Any]]:
 
 def _noc_counter(workload: Workload, schedule: Schedule, tl: Timeline,
                  us_per_cycle: float) -> list[dict[str, Any]]:
-    """Interconnect share of the active load and of the running operator's communication.
+    """The interconnect share series (:func:`noc_share_series`) as counter events."""
+    times, load, run = noc_share_series(workload, schedule, tl)
+    rows = zip(_us(times, us_per_cycle).tolist(), np.round(load, _DECIMALS).tolist(),
+               np.round(run, _DECIMALS).tolist())
+    return [{"name": "interconnect share", "ph": "C", "pid": PID, "ts": t,
+             "args": {"loads": a, "execution": b}} for t, a, b in rows]
+
+
+def noc_share_series(workload: Workload, schedule: Schedule,
+                     tl: Timeline) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(times in cycles, load share, execution share): the interconnect share of the active load and of the
+    running operator's communication, each valid from its time to the next (the trace counter, the PNG lane).
 
     Both are piecewise constant and change only at load and execution
     boundaries, so sampling at those instants is exact. The execution series
@@ -161,10 +172,7 @@ def _noc_counter(workload: Workload, schedule: Schedule, tl: Timeline,
     comm = workload.chosen(schedule.entry)["comm"]
     exec_share = np.where(dur > 0, comm / np.where(dur > 0, dur, 1.0), 0.0)
     run = active_value(times, tl.exec_start, tl.exec_end, exec_share)
-    rows = zip(_us(times, us_per_cycle).tolist(), np.round(load, _DECIMALS).tolist(),
-               np.round(run, _DECIMALS).tolist())
-    return [{"name": "interconnect share", "ph": "C", "pid": PID, "ts": t,
-             "args": {"loads": a, "execution": b}} for t, a, b in rows]
+    return times, load, run
 
 
 def _other_data(workload: Workload, schedule: Schedule, result: SimResult) -> dict[str, Any]:

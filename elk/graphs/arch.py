@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from elk.errors import ModelConfigError
+from elk.jsonsafe import loads_json
 
 FAMILIES = ("llama", "opt", "gemma2", "dit")
 
@@ -296,7 +297,7 @@ def read_json(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelConfigError(f"{path}: cannot read model config ({exc})") from None
     try:
-        data = json.loads(text)
+        data = loads_json(text, ModelConfigError, str(path))
     except json.JSONDecodeError as exc:  # str(exc), not exc.msg: "Unterminated string starting at: line 8 column 3"
         raise ModelConfigError(f"{path}: malformed JSON: {exc}") from None
     if not isinstance(data, dict):

@@ -115,7 +115,10 @@ def build_program(model: str | Path | ArchConfig, *, batch: int = 32, seq: int =
     cfg = model if isinstance(model, ArchConfig) else resolve_model(model)
     if cfg.family == "dit":
         ops, extra = build_dit(cfg, batch, bytes_per_element)
-        seq = cfg.tokens_per_image
+        # one denoising step whatever was asked: say what runs, and what was asked that does not apply
+        extra["not_applied"] = {k: v for k, v in (("mode", mode), ("seq", seq))
+                                if v != {"mode": "forward", "seq": cfg.tokens_per_image}[k]}
+        mode, seq = "forward", cfg.tokens_per_image
     else:
         ops, extra = build_llm(cfg, batch, seq, mode, bytes_per_element)
     meta = {"model": cfg.name, "display_name": cfg.display_name, "family": cfg.family, "mode": mode,

@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterable
 
 from elk.chip import Chip
 from elk.errors import ElkError
+from elk.procs import sigint_deferred
 from elk.study.point import Point, StudyError
 
 #: Recycle a pool worker after this many tasks (bounds any slow memory creep).
@@ -359,16 +360,17 @@ def run_pool(points: list[Point], workers: int, on_record: OnRecord, table_worke
         running: dict = {}
         try:
             while dispatch or running:
-                while len(running) < workers:
-                    job = dispatch.next()
-                    if job is None:
-                        break
-                    kind, p = job
-                    if kind == "point":
-                        fut = pool.submit(execute_point, p, table_workers)
-                    else:
-                        fut = pool.submit(build_tables, p, table_workers, dispatch.family_chips(p))
-                    running[fut] = (kind, p)
+                with sigint_deferred():  # never between a worker's start request and its reply
+                    while len(running) < workers:
+                        job = dispatch.next()
+                        if job is None:
+                            break
+                        kind, p = job
+                        if kind == "point":
+                            fut = pool.submit(execute_point, p, table_workers)
+                        else:
+                            fut = pool.submit(build_tables, p, table_workers, dispatch.family_chips(p))
+                        running[fut] = (kind, p)
                 if not running:
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)

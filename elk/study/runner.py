@@ -116,6 +116,9 @@ def run_study(study_or_points: Study | Iterable[Point], out_dir: str | os.PathLi
     curves never rise where it does; runs in this process, chain by chain (see elk.study.execute.run_carried).
     """
     study = study_or_points if isinstance(study_or_points, Study) else Study("study", list(study_or_points))
+    if address is not None:
+        from elk.study.cluster import check_address
+        address = check_address(address)  # a malformed one is StudyError before the folder exists
     store = PointStore(out_dir)
     store.prepare()
     _write_manifest(store, study)

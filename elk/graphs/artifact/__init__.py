@@ -100,13 +100,14 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Sequence
 
 from elk.errors import ModelConfigError
 from elk.graphs.artifact.expr import Access, AxisRef, Expression, parse_expression
 from elk.graphs.artifact.importer import GraphImporter
 from elk.graphs.artifact.layers import MAX_LARGE_PER_BLOCK, MIN_LAYER_COVERAGE, find_layers, with_layers
 from elk.graphs.artifact.read import BATCH_CODE, SEQ_CODE, TOKENS_CODE, GraphNode, is_artifact_graph, read_graph
-from elk.ir import Program
+from elk.ir import Operator, Program
 
 QUIRKS_ENV = "ELK_ARTIFACT_QUIRKS"
 
@@ -150,7 +151,20 @@ def load_artifact_graph(path: str | Path, *, batch: int = 32, seq: int = 2048, m
             "bytes_per_element": bytes_per_element, "source": str(path), "format": "elk-artifact",
             "artifact_quirks": quirks, "layer_match": "structure", **importer.stats, "layers_found": None}
     program, _ = with_layers(Program.from_ops(path.stem, ops, meta))
+    program.meta["graph_inputs"] = _graph_input_summary(program.ops, importer)
     return program
+
+
+def _graph_input_summary(ops: Sequence[Operator], importer: GraphImporter) -> dict[str, int]:
+    """How many graph inputs (ids no node has) the operators read from HBM, and their bytes: shown in the
+    report, so a reference to a wrong id (one more input, and its bytes) is visible."""
+    names = {f"in{src}" for src in importer.graph_inputs}
+    sizes: dict[str, int] = {}
+    for op in ops:
+        for t in op.inputs:
+            if t.tensor in names and t.offchip:
+                sizes[t.tensor] = max(sizes.get(t.tensor, 0), op.tensor_elements(t) * op.bytes_per_element)
+    return {"count": len(importer.graph_inputs), "read_from_hbm": len(sizes), "bytes": sum(sizes.values())}
 
 
 def _replicate(nodes: list[GraphNode], copies: int) -> list[GraphNode]:

@@ -60,6 +60,7 @@ class GraphImporter:
             self.by_id.setdefault(n.id, []).append(n.pos)
         self.declares_inputs = any(n.kind in SOURCE_KINDS for n in nodes)
         self.refs = [self._resolve_refs(node) for node in nodes]
+        self.graph_inputs = self._check_graph_inputs()
         self.views: dict[int, _View] = {}
         self.visiting: set[int] = set()
         self.drop_gathers = False
@@ -103,6 +104,40 @@ class GraphImporter:
                                       f"(nodes must be in topological order)")
             refs.append(("node", target.pos))
         return refs
+
+    def _check_graph_inputs(self) -> dict[int, tuple[int, ...]]:
+        """The graph's inputs (id -> shape as read), refusing what cannot be one.
+
+        In a file that lists no Parameter or Constant nodes (most of the artifact's), an id that
+        no node has is a graph input: a tensor that comes from HBM, with one output (0), read
+        with one shape and dtype by every node that reads it. An id read at another output, or
+        with two shapes or dtypes, is a wrong reference, not an input: refused, naming both readers.
+        """
+        seen: dict[int, tuple[GraphNode, int]] = {}
+        for node in self.nodes:
+            for slot, ref in enumerate(self.refs[node.pos]):
+                if ref[0] != "input" or self.by_id.get(ref[1]):
+                    continue  # a node's output, or a declared Parameter/Constant
+                src, port = ref[1], ref[2]
+                if port != 0:
+                    raise self.fail(node, f"reads output {port} of id {src}, which no node has: an id that is "
+                                          f"not a node is a graph input, and a graph input has only output 0")
+                shape = node.shapes[slot] if slot < len(node.shapes) else None
+                dtype = node.dtypes[slot] if slot < len(node.dtypes) else None
+                if src not in seen:
+                    seen[src] = (node, slot)
+                    continue
+                first, first_slot = seen[src]
+                was = first.shapes[first_slot] if first_slot < len(first.shapes) else None
+                was_dtype = first.dtypes[first_slot] if first_slot < len(first.dtypes) else None
+                if shape is not None and was is not None and shape != was:
+                    raise self.fail(node, f"reads graph input {src} (an id no node has) with shape {list(shape)}, "
+                                          f"but node {first.id} reads it with shape {list(was)}: one of them "
+                                          f"refers to a wrong id")
+                if dtype is not None and was_dtype is not None and dtype != was_dtype:
+                    raise self.fail(node, f"reads graph input {src} (an id no node has) as {dtype}, but node "
+                                          f"{first.id} reads it as {was_dtype}: one of them refers to a wrong id")
+        return {src: (n.shapes[s] if s < len(n.shapes) else ()) for src, (n, s) in seen.items()}
 
     # ---- views through layout chains ----------------------------------------------
     def _input_view(self, node: GraphNode, slot: int) -> _View:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from elk.errors import ModelConfigError
+from elk.jsonsafe import loads_json
 from elk.graphs.artifact.expr import Expression, ExprError, parse_expression
 
 BATCH_CODE = 99  #: the artifact's batch placeholder
@@ -40,6 +41,7 @@ class GraphNode:
     inputs: tuple[tuple[int, int], ...]
     expr: Expression | None  # None for Parameter / Constant / Result
     shapes: tuple[tuple[int, ...], ...]  # per input slot, from input_dict
+    dtypes: tuple[str | None, ...] = ()  # per input slot, from input_dict (None: not given)
 
 
 def is_artifact_graph(path: str | Path) -> bool:
@@ -69,7 +71,7 @@ def read_graph(path: str | Path) -> list[GraphNode]:
         raise ModelConfigError(f"{path}: not a text file (byte {exc.start} is not UTF-8); an Elk artifact graph "
                                f"is a JSON list of {_NODE_SHAPE} nodes") from None
     try:
-        raw = json.loads(text)
+        raw = loads_json(text, ModelConfigError, str(path))
     except json.JSONDecodeError as exc:
         stripped = text.rstrip()
         hint = " (the file looks truncated)" if stripped.startswith("[") and not stripped.endswith("]") else ""
@@ -109,13 +111,14 @@ def _read_node(path: Path, pos: int, entry: Any) -> GraphNode:
     if m is None:
         raise fail(f"node {node_id} ({kind}): not an einstein_v2 expression: {ir.strip()[:100]!r}")
     try:
-        table = json.loads(m.group("dict"))
+        table = loads_json(m.group("dict"), ModelConfigError, f"{path}: entry {pos}: node {node_id}")
     except json.JSONDecodeError as exc:
         raise fail(f"node {node_id} ({kind}): malformed input_dict ({exc.msg})") from None
-    shapes = []
+    shapes, dtypes = [], []
     for k in range(len(table) if isinstance(table, dict) else 0):
         spec = table.get(f"input{k}")
         shape = spec.get("shape") if isinstance(spec, dict) else None
+        dtypes.append(str(spec.get("dtype")) if isinstance(spec, dict) and spec.get("dtype") is not None else None)
         if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
                                                   for n in shape):
             raise fail(f"node {node_id} ({kind}): input_dict needs input0..input{len(table) - 1}, each with a "
@@ -135,6 +138,6 @@ def _read_node(path: Path, pos: int, entry: Any) -> GraphNode:
         if len(a.axes) != len(shapes[a.slot]):
             raise fail(f"node {node_id} ({kind}): {m.group('expr').strip()!r} indexes input{a.slot} with "
                        f"{len(a.axes)} axes but its shape is {list(shapes[a.slot])}")
-    return GraphNode(pos, node_id, kind, refs, expr, tuple(shapes))
+    return GraphNode(pos, node_id, kind, refs, expr, tuple(shapes), tuple(dtypes))
 
 
