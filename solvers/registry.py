@@ -47,9 +47,23 @@ def periodic(workload: Workload, warm_start: Schedule | None = None, *, time_lim
                deterministic_time=deterministic_time)
 
 
-DESIGNS: dict[str, Strategy] = {**designs.DESIGNS, "periodic": periodic, "cpsat": cpsat, "milp": milp}
+def lns(workload: Workload, warm_start: Schedule | None = None, *, iterations: int = 16, budget: float = 60.0,
+        time_limit: float = 5.0, workers: int = 1, seed: int = 0, deterministic_time: float | None = None,
+        window: int = 8, pull: int = 4, stall: bool = True, exposed: bool = True, starved: bool = True,
+        stretch: bool = True, records: str | None = None) -> Schedule:
+    """Large-neighbourhood search over the whole program (CP-SAT repairs, simulator acceptance), from the
+    fastest schedule run before it; ``time_limit`` is per neighbourhood, ``budget`` the whole search."""
+    from solvers.schedule.lns import LnsSettings, lns as run
+    warm = warm_start if warm_start is not None else designs.elk_full(workload)
+    settings = LnsSettings(window=window, pull=pull, iterations=iterations, budget=budget, time_limit=time_limit,
+                           workers=workers, seed=seed, deterministic_time=deterministic_time, stall=stall,
+                           exposed=exposed, starved=starved, stretch=stretch)
+    return run(workload, warm, settings, records=records)
+
+
+DESIGNS: dict[str, Strategy] = {**designs.DESIGNS, "periodic": periodic, "cpsat": cpsat, "milp": milp, "lns": lns}
 #: designs that refine a warm start (a schedule of another design, or one read from a file)
-EXACT_DESIGNS = ("periodic", "cpsat", "milp")
+EXACT_DESIGNS = ("periodic", "cpsat", "milp", "lns")
 HEURISTICS = ("basic", "static", "elk-dyn", "elk-full")
 #: designs whose schedules are timed under relaxed rules (not valid schedules: no warm start, nothing to save)
 RELAXED_DESIGNS = ("ideal",)
