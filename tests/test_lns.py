@@ -18,8 +18,8 @@ from solvers.schedule.lns import Lns, LnsSettings, losses, lns, pick
 pytestmark = pytest.mark.solver
 
 #: reproducible: one worker, a fixed seed, deterministic time per repair (the wall limit is far above it)
-SETTINGS = LnsSettings(window=4, pull=2, iterations=6, budget=600.0, time_limit=600.0, workers=1, seed=0,
-                       deterministic_time=2.0)
+SETTINGS = LnsSettings(window=4, pull=2, iterations=4, budget=600.0, time_limit=600.0, workers=1, seed=0,
+                       deterministic_time=1.0)
 
 
 def small(load_model: LoadModel, noc_scale: float = 1000.0) -> Workload:
@@ -29,7 +29,7 @@ def small(load_model: LoadModel, noc_scale: float = 1000.0) -> Workload:
 
 
 @pytest.mark.parametrize("load_model", [LoadModel.FLUID, LoadModel.RIGID])
-@pytest.mark.parametrize("noc_scale", [1000.0, 0.05])
+@pytest.mark.parametrize("noc_scale", [0.05])
 def test_never_slower_than_the_warm_start_and_valid(load_model, noc_scale):
     w = small(load_model, noc_scale)
     for warm in (designs.elk_dyn(w), designs.basic(w)):

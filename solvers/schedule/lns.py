@@ -51,7 +51,7 @@ from elk.errors import ScheduleError, SolverConfigError
 from elk.schedule import Provenance, Schedule
 from elk.simulator import simulate
 from elk.workload import Workload
-from formulations.schedule.window import Option, WindowAssignment, check
+from formulations.schedule.window import FixedLoad, Option, WindowAssignment, check
 from solvers.exact_backends import Outcome, solve_cpsat
 from solvers.schedule.records import WindowRecord
 from solvers.schedule.windowed import BuiltWindow, StitchState, WindowedSolver
@@ -173,6 +173,20 @@ def _forgive(problem, ops: set[int], cycles: int):
         fixed=tuple(replace(f, work=max(0, f.work - cycles * f.cap)) if f.op in ops else f for f in problem.fixed))
 
 
+def _pinned(built: BuiltWindow, ops: set[int]) -> BuiltWindow:
+    """``built`` with the freed later loads of ``ops`` fixed where its hint (the incumbent) has them."""
+    p, h = built.problem, built.hint
+    fixed = list(p.fixed)
+    for f in p.future:
+        if f.op in ops:
+            o = f.option
+            fixed.append(FixedLoad(op=f.op, start=h.load_start[f.op], end=h.end_of(f.op, o), share=o.load_share,
+                                   cold=o.cold, owner=-1, work=o.load_work, cap=o.load_cap))
+    problem = replace(p, fixed=tuple(fixed), future=tuple(f for f in p.future if f.op not in ops))
+    return replace(built, problem=problem, hint_ok=not check(problem, h),
+                   future_ops=[j for j in built.future_ops if j not in ops])
+
+
 def pick(score: np.ndarray, window: int, tried: set[int]) -> int | None:
     """First operator of the untried window of ``window`` operators with the largest loss, placed so the
     worst operator sits near its end (its loss is usually caused by decisions made before it)."""
@@ -230,8 +244,14 @@ class Lns:
         # loads issued before the window are fixed (the window cannot undo what happened before it)
         state.committed[:] = self.w.has_load & (self.incumbent.load_start < origin - 1e-9)
         state.committed[:first] = True
-        built = runner.build(first, stop, stop, state, pull=self.settings.pull)
-        return runner, state, self._widened(built), stop
+        # the model holds a later load's data until its horizon, though the incumbent runs some later operators
+        # (and frees their data) before the last pulled load: pull fewer while that overfills SRAM in the hint
+        pull = self.settings.pull
+        while True:
+            built = self._widened(runner.build(first, stop, stop, state, pull=pull))
+            if pull == 0 or not any(x.startswith("SRAM") for x in check(built.problem, built.hint)):
+                return runner, state, built, stop
+            pull //= 2
 
     def _widened(self, built: BuiltWindow) -> BuiltWindow:
         """The boundary widened by ``slack`` cycles (module docstring, 3): freed later loads may end that much
@@ -310,18 +330,32 @@ class Lns:
                 notes.append("BUG: model infeasible although the incumbent is a feasible hint")
             accepted = False
             latency = self.latency
-            hint_obj = built.hint.objective(built.problem)
-            if solution is not None and solution.objective(built.problem) < hint_obj:
+            for retry in range(3):
+                hint_obj = built.hint.objective(built.problem)
+                if solution is None or solution.objective(built.problem) >= hint_obj:
+                    break
                 trial = self.stitch(runner, state, built, solution, stop)
                 verdict = simulate(self.w, trial)
                 if not verdict.valid:
                     notes.append("rejected: " + verdict.violations[0].message(self.w.chip.clock_hz))
-                elif verdict.latency_cycles < self.latency - 1e-6 or (
+                    # a freed later load the model moved next to executions it does not see (after the window):
+                    # pin it where the incumbent had it and repair again
+                    culprits = {v.op for v in verdict.violations} & {f.op for f in built.problem.future}
+                    if not culprits or retry == 2:
+                        break
+                    built = _pinned(built, culprits)
+                    notes.append(f"pinned later loads {sorted(culprits)}")
+                    outcome = self.repair(built)
+                    solution = outcome.assignment if outcome.assignment is not None and \
+                        not check(built.problem, outcome.assignment) else None
+                    continue
+                if verdict.latency_cycles < self.latency - 1e-6 or (
                         verdict.latency_cycles <= self.latency + 1e-6 and built.hint_ok):
                     accepted = True
                     latency = verdict.latency_cycles
                 else:
                     notes.append(f"rejected: {verdict.latency_cycles - self.latency:.0f} cycles slower end to end")
+                break
             if accepted:
                 notes.append(f"latency {self.latency:.0f} -> {latency:.0f} cycles")
                 self.incumbent = trial
