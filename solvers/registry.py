@@ -47,8 +47,8 @@ def periodic(workload: Workload, warm_start: Schedule | None = None, *, time_lim
                deterministic_time=deterministic_time)
 
 
-def lns(workload: Workload, warm_start: Schedule | None = None, *, iterations: int = 16, budget: float = 60.0,
-        time_limit: float = 5.0, workers: int = 1, seed: int = 0, deterministic_time: float | None = None,
+def lns(workload: Workload, warm_start: Schedule | None = None, *, iterations: int = 12, budget: float = 40.0,
+        time_limit: float = 3.0, workers: int = 1, seed: int = 0, deterministic_time: float | None = None,
         window: int = 8, pull: int = 4, stall: bool = True, exposed: bool = True, starved: bool = True,
         stretch: bool = True, records: str | None = None) -> Schedule:
     """Large-neighbourhood search over the whole program (CP-SAT repairs, simulator acceptance), from the

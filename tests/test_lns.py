@@ -17,8 +17,9 @@ from solvers.schedule.lns import Lns, LnsSettings, losses, lns, pick
 
 pytestmark = pytest.mark.solver
 
-#: reproducible: one worker, a fixed seed, deterministic time per repair (the wall limit is far above it)
-SETTINGS = LnsSettings(window=4, pull=2, iterations=4, budget=600.0, time_limit=600.0, workers=1, seed=0,
+#: reproducible: one worker, a fixed seed, deterministic time per repair (the wall limit is a safety net far above
+#: what these repairs take; CP-SAT can overrun its deterministic time on hard fluid models)
+SETTINGS = LnsSettings(window=4, pull=2, iterations=4, budget=600.0, time_limit=120.0, workers=1, seed=0,
                        deterministic_time=1.0)
 
 
@@ -28,9 +29,10 @@ def small(load_model: LoadModel, noc_scale: float = 1000.0) -> Workload:
     return Workload.build(build_program("tiny", batch=4, seq=128), chip)
 
 
-@pytest.mark.parametrize("load_model", [LoadModel.FLUID, LoadModel.RIGID])
-@pytest.mark.parametrize("noc_scale", [0.05])
+@pytest.mark.parametrize("load_model, noc_scale", [(LoadModel.FLUID, 1000.0), (LoadModel.RIGID, 1000.0),
+                                                   (LoadModel.RIGID, 0.05)])
 def test_never_slower_than_the_warm_start_and_valid(load_model, noc_scale):
+    """Both load models; a binding interconnect too (rigid: with it binding, fluid repairs take minutes here)."""
     w = small(load_model, noc_scale)
     for warm in (designs.elk_dyn(w), designs.basic(w)):
         sched = lns(w, warm, SETTINGS)
