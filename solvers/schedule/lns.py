@@ -149,9 +149,10 @@ def losses(workload: Workload, schedule: Schedule) -> dict[str, np.ndarray]:
     """
     s, e = schedule.exec_start.astype(float), schedule.exec_end.astype(float)
     n = len(s)
-    prev = np.concatenate([[s[0]], e[:-1]])
-    gap_lo, gap_hi = prev, np.maximum(s, prev)
     has = workload.has_load
+    begin = min(s[0], float(schedule.load_start[has].min())) if has.any() else s[0]
+    prev = np.concatenate([[begin], e[:-1]])  # the first operator waits for the prologue's loads
+    gap_lo, gap_hi = prev, np.maximum(s, prev)
     a, b = _merged(schedule.load_start[has].astype(float), schedule.load_end[has].astype(float))
     busy_in_gap = _covered(a, b, gap_lo, gap_hi)
     busy_in_exec = _covered(a, b, s, e)
@@ -284,7 +285,7 @@ def pick(score: np.ndarray, window: int, tried: set[int]) -> int | None:
     sums = np.convolve(score, np.ones(window), mode="valid")  # sums[f] = score[f:f + window].sum()
     # shift right by one so the operator that waits is inside the window with most of what fed it
     for f in np.argsort(-sums, kind="stable"):
-        first = int(min(max(f + 1, 1), n - window))
+        first = int(min(f + 1 if score[0] == 0 or f > 0 else 0, n - window))
         if first not in tried and sums[f] > 0:
             return first
     return None
@@ -347,6 +348,7 @@ class Lns:
         slack = self.settings.slack
         if slack == 0:
             return built
+        built = self._aligned(built)
         p = built.problem
         future = tuple(replace(f, latest_end=f.latest_end + slack) for f in p.future)
         ops = tuple(replace(o, latest_end=o.latest_end + slack) if o.latest_end is not None else o for o in p.ops)
@@ -362,6 +364,35 @@ class Lns:
             problem = _forgive(problem, short, slack)
             slack *= 2
         return replace(built, problem=problem, hint_ok=not check(problem, built.hint))
+
+    def _aligned(self, built: BuiltWindow) -> BuiltWindow:
+        """The hint with every load that the incumbent starts at or after an execution's end starting at or
+        after that execution's rounded end too.
+
+        The window's hint rounds execution ends up and load starts down, so a
+        load the incumbent issues the instant an operator ends (and frees its
+        hot bytes) would overlap it by one cycle and can overfill SRAM. Kept
+        only if the hint breaks fewer of the model's constraints that way.
+        """
+        p, h, inc = built.problem, built.hint, self.incumbent
+        placed = {w.op: w.options[h.choice[k]] for k, w in enumerate(p.ops) if w.load == "free"}
+        placed.update({f.op: f.option for f in p.future})
+        starts, ends = dict(h.load_start), dict(h.load_end)
+        for op, opt in placed.items():
+            t = float(inc.load_start[op])
+            done = [h.exec_end[k] for k, w in enumerate(p.ops) if float(inc.exec_end[w.op]) <= t + 1e-6]
+            if not done or max(done) <= starts[op]:
+                continue
+            new = max(done)
+            if op in ends:  # fluid: same end, a shorter interval if it still has its shortest length
+                if ends[op] - new >= opt.load_time:
+                    starts[op] = new
+            else:
+                starts[op] = new
+        hint = WindowAssignment(list(h.choice), list(h.exec_start), list(h.exec_end), starts, ends)
+        if len(check(p, hint)) < len(check(p, h)):
+            return replace(built, hint=hint, hint_ok=not check(p, hint))
+        return built
 
     def repair(self, built: BuiltWindow) -> Outcome:
         return solve_neighbourhood(built, self.solver)
