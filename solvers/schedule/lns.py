@@ -22,7 +22,8 @@ loses most:
    before the window stays where it is.
 3. **Repair** it with the window model of :mod:`formulations.schedule.window`
    and CP-SAT, hinted with the incumbent (shifted onto the model's whole
-   cycles). The model's conservative rounding can make a tight incumbent
+   cycles), minimising first the end-to-end lag (:func:`lag`: the rest of the
+   program moves as one block, so that is all a window can gain). The model's conservative rounding can make a tight incumbent
    unrepresentable by a few cycles; the neighbourhood's boundary (how late a
    freed later load may end, how much interconnect work a load issued before
    the window still owes) is widened by ``slack`` cycles so that the
