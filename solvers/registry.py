@@ -28,6 +28,7 @@ from elk.errors import SolverConfigError
 from elk.schedule import Schedule
 from elk.workload import Workload
 from solvers.schedule import designs
+from solvers.schedule.lns import LnsSettings
 from solvers.solver_options import CpsatOptions, ExactOptions, MilpOptions, PeriodicOptions, WindowOptions
 
 Strategy = Callable[..., Schedule]
@@ -49,6 +50,11 @@ def _periodic(workload: Workload, warm: Schedule, o: PeriodicOptions) -> Schedul
                     deterministic_time=o.deterministic_time)
 
 
+def _lns(workload: Workload, warm: Schedule, o: Any) -> Schedule:
+    from solvers.schedule.lns import lns
+    return lns(workload, warm, o, records=o.records)
+
+
 def _windows(workload: Workload, warm: Schedule, o: WindowOptions) -> Schedule:
     from solvers.schedule.windowed import windowed_with
     return windowed_with(workload, warm, o)
@@ -67,6 +73,7 @@ EXACT: dict[str, ExactKind] = {
     "periodic": ExactKind(PeriodicOptions, _periodic),
     "cpsat": ExactKind(CpsatOptions, _windows),
     "milp": ExactKind(MilpOptions, _windows),
+    "lns": ExactKind(LnsSettings, _lns),
 }
 EXACT_DESIGNS = tuple(EXACT)
 #: designs made by the inductive heuristics (all five of the paper's, Ideal among them)

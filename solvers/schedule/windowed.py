@@ -181,7 +181,9 @@ class WindowedSolver:
                       load_work=work, load_cap=cap or SHARE_SCALE)
 
     # -- one window --------------------------------------------------------------
-    def build(self, first: int, stop: int, commit: int, state: StitchState) -> BuiltWindow:
+    def build(self, first: int, stop: int, commit: int, state: StitchState, *, pull: int = 0) -> BuiltWindow:
+        """The window [first, stop) over ``state``; ``pull`` more loads the warm start issued after the window
+        (the next ones on its channel) are placed too, so a large-neighbourhood search may bring them forward."""
         w, ws = self.w, self.warm
         entry, e, a, b, committed = state.entry, state.exec_end, state.load_start, state.load_end, state.committed
         origin = float(e[first - 1]) if first > 0 else self.begin
@@ -198,6 +200,10 @@ class WindowedSolver:
         window_end_ws = float(ws.exec_end[stop - 1])
         future_ops = [int(j) for j in range(stop, len(w)) if w.load_bytes[j] > 0 and not committed[j]
                       and ws.load_start[j] < window_end_ws]
+        if pull > 0:
+            later = [int(j) for j in range(stop, len(w)) if w.load_bytes[j] > 0 and not committed[j]
+                     and ws.load_start[j] >= window_end_ws]
+            future_ops += sorted(later, key=lambda j: (ws.load_start[j], j))[:pull]
         # each load is rounded up to whole cycles: a chain of them may end this much later than the warm start
         slack = 1 + len(future_ops) + int(sum(1 for i in range(first, stop) if w.load_bytes[i] > 0))
         ops, hint_choice = [], []
