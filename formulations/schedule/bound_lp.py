@@ -22,6 +22,23 @@ What it keeps of DESIGN.md §5 (rules 1-4), per operator i in program order:
   cores). Work done by ``e[i]`` beyond ``H[<= i]`` is work on such loads, so
   ``(Ge[i] - H[<= i]) * bwc + sum_p y hot_p <= SRAM``.
 
+* rule 3 again, with each load charged at the layout its operator's plan asks
+  for: a load of HBM work ``h_j`` whose operator runs row p needs ``h_j *
+  rho_min * ratio_p`` cycles of interconnect (``ratio_p`` = the row's cold bytes
+  / the minimum cold bytes: the broadcast ratio), linear in the same ``y[j, p]``
+  the time, communication and SRAM rows use. Loads and communication share the
+  one interconnect, one cycle of it per cycle, and every load of an operator
+  ``<= i`` is done when i starts, so ``s[i] >= sum_{j <= i} sum_p y[j,p] noc_p +
+  sum_{k < i} sum_p y[k,p] C_p`` (kept at the operators with a load: elsewhere
+  it follows from the one before, executions being serial), and the last
+  execution ends after all of it: ``s[n-1] + d[n-1] >= all loads' and all
+  communication's interconnect cycles``. Under fluid loads a load's
+  interconnect work is still bytes x ratio (only its rate varies), and rigid
+  loads are a special case, so this holds under both models. (A part of a
+  program, ``free_entry``, is charged its own communication only.) These rows
+  can be left out of a first solve (``staged``): if its optimum meets them it
+  is optimal with them too; either optimum is a bound.
+
 The first event is at time 0 (``G(0) = 0``, every time >= 0); the objective is the
 end of the last execution. Every valid schedule, under either load model and
 any load order, gives a feasible point with the same objective (its own plan
@@ -48,6 +65,18 @@ class BoundData:
     rho_min: float  # interconnect work per HBM cycle of the cheapest load
     sram: float  # bytes per core
     bwc: float  # HBM bytes per cycle per core (min-cold bytes a cycle of HBM work brings to each core)
+    #: broadcast ratio (cold bytes / minimum cold bytes) of each candidate row's cold layout; None: all 1
+    ratio: list[np.ndarray] | None = None
+
+    def ratios(self) -> list[np.ndarray]:
+        if self.ratio is None:
+            return [np.ones(len(t)) for t in self.time]
+        return self.ratio
+
+    def part(self, part: slice) -> "BoundData":
+        """The data of a run of consecutive operators (one layer)."""
+        return BoundData(time=self.time[part], comm=self.comm[part], hot=self.hot[part], hbm=self.hbm[part],
+                         rho_min=self.rho_min, sram=self.sram, bwc=self.bwc, ratio=self.ratios()[part])
 
 
 @dataclass
@@ -59,12 +88,21 @@ class BoundLp:
     start: np.ndarray  # column of s[i]
     duration: np.ndarray  # column of d[i]
     choice: list[np.ndarray]  # columns of y[i, :]
+    late: "_Rows | None" = None  # rows not yet in the model (``staged``)
+    late_slack: "object | None" = None  # primal values -> least slack of the late rows (negative: violated)
+
+    def add_late(self) -> None:
+        """Add the rows left out by ``staged``; HiGHS then re-solves from the basis it has."""
+        if self.late is not None:
+            self.highs.addRows(*_csr_args(self.late))
+            self.late = None
 
     def objective(self) -> float:
         return float(self.highs.getInfo().objective_function_value)
 
 
-def build_bound_lp(data: BoundData, integer: bool = False, pairs: int = 0, free_entry: bool = False) -> BoundLp:
+def build_bound_lp(data: BoundData, integer: bool = False, pairs: int = 0, free_entry: bool = False,
+                   staged: bool = False) -> BoundLp:
     """The relaxation; ``pairs`` > 0 adds, for each execution, binaries saying whether each of the next
     ``pairs`` large loads has begun before it ends (see :func:`_add_full_charge`); useful with ``integer``.
 
@@ -74,17 +112,18 @@ def build_bound_lp(data: BoundData, integer: bool = False, pairs: int = 0, free_
     """
     n = len(data.hbm)
     sizes = np.array([len(t) for t in data.time])
-    # columns: s, d, Gs, Ge (n each), then the choice columns, then the pair binaries
+    # columns: s, d, Gs, Ge (n each), the choice columns, the pair binaries, then P and Q (one per loading operator)
     s, d, gs, ge = (np.arange(k * n, (k + 1) * n) for k in range(4))
     offsets = 4 * n + np.concatenate([[0], np.cumsum(sizes)[:-1]])
     choice = [np.arange(o, o + k) for o, k in zip(offsets, sizes)]
     pair_k, pair_j = _pairs(data.hbm, pairs)
     first_z = 4 * n + int(sizes.sum())
-    ncols = first_z + len(pair_k)
+    first_pq = first_z + len(pair_k)
+    ncols = first_pq + (0 if free_entry else 2 * int((data.hbm > 0).sum()))
     inf = highspy.kHighsInf
     lower = np.zeros(ncols)
     upper = np.full(ncols, inf)
-    upper[4 * n:] = 1.0
+    upper[4 * n:first_pq] = 1.0
     cost = np.zeros(ncols)
     cost[s[-1]] = cost[d[-1]] = 1.0
 
@@ -98,6 +137,8 @@ def build_bound_lp(data: BoundData, integer: bool = False, pairs: int = 0, free_
     t_all = np.concatenate(data.time)
     c_all = np.concatenate(data.comm)
     h_all = np.concatenate(data.hot)
+    # interconnect cycles of the operator's load if it runs this row: HBM work x rho_min x the row's broadcast ratio
+    noc_all = data.hbm[owner] * rho * np.concatenate(data.ratios())
     # sum_p y = 1
     rows.add_block(np.ones(n), np.ones(n), row_of=owner, cols=all_choice, vals=np.ones(len(all_choice)))
     # d - sum y T >= 0
@@ -111,6 +152,35 @@ def build_bound_lp(data: BoundData, integer: bool = False, pairs: int = 0, free_
     # SRAM while i runs: preloaded work at min cold plus the running plan's hot bytes
     rows.add_pairs(np.full(n, -inf), data.sram / data.bwc + prefix, [(ge, 1.0)],
                    extra=(owner, all_choice, h_all / data.bwc))
+    # the interconnect, with every load charged at its chosen row's layout (see the module docstring), at the
+    # starts of the operators with a load (elsewhere the row follows from the one before: executions are serial):
+    # P[m] = P[m-1] + sum_p y[l_m,p] noc_p (loads of operators <= l_m), Q[m] = Q[m-1] + the communication of
+    # the operators in [l_{m-1}, l_m) (those < l_m); a part of a program is charged its communication only
+    late = _Rows()  # solved after the rest, from its optimal basis (see BoundLp.add_late)
+    loaded = np.flatnonzero(data.hbm > 0) if not free_entry else np.zeros(0, np.int64)
+    m = len(loaded)
+    if m:
+        pc, qc = (first_pq + np.arange(k * m, (k + 1) * m) for k in range(2))
+        seg = np.searchsorted(loaded, owner, side="right")  # choice column's operator is < l_seg, >= l_{seg-1}
+        mine = np.flatnonzero(np.isin(owner, loaded))
+        late.add_block(np.zeros(m), np.zeros(m),
+                       row_of=np.concatenate([np.arange(m), np.arange(1, m), np.searchsorted(loaded, owner[mine])]),
+                       cols=np.concatenate([pc, pc[:-1], all_choice[mine]]),
+                       vals=np.concatenate([np.ones(m), -np.ones(m - 1), -noc_all[mine]]))
+        before = seg < m
+        late.add_block(np.zeros(m), np.zeros(m),
+                       row_of=np.concatenate([np.arange(m), np.arange(1, m), seg[before]]),
+                       cols=np.concatenate([qc, qc[:-1], all_choice[before]]),
+                       vals=np.concatenate([np.ones(m), -np.ones(m - 1), -c_all[before]]))
+        late.add_pairs(np.zeros(m), np.full(m, inf), [(s[loaded], 1.0), (pc, -1.0), (qc, -1.0)])
+        # by the end: every load, and all communication
+        after = ~before
+        late.add_block(np.zeros(1), np.array([inf]), row_of=np.zeros(4 + int(after.sum()), int),
+                       cols=np.concatenate([[s[-1], d[-1], pc[-1], qc[-1]], all_choice[after]]),
+                       vals=np.concatenate([[1.0, 1.0, -1.0, -1.0], -c_all[after]]))
+    else:
+        late.add_block(np.zeros(1), np.array([inf]), row_of=np.zeros(2 + len(all_choice), int),
+                       cols=np.concatenate([[s[-1], d[-1]], all_choice]), vals=np.concatenate([[1.0, 1.0], -c_all]))
     if n > 1:
         # executions in order; G between them never falls and rises at most ``rate``
         rows.add_pairs(np.zeros(n - 1), np.full(n - 1, inf), [(s[1:], 1.0), (s[:-1], -1.0), (d[:-1], -1.0)])
@@ -131,10 +201,25 @@ def build_bound_lp(data: BoundData, integer: bool = False, pairs: int = 0, free_
     h.changeColsCost(ncols, np.arange(ncols, dtype=np.int32), cost)
     lo, hi, starts, index, value = rows.csr()
     h.addRows(len(lo), lo, hi, len(index), starts, index, value)
+    if integer or not staged:
+        h.addRows(*_csr_args(late))
+        late = None
+
+    def late_slack(x: np.ndarray) -> float:
+        """The least slack of the interconnect rows at primal values ``x`` (P and Q recomputed from y)."""
+        y = x[all_choice]
+        noc_op = np.bincount(owner, y * noc_all, minlength=n)
+        comm_op = np.bincount(owner, y * c_all, minlength=n)
+        before = np.concatenate([[0.0], np.cumsum(comm_op)[:-1]])  # communication of the operators < i
+        end = x[s[-1]] + x[d[-1]] - comm_op.sum()
+        if free_entry:
+            return float(end)
+        need = np.cumsum(noc_op) + before
+        return float(min(end - noc_op.sum(), (x[s[loaded]] - need[loaded]).min() if len(loaded) else np.inf))
     if integer:
-        binaries = np.concatenate([all_choice, np.arange(first_z, ncols)]).astype(np.int32)
+        binaries = np.concatenate([all_choice, np.arange(first_z, first_pq)]).astype(np.int32)
         h.changeColsIntegrality(len(binaries), binaries, np.full(len(binaries), highspy.HighsVarType.kInteger))
-    return BoundLp(h, n, s, d, choice)
+    return BoundLp(h, n, s, d, choice, late, late_slack)
 
 
 def _pairs(hbm: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -208,6 +293,11 @@ def _add_full_charge(rows: "_Rows", data: BoundData, s, d, owner, all_choice, h_
                        vals=np.tile([1.0, -1.0], m))
 
 
+def _csr_args(rows: "_Rows") -> tuple:
+    lo, hi, starts, index, value = rows.csr()
+    return len(lo), lo, hi, len(index), starts, index, value
+
+
 class _Rows:
     """Row-wise sparse constraints built from whole arrays at once (no loop over operators)."""
 
@@ -243,6 +333,8 @@ class _Rows:
         self.add_block(lo, hi, np.concatenate(rs), np.concatenate(cs), np.concatenate(vs))
 
     def csr(self):
+        if not self.count:
+            return np.zeros(0), np.zeros(0), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0)
         r = np.concatenate(self.r)
         c = np.concatenate(self.c)
         v = np.concatenate(self.v)

@@ -114,21 +114,26 @@ def closed_form_bounds(workload: Workload) -> list[Bound]:
 
 
 def bound_data(workload: Workload) -> BoundData:
-    """Each operator's undominated plan rows in (time, communication, hot bytes), and the chip's ratios."""
+    """Each operator's undominated plan rows in (time, communication, hot bytes, cold bytes), the broadcast ratio
+    of each row's cold layout (its load's interconnect work per byte), and the chip's ratios."""
     rows: dict[int, tuple] = {}
-    time_, comm, hot = [], [], []
+    time_, comm, hot, ratio = [], [], [], []
     for t in workload.tables:
         if id(t) not in rows:
-            keep = undominated(np.stack([t.time, t.comm, t.hot.astype(float)], axis=1))
-            rows[id(t)] = (t.time[keep].astype(float), t.comm[keep].astype(float), t.hot[keep].astype(float))
-        tm, cm, ht = rows[id(t)]
+            keep = undominated(np.stack([t.time, t.comm, t.hot.astype(float), t.cold.astype(float)], axis=1))
+            least = float(t.cold.min())
+            rel = t.cold[keep] / least if least > 0 else np.ones(len(keep))
+            rows[id(t)] = (t.time[keep].astype(float), t.comm[keep].astype(float), t.hot[keep].astype(float),
+                           rel.astype(float))
+        tm, cm, ht, rl = rows[id(t)]
         time_.append(tm)
         comm.append(cm)
         hot.append(ht)
+        ratio.append(rl)
     chip = workload.chip
     return BoundData(time=time_, comm=comm, hot=hot, hbm=workload.hbm_cycles.astype(float),
                      rho_min=chip.hbm_bytes_per_cycle / workload.noc_load_bytes_per_cycle,
-                     sram=float(chip.sram_per_core), bwc=chip.hbm_bytes_per_cycle / chip.cores)
+                     sram=float(chip.sram_per_core), bwc=chip.hbm_bytes_per_cycle / chip.cores, ratio=ratio)
 
 
 def undominated(points: np.ndarray) -> np.ndarray:
@@ -149,7 +154,9 @@ def lp_bound(workload: Workload, *, integer: bool = False, time_limit: float | N
     """
     import highspy
     started = time.perf_counter()
-    lp = build_bound_lp(bound_data(workload), integer=integer, pairs=pairs)
+    # the LP is solved first without its interconnect prefix rows; where its optimum already meets them (the
+    # interconnect does not bind, e.g. all-to-all chips) it is the optimum with them too, and costs nothing more
+    lp = build_bound_lp(bound_data(workload), integer=integer, pairs=pairs, staged=not integer)
     h = lp.highs
     use_highs_threads(int(threads))
     h.setOptionValue("threads", int(threads))
@@ -159,6 +166,15 @@ def lp_bound(workload: Workload, *, integer: bool = False, time_limit: float | N
     with native_output_silenced():
         h.run()
     status = h.getModelStatus()
+    if lp.late is not None and status == highspy.HighsModelStatus.kOptimal:
+        x = np.asarray(h.getSolution().col_value)
+        if lp.late_slack(x) < -1e-7 * max(lp.objective(), 1.0):
+            lp.add_late()
+            if time_limit is not None:
+                h.setOptionValue("time_limit", max(float(time_limit) - (time.perf_counter() - started), 1.0))
+            with native_output_silenced():
+                h.run()
+            status = h.getModelStatus()
     info = h.getInfo()
     version = f"HiGHS {highspy.Highs().version()}" if hasattr(highspy.Highs(), "version") else "HiGHS"
     name = "milp" if integer else "lp"
@@ -203,8 +219,7 @@ def layer_bound(workload: Workload, *, time_limit: float | None = None, threads:
     data = bound_data(workload)
     first = structure.start
     part = slice(first, first + structure.length)
-    layer = BoundData(time=data.time[part], comm=data.comm[part], hot=data.hot[part], hbm=data.hbm[part],
-                      rho_min=data.rho_min, sram=data.sram, bwc=data.bwc)
+    layer = data.part(part)
     lp = build_bound_lp(layer, integer=True, pairs=pairs, free_entry=True)
     h = lp.highs
     use_highs_threads(int(threads))
