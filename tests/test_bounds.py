@@ -192,3 +192,31 @@ def test_loads_charged_at_the_chosen_layout_raise_the_lp_and_stay_below_the_opti
             if v.valid:
                 assert lp.cycles <= v.latency_cycles * (1 + 1e-9), name
     assert raised >= 3, raised
+
+
+@pytest.mark.solver
+def test_the_schedule_read_off_the_relaxation_is_judged_and_never_beats_the_bound():
+    """solvers.schedule.from_bound: its schedules are valid on most small fluid programs, never below the LP."""
+    from solvers.schedule.from_bound import bound_guided
+    rng = np.random.default_rng(21)
+    valid = 0
+    for _ in range(8):
+        w = Workload.build(random_program(rng), random_chip(rng, "fluid"))
+        verdict = simulate(w, bound_guided(w, ratio_cap=1.5, time_limit=30))
+        if verdict.valid:
+            valid += 1
+            assert verdict.latency_cycles >= lp_bound(w).cycles
+    assert valid >= 4, valid
+
+
+@pytest.mark.slow
+def test_opt30b_certified_gap_within_two_percent_with_the_relaxation_schedule():
+    """OPT-30B on the default chip (fluid): the schedule read off the relaxation is valid and within 2% of the LP."""
+    from elk.chip import resolve_chip
+    from elk.graphs.zoo import build_program
+    from solvers.schedule.from_bound import bound_guided
+    w = Workload.build(build_program("opt-30b", batch=32, seq=2048, mode="decode"), resolve_chip("ipu-pod4"))
+    verdict = simulate(w, bound_guided(w, ratio_cap=1.1))
+    bound = lp_bound(w)
+    assert verdict.valid, verdict.violations[:1]
+    assert bound.cycles <= verdict.latency_cycles <= 1.02 * bound.cycles, (verdict.latency_ms, bound.ms)
