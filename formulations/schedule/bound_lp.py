@@ -102,7 +102,7 @@ class BoundLp:
 
 
 def build_bound_lp(data: BoundData, integer: bool = False, pairs: int = 0, free_entry: bool = False,
-                   staged: bool = False) -> BoundLp:
+                   staged: bool = False, link: bool = False) -> BoundLp:
     """The relaxation; ``pairs`` > 0 adds, for each execution, binaries saying whether each of the next
     ``pairs`` large loads has begun before it ends (see :func:`_add_full_charge`); useful with ``integer``.
 
@@ -118,12 +118,14 @@ def build_bound_lp(data: BoundData, integer: bool = False, pairs: int = 0, free_
     choice = [np.arange(o, o + k) for o, k in zip(offsets, sizes)]
     pair_k, pair_j = _pairs(data.hbm, pairs)
     first_z = 4 * n + int(sizes.sum())
-    first_pq = first_z + len(pair_k)
-    ncols = first_pq + (0 if free_entry else 2 * int((data.hbm > 0).sum()))
+    first_u = first_z + len(pair_k)  # u[k, j]: the cold bytes j's begun load holds while k runs (0 if not begun)
+    first_pq = first_u + len(pair_k)
+    first_link = first_pq + (0 if free_entry else 2 * int((data.hbm > 0).sum()))
+    ncols = first_link + (3 * n if link else 0)
     inf = highspy.kHighsInf
     lower = np.zeros(ncols)
     upper = np.full(ncols, inf)
-    upper[4 * n:first_pq] = 1.0
+    upper[4 * n:first_u] = 1.0
     cost = np.zeros(ncols)
     cost[s[-1]] = cost[d[-1]] = 1.0
 
@@ -192,8 +194,11 @@ def build_bound_lp(data: BoundData, integer: bool = False, pairs: int = 0, free_
         upper[s[0]] = 0.0
     else:
         rows.add_pairs(np.array([-inf]), np.array([0.0]), [(gs[:1], 1.0), (s[:1], -rate)])
+    if link:
+        _add_link(rows, data, n, s, d, gs, ge, owner, all_choice, c_all, h_all, noc_all, first_link, free_entry, rho)
     if len(pair_k):
-        _add_full_charge(rows, data, s, d, owner, all_choice, h_all, pair_k, pair_j, first_z, rho)
+        _add_full_charge(rows, data, s, d, owner, all_choice, h_all, pair_k, pair_j, first_z, rho, choice,
+                         first_u if link else None)
 
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
@@ -217,9 +222,46 @@ def build_bound_lp(data: BoundData, integer: bool = False, pairs: int = 0, free_
         need = np.cumsum(noc_op) + before
         return float(min(end - noc_op.sum(), (x[s[loaded]] - need[loaded]).min() if len(loaded) else np.inf))
     if integer:
-        binaries = np.concatenate([all_choice, np.arange(first_z, first_pq)]).astype(np.int32)
+        binaries = np.concatenate([all_choice, np.arange(first_z, first_u)]).astype(np.int32)
         h.changeColsIntegrality(len(binaries), binaries, np.full(len(binaries), highspy.HighsVarType.kInteger))
     return BoundLp(h, n, s, d, choice, late, late_slack)
+
+
+def _add_link(rows: "_Rows", data: BoundData, n, s, d, gs, ge, owner, all_choice, c_all, h_all, noc_all, first,
+              free_entry: bool, rho: float) -> None:
+    """``N(t)``, the interconnect work the loads have done by ``t``, at the execution boundaries
+    (``Ns[i]``, ``Ne[i]``), with each load charged at its chosen row's broadcast ratio; ``P[i]`` that of the loads
+    of operators ``<= i``.
+
+    * every load of an operator ``<= i`` is done when i starts: ``Ns[i] >= P[i]``;
+    * N rises at least ``rho_min`` x G's rise (a ratio is at least 1), inside an execution at most what its
+      communication leaves, between executions at most one cycle a cycle (and, for a whole program, from 0);
+    * SRAM while i runs: the loads of later operators have done ``Ne[i] - P[i]`` of interconnect work, and a begun
+      load holds its chosen layout, ratio x its minimum cold bytes, which is ``bwc / rho_min`` bytes per core per
+      cycle of its whole interconnect work, so at least that per cycle of what it has done:
+      ``hot + (bwc / rho_min) (Ne[i] - P[i]) <= SRAM``.
+    Valid under either load model (a load's interconnect work is bytes x ratio however its rate varies).
+    """
+    inf = highspy.kHighsInf
+    ns, ne, pn = (first + np.arange(k * n, (k + 1) * n) for k in range(3))
+    ops = np.arange(n)
+    rows.add_block(np.zeros(n), np.zeros(n), row_of=np.concatenate([ops, np.arange(1, n), owner]),
+                   cols=np.concatenate([pn, pn[:-1], all_choice]),
+                   vals=np.concatenate([np.ones(n), -np.ones(n - 1), -noc_all]))
+    rows.add_pairs(np.zeros(n), np.full(n, inf), [(ns, 1.0), (pn, -1.0)])
+    rows.add_pairs(np.zeros(n), np.full(n, inf), [(ne, 1.0), (ns, -1.0), (ge, -rho), (gs, rho)])
+    rows.add_pairs(np.full(n, -inf), np.zeros(n), [(ne, 1.0), (ns, -1.0), (d, -1.0)], extra=(owner, all_choice, c_all))
+    if rho > 0:
+        rows.add_pairs(np.full(n, -inf), np.full(n, data.sram), [(ne, data.bwc / rho), (pn, -data.bwc / rho)],
+                       extra=(owner, all_choice, h_all))
+    if n > 1:
+        rows.add_pairs(np.zeros(n - 1), np.full(n - 1, inf),
+                       [(ns[1:], 1.0), (ne[:-1], -1.0), (gs[1:], -rho), (ge[:-1], rho)])
+        rows.add_pairs(np.full(n - 1, -inf), np.zeros(n - 1),
+                       [(ns[1:], 1.0), (ne[:-1], -1.0), (s[1:], -1.0), (s[:-1], 1.0), (d[:-1], 1.0)])
+    rows.add_pairs(np.zeros(1), np.array([inf]), [(ns[:1], 1.0), (gs[:1], -rho)])
+    if not free_entry:
+        rows.add_pairs(np.array([-inf]), np.zeros(1), [(ns[:1], 1.0), (s[:1], -1.0)])
 
 
 def _pairs(hbm: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -242,11 +284,14 @@ def _pairs(hbm: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _add_full_charge(rows: "_Rows", data: BoundData, s, d, owner, all_choice, h_all, pair_k, pair_j, first_z,
-                     rho: float) -> None:
+                     rho: float, choice: list[np.ndarray], first_u: int | None) -> None:
     """Loads charged whole: ``z[k, j] = 1`` iff operator j's load has begun when execution k ends.
 
-    * SRAM while k runs: its hot bytes plus the minimum cold bytes of every such
-      j (a begun load holds its whole layout, not only what has arrived);
+    * SRAM while k runs: its hot bytes plus the cold bytes of every such j (a
+      begun load holds its whole layout, not only what has arrived): its
+      minimum cold bytes, or with ``first_u`` the cold bytes of the layout its
+      chosen row asks for (``u[k, j]``, an exact linearisation of ``z[k, j]`` x
+      the chosen row's cold bytes);
     * otherwise j's load lies wholly after k and before j starts, and so do those
       of the operators between them that have not begun either (one channel):
       ``s[j] - e[k] >= sum over i in (k, j] with z[k, i] = 0 of L_i``, with
@@ -264,9 +309,29 @@ def _add_full_charge(rows: "_Rows", data: BoundData, s, d, owner, all_choice, h_
     row_of_k = np.full(n, -1)
     row_of_k[ks] = np.arange(len(ks))
     has = row_of_k[owner] >= 0
-    rows.add_block(np.full(len(ks), -inf), np.full(len(ks), data.sram),
-                   row_of=np.concatenate([row_of_k[owner[has]], row_of_k[pair_k]]),
-                   cols=np.concatenate([all_choice[has], z]), vals=np.concatenate([h_all[has], cold[pair_j]]))
+    if first_u is None:  # begun loads charged their minimum cold bytes
+        rows.add_block(np.full(len(ks), -inf), np.full(len(ks), data.sram),
+                       row_of=np.concatenate([row_of_k[owner[has]], row_of_k[pair_k]]),
+                       cols=np.concatenate([all_choice[has], z]), vals=np.concatenate([h_all[has], cold[pair_j]]))
+    else:
+        u = first_u + np.arange(len(pair_k))
+        rows.add_block(np.full(len(ks), -inf), np.full(len(ks), data.sram),
+                       row_of=np.concatenate([row_of_k[owner[has]], row_of_k[pair_k]]),
+                       cols=np.concatenate([all_choice[has], u]), vals=np.concatenate([h_all[has], np.ones(len(u))]))
+        # u[k, j] = z[k, j] x the cold bytes of j's chosen row (ratio x its minimum cold), linearised exactly for
+        # binaries: u >= min cold x z, and u >= chosen cold - max cold x (1 - z)
+        ratios = data.ratios()
+        npair = len(pair_k)
+        rows.add_block(np.zeros(npair), np.full(npair, inf), row_of=np.repeat(np.arange(npair), 2),
+                       cols=np.column_stack([u, z]).ravel(), vals=np.column_stack([np.ones(npair), -cold[pair_j]]).ravel())
+        cmax = np.array([cold[j] * ratios[j].max() for j in pair_j])
+        r_, c_, v_ = [np.arange(npair), np.arange(npair)], [u, z], [np.ones(npair), -cmax]
+        for q, j in enumerate(pair_j):
+            r_.append(np.full(len(choice[j]), q))
+            c_.append(choice[j])
+            v_.append(-cold[j] * ratios[j])
+        rows.add_block(-cmax, np.full(npair, inf), row_of=np.concatenate(r_), cols=np.concatenate(c_),
+                       vals=np.concatenate(v_))
     # exposure rows, one per pair: s[j] - s[k] - d[k] + sum_{i <= j in k's pairs} L_i z[k, i] >= sum L_i
     r, c, v, lo = [], [], [], []
     for row, (k, j) in enumerate(zip(pair_k, pair_j)):

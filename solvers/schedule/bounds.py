@@ -198,7 +198,8 @@ def check_time_limit(value: object, what: str) -> None:
         raise ElkError(f"{what} must be a positive number of seconds, got {value!r}")
 
 
-def layer_bound(workload: Workload, *, time_limit: float | None = None, threads: int = 1, pairs: int = 4) -> Bound:
+def layer_bound(workload: Workload, *, time_limit: float | None = None, threads: int = 1, pairs: int = 4,
+                chosen_layouts: bool | None = None) -> Bound:
     """Repeated layers: ``count x`` (a proven bound on one layer's span) + the other operators' fastest plans.
 
     Executions run in program order, so a layer's executions occupy a span no
@@ -210,6 +211,12 @@ def layer_bound(workload: Workload, *, time_limit: float | None = None, threads:
     MILP with whole plan choices and whole-load SRAM charges (``pairs``), so it
     sees what exposing a load between two executions costs where SRAM is short.
     The MILP's proven dual bound is used, at optimality or at the time limit.
+
+    ``chosen_layouts`` (default: where one layer's loads and its largest hot
+    footprint do not fit in SRAM together) also charges loads at the layouts
+    their chosen plans ask for: their interconnect work at the chosen broadcast
+    ratio, and the SRAM a begun load holds at its chosen cold bytes (see
+    ``_add_link`` and ``_add_full_charge`` in :mod:`formulations.schedule.bound_lp`).
     """
     import highspy
     started = time.perf_counter()
@@ -220,7 +227,12 @@ def layer_bound(workload: Workload, *, time_limit: float | None = None, threads:
     first = structure.start
     part = slice(first, first + structure.length)
     layer = data.part(part)
-    lp = build_bound_lp(layer, integer=True, pairs=pairs, free_entry=True)
+    # where one layer's loads and its largest hot footprint do not fit in SRAM at once, SRAM is what the layer's
+    # schedule fights over: charge begun loads at their chosen layouts (more rows and columns, a slower MILP)
+    tight = float(layer.hbm.sum() * layer.bwc + max(h.min() for h in layer.hot)) > layer.sram
+    if chosen_layouts is not None:
+        tight = bool(chosen_layouts)
+    lp = build_bound_lp(layer, integer=True, pairs=pairs, free_entry=True, link=tight)
     h = lp.highs
     use_highs_threads(int(threads))
     h.setOptionValue("threads", int(threads))
