@@ -236,7 +236,11 @@ def layer_bound(workload: Workload, *, time_limit: float | None = None, threads:
     # bound, so it only ever raises the plain one's (both are bounds)
     dual, optimal = _layer_dual(workload, layer, pairs, False, time_limit, threads)
     if tight:
-        left = None if time_limit is None else max(float(time_limit) - (time.perf_counter() - started), 1.0)
+        # at most a few times what the plain model took (it may not finish where the plain one barely did)
+        plain = time.perf_counter() - started
+        left = max(10.0, 4 * plain)
+        if time_limit is not None:
+            left = min(left, max(float(time_limit) - plain, 1.0))
         more, more_optimal = _layer_dual(workload, layer, pairs, True, left, threads)
         if more > dual:
             dual, optimal = more, more_optimal
