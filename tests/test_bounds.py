@@ -152,7 +152,73 @@ def test_the_layer_bound_is_below_the_exact_optimum(load_model):
         chip = random_chip(rng, load_model).with_overrides(sram_per_core=int(rng.choice([12, 24, 48])) * 1024)
         w = Workload.build(program, chip)
         bound = layer_bound(w, time_limit=60)
+        chosen = layer_bound(w, time_limit=60, chosen_layouts=True)
         sched, record = exact_whole_program(w)
         verdict = simulate(w, sched)
         assert verdict.valid
-        assert bound.cycles <= verdict.latency_cycles * (1 + 1e-9), (bound, verdict.latency_cycles, record.status)
+        for b in (bound, chosen):
+            assert b.cycles <= verdict.latency_cycles * (1 + 1e-9), (b, verdict.latency_cycles, record.status)
+
+
+def slow_noc_chip(rng: np.random.Generator, load_model: str):
+    """A chip whose interconnect is slow next to its HBM: a load's broadcast ratio decides how long it takes."""
+    return random_chip(rng, load_model).with_overrides(noc_scale=float(rng.choice([0.01, 0.02, 0.05])))
+
+
+@pytest.mark.solver
+@pytest.mark.parametrize("load_model", ["fluid", "rigid"])
+def test_loads_charged_at_the_chosen_layout_raise_the_lp_and_stay_below_the_optimum(load_model):
+    """Charging each load's interconnect work at its chosen plan's broadcast ratio (not the cheapest layout's)
+    raises the LP where the interconnect is slow, and the LP stays below the exact optimum and every design."""
+    import dataclasses
+
+    from formulations.schedule.bound_lp import build_bound_lp
+    from solvers.schedule.bounds import bound_data
+    rng = np.random.default_rng(17 if load_model == "fluid" else 18)
+    raised = 0
+    for _ in range(8):
+        w = Workload.build(random_program(rng), slow_noc_chip(rng, load_model))
+        data = bound_data(w)
+        cheapest = build_bound_lp(dataclasses.replace(data, ratio=None))
+        cheapest.highs.run()
+        lp = lp_bound(w)
+        assert lp.status == "optimal"
+        assert lp.cycles >= cheapest.objective() * (1 - 1e-5)
+        raised += lp.cycles > cheapest.objective() * (1 + 1e-3)
+        sched, record = exact_whole_program(w)
+        verdict = simulate(w, sched)
+        assert verdict.valid, verdict.violations[:1]
+        assert lp.cycles <= verdict.latency_cycles * (1 + 1e-9), (lp, verdict.latency_cycles, record.status)
+        for name in ("basic", "static", "elk_dyn", "elk_full"):
+            v = simulate(w, getattr(designs, name)(w))
+            if v.valid:
+                assert lp.cycles <= v.latency_cycles * (1 + 1e-9), name
+    assert raised >= 3, raised
+
+
+@pytest.mark.solver
+def test_the_schedule_read_off_the_relaxation_is_judged_and_never_beats_the_bound():
+    """solvers.schedule.from_bound: its schedules are valid on most small fluid programs, never below the LP."""
+    from solvers.schedule.from_bound import bound_guided
+    rng = np.random.default_rng(21)
+    valid = 0
+    for _ in range(8):
+        w = Workload.build(random_program(rng), random_chip(rng, "fluid"))
+        verdict = simulate(w, bound_guided(w, ratio_cap=1.5, time_limit=30))
+        if verdict.valid:
+            valid += 1
+            assert verdict.latency_cycles >= lp_bound(w).cycles
+    assert valid >= 4, valid
+
+
+@pytest.mark.slow
+def test_opt30b_certified_gap_within_two_percent_with_the_relaxation_schedule():
+    """OPT-30B on the default chip (fluid): the schedule read off the relaxation is valid and within 2% of the LP."""
+    from elk.chip import resolve_chip
+    from elk.graphs.zoo import build_program
+    from solvers.schedule.from_bound import bound_guided
+    w = Workload.build(build_program("opt-30b", batch=32, seq=2048, mode="decode"), resolve_chip("ipu-pod4"))
+    verdict = simulate(w, bound_guided(w, ratio_cap=1.1))
+    bound = lp_bound(w)
+    assert verdict.valid, verdict.violations[:1]
+    assert bound.cycles <= verdict.latency_cycles <= 1.02 * bound.cycles, (verdict.latency_ms, bound.ms)

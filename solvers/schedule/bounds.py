@@ -115,21 +115,26 @@ def closed_form_bounds(workload: Workload) -> list[Bound]:
 
 
 def bound_data(workload: Workload) -> BoundData:
-    """Each operator's undominated plan rows in (time, communication, hot bytes), and the chip's ratios."""
+    """Each operator's undominated plan rows in (time, communication, hot bytes, cold bytes), the broadcast ratio
+    of each row's cold layout (its load's interconnect work per byte), and the chip's ratios."""
     rows: dict[int, tuple] = {}
-    time_, comm, hot = [], [], []
+    time_, comm, hot, ratio = [], [], [], []
     for t in workload.tables:
         if id(t) not in rows:
-            keep = undominated(np.stack([t.time, t.comm, t.hot.astype(float)], axis=1))
-            rows[id(t)] = (t.time[keep].astype(float), t.comm[keep].astype(float), t.hot[keep].astype(float))
-        tm, cm, ht = rows[id(t)]
+            keep = undominated(np.stack([t.time, t.comm, t.hot.astype(float), t.cold.astype(float)], axis=1))
+            least = float(t.cold.min())
+            rel = t.cold[keep] / least if least > 0 else np.ones(len(keep))
+            rows[id(t)] = (t.time[keep].astype(float), t.comm[keep].astype(float), t.hot[keep].astype(float),
+                           rel.astype(float))
+        tm, cm, ht, rl = rows[id(t)]
         time_.append(tm)
         comm.append(cm)
         hot.append(ht)
+        ratio.append(rl)
     chip = workload.chip
     return BoundData(time=time_, comm=comm, hot=hot, hbm=workload.hbm_cycles.astype(float),
                      rho_min=chip.hbm_bytes_per_cycle / workload.noc_load_bytes_per_cycle,
-                     sram=float(chip.sram_per_core), bwc=chip.hbm_bytes_per_cycle / chip.cores)
+                     sram=float(chip.sram_per_core), bwc=chip.hbm_bytes_per_cycle / chip.cores, ratio=ratio)
 
 
 def undominated(points: np.ndarray) -> np.ndarray:
@@ -150,7 +155,9 @@ def lp_bound(workload: Workload, *, integer: bool = False, time_limit: float | N
     """
     import highspy
     started = time.perf_counter()
-    lp = build_bound_lp(bound_data(workload), integer=integer, pairs=pairs)
+    # the LP is solved first without its interconnect prefix rows; where its optimum already meets them (the
+    # interconnect does not bind, e.g. all-to-all chips) it is the optimum with them too, and costs nothing more
+    lp = build_bound_lp(bound_data(workload), integer=integer, pairs=pairs, staged=not integer)
     h = lp.highs
     use_highs_threads(int(threads))
     h.setOptionValue("threads", int(threads))
@@ -160,6 +167,15 @@ def lp_bound(workload: Workload, *, integer: bool = False, time_limit: float | N
     with native_output_silenced():
         h.run()
     status = h.getModelStatus()
+    if lp.late is not None and status == highspy.HighsModelStatus.kOptimal:
+        x = np.asarray(h.getSolution().col_value)
+        if lp.late_slack(x) < -1e-7 * max(lp.objective(), 1.0):
+            lp.add_late()
+            if time_limit is not None:
+                h.setOptionValue("time_limit", max(float(time_limit) - (time.perf_counter() - started), 1.0))
+            with native_output_silenced():
+                h.run()
+            status = h.getModelStatus()
     info = h.getInfo()
     version = f"HiGHS {highspy.Highs().version()}" if hasattr(highspy.Highs(), "version") else "HiGHS"
     name = "milp" if integer else "lp"
@@ -183,7 +199,8 @@ def check_time_limit(value: object, what: str) -> None:
         raise ElkError(f"{what} must be a positive number of seconds, got {value!r}")
 
 
-def layer_bound(workload: Workload, *, time_limit: float | None = None, threads: int = 1, pairs: int = 4) -> Bound:
+def layer_bound(workload: Workload, *, time_limit: float | None = None, threads: int = 1, pairs: int = 4,
+                chosen_layouts: bool | None = None) -> Bound:
     """Repeated layers: ``count x`` (a proven bound on one layer's span) + the other operators' fastest plans.
 
     Executions run in program order, so a layer's executions occupy a span no
@@ -195,6 +212,12 @@ def layer_bound(workload: Workload, *, time_limit: float | None = None, threads:
     MILP with whole plan choices and whole-load SRAM charges (``pairs``), so it
     sees what exposing a load between two executions costs where SRAM is short.
     The MILP's proven dual bound is used, at optimality or at the time limit.
+
+    ``chosen_layouts`` (default: where one layer's loads and its largest hot
+    footprint do not fit in SRAM together) also charges loads at the layouts
+    their chosen plans ask for: their interconnect work at the chosen broadcast
+    ratio, and the SRAM a begun load holds at its chosen cold bytes (see
+    ``_add_link`` and ``_add_full_charge`` in :mod:`formulations.schedule.bound_lp`).
     """
     import highspy
     started = time.perf_counter()
@@ -204,9 +227,37 @@ def layer_bound(workload: Workload, *, time_limit: float | None = None, threads:
     data = bound_data(workload)
     first = structure.start
     part = slice(first, first + structure.length)
-    layer = BoundData(time=data.time[part], comm=data.comm[part], hot=data.hot[part], hbm=data.hbm[part],
-                      rho_min=data.rho_min, sram=data.sram, bwc=data.bwc)
-    lp = build_bound_lp(layer, integer=True, pairs=pairs, free_entry=True)
+    layer = data.part(part)
+    # where one layer's loads and its largest hot footprint do not fit in SRAM at once, SRAM is what the layer's
+    # schedule fights over: charge begun loads at their chosen layouts (more rows and columns, a slower MILP)
+    tight = float(layer.hbm.sum() * layer.bwc + max(h.min() for h in layer.hot)) > layer.sram
+    if chosen_layouts is not None:
+        tight = bool(chosen_layouts)
+    # the plain model first; the chosen-layout one is larger and may stop at its time limit with a weaker dual
+    # bound, so it only ever raises the plain one's (both are bounds)
+    dual, optimal = _layer_dual(workload, layer, pairs, False, time_limit, threads)
+    if tight:
+        # at most a few times what the plain model took (it may not finish where the plain one barely did)
+        plain = time.perf_counter() - started
+        left = max(10.0, 4 * plain)
+        if time_limit is not None:
+            left = min(left, max(float(time_limit) - plain, 1.0))
+        more, more_optimal = _layer_dual(workload, layer, pairs, True, left, threads)
+        if more > dual:
+            dual, optimal = more, more_optimal
+    outside = np.ones(len(workload), bool)
+    outside[structure.start:structure.stop] = False
+    rest = float(fastest_times(workload)[outside].sum())
+    status = "optimal" if optimal else "dual bound at the time limit"
+    cycles = structure.count * dual * (1 - LP_SAFETY) + rest
+    return _make(workload, "layer", cycles, started, status, f"HiGHS {highspy.Highs().version()}")
+
+
+def _layer_dual(workload: Workload, layer: BoundData, pairs: int, chosen: bool, time_limit: float | None,
+                threads: int) -> tuple[float, bool]:
+    """The one-layer MILP's proven dual bound (cycles), and whether it was solved to optimality."""
+    import highspy
+    lp = build_bound_lp(layer, integer=True, pairs=pairs, free_entry=True, link=chosen)
     h = lp.highs
     use_highs_threads(int(threads))
     h.setOptionValue("threads", int(threads))
@@ -217,13 +268,9 @@ def layer_bound(workload: Workload, *, time_limit: float | None = None, threads:
         h.run()
     dual = float(h.getInfo().mip_dual_bound)
     if not math.isfinite(dual) or dual < 0:
-        raise BoundError(f"layer bound on {workload.program.name}: no dual bound ({h.modelStatusToString(h.getModelStatus())})")
-    outside = np.ones(len(workload), bool)
-    outside[structure.start:structure.stop] = False
-    rest = float(fastest_times(workload)[outside].sum())
-    status = "optimal" if h.getModelStatus() == highspy.HighsModelStatus.kOptimal else "dual bound at the time limit"
-    cycles = structure.count * dual * (1 - LP_SAFETY) + rest
-    return _make(workload, "layer", cycles, started, status, f"HiGHS {highspy.Highs().version()}")
+        raise BoundError(f"layer bound on {workload.program.name}: no dual bound "
+                         f"({h.modelStatusToString(h.getModelStatus())})")
+    return dual, h.getModelStatus() == highspy.HighsModelStatus.kOptimal
 
 
 #: What ``compute_bounds`` computes at each level; the default (``lp``: the closed forms, the LP and, for
