@@ -161,6 +161,9 @@ def build_cpsat(problem: WindowProblem) -> CpsatWindow:
     m.add_no_overlap(load_ivs)
     m.add_cumulative(exec_iv + res_ivs, hot + res_demands, problem.sram)
 
+    # a free fluid load's top rate is its chosen option's: one Boolean per distinct rate (exactly one holds)
+    cap_groups = {k: _cap_groups(m, ops[k].options, choice[k], f"cap{k}", aux, k)
+                  for k, w in enumerate(ops) if problem.fluid and w.load == "free"}
     # interconnect: overlap of each execution with each load that may overlap it
     fluid_pairs: dict = {}  # program op -> [(work var, overlap var)] over executions
     split = _SplitOf(problem)  # the warm start's work per (execution, load), for hints
@@ -203,9 +206,8 @@ def build_cpsat(problem: WindowProblem) -> CpsatWindow:
             if problem.fluid:
                 if all(o.load_work == 0 for o in ops[j].options):
                     continue
-                cap = min(o.load_cap for o in ops[j].options)
                 ov = _overlap_var(m, start[k], end[k], a, b, lo, hi, f"ovW{k}_{j}", aux, _spans_free(k, j, ops))
-                terms.append(_fluid_pair(m, ov, cap, hi - lo + 1, f"uW{k}_{j}", fluid_pairs, ops[j].op,
+                terms.append(_fluid_pair(m, ov, cap_groups[j], hi - lo + 1, f"uW{k}_{j}", fluid_pairs, ops[j].op,
                                          aux, (k, ops[j].op), split))
                 continue
             shares = sorted({o.load_share for o in ops[j].options})
@@ -234,9 +236,8 @@ def build_cpsat(problem: WindowProblem) -> CpsatWindow:
     if problem.fluid:  # every fluid load moves its whole work: inside executions, or at its top rate outside
         for k, w in enumerate(ops):
             if w.load == "free" and any(o.load_work for o in w.options):
-                cap = min(o.load_cap for o in w.options)
                 need = sum(o.load_work * x for o, x in zip(w.options, choice[k]))
-                _fluid_progress(m, fluid_pairs.get(w.op, []), cap, lengths[w.op], need)
+                _fluid_progress(m, fluid_pairs.get(w.op, []), cap_groups[k], lengths[w.op], need)
         for f in problem.future:
             if f.option.load_work:
                 _fluid_progress(m, fluid_pairs.get(f.op, []), f.option.load_cap, lengths[f.op], f.option.load_work)
@@ -249,11 +250,32 @@ def build_cpsat(problem: WindowProblem) -> CpsatWindow:
     return CpsatWindow(problem, m, choice, start, end, duration, load_start, aux, load_end)
 
 
-def _fluid_pair(m: cp_model.CpModel, ov, cap: int, longest: int, name: str, pairs: dict, op: int, aux: list,
-                key: tuple[int, int], split: "_SplitOf"):
-    """Work ``u <= cap x overlap`` a fluid load does inside one execution (its term in the execution's row)."""
-    u = m.new_int_var(0, cap * longest, name)
-    m.add(u <= cap * ov)
+def _cap_groups(m: cp_model.CpModel, options, bools: list, name: str, aux: list, k: int) -> list[tuple[int, object]]:
+    """(top rate, literal) per distinct top rate among a load's options; the literal holds iff the chosen option
+    has that rate. A replicated cold layout moves more interconnect work at a higher rate, so the rate is the
+    chosen option's, not the smallest one (charging every option the smallest rate cut off valid schedules)."""
+    caps = sorted({o.load_cap for o in options})
+    if len(caps) == 1:
+        return [(caps[0], True)]
+    groups = []
+    for cap in caps:
+        y = m.new_bool_var(f"{name}_{cap}")
+        m.add(y == sum(b for o, b in zip(options, bools) if o.load_cap == cap))
+        aux.append((y, lambda h, cap=cap: int(options[h.choice[k]].load_cap == cap)))
+        groups.append((cap, y))
+    return groups
+
+
+def _fluid_pair(m: cp_model.CpModel, ov, caps: "int | list[tuple[int, object]]", longest: int, name: str,
+                pairs: dict, op: int, aux: list, key: tuple[int, int], split: "_SplitOf"):
+    """Work ``u <= cap x overlap`` a fluid load does inside one execution (its term in the execution's row);
+    ``caps`` is the load's top rate, or (rate, literal) pairs when it depends on the chosen option."""
+    groups = [(caps, True)] if isinstance(caps, int) else caps
+    u = m.new_int_var(0, max(c for c, _ in groups) * longest, name)
+    for cap, lit in groups:
+        row = m.add(u <= cap * ov)
+        if lit is not True:
+            row.only_enforce_if(lit)
     pairs.setdefault(op, []).append((u, ov))
     aux.append((u, lambda h: split.value(h, key)))
     return u
@@ -272,9 +294,13 @@ class _SplitOf:
         return int(math.floor(self.cache[id(a)].get(key, 0.0)))
 
 
-def _fluid_progress(m: cp_model.CpModel, pairs: list, cap: int, length, need) -> None:
-    """A fluid load's work inside executions, plus ``cap`` x the rest of its interval, covers its whole work."""
-    m.add(sum(u for u, _ in pairs) + cap * (length - sum(ov for _, ov in pairs)) >= need)
+def _fluid_progress(m: cp_model.CpModel, pairs: list, caps: "int | list[tuple[int, object]]", length, need) -> None:
+    """A fluid load's work inside executions, plus its top rate x the rest of its interval, covers its whole work."""
+    groups = [(caps, True)] if isinstance(caps, int) else caps
+    for cap, lit in groups:
+        row = m.add(sum(u for u, _ in pairs) + cap * (length - sum(ov for _, ov in pairs)) >= need)
+        if lit is not True:
+            row.only_enforce_if(lit)
 
 
 def _overlap_var(m: cp_model.CpModel, s, e, a, b, lo: int, hi: int, name: str, aux: list, spans):

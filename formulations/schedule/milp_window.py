@@ -92,6 +92,14 @@ def build_milp(problem: WindowProblem) -> MilpWindow:
     def pick(k: int, attr: str):
         return pulp.lpSum(getattr(o, attr) * xv for o, xv in zip(ops[k].options, x[k]))
 
+    def cap_groups(k: int) -> list[tuple[int, object]]:
+        """(top rate, 1 iff the chosen option has it) per distinct fluid rate of operator k's load options: a
+        replicated layout moves more work at a higher rate, so each option keeps its own rate."""
+        caps = sorted({o.load_cap for o in ops[k].options})
+        if len(caps) == 1:
+            return [(caps[0], None)]
+        return [(c, pulp.lpSum(xv for o, xv in zip(ops[k].options, x[k]) if o.load_cap == c)) for c in caps]
+
     for k in range(K):
         lp += pulp.lpSum(x[k]) == 1
         lp += e[k] - s[k] >= pick(k, "time")
@@ -240,9 +248,11 @@ def build_milp(problem: WindowProblem) -> MilpWindow:
                     work_vars[(k, ref.op)] = u
                     terms.append(u)
                     continue
-                cap = min(o.load_cap for o in ops[ref].options) if kind == "w" else ref.option.load_cap
-                u = var(f"u{k}_{name}", 0, cap * big_t, pulp.LpContinuous)
-                lp += u <= cap * ov
+                groups = cap_groups(ref) if kind == "w" else [(ref.option.load_cap, None)]
+                top = max(c for c, _ in groups)
+                u = var(f"u{k}_{name}", 0, top * big_t, pulp.LpContinuous)
+                for cap, chosen in groups:  # the chosen option's rate; the others' rows are slack
+                    lp += u <= cap * ov + (0 if chosen is None else (top - cap) * big_t * (1 - chosen))
                 fluid_pairs.setdefault(ops[ref].op if kind == "w" else ref.op, []).append((u, ov))
                 work_vars[(k, ops[ref].op if kind == "w" else ref.op)] = u
                 terms.append(u)
@@ -265,12 +275,14 @@ def build_milp(problem: WindowProblem) -> MilpWindow:
             kind, ref, av, end = item
             op = ops[ref].op if kind == "w" else ref.op
             if kind == "w":
-                cap = min(o.load_cap for o in ops[ref].options)
-                need = pick(ref, "load_work")
+                groups, need = cap_groups(ref), pick(ref, "load_work")
+                most = max(o.load_work for o in ops[ref].options)
             else:
-                cap, need = ref.option.load_cap, ref.option.load_work
+                groups, need, most = [(ref.option.load_cap, None)], ref.option.load_work, 0
             pairs = fluid_pairs.get(op, [])
-            lp += pulp.lpSum(u for u, _ in pairs) + cap * (end - av) - cap * pulp.lpSum(ov for _, ov in pairs) >= need
+            for cap, chosen in groups:  # enforced for the chosen option's rate only
+                lp += pulp.lpSum(u for u, _ in pairs) + cap * (end - av) - cap * pulp.lpSum(ov for _, ov in pairs) \
+                    >= need - (0 if chosen is None else most * (1 - chosen))
         for f in problem.fixed:
             if f.work and f.end > problem.release:
                 pairs = fluid_pairs.get(f.op, [])
