@@ -46,26 +46,28 @@ def undominated(cold: np.ndarray, hot: np.ndarray, time: np.ndarray, comm: np.nd
     return rows[~le.any(axis=0)]
 
 
-def fluid_option(workload: Workload, op: int, row: int) -> Option:
-    """Operator ``op``'s plan row ``row`` in the window models' integer units, rounded to the safe side."""
+def fluid_option(workload: Workload, op: int, row: int, ticks: int = 1) -> Option:
+    """Operator ``op``'s plan row ``row`` in integer units of ``1 / ticks`` cycle, rounded to the safe side."""
     t = workload.tables[op]
     cold = int(t.cold[row])
     load_time = work = 0
     cap = SHARE_SCALE
     if workload.load_bytes[op] > 0:
-        noc = workload.load_noc_cycles(op, cold)
-        hbm = float(workload.hbm_cycles[op])
+        noc = workload.load_noc_cycles(op, cold) * ticks
+        hbm = float(workload.hbm_cycles[op]) * ticks
         cap = max(1, math.floor(SHARE_SCALE * min(1.0, noc / hbm if hbm > 0 else 1.0) + 1e-9))
         work = math.ceil(SHARE_SCALE * noc - 1e-9)
         load_time = max(math.ceil(hbm - 1e-9), math.ceil(work / cap))
     share = math.ceil(work / load_time - 1e-9) if load_time > 0 else 0
-    return Option(row=int(row), cold=cold, hot=int(t.hot[row]), time=math.ceil(float(t.time[row]) - 1e-9),
-                  comm=math.ceil(float(t.comm[row]) - 1e-9), load_time=load_time, load_share=share,
+    return Option(row=int(row), cold=cold, hot=int(t.hot[row]), time=math.ceil(float(t.time[row]) * ticks - 1e-9),
+                  comm=math.ceil(float(t.comm[row]) * ticks - 1e-9), load_time=load_time, load_share=share,
                   load_work=work, load_cap=cap)
 
 
-def whole_program_problem(workload: Workload, horizon: int, must_include: np.ndarray | None = None) -> WindowProblem:
-    """Every operator of ``workload`` as one fluid window from time 0 to ``horizon`` cycles.
+def whole_program_problem(workload: Workload, horizon: int, must_include: np.ndarray | None = None,
+                          ticks: int = 1) -> WindowProblem:
+    """Every operator of ``workload`` as one fluid window from time 0 to ``horizon`` (in units of 1/``ticks``
+    cycle: a finer unit shrinks what rounding costs, at the price of larger numbers in the model).
 
     ``must_include`` (one row per operator, e.g. a warm start's) keeps those rows among the options even if
     dominated, so the warm start stays expressible.
@@ -75,7 +77,7 @@ def whole_program_problem(workload: Workload, horizon: int, must_include: np.nda
         rows = set(undominated(table.cold, table.hot, table.time, table.comm).tolist())
         if must_include is not None:
             rows.add(int(must_include[i]))
-        options = tuple(fluid_option(workload, i, r) for r in sorted(rows))
+        options = tuple(fluid_option(workload, i, r, ticks) for r in sorted(rows))
         ops.append(WindowOp(op=i, options=options, load="free" if workload.load_bytes[i] > 0 else "none"))
     return WindowProblem(ops=tuple(ops), fixed=(), future=(), sram=workload.chip.sram_per_core, release=0,
                          horizon=int(horizon), fluid=True)

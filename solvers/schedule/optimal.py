@@ -55,8 +55,11 @@ class OptimalOptions:
     #: refuse larger programs before any solve: the model has a pair of overlap variables per (execution, later
     #: load) and proofs beyond this size did not finish in minutes on 2 cores
     max_operators: int = 64
-    #: share of the limit given to phase 1 (the warm start's timing with its plan rows fixed)
+    #: share of the limit given to completing the warm start into a hint
     hint_share: float = 0.2
+    #: model time unit = 1 / ticks cycle: rounding costs at most a unit per duration, so a finer unit narrows
+    #: the gap between the model's optimum and the problem's (numbers in the model grow by the same factor)
+    ticks: int = 8
 
     def __post_init__(self) -> None:
         if not (isinstance(self.time_limit, (int, float)) and math.isfinite(self.time_limit) and self.time_limit > 0):
@@ -69,6 +72,8 @@ class OptimalOptions:
             raise SolverConfigError("optimal: deterministic time must be positive")
         if not isinstance(self.max_operators, int) or self.max_operators < 1:
             raise SolverConfigError(f"optimal: max_operators must be a positive integer, got {self.max_operators!r}")
+        if not isinstance(self.ticks, int) or isinstance(self.ticks, bool) or not 1 <= self.ticks <= 1024:
+            raise SolverConfigError(f"optimal: ticks must be an integer from 1 to 1024, got {self.ticks!r}")
         if not 0 < self.hint_share < 1:
             raise SolverConfigError(f"optimal: hint_share must lie in (0, 1), got {self.hint_share!r}")
 
@@ -93,6 +98,8 @@ class OptimalResult:
     workers: int
     seed: int
     search: dict = field(default_factory=dict)
+    #: the model's best solution as a schedule (valid in the simulator), proven or not; never called optimal
+    found: Schedule | None = None
 
     @property
     def proven(self) -> bool:
@@ -121,13 +128,10 @@ def _solver(options: OptimalOptions, seconds: float, share: float):
     p.max_time_in_seconds = max(0.1, seconds)
     if options.deterministic_time is not None:
         p.max_deterministic_time = options.deterministic_time * share
-    import os, json
-    for k, v in json.loads(os.environ.get("ELK_OPT_PARAMS", "{}")).items():
-        setattr(p, k, v)
     return solver
 
 
-def _to_schedule(workload: Workload, problem: WindowProblem, a: WindowAssignment) -> Schedule:
+def _to_schedule(workload: Workload, problem: WindowProblem, a: WindowAssignment, ticks: int) -> Schedule:
     n = len(workload)
     entry = np.array([w.options[c].row for w, c in zip(problem.ops, a.choice)], dtype=np.int64)
     s = np.array(a.exec_start, dtype=np.float64)
@@ -138,10 +142,10 @@ def _to_schedule(workload: Workload, problem: WindowProblem, a: WindowAssignment
             ls[k] = a.load_start[w.op]
             le[k] = a.end_of(w.op, w.options[a.choice[k]])
     assert len(entry) == n
-    return Schedule("optimal", entry, s, e, ls, le)
+    return Schedule("optimal", entry, s / ticks, e / ticks, ls / ticks, le / ticks)
 
 
-def rounding_stretch(workload: Workload, problem: WindowProblem) -> float:
+def rounding_stretch(workload: Workload, problem: WindowProblem, ticks: int = 1) -> float:
     """The relative stretch that absorbs the model's rate rounding: 1.5 x the largest factor by which a load's
     shortest length in the model (work rounded up over a rate rounded down) exceeds its continuous shortest
     length, and at least 2e-4."""
@@ -151,7 +155,7 @@ def rounding_stretch(workload: Workload, problem: WindowProblem) -> float:
             continue
         for o in w.options:
             exact = max(float(workload.hbm_cycles[w.op]), workload.load_noc_cycles(w.op, o.cold))
-            worst = max(worst, (o.load_work / o.load_cap) / exact - 1 if exact > 0 else 0.0)
+            worst = max(worst, (o.load_work / o.load_cap) / (exact * ticks) - 1 if exact > 0 else 0.0)
     return max(2e-4, 1.5 * worst)
 
 
@@ -160,21 +164,21 @@ def event_count(problem: WindowProblem) -> int:
     return 2 * len(problem.ops) + 2 * sum(1 for w in problem.ops if w.load == "free")
 
 
-def continuous_lower(model_bound: float, problem: WindowProblem, stretch: float) -> float:
-    """A lower bound on the continuous problem's optimum from one on the integer model's.
+def continuous_lower(model_bound: float, problem: WindowProblem, stretch: float, ticks: int = 1) -> float:
+    """A lower bound (cycles) on the continuous problem's optimum from one on the integer model's (units).
 
-    :func:`stretched_hint`'s map turns any valid schedule of latency T into a solution of the integer model of
-    makespan at most ``(1 + stretch) T + 2 M + 1`` (M events), so the continuous optimum is at least
-    ``(model bound - 2 M - 1) / (1 + stretch)``.
+    :func:`stretched_hint`'s map turns any valid schedule of latency T cycles into a solution of the integer
+    model of makespan at most ``(1 + stretch) T ticks + 2 M + 1`` units (M events), so the continuous optimum
+    is at least ``(model bound - 2 M - 1) / (1 + stretch) / ticks`` cycles.
     """
-    return max(0.0, (model_bound - 2 * event_count(problem) - 1) / (1 + stretch))
+    return max(0.0, (model_bound - 2 * event_count(problem) - 1) / (1 + stretch) / ticks)
 
 
-def stretched_hint(problem: WindowProblem, warm: Schedule, stretch: float = 1e-3) -> WindowAssignment:
+def stretched_hint(problem: WindowProblem, warm: Schedule, stretch: float = 1e-3, ticks: int = 1) -> WindowAssignment:
     """The warm start in the model's integer cycles, with room for the model's rounding.
 
-    Every distinct event time (execution and load ends) is mapped, in order, to ``ceil((1 + stretch) t) + 2 m``
-    for the m-th event from the first: the map is increasing, so orders and overlaps survive, and every
+    Every distinct event time (execution and load ends, t cycles from the first) is mapped, in order, to
+    ``ceil((1 + stretch) t ticks) + 2 m`` units for the m-th event: the map is increasing, so orders and overlaps survive, and every
     interval grows by at least one cycle plus ``stretch`` of itself, which covers durations rounded up by under
     a cycle and fluid rates rounded down by under 1/SHARE_SCALE of the interconnect.
     """
@@ -185,7 +189,7 @@ def stretched_hint(problem: WindowProblem, warm: Schedule, stretch: float = 1e-3
 
     def to_int(t: np.ndarray) -> np.ndarray:
         m = np.searchsorted(uniq, np.round(t - t0, 6))
-        return (np.ceil((1 + stretch) * uniq[m] - 1e-9) + 2 * m).astype(np.int64)
+        return (np.ceil((1 + stretch) * uniq[m] * ticks - 1e-9) + 2 * m).astype(np.int64)
 
     rows = [[o.row for o in w.options] for w in problem.ops]
     choice = [r.index(int(e)) for r, e in zip(rows, warm.entry)]
@@ -256,39 +260,46 @@ def prove_optimal(workload: Workload, warm: Schedule, options: OptimalOptions = 
         raise ScheduleError(f"warm start '{warm.design}' is not valid: "
                             f"{verdict.violations[0].message(workload.chip.clock_hz)}")
     started = time.perf_counter()
-    problem = whole_program_problem(workload, 1, must_include=warm.entry)
-    stretch = rounding_stretch(workload, problem)
+    ticks = options.ticks
+    problem = whole_program_problem(workload, 1, must_include=warm.entry, ticks=ticks)
+    stretch = rounding_stretch(workload, problem, ticks)
     # the warm start fits after the stretch (the map's bound), so the optimum does too
-    horizon = math.ceil(verdict.latency_cycles * (1 + stretch)) + 2 * event_count(problem) + 2
+    horizon = math.ceil(verdict.latency_cycles * ticks * (1 + stretch)) + 2 * event_count(problem) + 2
     problem = dataclasses.replace(problem, horizon=horizon)
     n_options = sum(len(w.options) for w in problem.ops)
     budget = float(options.time_limit)
-    hint = stretched_hint(problem, warm, stretch)
+    hint = stretched_hint(problem, warm, stretch, ticks)
     values = None
     if not check(problem, hint) and hint.makespan() <= problem.horizon:
         values = _complete_hint(problem, hint, options, budget * options.hint_share)
-    hint_cycles = float(hint.makespan()) if values is not None else None
+    hint_cycles = hint.makespan() / ticks if values is not None else None
     left = budget - (time.perf_counter() - started)
     status, a, objective, bound = _solve(problem, options, left, values)
     seconds = time.perf_counter() - started
-    result = OptimalResult(schedule=None, status=status, objective_cycles=objective, bound_cycles=bound,
-                           lower_cycles=None if bound is None else continuous_lower(bound, problem, stretch),
+    result = OptimalResult(schedule=None, status=status,
+                           objective_cycles=None if objective is None else objective / ticks,
+                           bound_cycles=None if bound is None else bound / ticks,
+                           lower_cycles=None if bound is None else continuous_lower(bound, problem, stretch, ticks),
                            seconds=seconds, operators=len(workload), options=n_options, hint_cycles=hint_cycles,
                            warm_start=warm.design, warm_latency_cycles=verdict.latency_cycles,
                            solver=f"cp-sat (ortools {ortools.__version__})", workers=options.workers,
                            seed=options.seed)
-    if status != "OPTIMAL" or a is None:
+    if a is None:
         return result
     errors = check(problem, a)
     if errors:
-        raise ScheduleError(f"optimal: the proven solution breaks the window rules: {errors[0]}")
-    sched = _to_schedule(workload, problem, a)
+        raise ScheduleError(f"optimal: the model's solution breaks the window rules: {errors[0]}")
+    sched = _to_schedule(workload, problem, a, ticks)
     judged = simulate(workload, sched)
     if not judged.valid:
-        raise ScheduleError("optimal: the proven solution is not valid in the simulator: "
+        raise ScheduleError("optimal: the model's solution is not valid in the simulator: "
                             f"{judged.violations[0].message(workload.chip.clock_hz)}")
+    result.found = sched
+    if status != "OPTIMAL":
+        return result
     sched.info = Provenance(compile_seconds=seconds, warm_start=warm.design,
-                            search={"status": status, "objective_cycles": objective, "bound_cycles": bound,
+                            search={"status": status, "objective_cycles": result.objective_cycles,
+                                    "bound_cycles": result.bound_cycles, "ticks": ticks,
                                     "operators": len(workload), "options": n_options, "solver": result.solver,
                                     "workers": options.workers, "seed": options.seed,
                                     "hint_cycles": hint_cycles})
