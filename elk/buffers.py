@@ -44,6 +44,7 @@ class ScheduleBuffers:
 
     @property
     def byte_peak(self) -> int:
+        """Most bytes live at once: no placement of these buffers can peak lower."""
         from elk.allocation import max_load_lower_bound
         return max_load_lower_bound(self.problem)
 

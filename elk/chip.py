@@ -25,7 +25,7 @@ TOPOLOGIES = ("all-to-all", "mesh")
 
 
 class LoadModel(str, Enum):
-    """How an HBM load may use its interval (DESIGN.md §5.1; the simulator checks either exactly).
+    """How an HBM load may use its interval (docs/design.md §5.1; the simulator checks either exactly).
 
     ``fluid``: its rate may vary inside the interval (at most the HBM
     bandwidth), so it can pause while the running operator exchanges data:
@@ -57,6 +57,7 @@ class Topology:
     link_bytes_per_cycle: float = 32.0
 
     def describe(self) -> str:
+        """``all-to-all`` or ``mesh RxC (B B/cycle links)``, for reports."""
         if self.kind == "mesh":
             return f"mesh {self.rows}x{self.cols} ({self.link_bytes_per_cycle:g} B/cycle links)"
         return "all-to-all"
@@ -101,14 +102,17 @@ class Chip:
     # ---- derived quantities -------------------------------------------------
     @property
     def hbm_bytes_per_cycle(self) -> float:
+        """HBM bandwidth per clock cycle (bytes)."""
         return self.hbm_bytes_per_s / self.clock_hz
 
     @property
     def sram_total(self) -> int:
+        """SRAM of all cores together (bytes)."""
         return self.sram_per_core * self.cores
 
     @property
     def multi_chip(self) -> bool:
+        """Whether the cores span more than one physical chip (plans across chips pay ``inter_chip_comm_factor``)."""
         return self.cores > self.cores_per_chip
 
     @property
@@ -117,6 +121,7 @@ class Chip:
         return self.cores * 2 * 64 * self.clock_hz * self.compute_scale
 
     def cycles_to_ms(self, cycles: float) -> float:
+        """Cycles of this chip's clock in milliseconds."""
         return cycles / self.clock_hz * 1e3
 
     def plan_key(self) -> tuple:
@@ -153,6 +158,7 @@ class Chip:
         return dataclasses.replace(self, **changes)
 
     def describe(self) -> str:
+        """One line naming the chip and its knobs, as reports print it."""
         return (f"{self.name}: {self.cores} cores x {self.sram_per_core / 1024:g} KiB SRAM, "
                 f"HBM {self.hbm_bytes_per_s / 1e12:g} TB/s, {self.topology.describe()}"
                 + (f", NoC x{self.noc_scale:g}" if self.noc_scale != 1 else "")
@@ -160,6 +166,7 @@ class Chip:
                 + f", {self.load_model.value} loads")
 
     def to_dict(self) -> dict:
+        """The chip as plain data (JSON reports): every field, plus ``hbm_tbps``, the load model by name."""
         d = dataclasses.asdict(self)
         d["hbm_tbps"] = self.hbm_bytes_per_s / 1e12
         d["load_model"] = self.load_model.value
@@ -277,6 +284,7 @@ DEFAULT_CHIP = "ipu-pod4"
 
 
 def preset(name: str) -> Chip:
+    """The named preset chip (``ipu-pod4``, ``ipu-mk2``); an unknown name is a :class:`ChipConfigError`."""
     try:
         return PRESETS[name]
     except KeyError:

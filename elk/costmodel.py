@@ -37,10 +37,12 @@ def ladder(x: np.ndarray) -> np.ndarray:
 
 
 def binary_cycles(x: np.ndarray) -> np.ndarray:
+    """Cycles of an elementwise binary over ``x`` elements per core (the artifact's fit; capped for small ``x``)."""
     return np.where(x <= 16432, np.minimum(16434 * 0.5 + 300, 0.75 * x + 290), 0.5 * x + 300)
 
 
 def reduce_cycles(aligned_out: np.ndarray, batch: np.ndarray) -> np.ndarray:
+    """Cycles of a reduction: ``aligned_out`` output elements (rounded up the ladder) times ``batch`` inputs per output."""
     y = aligned_out * batch
     return np.where(y <= 480, np.minimum(481 * 0.25 + 175, 1.5 * y + 175), 0.25 * y + 175)
 

@@ -32,6 +32,7 @@ class OperatorDoesNotFitError(ElkError):
 
     @property
     def signature(self) -> object:
+        """The signature of the operator that does not fit."""
         return self.args[1]
 
     def __str__(self) -> str:

@@ -27,6 +27,8 @@ from elk.errors import ModelConfigError
 
 
 class OpKind(str, Enum):
+    """What an operator computes; it selects the cost formula (:mod:`elk.costmodel`) and the plan filters."""
+
     MATMUL = "matmul"
     BINARY = "binary"
     UNARY = "unary"
@@ -42,12 +44,19 @@ Axis = tuple[str, ...]  # one index, or (output index, kernel index) for a windo
 
 @dataclass(frozen=True)
 class Operand:
+    """One tensor an operator reads or writes: its name, its axes (index names), and whether it comes from HBM.
+
+    ``offchip`` is decided by :meth:`Program.from_ops` (an input is on chip iff the previous operator produced
+    or read it), not by whoever builds the operator.
+    """
+
     tensor: str
     axes: tuple[Axis, ...]
     offchip: bool = False
 
     @property
     def indices(self) -> tuple[str, ...]:
+        """Every index the operand's axes name, in axis order."""
         return tuple(i for axis in self.axes for i in axis)
 
 
@@ -63,9 +72,11 @@ class OpSignature:
 
     @property
     def num_indices(self) -> int:
+        """Number of indices of the iteration space."""
         return len(self.lengths)
 
     def describe(self) -> str:
+        """The signature as an einsum with letters for indices, for reports."""
         names = "abcdefghijklmnopqrstuvwxyz"
 
         def var(v: tuple[tuple[int, ...], ...]) -> str:
@@ -78,6 +89,12 @@ class OpSignature:
 
 @dataclass(frozen=True)
 class Operator:
+    """One einsum over named indices: its kind, index lengths, output and inputs (see :func:`einsum_op`).
+
+    ``layer`` numbers the repeated block it belongs to (None outside them); ``signature`` is what plan tables
+    are keyed by, so identical operators share one table.
+    """
+
     name: str
     kind: OpKind
     sizes: tuple[tuple[str, int], ...]  # canonical index order
@@ -104,10 +121,12 @@ class Operator:
 
     @property
     def lengths(self) -> dict[str, int]:
+        """Index name -> length."""
         return dict(self.sizes)
 
     @property
     def volume(self) -> int:
+        """Size of the iteration space (product of the index lengths)."""
         return math.prod(n for _, n in self.sizes)
 
     @property
@@ -116,6 +135,7 @@ class Operator:
         return 2 * self.volume
 
     def tensor_elements(self, operand: Operand) -> int:
+        """Elements of ``operand`` (a window axis counts its output positions plus kernel overhang)."""
         lengths = self.lengths
         total = 1
         for axis in operand.axes:
@@ -123,10 +143,12 @@ class Operator:
         return total
 
     def offchip_bytes(self) -> int:
+        """Bytes the operator reads from HBM: its off-chip inputs."""
         return sum(self.tensor_elements(op) * self.bytes_per_element for op in self.inputs if op.offchip)
 
     @cached_property
     def signature(self) -> OpSignature:
+        """What plan tables depend on: kind, index lengths and which index each operand uses (no names)."""
         position = {name: k for k, (name, _) in enumerate(self.sizes)}
         variables = tuple(tuple(tuple(position[i] for i in axis) for axis in operand.axes)
                           for operand in (self.output, *self.inputs))
@@ -134,6 +156,7 @@ class Operator:
                            (False, *(op.offchip for op in self.inputs)), self.bytes_per_element)
 
     def describe(self) -> str:
+        """The operator as an einsum with its index lengths (``*`` marks an off-chip input), for reports."""
         def var(o: Operand) -> str:
             return "".join(a[0] if len(a) == 1 else "(" + "".join(a) + ")" for a in o.axes)
         ins = ",".join(var(o) + ("*" if o.offchip else "") for o in self.inputs)
@@ -202,6 +225,7 @@ class LayerStructure:
 
     @property
     def stop(self) -> int:
+        """Index just past the last repeated block."""
         return self.start + self.length * self.count
 
 
@@ -215,6 +239,9 @@ class Program:
 
     @classmethod
     def from_ops(cls, name: str, ops: Iterable[Operator], meta: Mapping | None = None) -> "Program":
+        """A program from operators in execution order: names checked unique, residency decided (an input is on
+        chip iff the previous operator produced or read it), the order checked topological.
+        """
         ops = tuple(ops)
         if not ops:
             raise ModelConfigError(f"program {name} has no operators")
@@ -241,6 +268,7 @@ class Program:
         return g
 
     def check_topological(self) -> None:
+        """Raise :class:`ModelConfigError` if a tensor is read before the operator that produces it."""
         produced: set[str] = set()
         consumed_before: dict[str, str] = {}
         for op in self.ops:
@@ -300,16 +328,20 @@ class Program:
     # ---- totals ---------------------------------------------------------------
     @property
     def hbm_bytes(self) -> int:
+        """Bytes all operators read from HBM in one step."""
         return sum(op.offchip_bytes() for op in self.ops)
 
     @property
     def flops(self) -> int:
+        """FLOPs of one step (the artifact's count: 2 x each operator's iteration volume)."""
         return sum(op.flops for op in self.ops)
 
     def unique_signatures(self) -> list[OpSignature]:
+        """The distinct operator signatures in order of first appearance (one plan table each)."""
         return list(dict.fromkeys(op.signature for op in self.ops))
 
     def summary(self) -> dict:
+        """Name, operator counts, HBM bytes, FLOPs and the builder's metadata, for reports and tables."""
         return {"model": self.name, "operators": len(self.ops),
                 "unique_operators": len(self.unique_signatures()),
                 "hbm_bytes_per_step": self.hbm_bytes, "flops": self.flops, **self.meta}

@@ -1,6 +1,6 @@
 """Rule 3: how HBM loads and executing operators share the interconnect, under both load models.
 
-Two load models (DESIGN.md §5.1; ``Chip.load_model``, an :class:`elk.chip.LoadModel`):
+Two load models (docs/design.md §5.1; ``Chip.load_model``, an :class:`elk.chip.LoadModel`):
 
 * **rigid**: a load runs at one constant rate over its whole interval, so its
   interconnect share is its NoC work over its duration; an execution gets what

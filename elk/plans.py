@@ -36,6 +36,7 @@ class Thresholds:
 
 
 def thresholds(sig: OpSignature, cores: int) -> Thresholds:
+    """The artifact's plan filters for this operator on ``cores`` cores: least core utilisation and padding efficiency."""
     volume = float(math.prod(sig.lengths))
     clamp = max(sig.lengths) * len(sig.lengths) / 220.0
     util = min(volume / (volume + 2 * cores), clamp)
@@ -62,6 +63,7 @@ class PlanSet:
 
     @property
     def time(self) -> np.ndarray:
+        """Plan time in cycles: computation plus communication."""
         return self.comp + self.comm
 
     def __len__(self) -> int:

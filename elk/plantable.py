@@ -24,6 +24,13 @@ from elk.plans import PlanChunk, PlanSet, enumerate_plans, stream_plans
 
 @dataclass(frozen=True)
 class PlanTable:
+    """One operator shape's plans on one chip, as the rows schedulers choose from.
+
+    Each row pairs a cold layout (bytes per core while preloaded) with a hot plan on the execution Pareto
+    frontier (bytes per core while running); its time includes the warm-up from cold to hot. Arrays are
+    per row; ``frontier_*`` describe the frontier itself.
+    """
+
     sig: OpSignature
     # cold-hot rows, sorted by (cold, hot)
     cold: np.ndarray  # bytes per core while preloaded
@@ -47,10 +54,12 @@ class PlanTable:
 
     @property
     def min_cold(self) -> int:
+        """Smallest cold size (bytes per core): what a load must bring to every core at least."""
         return int(self.cold[0])
 
     @property
     def min_hot(self) -> int:
+        """Smallest hot size of any row (bytes per core)."""
         return int(self.hot.min())
 
     @property
@@ -63,6 +72,7 @@ class PlanTable:
         return np.maximum(self.cold, self.hot)
 
     def rows(self) -> list[dict]:
+        """Every row as a dict (bytes, cycles, spatial split), for reports."""
         return [{"cold_bytes": int(c), "hot_bytes": int(h), "time_cycles": float(t), "comp_cycles": float(cp),
                  "comm_cycles": float(cm), "warmup_cycles": float(w), "spatial": tuple(int(x) for x in s)}
                 for c, h, t, cp, cm, w, s in zip(self.cold, self.hot, self.time, self.comp, self.comm,
@@ -83,6 +93,7 @@ class HotRuns:
 
     @classmethod
     def of(cls, hot: np.ndarray) -> "HotRuns":
+        """Rows grouped by equal hot size: the sort order, where each run starts and how long it is."""
         order = np.argsort(hot, kind="stable")
         h = hot[order]
         starts = np.concatenate([[0], np.flatnonzero(h[1:] != h[:-1]) + 1])
@@ -164,9 +175,11 @@ class Frontier:
 
     @classmethod
     def concat(cls, parts: list["Frontier"]) -> "Frontier":
+        """The frontiers of several chunks as one."""
         return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("spatial_id", "rank", "hot", "time")))
 
     def take(self, rows: np.ndarray) -> "Frontier":
+        """The frontier restricted to ``rows``."""
         return Frontier(self.spatial_id[rows], self.rank[rows], self.hot[rows], self.time[rows])
 
 

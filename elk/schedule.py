@@ -16,7 +16,7 @@ class NocMode(str, Enum):
     ``stretch``: the operator is lengthened until the loads leave it enough
     interconnect (the paper's delay-compute); ``push``: the operator keeps its
     time and the overlapping loads move earlier (delay-load); ``hybrid``: the
-    better of the two for each operator; ``none``: contention ignored (bounds).
+    better of the two for each operator; ``none``: contention ignored (Ideal's relaxed schedule).
     """
 
     STRETCH = "stretch"
@@ -85,7 +85,10 @@ class Provenance:
 
 @dataclass(frozen=True)
 class Relaxation:
-    """Rules a *bound* may bend; a real design is always ``STRICT``.
+    """Rules a relaxed schedule may bend (Ideal's); every other design is ``STRICT``.
+
+    A relaxed schedule is a comparison point, not a bound: nothing proves a
+    valid schedule cannot beat it (the proven bounds are in solvers.schedule.bounds).
 
     ``sram_uses_min_hot``: the executing operator is charged its smallest hot
     footprint, not the one of its chosen (fastest) plan. ``cold_uses_min``:
@@ -136,6 +139,8 @@ class Schedule:
     load_start: np.ndarray
     load_end: np.ndarray
     relaxation: Relaxation = STRICT
+    #: how the design arrived at it (a Provenance: its choices, costs, warm start); kept as ``info``, the name
+    #: every strategy, report and schedule file reads
     info: Provenance = field(default_factory=Provenance)
 
     def __post_init__(self) -> None:
@@ -145,6 +150,13 @@ class Schedule:
 
     def __len__(self) -> int:
         return len(self.entry)
+
+    def renamed(self, design: str, info: Provenance | None = None) -> "Schedule":
+        """The same decisions under another design's name (a design that keeps its warm start reports it so),
+        with ``info`` as its provenance (default: a copy of this one's)."""
+        return Schedule(design, self.entry.copy(), self.exec_start.copy(), self.exec_end.copy(),
+                        self.load_start.copy(), self.load_end.copy(), self.relaxation,
+                        self.info.copy() if info is None else info)
 
     def shifted(self, offset: float) -> "Schedule":
         """The same schedule moved in time (latency and validity do not change)."""

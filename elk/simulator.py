@@ -29,7 +29,7 @@ import numpy as np
 
 from elk.chip import LoadModel
 from elk.noc import NocProfile, check_fluid, check_rigid
-from elk.schedule import Schedule
+from elk.schedule import Relaxation, Schedule
 from elk.workload import Workload
 
 RULES = {
@@ -48,6 +48,7 @@ RULES = {
 
 @dataclass(frozen=True)
 class Violation:
+    """One broken rule: which, by which operator, when, and the numbers that break it."""
     rule: str
     op: int
     op_name: str
@@ -79,10 +80,15 @@ class Timeline:
 
 @dataclass(kw_only=True)
 class SimResult:
+    """The simulator's verdict on one schedule: valid or the rules it breaks, its latency and where the time went.
+
+    ``relaxation`` is the schedule's own (the rules it was timed under; STRICT for every design but Ideal).
+    """
+
     design: str
     valid: bool
     violations: list[Violation]
-    relaxation: str
+    relaxation: Relaxation
     latency_cycles: float
     latency_ms: float
     breakdown_ms: dict[str, float]
@@ -100,7 +106,7 @@ class SimResult:
         return self.violations[0] if self.violations else None
 
     def summary(self) -> dict:
-        return {"design": self.design, "valid": self.valid, "relaxation": self.relaxation,
+        return {"design": self.design, "valid": self.valid, "relaxation": self.relaxation.describe(),
                 "latency_ms": self.latency_ms, "breakdown_ms": dict(self.breakdown_ms),
                 "hbm_utilisation": self.hbm_utilisation, "noc_utilisation": self.noc_utilisation,
                 "achieved_tflops": self.achieved_tflops, "peak_sram_bytes": self.peak_sram_bytes,
@@ -218,8 +224,8 @@ def simulate(workload: Workload, schedule: Schedule, max_violations: int = 50) -
                 f"{int(sram_v[over[k]])} B per core in use, SRAM holds {workload.chip.sram_per_core}"))
 
     violations.sort(key=lambda v: (v.time_cycles, v.rule))
-    return _metrics(workload, schedule, violations, plan_time, comm, noc_work, lo, la_s, lb_s, share,
-                    sram_t, sram_v, peak, profile)
+    return _metrics(workload, schedule, violations=violations, plan_time=plan_time, comm=comm, noc_work=noc_work,
+                    lo=lo, la=la_s, lb=lb_s, share=share, sram_t=sram_t, sram_v=sram_v, peak=peak, profile=profile)
 
 
 def _sram_profile(s, e, load_start, load_op_start, hot, cold) -> tuple[np.ndarray, np.ndarray]:
@@ -255,7 +261,7 @@ def _invalid_shape(workload: Workload, schedule: Schedule, detail: str) -> SimRe
     nan = float("nan")
     return SimResult(design=schedule.design, valid=False,
                      violations=[Violation("0-structure", -1, "", 0.0, detail)],
-                     relaxation=schedule.relaxation.describe(), latency_cycles=nan, latency_ms=nan, breakdown_ms={},
+                     relaxation=schedule.relaxation, latency_cycles=nan, latency_ms=nan, breakdown_ms={},
                      hbm_utilisation=nan, noc_utilisation=nan, achieved_tflops=nan, peak_sram_bytes=0,
                      execute_ms=nan, load_ms=nan, hbm_bytes=int(workload.load_bytes.sum()),
                      timeline=Timeline(exec_start=empty, exec_end=empty, load_ops=empty.astype(np.int64),
@@ -263,15 +269,19 @@ def _invalid_shape(workload: Workload, schedule: Schedule, detail: str) -> SimRe
                                        sram_bytes=empty, busy=empty))
 
 
-def _metrics(workload, schedule, violations, plan_time, comm, noc_work, lo, la, lb, share, sram_t, sram_v,
-             peak, profile: NocProfile | None) -> SimResult:
+def _metrics(workload: Workload, schedule: Schedule, **checked) -> SimResult:
+    """The SimResult of a checked schedule (``checked``: the keyword arrays of :func:`_metrics_of`)."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # extreme times of invalid schedules
-        return _metrics_of(workload, schedule, violations, plan_time, comm, noc_work, lo, la, lb, share, sram_t,
-                           sram_v, peak, profile)
+        return _metrics_of(workload, schedule, **checked)
 
 
-def _metrics_of(workload, schedule, violations, plan_time, comm, noc_work, lo, la, lb, share, sram_t, sram_v,
-                peak, profile: NocProfile | None) -> SimResult:
+def _metrics_of(workload: Workload, schedule: Schedule, *, violations: list[Violation], plan_time: np.ndarray,
+                comm: np.ndarray, noc_work: np.ndarray, lo: np.ndarray, la: np.ndarray, lb: np.ndarray,
+                share: np.ndarray, sram_t: np.ndarray, sram_v: np.ndarray, peak: int,
+                profile: NocProfile | None) -> SimResult:
+    """Latency, breakdown and utilisations from what the checks computed: per-operator plan time and
+    communication, loads' interconnect work; ``lo``/``la``/``lb``/``share``: the loading operators, their
+    start, end and interconnect share; the SRAM step function and its peak; the interconnect rate profile."""
     chip = workload.chip
     s, e = schedule.exec_start, schedule.exec_end
     begin = min(float(s.min()), float(la.min()) if len(la) else np.inf)
@@ -316,7 +326,7 @@ def _metrics_of(workload, schedule, violations, plan_time, comm, noc_work, lo, l
                         busy=busy, noc=shifted)
     return SimResult(
         design=schedule.design, valid=not violations, violations=violations,
-        relaxation=schedule.relaxation.describe(), latency_cycles=latency, latency_ms=latency * to_ms,
+        relaxation=schedule.relaxation, latency_cycles=latency, latency_ms=latency * to_ms,
         breakdown_ms=breakdown, hbm_utilisation=hbm_cycles / latency if latency > 0 else 0.0,
         noc_utilisation=noc_cycles / latency if latency > 0 else 0.0,
         achieved_tflops=float(workload.flops.sum()) / seconds / 1e12 if seconds > 0 else 0.0,

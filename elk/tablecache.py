@@ -42,6 +42,7 @@ _ARRAYS = ("cold", "hot", "time", "comp", "comm", "warmup", "spatial", "hot_temp
 
 
 def cache_dir() -> Path | None:
+    """Where plan tables are cached (``ELK_CACHE_DIR``, else ~/.cache/elk), or None when ``ELK_NO_CACHE`` is set."""
     if os.environ.get("ELK_NO_CACHE", "") not in ("", "0"):
         return None
     root = os.environ.get("ELK_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "elk")
@@ -54,6 +55,7 @@ def key_text(sig: OpSignature, chip: Chip) -> str:
 
 
 def table_key(sig: OpSignature, chip: Chip) -> str:
+    """The file name of a table: a hash of everything it depends on (operator signature, chip plan key, code version)."""
     return hashlib.sha256(key_text(sig, chip).encode()).hexdigest()[:32]
 
 
@@ -77,6 +79,7 @@ def load(sig: OpSignature, chip: Chip) -> tuple[dict[str, np.ndarray], dict] | N
 
 
 def store(arrays: dict[str, np.ndarray], meta: dict, sig: OpSignature, chip: Chip) -> None:
+    """Save a built table atomically under its key (nothing when the cache is off; a failed write is not an error)."""
     root = cache_dir()
     if root is None:
         return
@@ -94,6 +97,7 @@ def stored_arrays() -> tuple[str, ...]:
 
 
 def default_workers() -> int:
+    """Processes for building tables: ``ELK_WORKERS`` if set, else the smaller of 2 and the CPU count."""
     env = os.environ.get("ELK_WORKERS")
     if env:
         return max(1, int(env))

@@ -20,6 +20,11 @@ from elk.topology import load_noc_bytes_per_cycle
 
 @dataclass
 class Workload:
+    """A program on a chip: the per-operator facts every strategy and the simulator read (see the module notes).
+
+    Build it with :meth:`Workload.build`; ``tables[i]`` is operator i's :class:`elk.plantable.PlanTable`.
+    """
+
     program: Program
     chip: Chip
     tables: list[PlanTable]
@@ -36,9 +41,11 @@ class Workload:
     _entry_cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def build(cls, program: Program, chip: Chip) -> "Workload":
+    def build(cls, program: Program, chip: Chip, workers: int | None = None) -> "Workload":
+        """The program's plan tables on ``chip`` (built on ``workers`` processes when not cached) and per-operator
+        load facts."""
         started = time.perf_counter()
-        tables = tables_for(program, chip)
+        tables = tables_for(program, chip, workers)
         min_cold = np.array([t.min_cold for t in tables], dtype=np.int64)
         load_bytes = min_cold * chip.cores
         return cls(program=program, chip=chip, tables=tables, load_bytes=load_bytes,
@@ -53,6 +60,7 @@ class Workload:
 
     @property
     def has_load(self) -> np.ndarray:
+        """Per operator: whether it loads anything from HBM."""
         return self.load_bytes > 0
 
     def load_noc_cycles(self, op: int, cold: float) -> float:
@@ -118,4 +126,5 @@ class Workload:
                         noc_load_bytes_per_cycle=self.noc_load_bytes_per_cycle)
 
     def hbm_seconds(self) -> float:
+        """Seconds the HBM channel needs for all loads at full bandwidth."""
         return float(self.load_bytes.sum()) / self.chip.hbm_bytes_per_s

@@ -4,7 +4,7 @@ The grid (``--models`` x topology x HBM x SRAM x load model), B32 S2048 decode o
 
 * the four LLMs (Llama2-13B, Llama2-70B, OPT-30B, Gemma2-27B);
 * topology all-to-all and mesh; HBM 4, 8 and 16 TB/s; SRAM 624 KiB (the chip's) and 192 KiB;
-* load model fluid and rigid (DESIGN.md 5.1): 96 configurations.
+* load model fluid and rigid (docs/design.md §5.1): 96 configurations.
 
 Gemma2-27B's LM head needs ~397 KiB per core even fully partitioned, so where a
 requested SRAM size does not fit a model, the configuration runs at the
@@ -32,7 +32,7 @@ quick grid ran to its time limit without raising the best bound). Outputs:
   much, which bounds bind, and how often the exact designs beat the best heuristic by >= 1% where the best
   heuristic's certified gap is above 2%.
 
-    python experiments/gap_study.py [--models llama2-13b,...] [--quick] [--out out/gap]
+    python -m experiments.gap_study [--models llama2-13b,...] [--quick] [--out out/gap]
                                     [--exact-time-limit 60] [--window-time-limit 5] [--window 8]
                                     [--bound lp] [--workers 2] [--solver-workers 1]
 
@@ -673,7 +673,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {out / 'gaps.csv'} ({len(frame)} rows, {len(configs)} configurations)")
     print_table(frame)
     figure(frame, out / "certified_gaps.png")
-    command = " ".join(["python", "experiments/gap_study.py", *argv])
+    command = " ".join(["python", "-m", "experiments.gap_study", *argv])
     md = write_summary(frame, out / "gap_study.md", command=command, settings=settings, configs=configs,
                        seconds=time.perf_counter() - started)
     print(f"wrote {md}")

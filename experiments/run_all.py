@@ -1,6 +1,6 @@
 """Run every study of the Elk paper's evaluation (Figs. 17-24) and write DIR/report.md.
 
-    python experiments/run_all.py --out DIR [--quick | --smoke] [--load-model fluid|rigid] [--exact]
+    python -m experiments.run_all --out DIR [--quick | --smoke] [--load-model fluid|rigid] [--exact]
                                   [--periodic-time-limit 30] [--time-limit 5] [--window 8] [--workers N]
 
 The union of the figures' grids, deduplicated by key, runs in one runner call
@@ -30,19 +30,17 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the ``paper`` package next to this script
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from paper import FIGURES  # noqa: E402
-from paper.monitor import Monitor  # noqa: E402
-from paper.report import Phase, RunInfo, log_run, write_report  # noqa: E402
-from paper.script import RESULTS, add_arguments, options, render  # noqa: E402
-from paper.spec import FigureSpec, Options, unique  # noqa: E402
+from experiments.paper import FIGURES
+from experiments.paper.monitor import Monitor
+from experiments.paper.report import Phase, RunInfo, log_run, write_report
+from experiments.paper.script import RESULTS, add_arguments, options, render
+from experiments.paper.spec import FigureSpec, Options, unique
 
 
 def load_specs(names: Sequence[str] = FIGURES) -> list[FigureSpec]:
-    return [importlib.import_module(f"paper.{n}").SPEC for n in names]
+    return [importlib.import_module(f"experiments.paper.{n}").SPEC for n in names]
 
 
 def choose(specs: list[FigureSpec], wanted: str) -> list[FigureSpec]:
@@ -124,8 +122,8 @@ def evaluate(argv: Sequence[str] | None = None) -> int:
 
     rendered = [render(s, frame, out, opts) for s in specs]
     flags = level_flags(args)
-    command = shlex.join(["python", "experiments/run_all.py", *argv])
-    figure_commands = [shlex.join(["python", f"experiments/paper/{module}.py", "--out", str(out), *flags])
+    command = shlex.join(["python", "-m", "experiments.run_all", *argv])
+    figure_commands = [shlex.join(["python", "-m", f"experiments.paper.{module}", "--out", str(out), *flags])
                        for module, s in zip(FIGURES, load_specs()) if s.name in {r.spec.name for r in rendered}]
     info = RunInfo(command=command, level=opts.level, exact=opts.exact, phases=phases,
                    figure_commands=figure_commands, total_seconds=time.perf_counter() - started)

@@ -11,7 +11,7 @@ Settings are a one-factor-at-a-time sweep around the baseline the project runs
 product per solver family; ``--quick`` keeps three settings (for tests).
 Levels equal to the installed solver's default are folded into the baseline.
 
-    python experiments/tune_solver.py [--model llama2-13b] [--windows 12] [--time-limit 10]
+    python -m experiments.tune_solver [--model llama2-13b] [--windows 12] [--time-limit 10]
                                       [--families cpsat,highs,cbc] [--full-grid] [--out out/tune]
 
 Resumable: one row per (setting, window) is appended to ``OUT/tune.csv`` and
@@ -27,17 +27,13 @@ import functools
 import itertools
 import json
 import math
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_HERE = str(Path(__file__).resolve().parent)  # the sibling script shares its CSV log and figure helpers
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-from gap_study import CsvLog, save, split_list  # noqa: E402
+from experiments.gap_study import CsvLog, save, split_list
 
 FAMILIES = ("cpsat", "highs", "cbc")
 BASE_WORKERS = 2  # what solvers.schedule.windowed runs by default

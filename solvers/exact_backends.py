@@ -25,6 +25,8 @@ from solvers.solver_options import SolverSettings, apply_cpsat_params
 
 @dataclass
 class Outcome:
+    """What a window solver returned: its best assignment, status, makespan and proven bound (window cycles)."""
+
     assignment: WindowAssignment | None
     status: str
     makespan: float | None  # of the best solution found
@@ -38,6 +40,7 @@ class Outcome:
 
 def solve_cpsat(problem: WindowProblem, settings: SolverSettings, hint: WindowAssignment | None,
                 anytime: bool = False) -> Outcome:
+    """Solve a window with CP-SAT under ``settings``, hinted by ``hint`` (``anytime`` records each incumbent)."""
     from ortools.sat.python import cp_model
 
     built = build_cpsat(problem)
@@ -84,6 +87,7 @@ def solve_cpsat(problem: WindowProblem, settings: SolverSettings, hint: WindowAs
 
 
 def solve_milp(problem: WindowProblem, settings: SolverSettings, hint: WindowAssignment | None) -> Outcome:
+    """Solve a window as a MILP (HiGHS or CBC under ``settings``); CBC reads ``hint`` as a MIP start."""
     import pulp
 
     from formulations.schedule.milp_window import build_milp

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import numpy as np
 
@@ -56,6 +56,7 @@ class Placement:
         return 1.0 - self.byte_peak / self.allocated_peak if self.allocated_peak else 0.0
 
     def row(self) -> dict[str, Any]:
+        """The placement's columns of a report row."""
         return {"placement": self.status, "allocated_peak_bytes": self.allocated_peak,
                 "fragmentation": self.fragmentation, "placement_cost_ms": self.latency_cost_ms,
                 "placement_seconds": self.seconds,
@@ -174,31 +175,34 @@ def _refined(workload: Workload, budget: int, refine: Rerun, repaired: tuple, re
     return (candidate, cbufs, cres, sim) if kept else repaired
 
 
-def rerun_design(name: str, options: Mapping[str, Any]) -> Rerun:
-    """Re-run design ``name`` and the designs it builds on, all under the given (shrunk) workload."""
-    from solvers.registry import dependency_order
-    from solvers.registry import run_design
+def rerun_design(name: str, options: Any = None, warm_start: Any = None, workers: int | None = None) -> Rerun:
+    """Re-run design ``name`` (with its ``options`` and ``warm_start``, as in solvers.registry.RunPlan) and the
+    designs it builds on, all under the given (shrunk) workload (passes on ``workers`` processes)."""
+    from solvers.registry import RunPlan, run_design
+    plan = RunPlan.build([name], {name: options} if options else None, warm_start)
 
     def run(budget_workload: Workload) -> Schedule:
         done: dict[str, Schedule] = {}
-        for dep in dependency_order([name], options.get("warm_start")):  # a named warm start is re-run too
-            done[dep] = run_design(dep, budget_workload, done, options if dep == name else {})
+        for dep in plan.order:  # a named warm start is re-run too
+            done[dep] = run_design(dep, budget_workload, done, plan.options_of(dep), plan.warm_starts.get(dep),
+                                   workers)
         return done[name]
 
     return run
 
 
-def repair_reruns(name: str, options: Mapping[str, Any], chosen: Schedule) -> tuple[Rerun, Rerun | None]:
+def repair_reruns(name: str, options: Any, chosen: Schedule, warm_start: Any = None,
+                  workers: int | None = None) -> tuple[Rerun, Rerun | None]:
     """(search, refine) for ``cost_aware_placement``: a one-pass re-run and, if that differs, the whole design.
 
     The budget search repeats only the configuration ``chosen`` won with
-    (``solvers.designs.repeat_choice``; the whole design if that pass cannot
+    (``solvers.schedule.designs.repeat_choice``; the whole design if that pass cannot
     schedule under a budget); the whole design runs once more at the final
     budget, where its own search may find a faster schedule.
     """
     from solvers.schedule.designs import repeat_choice
 
-    rerun = rerun_design(name, options)
+    rerun = rerun_design(name, options, warm_start, workers)
     repeat = repeat_choice(name, chosen)
     if repeat is None:
         return rerun, None

@@ -7,8 +7,8 @@ highspy; CBC options must be given as CBC command-line words.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, ClassVar, Mapping
 
 from elk.errors import SolverConfigError
 
@@ -16,10 +16,66 @@ SOLVERS = ("cpsat", "milp")
 MILP_BACKENDS = ("highs", "cbc")
 
 
+#: The proven lower bounds a compile can compute (solvers.schedule.bounds): closed forms, + the plan-choice LP,
+#: + the MILP; the level every front door uses unless told otherwise, and its solver time limit in seconds.
+BOUND_LEVELS = ("closed", "lp", "milp")
+DEFAULT_BOUND = "lp"
+DEFAULT_BOUND_TIME_LIMIT = 30.0
+
+#: Seconds per exact solve unless told otherwise: each window (cpsat, milp), the layer model (periodic).
+DEFAULT_TIME_LIMIT = 10.0
+
+
+def check_seconds(value: object, what: str = "time limit") -> None:
+    """A solver time limit: a positive, finite number of seconds (no bool, no NaN, no infinity)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise SolverConfigError(f"{what} must be a positive number of seconds, got {value!r}")
+
+
+def check_positive(value: object, what: str) -> None:
+    """A positive, finite number (a work or deterministic-time limit)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise SolverConfigError(f"{what} must be a positive number, got {value!r}")
+
+
+def check_count(value: object, what: str) -> None:
+    """A positive integer (workers, a window size)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SolverConfigError(f"{what} must be a positive integer, got {value!r}")
+
+
+def check_seed(value: object) -> None:
+    """A random seed: a non-negative integer."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SolverConfigError(f"seed must be a non-negative integer, got {value!r}")
+
+
+def check_backend(backend: object) -> None:
+    """A MILP backend PuLP is driven with."""
+    if backend not in MILP_BACKENDS:
+        raise SolverConfigError(f"unknown MILP backend '{backend}' (choose from {', '.join(MILP_BACKENDS)})")
+
+
+def check_common(time_limit: object, workers: object, seed: object) -> None:
+    """The settings every solver run shares (schedule windows, the periodic model, allocators)."""
+    check_seconds(time_limit)
+    check_count(workers, "workers")
+    check_seed(seed)
+
+
+def check_bound(level: str | None, time_limit: object) -> None:
+    """A bound level (or None: no bound) and its solver time limit."""
+    if level is not None and level not in BOUND_LEVELS:
+        raise SolverConfigError(f"unknown bound level '{level}' ({', '.join(BOUND_LEVELS)} or None)")
+    check_seconds(time_limit, "bound time limit")
+
+
 @dataclass(frozen=True)
 class SolverSettings:
+    """One window backend run: which solver, its limits, and its own parameters (checked against it)."""
+
     solver: str = "cpsat"
-    time_limit: float = 10.0  # seconds per window
+    time_limit: float = DEFAULT_TIME_LIMIT  # seconds per window
     workers: int = 2  # CP-SAT num_workers / MILP threads
     seed: int = 0
     params: Mapping[str, Any] = field(default_factory=dict)  # solver-specific extras
@@ -29,18 +85,11 @@ class SolverSettings:
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:
             raise SolverConfigError(f"unknown solver '{self.solver}' (choose from {', '.join(SOLVERS)})")
-        if isinstance(self.time_limit, bool) or not isinstance(self.time_limit, (int, float)) \
-                or not math.isfinite(self.time_limit) or self.time_limit <= 0:
-            raise SolverConfigError(f"time limit must be a positive number of seconds, got {self.time_limit!r}")
-        if not isinstance(self.workers, int) or self.workers < 1:
-            raise SolverConfigError(f"workers must be a positive integer, got {self.workers!r} "
-                                    "(CP-SAT's 0 = all cores is not accepted: say how many)")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise SolverConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if self.solver == "milp" and self.backend not in MILP_BACKENDS:
-            raise SolverConfigError(f"unknown MILP backend '{self.backend}' (choose from {', '.join(MILP_BACKENDS)})")
-        if self.deterministic_time is not None and not self.deterministic_time > 0:
-            raise SolverConfigError("deterministic time must be positive")
+        check_common(self.time_limit, self.workers, self.seed)
+        if self.solver == "milp":
+            check_backend(self.backend)
+        if self.deterministic_time is not None:
+            check_positive(self.deterministic_time, "deterministic time")
         validate_params(self.solver, self.backend, self.params)
 
     @property
@@ -48,12 +97,122 @@ class SolverSettings:
         return "cp-sat" if self.solver == "cpsat" else f"milp-{self.backend}"
 
 
+@dataclass(frozen=True, kw_only=True)
+class ExactOptions:
+    """What every exact design takes, checked once when made (a bad value never reaches a solver).
+
+    One frozen dataclass per exact design kind, each search knob a named
+    field; the registry (solvers.registry.EXACT) maps a design name to its
+    kind. ``time_limit`` is per solve: each window for cpsat/milp, the layer
+    model for periodic.
+    """
+
+    time_limit: float = DEFAULT_TIME_LIMIT
+    workers: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_common(self.time_limit, self.workers, self.seed)
+
+    def without_outputs(self) -> "ExactOptions":
+        """The same search writing no files (a placement repair re-runs the design under a smaller budget)."""
+        return self
+
+    @classmethod
+    def from_knobs(cls, **knobs: Any) -> "ExactOptions":
+        """The options from front-door knobs: None means this kind's default; knobs it has no field for
+        (a window size for periodic, a MILP backend for cpsat) do not apply to it and are left out."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in knobs.items() if v is not None and k in names})
+
+    @classmethod
+    def from_mapping(cls, design: str, options: Mapping[str, Any]) -> "ExactOptions":
+        """The options from a ``{"field": value}`` mapping (elk.compile's ``design_options``); unknown names are
+        an error that lists the known ones."""
+        names = sorted(f.name for f in fields(cls))
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise SolverConfigError(f"design '{design}' has no option(s) {', '.join(unknown)} "
+                                    f"(its options: {', '.join(names)})")
+        return cls(**options)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeriodicOptions(ExactOptions):
+    """The periodic design: one CP-SAT modulo model of a layer. 8 workers by default: the CP-SAT portfolio proves
+    the layer optimum in 1-5 s where 2 workers may not in 20 s."""
+
+    workers: int = 8
+    #: CP-SAT max_deterministic_time (reproducible runs); None = the wall-clock limit alone
+    deterministic_time: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.deterministic_time is not None:
+            check_positive(self.deterministic_time, "deterministic time")
+
+
+@dataclass(frozen=True, kw_only=True)
+class WindowOptions(ExactOptions):
+    """The window designs: consecutive operators re-planned ``window`` at a time, ``stride`` apart."""
+
+    #: which window model the kind solves (cpsat or milp)
+    solver: ClassVar[str] = ""
+    window: int = 8
+    #: operators committed per window; None = the window size (no overlap)
+    stride: int | None = None
+    #: the backend's own parameters, checked against the installed solver
+    params: Mapping[str, Any] = field(default_factory=dict)
+    #: reuse the solution of an identical window model (repeated layers) instead of solving it again
+    reuse: bool = True
+    #: file for one record per window solve (.csv, or .parquet with pyarrow); None = not written
+    records: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_count(self.window, "window size")
+        if self.stride is not None and (isinstance(self.stride, bool) or not isinstance(self.stride, int)
+                                        or not 1 <= self.stride <= self.window):
+            raise SolverConfigError(f"stride must be between 1 and the window size {self.window}, "
+                                    f"got {self.stride!r}")
+        self.settings()  # the backend's checks (its parameters among them)
+
+    def without_outputs(self) -> "WindowOptions":
+        return replace(self, records=None)
+
+    def settings(self) -> SolverSettings:
+        """The backend run these options ask for."""
+        return SolverSettings(solver=self.solver, time_limit=self.time_limit, workers=self.workers, seed=self.seed,
+                              params=dict(self.params), backend=getattr(self, "backend", "highs"),
+                              deterministic_time=getattr(self, "deterministic_time", None))
+
+
+@dataclass(frozen=True, kw_only=True)
+class CpsatOptions(WindowOptions):
+    """The cpsat design: windows as CP-SAT models."""
+
+    solver: ClassVar[str] = "cpsat"
+    #: CP-SAT max_deterministic_time per window (reproducible runs)
+    deterministic_time: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MilpOptions(WindowOptions):
+    """The milp design: the same windows as MILPs through PuLP."""
+
+    solver: ClassVar[str] = "milp"
+    #: the MILP solver PuLP drives (highs or cbc)
+    backend: str = "highs"
+
+
 def cpsat_field_names() -> set[str]:
+    """The parameter names the installed OR-Tools' SatParameters knows."""
     from ortools.sat import sat_parameters_pb2
     return set(sat_parameters_pb2.SatParameters.DESCRIPTOR.fields_by_name)
 
 
 def validate_params(solver: str, backend: str, params: Mapping[str, Any]) -> None:
+    """Check a backend's own parameters against the installed solver (unknown names, bad values)."""
     if not params:
         return
     if solver == "cpsat":
@@ -105,6 +264,7 @@ def apply_cpsat_params(target, params: Mapping[str, Any]) -> None:
 
 
 def solver_version(settings: SolverSettings) -> str:
+    """The solver and version a window backend run uses, for the per-window records."""
     if settings.solver == "cpsat":
         import ortools
         return f"ortools {ortools.__version__}"

@@ -4,32 +4,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
+from conftest import shared_file
 from elk.allocation import AllocationProblem
 
 DATA = Path(__file__).parent / "data" / "alloc"
-SHARED_ROOT = Path(__file__).resolve().parents[2] / "shared"  # ../shared next to the repository
-SHARED = SHARED_ROOT / "benchmarks"
 MINIMALLOC = "ABCDEFGHIJK"  # MiniMalloc's 11 challenging instances
 
 
-def shared_file(*parts: str) -> Path:
-    """A benchmark file from ../shared/benchmarks.
-
-    A user's clone has no ../shared at all: the test is skipped. Where ../shared
-    is present (CI, the project's machines) a missing file fails the test, so a
-    moved or deleted benchmark cannot silently turn checks into skips.
-    """
-    if not SHARED_ROOT.is_dir():
-        pytest.skip("no ../shared in this clone")
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        pytest.fail(f"{path} is missing although ../shared is present")
-    return path
-
-
 def minimalloc(name: str) -> Path:
+    """MiniMalloc's challenging instance ``name`` (A-K) from ../shared (see ``conftest.shared_file``)."""
     return shared_file("minimalloc", "challenging", f"{name}.1048576.csv")
 
 

@@ -1,6 +1,6 @@
 """A slow, independent reference for the simulator's verdict (test-only code).
 
-Written from DESIGN.md §5 and §5.1, not from ``elk/simulator.py`` or ``elk/noc.py``: plain
+Written from docs/design.md §5 and §5.1, not from ``elk/simulator.py`` or ``elk/noc.py``: plain
 Python loops over operators, loads, event times and elementary time segments, on purpose, so
 that the vectorized judge is checked against something that shares none of its tricks
 (no sorted-array searches, no cumulative sums, no closed form). Only the workload's facts are
@@ -21,7 +21,7 @@ The rules, for a strict schedule (relaxed schedules are not handled):
    * fluid: a load's rate may vary, at most ``min(1, work / HBM cycles)`` of the interconnect;
      feasibility is a small linear program (PuLP + HiGHS) over the elementary time segments.
 
-   Like DESIGN.md's statement of rule 3, this presumes one execution and one load at a time: it is
+   Like docs/design.md's statement of rule 3, this presumes one execution and one load at a time: it is
    only evaluated when rules 1-order and 2-channel hold;
 4. SRAM, at every event time t: hot bytes of the operators running at t (``s_i <= t < e_i``) plus
    cold bytes of every operator whose load has started and which has not started executing

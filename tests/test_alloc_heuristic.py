@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alloc_cases import DATA, perfect_packing, random_problem, shared_file
+from alloc_cases import DATA, perfect_packing, random_problem
+from conftest import shared_file
 from elk.allocation import AllocationProblem, max_load_lower_bound, read_csv, validate
 from elk.errors import AllocationInputError, SolverConfigError
 from solvers.alloc.heuristic import FITS, ORDERS, compact, greedy, heuristic

@@ -6,7 +6,8 @@ import re
 import numpy as np
 import pytest
 
-from alloc_cases import DATA, MINIMALLOC, minimalloc, perfect_packing, shared_file
+from alloc_cases import DATA, MINIMALLOC, minimalloc, perfect_packing
+from conftest import shared_file
 from elk.allocation import (AllocationProblem, AllocationResult, capacity_from_name, first_overlap, load_profile,
                             max_load_lower_bound, read_csv, read_placement, validate, write_csv)
 from elk.errors import AllocationInputError, ElkError, InvalidPlacementError
@@ -202,18 +203,16 @@ def test_minimalloc_files_read_with_capacity_from_name():
     assert re.fullmatch(r"\d+", str(capacity_from_name("input.12.csv")))
 
 
-def test_shared_benchmarks_skip_only_when_shared_is_absent(tmp_path, monkeypatch):
+def test_shared_benchmarks_skip_only_when_shared_is_absent(tmp_path):
     """No ../shared at all (a user's clone): skip. ../shared present but a benchmark file missing: fail,
     so CI cannot lose checks by a moved or deleted file."""
-    import alloc_cases
-    monkeypatch.setattr(alloc_cases, "SHARED_ROOT", tmp_path / "shared")
-    monkeypatch.setattr(alloc_cases, "SHARED", tmp_path / "shared" / "benchmarks")
+    root = tmp_path / "shared"
     with pytest.raises(pytest.skip.Exception):
-        alloc_cases.shared_file("minimalloc", "challenging", "A.1048576.csv")
-    (tmp_path / "shared" / "benchmarks" / "minimalloc").mkdir(parents=True)
+        shared_file("minimalloc", "challenging", "A.1048576.csv", root=root)
+    (root / "benchmarks" / "minimalloc").mkdir(parents=True)
     with pytest.raises(pytest.fail.Exception, match="missing although ../shared is present"):
-        alloc_cases.minimalloc("A")
-    present = tmp_path / "shared" / "benchmarks" / "minimalloc" / "challenging" / "A.1048576.csv"
+        shared_file("minimalloc", "challenging", "A.1048576.csv", root=root)
+    present = root / "benchmarks" / "minimalloc" / "challenging" / "A.1048576.csv"
     present.parent.mkdir()
     present.write_text("id,lower,upper,size\n")
-    assert alloc_cases.minimalloc("A") == present
+    assert shared_file("minimalloc", "challenging", "A.1048576.csv", root=root) == present

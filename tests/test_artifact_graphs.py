@@ -1,7 +1,7 @@
 """The Elk artifact's own graph files as input (elk.graphs.artifact).
 
 Tests that need the artifact's 23 files read them from ``../shared/benchmarks/elk-artifact-graphs``
-next to the repository and skip when that folder is absent; everything else builds small graphs
+next to the repository (``conftest.shared_file``: skipped where ``../shared`` is absent); everything else builds small graphs
 in ``tmp_path``. The shared files are only ever read.
 """
 from __future__ import annotations
@@ -12,21 +12,20 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SHARED_ROOT, shared_file
 from elk.cli.main import main
 from elk.errors import ModelConfigError
 from elk.graphs import build_program, resolve_model
 from elk.graphs.artifact import find_layers, is_artifact_graph, load_artifact_graph, parse_expression
 from elk.ir import OpKind, Program, einsum_op
 
-GRAPHS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks" / "elk-artifact-graphs"
+GRAPHS = SHARED_ROOT / "benchmarks" / "elk-artifact-graphs"
 GB = 1e9
 
 
 @pytest.fixture(scope="module")
 def graphs() -> Path:
-    if not GRAPHS.is_dir():
-        pytest.skip(f"the artifact's graphs are not here ({GRAPHS})")
-    return GRAPHS
+    return shared_file("elk-artifact-graphs")
 
 
 @lru_cache(maxsize=None)

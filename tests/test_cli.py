@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import user_error as assert_user_error
 from elk.cli.main import main
 
 DESIGNS = ("basic", "static", "elk-dyn", "elk-full", "ideal", "periodic")  # the default set
@@ -105,19 +106,6 @@ def test_models_and_chips(capsys):
 # ---------------------------------------------------------------------------
 # user mistakes: one line on stderr, exit code 2
 # ---------------------------------------------------------------------------
-def assert_user_error(capsys, argv, *needles):
-    code = main(argv)
-    captured = capsys.readouterr()
-    assert code == 2
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith("elk: error:")
-    assert "Traceback" not in captured.err + captured.out
-    for needle in needles:
-        assert needle in lines[0]
-    return lines[0]
-
-
 def test_unknown_model(capsys):
     assert_user_error(capsys, ["compile", "no-such-model", "--batch", "4", "--seq", "128"], "unknown model")
 
@@ -173,17 +161,6 @@ def test_usage_mistakes_are_one_line_for_every_subcommand(capsys, argv, needle):
 # ---------------------------------------------------------------------------
 # checked before any work: output paths, the design to trace
 # ---------------------------------------------------------------------------
-@pytest.fixture
-def no_compile(monkeypatch):
-    """Make any compile fail loudly: these mistakes must be caught before one starts."""
-    import elk.driver.api
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("the compile started although the command line was wrong")
-
-    monkeypatch.setattr(elk.driver.api, "compile", refuse)
-
-
 def unwritable_paths(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")

@@ -6,35 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import user_error
 from elk.cli.main import main
 from elk.errors import ElkError
 
 TINY = ["tiny", "--batch", "4", "--seq", "128", "--chip", "ipu-mk2"]
 QUICK = ["--time-limit", "1", "--workers", "1", "--seed", "0", "--bound", "closed"]
-
-
-def user_error(capsys, argv, *needles) -> str:
-    code = main(argv)
-    captured = capsys.readouterr()
-    assert code == 2, captured.out + captured.err
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith("elk: error:")
-    assert "Traceback" not in captured.err + captured.out
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
-
-
-@pytest.fixture
-def no_compile(monkeypatch):
-    """Make any compile fail loudly: these mistakes must be caught before one starts."""
-    import elk.driver.api
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("the compile started although the command line was wrong")
-
-    monkeypatch.setattr(elk.driver.api, "compile", refuse)
 
 
 class Captured(ElkError):
@@ -71,11 +48,13 @@ def test_solver_options_reach_every_exact_design(captured_compile, capsys):
     main(["compile", *TINY, "--designs", "elk-dyn,periodic,cpsat,milp", "--time-limit", "3", "--workers", "1",
           "--seed", "5", "--window", "4", "--warm-start", "elk-dyn", "--bound", "none"])
     assert "captured" in capsys.readouterr().err
-    opts = captured_compile["design_options"]
-    assert opts["periodic"] == {"time_limit": 3.0, "workers": 1, "seed": 5, "warm_start": "elk-dyn"}
-    assert opts["cpsat"] == {"time_limit": 3.0, "workers": 1, "seed": 5, "window": 4, "warm_start": "elk-dyn"}
-    assert opts["milp"]["warm_start"] == "elk-dyn" and opts["milp"]["window"] == 4
-    assert not any("records" in o for o in opts.values())  # no records file unless --records is given
+    from solvers.solver_options import CpsatOptions, PeriodicOptions
+    plan = captured_compile["designs"]  # the typed run plan, built and checked by the command line
+    assert plan.exact["periodic"] == PeriodicOptions(time_limit=3.0, workers=1, seed=5)  # --window is not its knob
+    assert plan.exact["cpsat"] == CpsatOptions(time_limit=3.0, workers=1, seed=5, window=4)
+    assert plan.exact["milp"].window == 4 and plan.exact["milp"].backend == "highs"
+    assert plan.warm_starts == {"periodic": "elk-dyn", "cpsat": "elk-dyn", "milp": "elk-dyn"}
+    assert not any(getattr(o, "records", None) for o in plan.exact.values())  # no records file unless asked
     assert captured_compile["bound"] is None
 
 
@@ -89,8 +68,8 @@ def test_bound_options(captured_compile, capsys):
 
 def test_an_exact_design_named_as_warm_start_reaches_only_the_later_ones(captured_compile, capsys):
     main(["compile", *TINY, "--designs", "elk-dyn,periodic,cpsat", "--warm-start", "periodic"])
-    opts = captured_compile["design_options"]
-    assert "warm_start" not in opts.get("periodic", {}) and opts["cpsat"]["warm_start"] == "periodic"
+    plan = captured_compile["designs"]
+    assert plan.warm_starts == {"periodic": None, "cpsat": "periodic"}
     capsys.readouterr()
 
 

@@ -1,4 +1,4 @@
-"""The solver studies (experiments/gap_study.py, experiments/tune_solver.py) end to end on the tiny model.
+"""The solver studies (``python -m experiments.gap_study``, ``experiments.tune_solver``) end to end on the tiny model.
 
 They run in-process with one-second limits: what matters here is that the CSVs
 have their columns and one row per run (per configuration x design for the gap
@@ -8,10 +8,9 @@ that a rerun does not redo or duplicate finished work.
 from __future__ import annotations
 
 import csv
-import importlib.util
+import importlib
 import json
 import math
-import sys
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
@@ -19,19 +18,12 @@ import pytest
 
 pytestmark = pytest.mark.solver
 
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def load(name: str) -> ModuleType:
-    """Import a script from experiments/ (a folder of scripts, not a package)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    """Import a script of the experiments package (``experiments.gap_study``...), as ``python -m`` runs it."""
+    return importlib.import_module(f"experiments.{name}")
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -81,8 +73,8 @@ def test_gap_study_quick_grid():
     p = full[0].point(gap.Settings())
     # heuristics, Ideal for reference, then periodic and the MILP windows (which start from periodic)
     assert p.resolved.designs == ("basic", "static", "elk-dyn", "elk-full", "ideal", "periodic", "milp")
-    assert p.resolved.design_options["periodic"]["time_limit"] == 60.0
-    assert p.resolved.design_options["milp"]["time_limit"] == 5.0 and p.resolved.design_options["milp"]["window"] == 8
+    assert p.resolved.design_options["periodic"].time_limit == 60.0
+    assert p.resolved.design_options["milp"].time_limit == 5.0 and p.resolved.design_options["milp"].window == 8
     assert (p.resolved.bound, p.resolved.bound_time_limit) == ("lp", 60.0)
 
 
@@ -96,9 +88,9 @@ def test_study_knobs_the_studies_rely_on():
     assert Point(model="tiny", bound="milp").resolved.knobs["bound"] == "milp"
     longer = Point(model="tiny", designs="paper,periodic,milp", time_limit=5.0, periodic_time_limit=30.0)
     assert longer.key() != base.key()
-    assert longer.resolved.design_options["periodic"]["time_limit"] == 30.0
-    assert longer.resolved.design_options["milp"]["time_limit"] == 5.0
-    assert base.resolved.design_options["periodic"]["time_limit"] == 5.0
+    assert longer.resolved.design_options["periodic"].time_limit == 30.0
+    assert longer.resolved.design_options["milp"].time_limit == 5.0
+    assert base.resolved.design_options["periodic"].time_limit == 5.0
     # without the periodic design the knob means nothing, so it is not part of the key
     assert Point(model="tiny", designs="paper,milp", periodic_time_limit=30.0).key() == \
         Point(model="tiny", designs="paper,milp").key()

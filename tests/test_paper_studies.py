@@ -9,25 +9,20 @@ from __future__ import annotations
 
 import importlib
 import math
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
-sys.path.insert(0, str(EXPERIMENTS))
-
-from paper import FIGURES  # noqa: E402
-from paper.report import (Phase, RunInfo, binding_bounds, certified_gaps, exact_gaps, exact_summary,  # noqa: E402
-                          headline, ideal_below_bound, load_model_comparison, md_table, pct_of_ideal, speedups,
-                          write_report)
-from paper.script import render  # noqa: E402
-from paper.spec import Options, unique  # noqa: E402
+from experiments.paper import FIGURES
+from experiments.paper.report import (Phase, RunInfo, binding_bounds, certified_gaps, exact_gaps, exact_summary,
+                                      headline, ideal_below_bound, load_model_comparison, md_table, pct_of_ideal, speedups,
+                                      write_report)
+from experiments.paper.script import render
+from experiments.paper.spec import Options, unique
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FULL = Options()
-SPECS = {m: importlib.import_module(f"paper.{m}").SPEC for m in FIGURES}
+SPECS = {m: importlib.import_module(f"experiments.paper.{m}").SPEC for m in FIGURES}
 
 
 def spec(name: str):
@@ -137,6 +132,7 @@ def configuration(p) -> tuple:
 
 
 def test_exact_points_are_few_and_reuse_heuristic_configurations():
+    from solvers.solver_options import MilpOptions, PeriodicOptions
     opts = Options(exact=True, time_limit=3.0)
     all_exact = []
     for s in SPECS.values():
@@ -146,8 +142,8 @@ def test_exact_points_are_few_and_reuse_heuristic_configurations():
         for p in ex:
             # the heuristics first (the best one is the warm start), then periodic, then the MILP windows
             assert p.resolved.designs == ("basic", "static", "elk-dyn", "elk-full", "ideal", "periodic", "milp")
-            assert p.resolved.design_options["milp"] == {"time_limit": 3.0, "window": 8, "workers": 2, "seed": 0}
-            assert p.resolved.design_options["periodic"] == {"time_limit": 30.0, "seed": 0}  # its own 8 workers
+            assert p.resolved.design_options["milp"] == MilpOptions(time_limit=3.0, window=8, workers=2, seed=0)
+            assert p.resolved.design_options["periodic"] == PeriodicOptions(time_limit=30.0, seed=0)  # its own 8
             assert configuration(p) in heur, (s.name, p.label())
         all_exact += ex
     assert len(unique(all_exact)) == 16  # 4 (Figs. 17-18) + 5 (Figs. 19-21) + 2 + 4 + 1
@@ -240,7 +236,7 @@ def test_report_of_a_full_run(full_frame, tmp_path):
     frame, opts = full_frame
     rendered = [render(spec("fig17"), frame, tmp_path, opts), render(spec("fig19"), frame, tmp_path, opts)]
     exact = [p.key() for s in SPECS.values() for p in s.exact_points(opts)]
-    info = RunInfo(command="python experiments/run_all.py --out X --exact", level="full", exact=True,
+    info = RunInfo(command="python -m experiments.run_all --out X --exact", level="full", exact=True,
                    phases=[Phase("heuristic designs", 288, 288, 3000.0, "1 GiB", peak_tree_bytes=2 ** 30)])
     text = write_report(tmp_path, frame, rendered, info, exact).read_text()
     assert "50.0 min (met), 1.00 GiB (met)" in text
@@ -267,7 +263,7 @@ def test_report_of_a_full_run(full_frame, tmp_path):
 
 
 def configurations_with(frame: pd.DataFrame, column: str, value) -> int:
-    from paper.spec import CONFIG
+    from experiments.paper.spec import CONFIG
     ideal = frame[(frame["design"] == "ideal") & (frame[column] == value)]
     return len(ideal.drop_duplicates(list(CONFIG)))
 
@@ -320,7 +316,7 @@ def test_certified_gaps_and_binding_bounds():
 
 
 def test_load_model_comparison_from_fig17_columns():
-    fig17 = importlib.import_module("paper.fig17_latency")
+    fig17 = importlib.import_module("experiments.paper.fig17_latency")
     rows = pd.DataFrame({"model": "m", "batch": 32, "seq": 2048, "design": ["elk-full", "ideal"] * 2,
                          "load_model": ["fluid", "fluid", "rigid", "rigid"], "latency_ms": [10.0, 8.0, 12.5, 8.0],
                          "variant": [False, False, True, True]})
@@ -374,7 +370,7 @@ def test_markdown_formatting():
 
 
 def run_all(argv):
-    module = importlib.import_module("run_all")
+    module = importlib.import_module("experiments.run_all")
     return module.main(argv)
 
 
@@ -396,8 +392,8 @@ def test_run_all_smoke_subset_writes_report(tmp_path, capsys):
     assert strict["gap_to_bound"].notna().all() and (strict["gap_to_bound"] >= -1e-9).all()
     assert table.loc[table["design"] == "ideal", "gap_to_bound"].isna().all()
     assert strict["rigid_ms"].notna().all()
-    assert "python experiments/run_all.py --out" in report
-    assert "python experiments/paper/fig17_latency.py" in report
+    assert "python -m experiments.run_all --out" in report
+    assert "python -m experiments.paper.fig17_latency" in report
     # Fig. 18's point is one of Fig. 17's; Fig. 17's two configurations also run under rigid loads
     assert len(list((out / "results" / "points").glob("*.json"))) == 4
     # a rerun computes nothing and renders the same tables
@@ -417,7 +413,7 @@ def test_run_all_rejects_a_bad_option_before_running(tmp_path, capsys):
 
 
 def test_figure_script_runs_alone(tmp_path):
-    fig17 = importlib.import_module("paper.fig17_latency")
+    fig17 = importlib.import_module("experiments.paper.fig17_latency")
     assert fig17.main(["--out", str(tmp_path), "--smoke", "--workers", "1", "--no-progress"]) == 0
     assert (tmp_path / "fig17.png").is_file() and (tmp_path / "fig17.csv").is_file()
 

@@ -233,8 +233,8 @@ def test_a_budget_the_one_pass_rerun_cannot_schedule_runs_the_whole_design_once(
     real_rerun = placement_mod.rerun_design
     budgets = []
 
-    def counted_rerun(name, options):
-        run = real_rerun(name, options)
+    def counted_rerun(name, options, *more):
+        run = real_rerun(name, options, *more)
 
         def wrapped(budget_workload):
             budgets.append(budget_workload.chip.sram_per_core)

@@ -134,7 +134,7 @@ def test_valid_sequential_schedule(w):
     sched = sequential(w, entry)
     r = simulate(w, sched)
     assert r.valid, r.violations[:3]
-    assert r.relaxation == "strict"
+    assert r.relaxation.strict and r.summary()["relaxation"] == "strict"
     plan = [float(t.time[k]) for t, k in zip(w.tables, entry)]
     loads = [load_duration(w, i, entry) for i in range(len(w)) if w.has_load[i]]
     latency = sum(plan) + sum(loads)
@@ -337,7 +337,7 @@ def test_ideal_relaxation_ignores_noc_contention(w):
     r = simulate(w, relaxed)
     assert "3-noc-exec" not in {v.rule for v in r.violations}
     assert r.valid
-    assert r.relaxation != "strict" and "no NoC contention" in r.relaxation
+    assert not r.relaxation.strict and "no NoC contention" in r.relaxation.describe()
     assert STRICT.strict and not IDEAL_RELAXATION.strict
 
 

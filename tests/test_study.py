@@ -70,10 +70,11 @@ def test_load_model_knob():
 def test_solver_knobs_reach_the_periodic_design():
     p = Point(**TINY, designs="periodic,cpsat", time_limit=2, workers=1, seed=3, window=4)
     opts = p.resolved.design_options
-    assert opts["periodic"] == {"time_limit": 2, "seed": 3}  # workers are the windows'; periodic keeps its 8
-    assert opts["cpsat"] == {"window": 4, "time_limit": 2, "workers": 1, "seed": 3}
+    from solvers.solver_options import CpsatOptions, PeriodicOptions
+    assert opts["periodic"] == PeriodicOptions(time_limit=2, seed=3)  # workers are the windows'; periodic keeps 8
+    assert opts["cpsat"] == CpsatOptions(window=4, time_limit=2, workers=1, seed=3)
     own = Point(**TINY, designs="periodic,cpsat", workers=1, periodic_workers=4).resolved.design_options
-    assert own["periodic"]["workers"] == 4 and own["cpsat"]["workers"] == 1
+    assert own["periodic"].workers == 4 and own["cpsat"].workers == 1
     assert Point(**TINY, designs="periodic", periodic_workers=4).key() != Point(**TINY, designs="periodic").key()
     assert Point(**TINY, periodic_workers=4).key() == Point(**TINY).key()  # no periodic design: not a knob
     assert Point(**TINY, designs="periodic", seed=1).key() != Point(**TINY, designs="periodic", seed=2).key()

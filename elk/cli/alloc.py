@@ -1,6 +1,6 @@
 """``elk alloc``: place the buffers of a CSV file, report peak, bound, time and status.
 
-Kept out of elk/cli.py so the main parser only registers the subcommand.
+Kept out of elk/cli/main.py so the main parser only registers the subcommand.
 Exit codes: 0 when a valid placement was found, 1 when none was (infeasible
 or not found within the time limit), 2 for a user mistake (ElkError).
 """
@@ -17,6 +17,7 @@ from solvers.solver_options import MILP_BACKENDS
 
 
 def add_alloc_parser(sub) -> None:
+    """Register ``elk alloc`` and its options on the main parser's subcommands."""
     p = sub.add_parser("alloc", help="place buffers of an allocation CSV (id,lower,upper,size[,alignment][,offset])",
                        description="On-chip memory allocation: give every buffer an address so that buffers live "
                                    "at the same time never overlap. Capacity: --capacity, else the number in a "
@@ -45,6 +46,7 @@ def add_alloc_parser(sub) -> None:
 
 
 def cmd_alloc(args: argparse.Namespace) -> int:
+    """Run ``elk alloc``: read the CSV, place (or check) its buffers, report; the exit code (0 placed, 1 not)."""
     from elk.allocation import capacity_from_name, peak_of, read_csv, read_placement, validate, write_csv
     from solvers.alloc.allocate import allocate
 

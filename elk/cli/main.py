@@ -15,7 +15,9 @@ from elk.chip import LOAD_MODELS, PRESETS, knob_overrides, parse_mesh, resolve_c
 from elk.cli.common import OneLineParser, check_outputs
 from elk.errors import ElkError
 from solvers.alloc.allocate import ALLOC_SOLVERS
-from solvers.solver_options import MILP_BACKENDS
+from solvers.registry import DESIGNS, SET_HELP
+from solvers.solver_options import (BOUND_LEVELS, DEFAULT_BOUND, DEFAULT_BOUND_TIME_LIMIT, DEFAULT_TIME_LIMIT,
+                                    MILP_BACKENDS)
 
 
 def _positive_int(text: str) -> int:
@@ -46,6 +48,7 @@ def _mesh_shape(text: str) -> tuple[int, int]:
 
 
 def add_chip_args(p: argparse.ArgumentParser) -> None:
+    """The chip options every subcommand that compiles shares (a preset or file, then knobs over it)."""
     g = p.add_argument_group("chip")
     g.add_argument("--chip", default=None, help=f"preset ({', '.join(PRESETS)}; default ipu-pod4) or a .toml/.json file")
     g.add_argument("--cores", type=_positive_int, help="number of cores")
@@ -62,6 +65,7 @@ def add_chip_args(p: argparse.ArgumentParser) -> None:
 
 
 def chip_from_args(args: argparse.Namespace):
+    """The chip the options describe: the preset or file, with the knobs given applied over it."""
     chip = resolve_chip(args.chip)
     changes = knob_overrides(chip, cores=args.cores, sram_kib=args.sram_kib, hbm_tbps=args.hbm_tbps,
                              noc_scale=args.noc_scale, compute_scale=args.compute_scale, topology=args.topology,
@@ -71,6 +75,7 @@ def chip_from_args(args: argparse.Namespace):
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
+    """The model and program options (zoo name or config path, batch, sequence, mode)."""
     p.add_argument("model", help="zoo model name (see `elk models`) or a path to a config.json")
     p.add_argument("--batch", type=_positive_int, default=32, help="batch size (default 32)")
     p.add_argument("--seq", type=_positive_int, default=2048, help="KV length (decode) or sequence (train)")
@@ -89,8 +94,9 @@ def _finite_positive(text: str) -> float:
 
 
 def _warm_start_arg(value: str | None, compiled: list[str]) -> tuple[str, str] | None:
-    """``--warm-start``: ("design", NAME) or ("file", PATH), checked against the designs compiled (no work)."""
-    from solvers.registry import DESIGNS, EXACT_DESIGNS, RELAXED_DESIGNS
+    """``--warm-start``: ("design", NAME) or ("file", PATH), checked against the designs compiled (no work); the
+    rules of who may start from whom are the run plan's (solvers.registry.RunPlan)."""
+    from solvers.registry import DESIGNS, EXACT_DESIGNS, shared_warm_start
     if value is None:
         return None
     exact = [d for d in EXACT_DESIGNS if d in compiled]
@@ -101,11 +107,10 @@ def _warm_start_arg(value: str | None, compiled: list[str]) -> tuple[str, str] |
         if value not in compiled:
             raise ElkError(f"--warm-start {value}: {value} is not among the designs compiled "
                            f"({', '.join(compiled)}); add it to --designs")
-        if value in RELAXED_DESIGNS:
-            raise ElkError(f"--warm-start {value}: {value} is a relaxed schedule, not a valid one to start from")
-        if value in EXACT_DESIGNS and all(EXACT_DESIGNS.index(value) >= EXACT_DESIGNS.index(d) for d in exact):
-            raise ElkError(f"--warm-start {value}: no other exact design runs after it "
-                           f"(they run in the order {', '.join(EXACT_DESIGNS)})")
+        try:
+            shared_warm_start(exact, value)
+        except ElkError as err:
+            raise ElkError(f"--warm-start {value}: {err}") from None
         return "design", value
     path = Path(value)
     if path.suffix.lower() != ".json" and not path.exists():
@@ -147,30 +152,23 @@ def _save_targets(values: list[str], compiled: list[str]) -> list[tuple[str | No
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
+    """``elk compile``: every check that needs no plan table, the run plan, the compile, then the outputs."""
     from elk.driver.api import compile as compile_model
     from elk.driver.report import compile_report
 
-    from solvers.registry import DESIGNS, EXACT_DESIGNS, parse_designs
+    from solvers.registry import RunPlan, parse_designs
 
     chip = chip_from_args(args)
-    compiled = parse_designs(args.designs, DESIGNS)  # (the compile checks them again: this is before any work)
+    compiled = parse_designs(args.designs)  # the run plan below is built from them, before any work
     if args.trace_design is not None and args.trace_design not in compiled:
         raise ElkError(f"--trace-design '{args.trace_design}' is not among the designs compiled "
                        f"({', '.join(compiled)})")
-    exact = [d for d in EXACT_DESIGNS if d in compiled]
-    windows = [d for d in ("cpsat", "milp") if d in compiled]  # the designs that keep per-window records
-    if args.records is not None and not windows:
-        raise ElkError(f"--records: per-window records come from cpsat or milp, and neither is among the designs "
-                       f"compiled ({', '.join(compiled)})")
-    records: dict[str, str] = {}  # one file per window design when both run
-    if args.records is not None:
-        stem = Path(args.records)
-        records = {n: str(stem.with_name(f"{stem.stem}-{n}{stem.suffix}")) if len(windows) > 1 else args.records
-                   for n in windows}
+    records = _records_targets(args.records, compiled)
     warm = _warm_start_arg(args.warm_start, compiled)
     saves = _save_targets(args.save_schedule, compiled)
     check_outputs([("--json", args.json), ("--trace", args.trace), ("--timeline", args.timeline)]
                   + [("--records", r) for r in records.values()] + [("--save-schedule", p) for _, p in saves])
+    options = _design_options(args, compiled, records)  # each checked when made
     model = args.model
     warm_start = warm[1] if warm is not None else None
     if warm is not None and warm[0] == "file":
@@ -181,30 +179,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         model = build_program(args.model, batch=args.batch, seq=args.seq, mode=args.mode)
         doc = check_schedule_file(warm[1], model, chip)
         warm_start = schedule_from_document(doc, warm[1], Workload.build(model, chip))
-    options: dict = {}
-    if args.order_space:
-        options["elk-full"] = {"space": args.order_space}
-    for name in exact:
-        opts: dict = {}
-        if args.time_limit is not None:
-            opts["time_limit"] = args.time_limit
-        if args.workers is not None:
-            opts["workers"] = args.workers
-        if args.seed is not None:
-            opts["seed"] = args.seed
-        if name in windows:
-            if args.window is not None:
-                opts["window"] = args.window
-            if name in records:
-                opts["records"] = records[name]
-            if name == "milp" and args.milp_solver is not None:
-                opts["backend"] = args.milp_solver
-        if warm_start is not None and warm_start != name:
-            opts["warm_start"] = warm_start
-        options[name] = opts
-    options = {k: v for k, v in options.items() if v and (k in compiled or k == "elk-full")}
-    result = compile_model(model, chip=chip, batch=args.batch, seq=args.seq, mode=args.mode,
-                           designs=args.designs, design_options=options,
+    plan = RunPlan.build(compiled, options, warm_start)
+    result = compile_model(model, chip=chip, batch=args.batch, seq=args.seq, mode=args.mode, designs=plan,
                            placement=None if args.placement == "none" else args.placement,
                            bound=None if args.bound == "none" else args.bound,
                            bound_time_limit=args.bound_time_limit)
@@ -234,6 +210,42 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 1 if invalid or unsaved else 0
 
 
+def _records_targets(path: str | None, compiled: list[str]) -> dict[str, str]:
+    """``--records FILE``: the file each design that keeps per-window records writes (FILE-DESIGN.csv each when
+    more than one does)."""
+    from solvers.registry import EXACT
+    windows = [d for d in compiled if d in EXACT and "records" in _field_names(EXACT[d].options)]
+    if path is None:
+        return {}
+    if not windows:
+        raise ElkError(f"--records: per-window records come from {' or '.join(_window_designs())}, and none is "
+                       f"among the designs compiled ({', '.join(compiled)})")
+    stem = Path(path)
+    return {n: str(stem.with_name(f"{stem.stem}-{n}{stem.suffix}")) if len(windows) > 1 else path for n in windows}
+
+
+def _window_designs() -> list[str]:
+    from solvers.registry import EXACT
+    return [d for d, kind in EXACT.items() if "records" in _field_names(kind.options)]
+
+
+def _field_names(cls) -> set[str]:
+    import dataclasses
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _design_options(args: argparse.Namespace, compiled: list[str], records: dict[str, str]) -> dict:
+    """Each compiled exact design's options from the command line (a knob its kind has no field for, such as
+    --window for periodic, does not reach it), and ELK-Full's load-order space."""
+    from solvers.registry import EXACT
+    options: dict = {"elk-full": {"space": args.order_space}} if args.order_space else {}
+    for name in (d for d in compiled if d in EXACT):
+        options[name] = EXACT[name].options.from_knobs(time_limit=args.time_limit, workers=args.workers,
+                                                       seed=args.seed, window=args.window,
+                                                       backend=args.milp_solver, records=records.get(name))
+    return options
+
+
 def _save_schedules(result, saves: list[tuple[str | None, str]]) -> int:
     """Write the ``--save-schedule`` files; returns how many could not be written (invalid schedules)."""
     from elk.schedule_file import write_schedule
@@ -258,6 +270,7 @@ def _save_schedules(result, saves: list[tuple[str | None, str]]) -> int:
 
 
 def cmd_plans(args: argparse.Namespace) -> int:
+    """``elk plans``: the unique operators of a model, or one operator's plan table."""
     from elk.plantable import plan_table
     from elk.driver.report import plan_table_report, table
     from elk.graphs.zoo import build_program
@@ -295,6 +308,7 @@ def cmd_plans(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    """``elk models``: the model zoo with operator counts, HBM bytes and FLOPs."""
     from elk.driver.report import fmt_bytes, fmt_tflop, table
     from elk.graphs.zoo import build_program, list_models
 
@@ -315,12 +329,14 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_chips(args: argparse.Namespace) -> int:
+    """``elk chips``: the chip presets."""
     for chip in PRESETS.values():
         print(chip.describe())
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``elk`` argument parser with every subcommand (usage mistakes become one-line errors)."""
     parser = OneLineParser(prog="elk", description="Compile DL models for inter-core connected AI chips.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -328,13 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(p)
     add_chip_args(p)
     p.add_argument("--designs", default="default",
-                   help="comma list of basic,static,elk-dyn,elk-full,ideal,periodic,cpsat,milp; 'paper' (or "
-                        "'all') is the five paper designs, 'default' adds periodic (default)")
+                   help=f"comma list of {','.join(DESIGNS)}, or {SET_HELP}; default: default")
     p.add_argument("--order-space", choices=("complete", "artifact"), help="ELK-Full load orders (default complete)")
     p.add_argument("--window", type=_positive_int, help="operators per exact-solver window (cpsat, milp)")
     p.add_argument("--time-limit", type=_finite_positive,
                    help="seconds per exact solve: each window (cpsat, milp), the layer model (periodic); "
-                        "default 10")
+                        f"default {DEFAULT_TIME_LIMIT:g}")
     p.add_argument("--workers", type=_positive_int,
                    help="CP-SAT workers / MILP threads (periodic, cpsat, milp); default 8 for periodic, 2 for windows")
     p.add_argument("--seed", type=int, help="solver random seed (periodic, cpsat, milp)")
@@ -346,11 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "schedule file written by --save-schedule (default: the fastest design run before them)")
     p.add_argument("--save-schedule", action="append", default=[], metavar="[DESIGN=]FILE.json",
                    help="write a design's schedule to a file (repeatable; without DESIGN=, the fastest valid one)")
-    p.add_argument("--bound", default="lp", choices=("none", "closed", "lp", "milp"),
+    p.add_argument("--bound", default=DEFAULT_BOUND, choices=("none",) + BOUND_LEVELS,
                    help="proven lower bound for certified gaps: closed forms, + the LP (default), + the MILP; "
                         "none skips it")
-    p.add_argument("--bound-time-limit", type=_finite_positive, default=30.0,
-                   help="seconds for the bound's solver (default 30)")
+    p.add_argument("--bound-time-limit", type=_finite_positive, default=DEFAULT_BOUND_TIME_LIMIT,
+                   help=f"seconds for the bound's solver (default {DEFAULT_BOUND_TIME_LIMIT:g})")
     p.add_argument("--placement", default="heuristic", choices=ALLOC_SOLVERS + ("none",),
                    help="allocator giving each design's buffers SRAM addresses (none = byte budgets only)")
     p.add_argument("--json", help="write the report as JSON")
@@ -374,15 +389,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("chips", help="list chip presets")
     p.set_defaults(func=cmd_chips)
 
-    from elk.cli.sweep import add_sweep_parser  # design-space sweeps on the study runner (elk/study.py)
+    from elk.cli.sweep import add_sweep_parser  # design-space sweeps on the study runner (elk.study)
     add_sweep_parser(sub)
 
-    from elk.cli.alloc import add_alloc_parser  # on-chip memory allocation of a buffer CSV (elk/alloc_cli.py)
+    from elk.cli.alloc import add_alloc_parser  # on-chip memory allocation of a buffer CSV (elk.cli.alloc)
     add_alloc_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``elk`` command line; a user mistake is one ``elk: error:`` line and exit status 2."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)  # a usage mistake raises UsageError (one line, below)

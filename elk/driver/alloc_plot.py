@@ -15,6 +15,7 @@ from elk.allocation import AllocationProblem, max_load_lower_bound
 
 def plot_packing(path: str | Path, problem: AllocationProblem, offsets: np.ndarray, *, capacity: int | None = None,
                  title: str = "") -> Path:
+    """Draw a placement as boxes (live range x address range) into a PNG at ``path``; returns the path."""
     import matplotlib
 
     matplotlib.use("Agg")

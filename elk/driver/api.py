@@ -7,9 +7,8 @@ can be reported; the core (``elk.*`` modules) never imports any of that.
 """
 from __future__ import annotations
 
-import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -19,10 +18,13 @@ from elk.ir import Program
 from elk.schedule import Schedule
 from elk.simulator import SimResult, simulate
 from elk.workload import Workload
+from solvers.solver_options import DEFAULT_BOUND, DEFAULT_BOUND_TIME_LIMIT, check_bound
 
 
 @dataclass
 class DesignResult:
+    """One design's schedule in a compile, the simulator's verdict on it, and what it cost to make and place."""
+
     name: str
     schedule: Schedule
     sim: SimResult
@@ -43,7 +45,7 @@ class DesignResult:
                **{f"{k}_ms": (0.0 if abs(v) < 1e-9 else v) for k, v in r.breakdown_ms.items()},
                "hbm_utilisation": r.hbm_utilisation, "noc_utilisation": r.noc_utilisation,
                "achieved_tflops": r.achieved_tflops, "peak_sram_bytes": r.peak_sram_bytes,
-               "compile_seconds": self.compile_seconds, "relaxation": r.relaxation}
+               "compile_seconds": self.compile_seconds, "relaxation": r.relaxation.describe()}
         if self.schedule.info.warm_start is not None:  # exact designs: the schedule they started from
             row["warm_start"] = self.schedule.info.warm_start
             row["warm_start_ms"] = self.warm_start_ms
@@ -56,6 +58,9 @@ class DesignResult:
 
 @dataclass
 class CompileResult:
+    """Everything one ``compile`` made: the program, chip and plan tables (``workload``), each design's result
+    in the order requested, and the proven lower bounds that turn latencies into certified gaps."""
+
     model: str
     chip: Chip
     program: Program
@@ -63,7 +68,6 @@ class CompileResult:
     designs: dict[str, DesignResult]
     table_seconds: float
     total_seconds: float = 0.0
-    extras: dict = field(default_factory=dict)
     #: proven lower bounds on latency (None when compiled with ``bound=None``)
     bounds: Any = None
 
@@ -109,7 +113,7 @@ class CompileResult:
                 "table_seconds": self.table_seconds, "total_seconds": self.total_seconds,
                 "bound": bound, "bounds": jsonable(self.bounds.bounds) if self.bounds is not None else [],
                 "bound_warnings": list(self.bounds.warnings) if self.bounds is not None else [],
-                "designs": designs, **jsonable(self.extras)}
+                "designs": designs}
 
 
 def jsonable(value: Any) -> Any:
@@ -148,22 +152,25 @@ def window_summary(records) -> dict[str, Any]:
 
 
 def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batch: int = 32, seq: int = 2048,
-            mode: str = "decode", designs: str | Iterable[str] = "default",
-            chip_overrides: Mapping[str, Any] | None = None, design_options: Mapping[str, Mapping] | None = None,
+            mode: str = "decode", designs: "str | Iterable[str] | RunPlan" = "default",
+            chip_overrides: Mapping[str, Any] | None = None, design_options: Mapping[str, Any] | None = None,
             placement: str | None = "heuristic", placement_time_limit: float = 10.0,
-            bound: str | None = "lp", bound_time_limit: float = 30.0,
-            carry: Iterable[Schedule] = ()) -> CompileResult:
+            bound: str | None = DEFAULT_BOUND, bound_time_limit: float = DEFAULT_BOUND_TIME_LIMIT,
+            carry: Iterable[Schedule] = (), workers: int | None = None) -> CompileResult:
     """Build the model, its plan tables, and a schedule per design, each timed by the simulator.
+
+    ``designs``: names (a comma list or an iterable; "default", "paper") or a
+    ready ``solvers.registry.RunPlan`` (what the command line builds). With
+    names, ``design_options`` maps a design to its options: an exact design's
+    dataclass (``solvers.solver_options.PeriodicOptions``...) or a mapping of
+    its fields, which may hold its ``warm_start``: a design name (run too if it
+    is not requested), a Schedule (e.g. from ``elk.schedule_file.read_schedule``),
+    or by default the fastest strict schedule run before it. Each exact design
+    reports the one it used (``warm_start`` in its row, with ``warm_start_ms``).
 
     ``bound`` ("closed", "lp" (default), "milp" or None) proves a lower bound on
     latency (solvers.schedule.bounds) so that every design's certified gap
     is reported; ``bound_time_limit`` caps the solver time spent on it.
-
-    The exact designs (periodic, cpsat, milp) start from ``design_options[name]["warm_start"]``:
-    a design name (run too if it is not requested), a Schedule (e.g. from
-    ``elk.schedule_file.read_schedule``), or by default the fastest strict
-    schedule run before them. Each reports the one it used (``warm_start`` in
-    its row, with ``warm_start_ms``).
 
     ``carry``: schedules carried from elsewhere (a neighbouring point of a sweep
     with less HBM bandwidth or SRAM; see elk.study). Those the simulator
@@ -175,117 +182,45 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
     fit is repaired by re-running the design under a smaller byte budget, and
     the design's result is the repaired schedule (the cost is reported).
     ``placement=None`` keeps byte budgets only.
+
+    ``workers``: processes for building plan tables and for the heuristics'
+    searches (None: elk.tablecache.default_workers(), which reads ``ELK_WORKERS``).
     """
-    from solvers.registry import DESIGNS, EXACT_DESIGNS, dependency_order, parse_designs, pick_warm_start, run_design
-    from solvers.schedule.bounds import LEVELS, check_time_limit, compute_bounds
+    from solvers.registry import RunPlan
+    from solvers.run_plan import run_plan
+    from solvers.schedule.bounds import compute_bounds
 
     started = time.perf_counter()
+    plan = designs if isinstance(designs, RunPlan) else RunPlan.build(designs, design_options)
+    if isinstance(designs, RunPlan) and design_options:
+        raise SolverConfigError("design_options go into the RunPlan: give one or the other")
+    check_placement(placement)
+    check_bound(bound, bound_time_limit)
     the_chip = resolve_chip(chip)
     if chip_overrides:
         the_chip = the_chip.with_overrides(**{k: v for k, v in chip_overrides.items() if v is not None})
-    if isinstance(model, Program):
-        program = model
-    else:
-        from elk.graphs.zoo import build_program
-        program = build_program(model, batch=batch, seq=seq, mode=mode)
-    names = parse_designs(designs, DESIGNS)
+    program = model if isinstance(model, Program) else _build_program(model, batch, seq, mode)
+    workload = Workload.build(program, the_chip, workers)
+    bounds = compute_bounds(workload, bound, bound_time_limit) if bound is not None else None
+    runs = run_plan(plan, workload, carry=carry, placement=placement, placement_time_limit=placement_time_limit,
+                    workers=workers)
+    results = {name: DesignResult(name, r.schedule, simulate(workload, r.schedule), r.seconds, r.placement,
+                                  r.warm_start_ms) for name, r in runs.items()}
+    return CompileResult(model=program.name, chip=the_chip, program=program, workload=workload, designs=results,
+                         table_seconds=workload.table_seconds, total_seconds=time.perf_counter() - started,
+                         bounds=bounds)
+
+
+def _build_program(model: str | Path, batch: int, seq: int, mode: str) -> Program:
+    from elk.graphs.zoo import build_program
+    return build_program(model, batch=batch, seq=seq, mode=mode)
+
+
+def check_placement(placement: str | None) -> None:
+    """``placement`` is an allocator's name or None."""
     from solvers.alloc.allocate import ALLOC_SOLVERS
     if placement is not None and placement not in ALLOC_SOLVERS:
         raise SolverConfigError(f"unknown placement solver '{placement}' ({', '.join(ALLOC_SOLVERS)} or None)")
-    if bound is not None and bound not in LEVELS:
-        raise SolverConfigError(f"unknown bound level '{bound}' ({', '.join(LEVELS)} or None)")
-    check_time_limit(bound_time_limit, "bound time limit")
-    design_options = design_options or {}
-    order = dependency_order(names + _named_warm_starts(names, design_options, DESIGNS),
-                             _common_warm_start(names, design_options))
-    workload = Workload.build(program, the_chip)
-    for opts in design_options.values():
-        warm = opts.get("warm_start")
-        if isinstance(warm, Schedule):  # a schedule from elsewhere must hold here, or the design would start invalid
-            verdict = simulate(workload, warm)
-            if not verdict.valid:
-                raise ScheduleError(f"warm start '{warm.design}' is not valid on this program and chip: "
-                                    f"{verdict.violations[0].message(the_chip.clock_hz)}")
-    bounds = compute_bounds(workload, bound, bound_time_limit) if bound is not None else None
-    results: dict[str, DesignResult] = {}
-    done: dict[str, Schedule] = {}
-    carried = [s for s in carry if simulate(workload, s).valid]
-    if carried:  # not a design of its own: only a candidate warm start
-        done["carried"] = min(carried, key=lambda s: simulate(workload, s).latency_cycles)
-    # Requested designs' schedules as reported (after placement and any repair), and where each was placed:
-    # an exact design starts from these, so that it is compared with, and falls back to, what the report shows.
-    final: dict[str, Schedule] = {}
-    placements: dict[int, Any] = {}
-    for name in order:
-        t0 = time.perf_counter()
-        options = dict(design_options.get(name, {}))
-        warm_ms = None
-        warm = None
-        if name in EXACT_DESIGNS:
-            warm = pick_warm_start(workload, {n: final.get(n, s) for n, s in done.items()}, options.get("warm_start"))
-            warm_ms = simulate(workload, warm).latency_ms
-            options["warm_start"] = warm
-        schedule = run_design(name, workload, done, options)
-        spent = time.perf_counter() - t0
-        done[name] = schedule
-        if name in names:
-            placed = None
-            if placement is not None and schedule.relaxation.strict:
-                from solvers.placement import cost_aware_placement, repair_reruns
-                options = {k: v for k, v in design_options.get(name, {}).items() if k != "records"}
-                designed = schedule
-                quick, whole = repair_reruns(name, options, schedule)
-                schedule, placed = cost_aware_placement(name, workload, schedule, quick, refine=whole,
-                                                        solver=placement, time_limit=placement_time_limit)
-                spent += placed.seconds
-                if warm is not None and id(warm) in placements and (
-                        simulate(workload, schedule).latency_cycles > simulate(workload, warm).latency_cycles):
-                    # the exact schedule needed a repair that made it slower than its (placed) warm start:
-                    # report the warm start under this design's name, with the placement it already has
-                    schedule = Schedule(name, warm.entry, warm.exec_start, warm.exec_end, warm.load_start,
-                                        warm.load_end, warm.relaxation, designed.info)
-                    placed = dataclasses.replace(placements[id(warm)], design=name)
-                placements[id(schedule)] = placed
-            final[name] = schedule
-            results[name] = DesignResult(name, schedule, simulate(workload, schedule), spent, placed, warm_ms)
-    ordered = {n: results[n] for n in names}
-    return CompileResult(model=program.name, chip=the_chip, program=program, workload=workload,
-                         designs=ordered, table_seconds=workload.table_seconds,
-                         total_seconds=time.perf_counter() - started, bounds=bounds)
-
-
-def _named_warm_starts(names: list[str], options: Mapping[str, Mapping], known) -> list[str]:
-    """Designs named as an exact design's warm start that were not requested (they are run too)."""
-    from solvers.registry import EXACT_DESIGNS
-    extra = []
-    for name in names:
-        warm = options.get(name, {}).get("warm_start") if name in EXACT_DESIGNS else None
-        if warm is None or isinstance(warm, Schedule):
-            continue
-        if not isinstance(warm, str) or warm not in known:
-            raise SolverConfigError(f"{name}: warm start {warm!r} is neither a design ({', '.join(known)}) "
-                                    f"nor a Schedule")
-        if warm == name:
-            raise SolverConfigError(f"{name} cannot warm-start from itself")
-        if warm in EXACT_DESIGNS and EXACT_DESIGNS.index(warm) > EXACT_DESIGNS.index(name):
-            raise SolverConfigError(f"{name} cannot warm-start from {warm}: it runs first "
-                                    f"(exact designs run in the order {', '.join(EXACT_DESIGNS)})")
-        if warm not in names and warm not in extra:
-            extra.append(warm)
-    return extra
-
-
-def _common_warm_start(names: list[str], options: Mapping[str, Mapping]) -> str | Schedule | None:
-    """What ``dependency_order`` needs to know: a warm start every requested exact design was given, if any.
-
-    None when some exact design starts from the default (the fastest schedule run before it), so that
-    ELK-Full runs when no heuristic is requested.
-    """
-    from solvers.registry import EXACT_DESIGNS
-    given = [options.get(n, {}).get("warm_start") for n in names if n in EXACT_DESIGNS]
-    if not given or any(w is None for w in given):
-        return None
-    return next((w for w in given if isinstance(w, str) and w in EXACT_DESIGNS), given[0])
 
 
 __all__ = ["compile", "CompileResult", "DesignResult", "ElkError", "jsonable", "window_summary"]

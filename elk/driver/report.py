@@ -10,6 +10,7 @@ from elk.plantable import PlanTable
 
 
 def fmt_bytes(n: float) -> str:
+    """A byte count in SI units (GB, MB, KB, B) for reports."""
     for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
         if abs(n) >= size:
             return f"{n / size:.2f} {unit}"
@@ -17,6 +18,7 @@ def fmt_bytes(n: float) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence], align: str | None = None) -> str:
+    """A plain-text table: ``align`` has one letter per column, ``l`` or ``r`` (default: first left, rest right)."""
     cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
     widths = [max(len(row[k]) for row in cells) for k in range(len(headers))]
     align = align or ("l" + "r" * (len(headers) - 1))
@@ -30,6 +32,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence], align: str | None = 
 
 
 def program_header(program: Program, chip: Chip) -> str:
+    """The two header lines of a compile report: the program and the chip, then operators, HBM bytes and FLOPs."""
     meta = program.meta
     mode = meta.get("mode", "")
     shape = f"batch {meta.get('batch')}" + (f", KV {meta.get('seq')}" if mode == "decode" else
@@ -42,7 +45,7 @@ def program_header(program: Program, chip: Chip) -> str:
 
 
 def compile_report(result) -> str:
-    """The table `elk compile` prints (``result`` is an elk.api.CompileResult)."""
+    """The table `elk compile` prints (``result`` is an :class:`elk.driver.api.CompileResult`)."""
     rows = []
     for r in result.rows():
         b = lambda k: f"{abs(r[k + '_ms']) if abs(r[k + '_ms']) >= 5e-4 else 0.0:.3f}"  # noqa: E731
@@ -75,9 +78,9 @@ def compile_report(result) -> str:
         elif p is not None and p.status == "unplaced":
             notes.append(f"{name} NOT PLACEABLE: its buffers need {p.allocated_peak / 1024:.0f} KiB of addresses, "
                          f"SRAM holds {p.capacity / 1024:.0f} KiB, and {len(p.repairs)} repairs did not fit")
-        if d.sim.relaxation != "strict":
+        if not d.sim.relaxation.strict:
             notes.append(f"{name} is a relaxed schedule, not a bound (nothing proves a valid schedule cannot beat "
-                         f"it), timed under: {d.sim.relaxation}")
+                         f"it), timed under: {d.sim.relaxation.describe()}")
         if not d.sim.valid:
             notes.append(f"{name} INVALID: {d.sim.violations[0].message(result.chip.clock_hz)}")
     if notes:
@@ -171,6 +174,7 @@ def _placed_kib(row: dict) -> str:
 
 
 def plan_table_report(op_name: str, table_: PlanTable, chip: Chip, limit: int = 40) -> str:
+    """``elk plans``: an operator's plan counts, its execution Pareto frontier and its cold-hot rows (``limit`` rows each)."""
     sig = table_.sig
     head = (f"{op_name}: {sig.describe()} on {chip.cores} cores\n"
             f"{table_.n_plans:,} plans ({table_.n_spatial:,} spatial), {len(table_.frontier_hot)} on the "

@@ -172,7 +172,7 @@ def _other_data(workload: Workload, schedule: Schedule, result: SimResult) -> di
     chip = workload.chip
     return {"model": workload.program.name, "chip": chip.describe(), "design": result.design,
             "latency_ms": _json_number(float(result.latency_ms)), "valid": bool(result.valid),
-            "relaxation": result.relaxation, "clock_hz": chip.clock_hz, "operators": len(workload),
+            "relaxation": result.relaxation.describe(), "clock_hz": chip.clock_hz, "operators": len(workload),
             "loads": int(len(result.timeline.load_ops)), "peak_sram_bytes": int(result.peak_sram_bytes),
             "sram_per_core": chip.sram_per_core, "time_unit": "microseconds (converted from cycles)",
             "violations": [v.message(chip.clock_hz) for v in result.violations[:10]]}

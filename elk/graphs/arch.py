@@ -77,6 +77,7 @@ class ArchConfig:
 
     @property
     def qkv_width(self) -> int:
+        """Width of the fused QKV projection: query heads plus key and value heads, times the head size."""
         return (self.heads + 2 * self.kv_heads) * self.head_dim
 
     @property

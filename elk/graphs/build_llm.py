@@ -108,6 +108,7 @@ class Emitter:
 
     @contextmanager
     def scope(self, prefix: str, layer: int | None = None) -> Iterator["Emitter"]:
+        """Emit the operators inside the ``with`` block under ``prefix`` and ``layer`` (restored after)."""
         saved = (self.prefix, self.layer)
         self.prefix, self.layer = prefix, layer
         try:

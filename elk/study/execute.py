@@ -48,11 +48,6 @@ _current_group: str | None = None
 
 
 # ---------------------------------------------------------------- worker side
-def _use_table_workers(table_workers: int | None) -> None:
-    if table_workers is not None:
-        os.environ["ELK_WORKERS"] = str(table_workers)
-
-
 def _trim_tables(group: str) -> None:
     """Keep only the current table family's plan tables in memory (memory stays flat over a study)."""
     global _current_group
@@ -65,7 +60,6 @@ def _trim_tables(group: str) -> None:
 def build_tables(point: Point, table_workers: int | None = None, chips: tuple[Chip, ...] = ()) -> dict[str, Any]:
     """Put the plan tables of the point's program on ``chips`` (default: the point's chip) in the on-disk cache
     (and this worker's memory). The chips are the point's table family: one enumeration serves them all."""
-    _use_table_workers(table_workers)
     _trim_tables(point.resolved.table_family)
     from elk.plantable import tables_for_chips
     from elk.graphs.zoo import build_program
@@ -73,7 +67,7 @@ def build_tables(point: Point, table_workers: int | None = None, chips: tuple[Ch
     cpu0 = time.process_time()
     try:
         program = build_program(point.model, batch=point.batch, seq=point.seq, mode=point.mode)
-        tables_for_chips(program, list(chips) or [point.resolved.chip])
+        tables_for_chips(program, list(chips) or [point.resolved.chip], table_workers)
         error = None
     except Exception as exc:  # the points themselves will record it
         error = f"{type(exc).__name__}: {exc}"
@@ -96,7 +90,6 @@ def execute_point(point: Point, table_workers: int | None = None, after: Any = N
     from elk.driver.api import window_summary
     from elk.tablecache import COST_MODEL_VERSION
 
-    _use_table_workers(table_workers)
     res = point.resolved
     _trim_tables(res.table_family)
     started = time.time()
@@ -109,7 +102,7 @@ def execute_point(point: Point, table_workers: int | None = None, after: Any = N
     try:
         result = compile_model(point.model, chip=res.chip, batch=point.batch, seq=point.seq, mode=point.mode,
                                designs=",".join(res.designs), design_options=res.design_options, carry=carry,
-                               bound=res.bound, bound_time_limit=res.bound_time_limit)
+                               bound=res.bound, bound_time_limit=res.bound_time_limit, workers=table_workers)
         rows = []
         for row in result.rows():
             records = result.designs[row["design"]].schedule.info.records

@@ -20,16 +20,14 @@ from typing import Any
 
 from elk.chip import LOAD_MODELS, Chip, knob_overrides, resolve_chip
 from elk.errors import ChipConfigError, ElkError
-from solvers.registry import PAPER_DESIGNS
-from solvers.solver_options import MILP_BACKENDS
+from solvers.registry import DESIGNS, EXACT, PAPER_DESIGNS
+from solvers.solver_options import BOUND_LEVELS, DEFAULT_BOUND, DEFAULT_BOUND_TIME_LIMIT, MILP_BACKENDS, ExactOptions
 
 #: Bump when the meaning of a key's inputs changes, or the stored record does (not for new elk versions:
 #: results record those). 2: records carry the proven bound (bound_ms, bound_name) and rows gap_to_bound.
 SCHEMA_VERSION = 2
 
 PAPER = PAPER_DESIGNS  # "paper" in a grid
-EXACT_DESIGNS = ("periodic", "cpsat", "milp")
-WINDOW_DESIGNS = ("cpsat", "milp")
 TOPOLOGY_KINDS = ("all-to-all", "mesh")
 
 #: Knobs whose value is a positive integer / a positive number.
@@ -41,10 +39,8 @@ SOLVER_KNOBS = ("window", "time_limit", "workers", "seed", "milp_solver", "perio
 #: Knobs added after schema 2's keys were first stored: hashed only when set, so older points keep their keys.
 LATE_KNOBS = ("periodic_time_limit", "periodic_workers")
 #: The proven lower bound every point computes unless its ``bound`` / ``bound_time_limit`` say otherwise
-#: (elk.compile's defaults); like the late knobs, hashed only when they differ from these.
-DEFAULT_BOUND = "lp"
-DEFAULT_BOUND_TIME_LIMIT = 30.0
-BOUND_LEVELS = ("closed", "lp", "milp")
+#: (DEFAULT_BOUND, DEFAULT_BOUND_TIME_LIMIT: elk.compile's defaults); like the late knobs, hashed only when they
+#: differ from these.
 
 
 class StudyError(ElkError):
@@ -71,7 +67,7 @@ class Point:
     topology: str | None = None
     #: "ROWSxCOLS" (implies a mesh); None = the most square shape for the core count
     mesh: str | None = None
-    #: "fluid" or "rigid" (DESIGN.md §5.1); None = the chip's (fluid unless its file says otherwise)
+    #: "fluid" or "rigid" (docs/design.md §5.1); None = the chip's (fluid unless its file says otherwise)
     load_model: str | None = None
     designs: str = "paper"
     window: int | None = None
@@ -139,7 +135,8 @@ class Resolved:
     chip: Chip
     model_name: str
     designs: tuple[str, ...]
-    design_options: dict
+    #: each exact design's options (solvers.solver_options), as elk.compile's ``design_options``
+    design_options: dict[str, ExactOptions]
     #: every knob with its effective value (the result table's input columns)
     knobs: dict
     #: Chip.plan_key() plus the program inputs: points sharing it share plan tables
@@ -178,21 +175,11 @@ def _resolve(p: Point) -> Resolved:
     bound_time_limit = float(p.bound_time_limit or DEFAULT_BOUND_TIME_LIMIT)
     chip = _chip(p)
     designs = _designs(p.designs)
-    exact = [d for d in designs if d in EXACT_DESIGNS]
+    exact = [d for d in designs if d in EXACT]
     solver = {k: (getattr(p, k) if exact else None) for k in SOLVER_KNOBS}
     if "periodic" not in exact:
         solver["periodic_time_limit"] = solver["periodic_workers"] = None
-    options: dict = {}
-    for name in exact:
-        names = ("time_limit", "seed") + (("window", "workers") if name in WINDOW_DESIGNS else ())
-        opts = {k: solver[k] for k in names if solver[k] is not None}
-        if name == "periodic" and solver["periodic_time_limit"] is not None:
-            opts["time_limit"] = solver["periodic_time_limit"]
-        if name == "periodic" and solver["periodic_workers"] is not None:
-            opts["workers"] = solver["periodic_workers"]
-        if name == "milp" and solver["milp_solver"] is not None:
-            opts["backend"] = solver["milp_solver"]
-        options[name] = opts
+    options = {name: _exact_options(name, solver) for name in exact}
     if model["family"] == "dit":  # one denoising step whatever the mode; the image fixes the token count
         mode, seq = "forward", model["tokens"]
     else:
@@ -219,6 +206,19 @@ def _resolve(p: Point) -> Resolved:
                     knobs=knobs, table_group=hashlib.sha256(group.encode()).hexdigest()[:16],
                     table_family=hashlib.sha256(family.encode()).hexdigest()[:16], bound=bound,
                     bound_time_limit=bound_time_limit)
+
+
+def _exact_options(name: str, solver: dict[str, Any]) -> ExactOptions:
+    """An exact design's options from the point's solver knobs: ``workers`` are the windows' (the periodic design
+    has its own ``periodic_workers`` and ``periodic_time_limit``)."""
+    periodic = name == "periodic"
+    knobs = {"time_limit": (solver["periodic_time_limit"] if periodic else None) or solver["time_limit"],
+             "workers": solver["periodic_workers"] if periodic else solver["workers"], "seed": solver["seed"],
+             "window": solver["window"], "backend": solver["milp_solver"]}
+    try:
+        return EXACT[name].options.from_knobs(**knobs)
+    except ElkError as err:
+        raise StudyError(str(err)) from None
 
 
 def _check_int(name: str, value: Any, optional: bool) -> None:
@@ -265,13 +265,10 @@ def _jsonable_chip(chip: Chip) -> dict:
 def _designs(spec: Any) -> tuple[str, ...]:
     """Canonical design tuple, in the registry's order (so ``ideal,basic`` == ``basic,ideal``)."""
     from solvers.registry import parse_designs
-    from solvers.registry import DESIGNS  # the study runner is a front door, like elk.compile
     if not isinstance(spec, str):
         raise StudyError(f"designs must be a comma-separated string, got {spec!r}")
-    items = ["all" if s.strip() == "paper" else s.strip() for s in spec.split(",") if s.strip()]
     try:
-        names = parse_designs(items, DESIGNS)  # the same names and errors as elk.compile
+        names = parse_designs(spec)  # the same names and errors as elk.compile
     except ElkError as err:
-        raise StudyError(str(err).replace("known: all,", "known: paper,")) from None
-    order = list(DESIGNS)
-    return tuple(sorted(names, key=order.index))
+        raise StudyError(str(err)) from None
+    return tuple(sorted(names, key=DESIGNS.index))

@@ -62,6 +62,7 @@ class PointStore:
             raise StudyError(f"output folder {self.root} is not writable: {exc.strerror or exc}") from None
 
     def path(self, key: str) -> Path:
+        """The file of the point with this key."""
         return self.points / f"{key}.json"
 
     def write(self, record: dict[str, Any]) -> Path:
@@ -112,6 +113,7 @@ class PointStore:
         return dest
 
     def keys(self) -> list[str]:
+        """Keys of every stored point, sorted."""
         if not self.points.is_dir():
             return []
         return sorted(p.stem for p in self.points.glob("*.json"))
@@ -150,6 +152,7 @@ class CorruptPoint(Exception):
 
 
 def parse_record(path: Path, text: str, expected_key: str) -> dict[str, Any]:
+    """A stored point's JSON checked against the schema and its expected key; anything else is :class:`CorruptPoint`."""
     try:
         rec = json.loads(text)
     except json.JSONDecodeError as exc:

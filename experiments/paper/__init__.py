@@ -1,9 +1,9 @@
 """The Elk paper's evaluation (Figs. 17-24) as scripted, resumable studies on ``elk.study``.
 
-One module per figure (``figNN_*.py``, each runnable as a script); ``spec``
+One module per figure (``figNN_*.py``, each runnable as ``python -m experiments.paper.figNN_...``); ``spec``
 says what a figure is, ``script`` runs and renders one, ``style`` and
 ``plots`` draw, ``report`` writes the Markdown summary that
-``experiments/run_all.py`` produces.
+``python -m experiments.run_all`` produces.
 """
 
 #: Figure modules in paper order (imported by run_all.py and the tests).

@@ -8,23 +8,19 @@ the modelling choice is worth per design. With ``--exact`` the exact designs
 (periodic, then the MILP windows, starting from the best heuristic) are added
 at B32 S2048 of every model.
 
-    python experiments/paper/fig17_latency.py --out DIR [--quick | --smoke] [--exact] [--workers N]
+    python -m experiments.paper.fig17_latency --out DIR [--quick | --smoke] [--exact] [--workers N]
 
 Quick: Llama2-13B and OPT-30B at B32 S2048. Smoke: the tiny model.
 """
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the ``paper`` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from paper import plots, style  # noqa: E402
-from paper.script import main_for  # noqa: E402
-from paper.spec import BASE_COLUMNS, CONFIG, LLMS, FigureSpec, Options, columns, main_rows, sweep  # noqa: E402
+from experiments.paper import plots, style
+from experiments.paper.script import main_for
+from experiments.paper.spec import BASE_COLUMNS, CONFIG, LLMS, FigureSpec, Options, columns, main_rows, sweep
 
 QUICK_MODELS = ("llama2-13b", "opt-30b")
 

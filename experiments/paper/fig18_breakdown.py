@@ -5,22 +5,18 @@ breakdown is the simulator's four-way split of the latency: execution
 overlapped with HBM loading, loading only, execution only, and interconnect
 stall.
 
-    python experiments/paper/fig18_breakdown.py --out DIR [--quick | --smoke] [--exact] [--workers N]
+    python -m experiments.paper.fig18_breakdown --out DIR [--quick | --smoke] [--exact] [--workers N]
 """
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the ``paper`` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from paper import plots, style  # noqa: E402
-from paper.fig17_latency import QUICK_MODELS  # noqa: E402
-from paper.script import main_for  # noqa: E402
-from paper.spec import BASE_COLUMNS, LLMS, FigureSpec, Options, columns, sweep  # noqa: E402
+from experiments.paper import plots, style
+from experiments.paper.fig17_latency import QUICK_MODELS
+from experiments.paper.script import main_for
+from experiments.paper.spec import BASE_COLUMNS, LLMS, FigureSpec, Options, columns, sweep
 
 METRICS = (*style.BREAKDOWN, "hbm_utilisation", "noc_utilisation", "achieved_tflops", "peak_sram_bytes")
 

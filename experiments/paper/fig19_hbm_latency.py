@@ -3,23 +3,19 @@
 The mesh is elk's own model (hops and link bandwidth, ``topology="mesh"``),
 not the artifact's scalar slowdown. Every bandwidth point is plotted as run.
 
-    python experiments/paper/fig19_hbm_latency.py --out DIR [--quick | --smoke] [--exact] [--workers N]
+    python -m experiments.paper.fig19_hbm_latency --out DIR [--quick | --smoke] [--exact] [--workers N]
 
 Quick: Llama2-13B at 8 and 16 TB/s. Exact: Llama2-13B at 4, 10 and 16 TB/s, both topologies.
 """
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the ``paper`` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from paper import plots, style  # noqa: E402
-from paper.script import main_for  # noqa: E402
-from paper.spec import BASE_COLUMNS, LLMS, TOPOLOGIES, FigureSpec, Options, columns, small_model, sweep  # noqa: E402
+from experiments.paper import plots, style
+from experiments.paper.script import main_for
+from experiments.paper.spec import BASE_COLUMNS, LLMS, TOPOLOGIES, FigureSpec, Options, columns, small_model, sweep
 
 HBM_TBPS = list(range(4, 17))
 

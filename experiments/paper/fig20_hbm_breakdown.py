@@ -5,21 +5,17 @@ overlapped with loading, loading only, execution only, interconnect stall.
 Unlike the artifact's version of this figure, no time is moved between
 categories.
 
-    python experiments/paper/fig20_hbm_breakdown.py --out DIR [--quick | --smoke] [--exact] [--workers N]
+    python -m experiments.paper.fig20_hbm_breakdown --out DIR [--quick | --smoke] [--exact] [--workers N]
 """
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the ``paper`` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from paper import plots, style  # noqa: E402
-from paper.script import main_for  # noqa: E402
-from paper.spec import BASE_COLUMNS, FigureSpec, Options, columns, small_model, sweep  # noqa: E402
+from experiments.paper import plots, style
+from experiments.paper.script import main_for
+from experiments.paper.spec import BASE_COLUMNS, FigureSpec, Options, columns, small_model, sweep
 
 HBM_TBPS = list(range(6, 17))
 

@@ -5,22 +5,18 @@ distribution and by operators' communication, over the latency. Values are
 plotted as computed (the artifact scales values above 0.98 down; we don't).
 Shares its 4-16 TB/s points with Fig. 19.
 
-    python experiments/paper/fig21_noc_utilisation.py --out DIR [--quick | --smoke] [--exact] [--workers N]
+    python -m experiments.paper.fig21_noc_utilisation --out DIR [--quick | --smoke] [--exact] [--workers N]
 """
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the ``paper`` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from paper import plots, style  # noqa: E402
-from paper.fig19_hbm_latency import exact_configs  # noqa: E402  (the same few exact points)
-from paper.script import main_for  # noqa: E402
-from paper.spec import BASE_COLUMNS, LLMS, TOPOLOGIES, FigureSpec, Options, columns, small_model, sweep  # noqa: E402
+from experiments.paper import plots, style
+from experiments.paper.fig19_hbm_latency import exact_configs  # the same few exact points
+from experiments.paper.script import main_for
+from experiments.paper.spec import BASE_COLUMNS, LLMS, TOPOLOGIES, FigureSpec, Options, columns, small_model, sweep
 
 HBM_TBPS = list(range(2, 19))
 

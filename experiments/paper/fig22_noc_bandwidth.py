@@ -6,23 +6,19 @@ the cores) and plotted as the all-to-all load-distribution bandwidth it gives:
 cores x 5.5 GB/s x scale = 24.3, 32.4, 40.5 and 48.6 TB/s at 5,888 cores. On a
 mesh the same scale multiplies the link bandwidth.
 
-    python experiments/paper/fig22_noc_bandwidth.py --out DIR [--quick | --smoke] [--exact] [--workers N]
+    python -m experiments.paper.fig22_noc_bandwidth --out DIR [--quick | --smoke] [--exact] [--workers N]
 
 Quick: Llama2-13B at NoC x0.75 and x1.5, HBM 8 TB/s, all-to-all.
 """
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the ``paper`` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from paper import plots, style  # noqa: E402
-from paper.script import main_for  # noqa: E402
-from paper.spec import BASE_COLUMNS, TOPOLOGIES, FigureSpec, Options, columns, small_model, sweep  # noqa: E402
+from experiments.paper import plots, style
+from experiments.paper.script import main_for
+from experiments.paper.spec import BASE_COLUMNS, TOPOLOGIES, FigureSpec, Options, columns, small_model, sweep
 
 NOC_SCALES = [0.75, 1.0, 1.25, 1.5]
 HBM_TBPS = [8, 10, 12, 14]

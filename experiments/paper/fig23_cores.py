@@ -7,23 +7,19 @@ with HBM = cores x 1/1,472 TB/s (0.375-1 TB/s). The artifact's ViT-Huge is
 replaced by DiT-XL/2 (the model the paper names for this figure). Meshes use
 the most square rows x cols for each core count.
 
-    python experiments/paper/fig23_cores.py --out DIR [--quick | --smoke] [--exact] [--workers N]
+    python -m experiments.paper.fig23_cores --out DIR [--quick | --smoke] [--exact] [--workers N]
 
 Quick: Llama2-13B at 2,208 cores and DiT-XL/2 at 552 and 1,472 cores, all-to-all.
 """
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the ``paper`` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from paper import plots, style  # noqa: E402
-from paper.script import main_for  # noqa: E402
-from paper.spec import BASE_COLUMNS, LLMS, TOPOLOGIES, FigureSpec, Options, columns, point  # noqa: E402
+from experiments.paper import plots, style
+from experiments.paper.script import main_for
+from experiments.paper.spec import BASE_COLUMNS, LLMS, TOPOLOGIES, FigureSpec, Options, columns, point
 
 DIT = "dit-xl-2"
 LLM_CORES = [736 * k for k in range(3, 8)]

@@ -5,7 +5,7 @@ it gives, 749-1,498 at 5,888 cores) x NoC scale {1, 1.5} x HBM {0.3, 0.4} TB/s
 x {all-to-all, mesh}. All five designs run; the figure plots Static, ELK-Full
 and Ideal as the paper does (plus exact designs where run); the CSV has all.
 
-    python experiments/paper/fig24_training.py --out DIR [--quick | --smoke] [--exact] [--workers N]
+    python -m experiments.paper.fig24_training --out DIR [--quick | --smoke] [--exact] [--workers N]
 
 Quick and smoke: the tiny model (a Llama2-13B training point builds ~1 min of
 plan tables per compute/NoC/topology setting), B2 S256 / B1 S64, two compute
@@ -14,16 +14,12 @@ scales, all-to-all.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the ``paper`` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from paper import plots, style  # noqa: E402
-from paper.script import main_for  # noqa: E402
-from paper.spec import BASE_COLUMNS, TOPOLOGIES, FigureSpec, Options, columns, sweep  # noqa: E402
+from experiments.paper import plots, style
+from experiments.paper.script import main_for
+from experiments.paper.spec import BASE_COLUMNS, TOPOLOGIES, FigureSpec, Options, columns, sweep
 
 COMPUTE_SCALES = [0.75, 1.0, 1.25, 1.5]
 NOC_SCALES = [1.0, 1.5]

@@ -518,7 +518,7 @@ def load_model_section(tab: pd.DataFrame) -> list[str]:
     piv = piv[style.ordered(piv.columns)].rename(columns=style.label)
     worst = both.loc[both["rigid_over_fluid"].idxmax()]
     lines = ["Each design compiled under rigid loads (a load runs at one constant rate for its whole interval) and "
-             "fluid loads (its rate may vary; DESIGN.md 5.1), at Fig. 17's configurations. Mean of rigid / fluid "
+             "fluid loads (its rate may vary; docs/design.md §5.1), at Fig. 17's configurations. Mean of rigid / fluid "
              "latency per model:", "", md_table(piv, digits=3), "",
              f"Largest ratio: {style.label(worst['design'])} at {describe_config(worst.to_dict())}: "
              f"{worst['fluid_ms']:.4f} ms fluid, {worst['rigid_ms']:.4f} ms rigid "

@@ -89,15 +89,19 @@ def _fullest(problem: AllocationProblem) -> np.ndarray:
 
 @dataclass
 class CpsatAlloc:
+    """A built CP-SAT allocation model: the offset of every buffer, the peak, and the decision variables."""
+
     model: cp_model.CpModel
     offset: list  # offset expression per buffer
     peak: cp_model.IntVar
     steps: list  # decision variable per free buffer (offset / alignment), None if fixed
 
     def decode(self, solver: cp_model.CpSolver) -> np.ndarray:
+        """Every buffer's offset in the solver's solution."""
         return np.array([solver.value(x) for x in self.offset], np.int64)
 
     def add_hint(self, offsets: np.ndarray, align: np.ndarray) -> None:
+        """Hint the solver with a placement (offsets in bytes, divided by each buffer's alignment)."""
         for var, off, a in zip(self.steps, offsets.tolist(), align.tolist()):
             if var is not None:
                 self.model.add_hint(var, off // a)

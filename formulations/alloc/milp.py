@@ -24,6 +24,8 @@ from formulations.alloc.cpsat import cliques
 
 @dataclass
 class MilpAlloc:
+    """A built PuLP allocation model: the offset of every buffer, the peak, and the pair-order binaries."""
+
     problem: pulp.LpProblem
     offset: list  # LpVariable / expression / int per buffer
     peak: pulp.LpVariable
@@ -31,12 +33,14 @@ class MilpAlloc:
     pairs: list = field(default_factory=list)  # (i, j, binary: 1 = i below j)
 
     def decode(self) -> np.ndarray:
+        """Every buffer's offset in the solved model."""
         out = []
         for off in self.offset:
             out.append(int(round(pulp.value(off))) if not isinstance(off, int) else off)
         return np.array(out, np.int64)
 
     def set_start(self, offsets: np.ndarray, align: np.ndarray, size: np.ndarray) -> None:
+        """A MIP start from a placement: offsets, the pair-order binaries and the peak."""
         for var, off, a in zip(self.steps, offsets.tolist(), align.tolist()):
             if var is not None:
                 var.setInitialValue(off // a)
@@ -62,6 +66,9 @@ def overlapping(problem: AllocationProblem) -> list[tuple[int, int]]:
 
 def build_milp(problem: AllocationProblem, capacity: int, *, lower_bound: int = 0, minimize: bool = True,
                upper_bound: int | None = None) -> MilpAlloc:
+    """The allocation problem as a MILP: offsets in alignment steps, one binary per pair of buffers live together
+    (which is below), the peak under ``capacity``; minimised when ``minimize``, else any feasible placement.
+    """
     lp = pulp.LpProblem("allocation", pulp.LpMinimize)
     n = problem.n
     size = problem.size.tolist()

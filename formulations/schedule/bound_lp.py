@@ -1,6 +1,6 @@
 """A linear relaxation of the whole scheduling problem whose optimum is a proven lower bound on latency.
 
-What it keeps of DESIGN.md §5 (rules 1-4), per operator i in program order:
+What it keeps of docs/design.md §5 (rules 1-4), per operator i in program order:
 
 * plan choice as a convex combination ``y[i, p]`` of its undominated plan rows
   (``integer=True`` makes it a binary choice: a MILP, tighter and slower);
@@ -61,6 +61,7 @@ class BoundLp:
     choice: list[np.ndarray]  # columns of y[i, :]
 
     def objective(self) -> float:
+        """The solved model's objective (cycles)."""
         return float(self.highs.getInfo().objective_function_value)
 
 

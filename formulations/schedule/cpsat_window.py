@@ -20,7 +20,7 @@ to execution start. Per future load: its start. Constraints:
 * objective: makespan x weight + sum of future-load ends (the tail term).
 
 Exact relative to the window problem; conservative relative to the simulator
-only through the rounding documented in formulations.window.
+only through the rounding documented in formulations.schedule.window.
 """
 from __future__ import annotations
 
@@ -29,12 +29,14 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from formulations.schedule.window import (SHARE_SCALE, WindowAssignment, WindowProblem, fixed_channel_blocks,
-                                          fluid_split, overlap)
+from formulations.schedule.window import (FAMILIES, SHARE_SCALE, WindowAssignment, WindowProblem,
+                                          fixed_channel_blocks, fluid_split, overlap)
 
 
 @dataclass
 class CpsatWindow:
+    """A window's CP-SAT model and the variables a solution is read from (and a hint written to)."""
+
     problem: WindowProblem
     model: cp_model.CpModel
     choice: list[list]  # Boolean per (op, option)
@@ -77,148 +79,200 @@ class CpsatWindow:
 
 
 def build_cpsat(problem: WindowProblem) -> CpsatWindow:
-    m = cp_model.CpModel()
-    lo, hi = problem.lower, problem.horizon
-    ops = problem.ops
-    K = len(ops)
-    choice, start, end, duration, exec_iv = [], [], [], [], []
-    hot, comm, cold = [], [], []
-    load_start: dict[int, cp_model.IntVar] = {}
-    load_ivs, res_ivs, res_demands = [], [], []
-    aux: list = []
+    """The window's CP-SAT model, one constraint family at a time; build_milp (formulations.schedule.milp_window)
+    takes the same steps under the same names, so the two feasible sets can be compared family by family."""
+    b = _CpsatBuilder(problem)
+    for family in FAMILIES:
+        getattr(b, family)()
+    return CpsatWindow(problem, b.m, b.choice, b.start, b.end, b.duration, b.load_start, b.aux, b.load_end)
 
-    for k, w in enumerate(ops):
-        bs = [m.new_bool_var(f"x{k}_{p}") for p in range(len(w.options))]
-        m.add_exactly_one(bs)
-        choice.append(bs)
-        s = m.new_int_var(problem.release, hi, f"s{k}")
-        e = m.new_int_var(problem.release, hi, f"e{k}")
-        d = m.new_int_var(0, hi - problem.release, f"d{k}")
-        exec_iv.append(m.new_interval_var(s, d, e, f"exec{k}"))
-        m.add(d >= sum(o.time * b for o, b in zip(w.options, bs)))
-        start.append(s), end.append(e), duration.append(d)
-        comm.append(sum(o.comm * b for o, b in zip(w.options, bs)))
-        # cumulative demands must be single variables
-        hot.append(_choice_var(m, [o.hot for o in w.options], bs, f"hot{k}", aux, k))
-        cold.append(_choice_var(m, [o.cold for o in w.options], bs, f"cold{k}", aux, k))
-        if k > 0:
-            m.add(s >= end[k - 1])
 
-    # loads: free window loads, future loads, fixed loads
-    free_loads = []  # (k, start var, end expr, size expr)
-    load_end: dict = {}
-    lengths: dict = {}  # fluid: program op -> length var
-    for k, w in enumerate(ops):
-        if w.load != "free":
-            continue
-        a = m.new_int_var(problem.release, hi, f"a{k}")
-        b = m.new_int_var(problem.release, hi, f"b{k}")
-        if problem.fluid:  # any length from the option's shortest up
-            size = m.new_int_var(0, hi - problem.release, f"len{k}")
-            m.add(size >= sum(o.load_time * x for o, x in zip(w.options, choice[k])))
-            load_end[w.op], lengths[w.op] = b, size
-            aux.append((size, lambda h, k=k, op=w.op: h.end_of(op, ops[k].options[h.choice[k]]) - h.load_start[op]))
-        else:
-            size = _choice_var(m, [o.load_time for o in w.options], choice[k], f"lt{k}", aux, k)
-            aux.append((b, lambda h, k=k, op=w.op: h.load_start[op] + ops[k].options[h.choice[k]].load_time))
-        m.add(b <= start[k])
-        if w.latest_end is not None:
-            m.add(b <= w.latest_end)
-        load_ivs.append(m.new_interval_var(a, size, b, f"load{k}"))
-        res_ivs.append(_span(m, a, start[k], hi - lo + 1, f"wait{k}", aux,
-                             lambda h, k=k, op=w.op: h.exec_start[k] - h.load_start[op]))
-        res_demands.append(cold[k])
-        load_start[w.op] = a
-        free_loads.append((k, a, b))
-    future_loads = []
-    for f in problem.future:
-        a = m.new_int_var(problem.release, hi, f"f{f.op}")
-        if problem.fluid:
-            b = m.new_int_var(problem.release, hi, f"fb{f.op}")
-            size = m.new_int_var(f.option.load_time, hi - problem.release, f"flen{f.op}")
-            load_end[f.op], lengths[f.op] = b, size
-            aux.append((size, lambda h, f=f: h.end_of(f.op, f.option) - h.load_start[f.op]))
-        else:
-            b, size = a + f.option.load_time, f.option.load_time
-        m.add(b <= f.latest_end)
-        load_ivs.append(m.new_interval_var(a, size, b, f"fload{f.op}"))
-        res_ivs.append(_span(m, a, hi + 1, hi - lo + 2, f"fwait{f.op}", aux,
-                             lambda h, op=f.op: hi + 1 - h.load_start[op]))
-        res_demands.append(f.option.cold)
-        load_start[f.op] = a
-        future_loads.append((f, a, b))
-    for block_start, block_end in fixed_channel_blocks(problem):
-        load_ivs.append(m.new_interval_var(block_start, block_end - block_start, block_end, f"busy{block_start}"))
-    for f in problem.fixed:
-        if f.owner >= 0:
-            s = start[f.owner]
-            m.add(s >= f.end)  # a committed load still ends before its operator starts
-            res_ivs.append(_span(m, f.start, s, hi - lo + 1, f"fixedwait{f.op}", aux,
-                                 lambda h, k=f.owner, t0=f.start: h.exec_start[k] - t0))
-        else:
-            res_ivs.append(m.new_interval_var(f.start, hi + 1 - f.start, hi + 1, f"fixedwait{f.op}"))
-        res_demands.append(f.cold)
-    m.add_no_overlap(load_ivs)
-    m.add_cumulative(exec_iv + res_ivs, hot + res_demands, problem.sram)
+class _CpsatBuilder:
+    """The variables of one window model as its constraint families are added (see :func:`build_cpsat`)."""
 
-    # a free fluid load's top rate is its chosen option's: one Boolean per distinct rate (exactly one holds)
-    cap_groups = {k: _cap_groups(m, ops[k].options, choice[k], f"cap{k}", aux, k)
-                  for k, w in enumerate(ops) if problem.fluid and w.load == "free"}
-    # interconnect: overlap of each execution with each load that may overlap it
-    fluid_pairs: dict = {}  # program op -> [(work var, overlap var)] over executions
-    split = _SplitOf(problem)  # the warm start's work per (execution, load), for hints
-    for k in range(K):
-        terms = []
-        for f in problem.fixed:
-            if f.end <= problem.release or (0 <= f.owner <= k):
+    def __init__(self, problem: WindowProblem):
+        self.p = problem
+        self.m = cp_model.CpModel()
+        self.lo, self.hi = problem.lower, problem.horizon
+        self.choice: list[list] = []  # Boolean per (window operator, option)
+        self.start: list = []
+        self.end: list = []
+        self.duration: list = []
+        self.exec_iv: list = []
+        self.hot: list = []  # chosen hot bytes (one variable each: cumulative demands must be)
+        self.comm: list = []  # chosen communication cycles (an expression)
+        self.cold: list = []
+        self.load_start: dict[int, cp_model.IntVar] = {}  # program op -> start (free and future loads)
+        self.load_end: dict = {}  # program op -> end (fluid loads)
+        self.lengths: dict = {}  # fluid: program op -> length var
+        self.load_ivs: list = []  # everything on the HBM channel
+        self.res_ivs: list = []  # residencies: loaded data waiting for their operator
+        self.res_demands: list = []
+        self.free_loads: list = []  # (k, start var, end expr)
+        self.future_loads: list = []  # (future load, start var, end expr)
+        self.fluid_pairs: dict = {}  # program op -> [(work var, overlap var)] over executions
+        self.aux: list = []  # (var, function of an assignment) for hints
+        self.cap_groups: dict[int, list] = {}  # free fluid load k -> [(top rate, literal)] (see caps)
+
+    def executions(self) -> None:
+        """Plan choice, and executions in program order, each at least its chosen plan's time."""
+        m, p, hi = self.m, self.p, self.hi
+        for k, w in enumerate(p.ops):
+            bs = [m.new_bool_var(f"x{k}_{q}") for q in range(len(w.options))]
+            m.add_exactly_one(bs)
+            self.choice.append(bs)
+            s = m.new_int_var(p.release, hi, f"s{k}")
+            e = m.new_int_var(p.release, hi, f"e{k}")
+            d = m.new_int_var(0, hi - p.release, f"d{k}")
+            self.exec_iv.append(m.new_interval_var(s, d, e, f"exec{k}"))
+            m.add(d >= sum(o.time * b for o, b in zip(w.options, bs)))
+            self.start.append(s), self.end.append(e), self.duration.append(d)
+            self.comm.append(sum(o.comm * b for o, b in zip(w.options, bs)))
+            self.hot.append(_choice_var(m, [o.hot for o in w.options], bs, f"hot{k}", self.aux, k))
+            self.cold.append(_choice_var(m, [o.cold for o in w.options], bs, f"cold{k}", self.aux, k))
+            if k > 0:
+                m.add(s >= self.end[k - 1])
+
+    def loads(self) -> None:
+        """Free window loads, future loads and fixed loads: their intervals on the channel, each ending before
+        its operator starts (and by its latest end), and the residency of their data until then."""
+        m, p, lo, hi, ops, aux = self.m, self.p, self.lo, self.hi, self.p.ops, self.aux
+        for k, w in enumerate(ops):
+            if w.load != "free":
                 continue
-            if problem.fluid:  # the work it still has to do, at any rate inside its interval from the origin
+            a = m.new_int_var(p.release, hi, f"a{k}")
+            b = m.new_int_var(p.release, hi, f"b{k}")
+            if p.fluid:  # any length from the option's shortest up
+                size = m.new_int_var(0, hi - p.release, f"len{k}")
+                m.add(size >= sum(o.load_time * x for o, x in zip(w.options, self.choice[k])))
+                self.load_end[w.op], self.lengths[w.op] = b, size
+                aux.append((size, lambda h, k=k, op=w.op: h.end_of(op, ops[k].options[h.choice[k]])
+                            - h.load_start[op]))
+            else:
+                size = _choice_var(m, [o.load_time for o in w.options], self.choice[k], f"lt{k}", aux, k)
+                aux.append((b, lambda h, k=k, op=w.op: h.load_start[op] + ops[k].options[h.choice[k]].load_time))
+            m.add(b <= self.start[k])
+            if w.latest_end is not None:
+                m.add(b <= w.latest_end)
+            self.load_ivs.append(m.new_interval_var(a, size, b, f"load{k}"))
+            self.res_ivs.append(_span(m, a, self.start[k], hi - lo + 1, f"wait{k}", aux,
+                                      lambda h, k=k, op=w.op: h.exec_start[k] - h.load_start[op]))
+            self.res_demands.append(self.cold[k])
+            self.load_start[w.op] = a
+            self.free_loads.append((k, a, b))
+        for f in p.future:
+            a = m.new_int_var(p.release, hi, f"f{f.op}")
+            if p.fluid:
+                b = m.new_int_var(p.release, hi, f"fb{f.op}")
+                size = m.new_int_var(f.option.load_time, hi - p.release, f"flen{f.op}")
+                self.load_end[f.op], self.lengths[f.op] = b, size
+                aux.append((size, lambda h, f=f: h.end_of(f.op, f.option) - h.load_start[f.op]))
+            else:
+                b, size = a + f.option.load_time, f.option.load_time
+            m.add(b <= f.latest_end)
+            self.load_ivs.append(m.new_interval_var(a, size, b, f"fload{f.op}"))
+            self.res_ivs.append(_span(m, a, hi + 1, hi - lo + 2, f"fwait{f.op}", aux,
+                                      lambda h, op=f.op: hi + 1 - h.load_start[op]))
+            self.res_demands.append(f.option.cold)
+            self.load_start[f.op] = a
+            self.future_loads.append((f, a, b))
+        for block_start, block_end in fixed_channel_blocks(p):
+            self.load_ivs.append(m.new_interval_var(block_start, block_end - block_start, block_end,
+                                                    f"busy{block_start}"))
+        for f in p.fixed:
+            if f.owner >= 0:
+                s = self.start[f.owner]
+                m.add(s >= f.end)  # a committed load still ends before its operator starts
+                self.res_ivs.append(_span(m, f.start, s, hi - lo + 1, f"fixedwait{f.op}", aux,
+                                          lambda h, k=f.owner, t0=f.start: h.exec_start[k] - t0))
+            else:
+                self.res_ivs.append(m.new_interval_var(f.start, hi + 1 - f.start, hi + 1, f"fixedwait{f.op}"))
+            self.res_demands.append(f.cold)
+
+    def channel(self) -> None:
+        """One HBM channel: no two loads (nor a load and a fixed load's busy span) overlap, in any order."""
+        self.m.add_no_overlap(self.load_ivs)
+
+    def sram(self) -> None:
+        """Per-core SRAM: the running operator's hot bytes plus every waiting load's cold bytes fit."""
+        self.m.add_cumulative(self.exec_iv + self.res_ivs, self.hot + self.res_demands, self.p.sram)
+
+    def interconnect(self) -> None:
+        """Per execution: the loads it overlaps (their shares, or fluid work) fit in what its communication
+        leaves of the interconnect."""
+        p, m = self.p, self.m
+        split = _SplitOf(p)  # the warm start's work per (execution, load), for hints
+        for k in range(len(p.ops)):
+            terms = self._fixed_terms(k, split) + self._future_terms(k, split) + self._free_terms(k, split)
+            if terms:
+                m.add(sum(terms) <= SHARE_SCALE * (self.duration[k] - self.comm[k]))
+            else:
+                m.add(self.duration[k] >= self.comm[k])
+
+    def _fixed_terms(self, k: int, split: "_SplitOf") -> list:
+        m, p, lo, hi = self.m, self.p, self.lo, self.hi
+        terms = []
+        for f in p.fixed:
+            if f.end <= p.release or (0 <= f.owner <= k):
+                continue
+            if p.fluid:  # the work it still has to do, at any rate inside its interval from the origin
                 if f.work == 0:
                     continue
-                f0 = max(f.start, problem.release)
-                ov = _overlap_var(m, start[k], end[k], f0, f.end, lo, hi, f"ovF{k}_{f.op}", aux,
+                f0 = max(f.start, p.release)
+                ov = _overlap_var(m, self.start[k], self.end[k], f0, f.end, lo, hi, f"ovF{k}_{f.op}", self.aux,
                                   _spans_fixed(k, f0, f.end))
-                terms.append(_fluid_pair(m, ov, f.cap, hi - lo + 1, f"uF{k}_{f.op}", fluid_pairs, f.op,
-                                         aux, (k, f.op), split))
+                terms.append(_fluid_pair(m, ov, f.cap, hi - lo + 1, f"uF{k}_{f.op}", self.fluid_pairs, f.op,
+                                         self.aux, (k, f.op), split))
                 continue
             if f.share == 0:
                 continue
-            ov = _overlap_var(m, start[k], end[k], f.start, f.end, lo, hi, f"ovF{k}_{f.op}", aux,
+            ov = _overlap_var(m, self.start[k], self.end[k], f.start, f.end, lo, hi, f"ovF{k}_{f.op}", self.aux,
                               _spans_fixed(k, f.start, f.end))
             terms.append(f.share * ov)
-        for f, a, b in future_loads:
-            if problem.fluid:
+        return terms
+
+    def _future_terms(self, k: int, split: "_SplitOf") -> list:
+        m, p, lo, hi = self.m, self.p, self.lo, self.hi
+        terms = []
+        for f, a, b in self.future_loads:
+            if p.fluid:
                 if f.option.load_work == 0:
                     continue
-                ov = _overlap_var(m, start[k], end[k], a, b, lo, hi, f"ovU{k}_{f.op}", aux,
+                ov = _overlap_var(m, self.start[k], self.end[k], a, b, lo, hi, f"ovU{k}_{f.op}", self.aux,
                                   _spans_future(k, f.op, f.option))
-                terms.append(_fluid_pair(m, ov, f.option.load_cap, hi - lo + 1, f"uU{k}_{f.op}", fluid_pairs, f.op,
-                                         aux, (k, f.op), split))
+                terms.append(_fluid_pair(m, ov, f.option.load_cap, hi - lo + 1, f"uU{k}_{f.op}", self.fluid_pairs,
+                                         f.op, self.aux, (k, f.op), split))
                 continue
             if f.option.load_share == 0:
                 continue
-            ov = _overlap_var(m, start[k], end[k], a, b, lo, hi, f"ovU{k}_{f.op}", aux,
+            ov = _overlap_var(m, self.start[k], self.end[k], a, b, lo, hi, f"ovU{k}_{f.op}", self.aux,
                               _spans_future(k, f.op, f.option))
             terms.append(f.option.load_share * ov)
-        for j, a, b in free_loads:
+        return terms
+
+    def _free_terms(self, k: int, split: "_SplitOf") -> list:
+        m, p, lo, hi, ops, aux = self.m, self.p, self.lo, self.hi, self.p.ops, self.aux
+        terms = []
+        for j, a, b in self.free_loads:
             if j <= k:
                 continue  # a load of op j ends before j runs, so after k only if j > k
-            if problem.fluid:
+            if p.fluid:
                 if all(o.load_work == 0 for o in ops[j].options):
                     continue
-                ov = _overlap_var(m, start[k], end[k], a, b, lo, hi, f"ovW{k}_{j}", aux, _spans_free(k, j, ops))
-                terms.append(_fluid_pair(m, ov, cap_groups[j], hi - lo + 1, f"uW{k}_{j}", fluid_pairs, ops[j].op,
+                ov = _overlap_var(m, self.start[k], self.end[k], a, b, lo, hi, f"ovW{k}_{j}", aux,
+                                  _spans_free(k, j, ops))
+                terms.append(_fluid_pair(m, ov, self.caps(j), hi - lo + 1, f"uW{k}_{j}", self.fluid_pairs, ops[j].op,
                                          aux, (k, ops[j].op), split))
                 continue
             shares = sorted({o.load_share for o in ops[j].options})
             if shares == [0]:
                 continue
-            ov = _overlap_var(m, start[k], end[k], a, b, lo, hi, f"ovW{k}_{j}", aux, _spans_free(k, j, ops))
+            ov = _overlap_var(m, self.start[k], self.end[k], a, b, lo, hi, f"ovW{k}_{j}", aux, _spans_free(k, j, ops))
             if len(shares) == 1:
                 terms.append(shares[0] * ov)
                 continue
             for share in shares:  # split the overlap by the share the load's option implies
-                picked = [bv for o, bv in zip(ops[j].options, choice[j]) if o.load_share == share]
+                picked = [bv for o, bv in zip(ops[j].options, self.choice[j]) if o.load_share == share]
                 sel = m.new_bool_var(f"sh{k}_{j}_{share}")
                 m.add_bool_or(picked).only_enforce_if(sel)
                 for bv in picked:
@@ -229,45 +283,50 @@ def build_cpsat(problem: WindowProblem) -> CpsatWindow:
                 aux.append((sel, _hint_share_sel(j, ops, share)))
                 aux.append((part, _hint_share_part(k, j, ops, share)))
                 terms.append(share * part)
-        if terms:
-            m.add(sum(terms) <= SHARE_SCALE * (duration[k] - comm[k]))
-        else:
-            m.add(duration[k] >= comm[k])
-    if problem.fluid:  # every fluid load moves its whole work: inside executions, or at its top rate outside
-        for k, w in enumerate(ops):
+        return terms
+
+    def caps(self, k: int) -> list[tuple[int, object]]:
+        """(top rate, literal) per distinct top rate of free load k's options; the literal holds iff the chosen
+        option has that rate. A replicated cold layout moves more interconnect work at a higher rate, so the
+        rate is the chosen option's (charging every option the smallest rate cut off valid schedules)."""
+        if k not in self.cap_groups:
+            options, bools = self.p.ops[k].options, self.choice[k]
+            caps = sorted({o.load_cap for o in options})
+            groups: list[tuple[int, object]] = [(caps[0], True)] if len(caps) == 1 else []
+            for cap in caps if len(caps) > 1 else ():
+                y = self.m.new_bool_var(f"cap{k}_{cap}")
+                self.m.add(y == sum(b for o, b in zip(options, bools) if o.load_cap == cap))
+                self.aux.append((y, lambda h, cap=cap: int(options[h.choice[k]].load_cap == cap)))
+                groups.append((cap, y))
+            self.cap_groups[k] = groups
+        return self.cap_groups[k]
+
+    def fluid_progress(self) -> None:
+        """Fluid loads: every load moves its whole work, inside executions or at its top rate outside them."""
+        m, p = self.m, self.p
+        if not p.fluid:
+            return
+        for k, w in enumerate(p.ops):
             if w.load == "free" and any(o.load_work for o in w.options):
-                need = sum(o.load_work * x for o, x in zip(w.options, choice[k]))
-                _fluid_progress(m, fluid_pairs.get(w.op, []), cap_groups[k], lengths[w.op], need)
-        for f in problem.future:
+                need = sum(o.load_work * x for o, x in zip(w.options, self.choice[k]))
+                _fluid_progress(m, self.fluid_pairs.get(w.op, []), self.caps(k), self.lengths[w.op], need)
+        for f in p.future:
             if f.option.load_work:
-                _fluid_progress(m, fluid_pairs.get(f.op, []), f.option.load_cap, lengths[f.op], f.option.load_work)
-        for f in problem.fixed:
-            if f.work and f.end > problem.release:
-                _fluid_progress(m, fluid_pairs.get(f.op, []), f.cap, f.end - max(f.start, problem.release), f.work)
+                _fluid_progress(m, self.fluid_pairs.get(f.op, []), f.option.load_cap, self.lengths[f.op],
+                                f.option.load_work)
+        for f in p.fixed:
+            if f.work and f.end > p.release:
+                _fluid_progress(m, self.fluid_pairs.get(f.op, []), f.cap, f.end - max(f.start, p.release), f.work)
 
-    tail = sum(b for _, _, b in future_loads) if future_loads else 0
-    m.minimize(end[-1] * problem.tail_weight + tail)
-    return CpsatWindow(problem, m, choice, start, end, duration, load_start, aux, load_end)
-
-
-def _cap_groups(m: cp_model.CpModel, options, bools: list, name: str, aux: list, k: int) -> list[tuple[int, object]]:
-    """(top rate, literal) per distinct top rate among a load's options; the literal holds iff the chosen option
-    has that rate. A replicated cold layout moves more interconnect work at a higher rate, so the rate is the
-    chosen option's, not the smallest one (charging every option the smallest rate cut off valid schedules)."""
-    caps = sorted({o.load_cap for o in options})
-    if len(caps) == 1:
-        return [(caps[0], True)]
-    groups = []
-    for cap in caps:
-        y = m.new_bool_var(f"{name}_{cap}")
-        m.add(y == sum(b for o, b in zip(options, bools) if o.load_cap == cap))
-        aux.append((y, lambda h, cap=cap: int(options[h.choice[k]].load_cap == cap)))
-        groups.append((cap, y))
-    return groups
+    def objective(self) -> None:
+        """Makespan first (weighted), then the future loads' ends (the tail term)."""
+        tail = sum(b for _, _, b in self.future_loads) if self.future_loads else 0
+        self.m.minimize(self.end[-1] * self.p.tail_weight + tail)
 
 
 def _fluid_pair(m: cp_model.CpModel, ov, caps: "int | list[tuple[int, object]]", longest: int, name: str,
-                pairs: dict, op: int, aux: list, key: tuple[int, int], split: "_SplitOf"):
+                pairs: dict, op: int, aux: list,
+                key: tuple[int, int], split: "_SplitOf"):
     """Work ``u <= cap x overlap`` a fluid load does inside one execution (its term in the execution's row);
     ``caps`` is the load's top rate, or (rate, literal) pairs when it depends on the chosen option."""
     groups = [(caps, True)] if isinstance(caps, int) else caps
@@ -295,7 +354,7 @@ class _SplitOf:
 
 
 def _fluid_progress(m: cp_model.CpModel, pairs: list, caps: "int | list[tuple[int, object]]", length, need) -> None:
-    """A fluid load's work inside executions, plus its top rate x the rest of its interval, covers its whole work."""
+    """A fluid load's work inside executions, plus its top rate x the rest of its interval, covers its work."""
     groups = [(caps, True)] if isinstance(caps, int) else caps
     for cap, lit in groups:
         row = m.add(sum(u for u, _ in pairs) + cap * (length - sum(ov for _, ov in pairs)) >= need)

@@ -26,6 +26,8 @@ It is a *planner*: times are in units of ``unit`` cycles (rounded up), caps
 rounded down, and tiny loads left out. Its decisions (plans, the interleaving
 of loads across layers) are replayed through elk's backward pass on the whole
 program, and only the simulator's verdict on that schedule counts.
+An ``OPTIMAL`` status therefore proves the smallest period of this rounded model, not of the program
+(tests/test_modulo.py checks it against an enumeration of the same problem).
 """
 from __future__ import annotations
 
@@ -50,6 +52,8 @@ class BlockOption:
 
 @dataclass(frozen=True)
 class Block:
+    """Consecutive operators of the layer scheduled as one unit: its plan options and how much it blocks loads."""
+
     ops: tuple[int, ...]  # program indices of one layer (consecutive)
     options: tuple[BlockOption, ...]
     #: share of its run (1/SCALE) during which a load overlapping it cannot progress: its communication
@@ -58,11 +62,14 @@ class Block:
 
     @property
     def loads(self) -> bool:
+        """Whether any option of the block loads from HBM."""
         return any(o.load_time > 0 for o in self.options)
 
 
 @dataclass(frozen=True)
 class ModuloProblem:
+    """One layer's blocks, the SRAM per core and the period's range, in units of ``unit`` cycles."""
+
     blocks: tuple[Block, ...]
     sram: int
     unit: int  # cycles per model time unit
@@ -72,6 +79,8 @@ class ModuloProblem:
 
 @dataclass
 class ModuloSolution:
+    """A period, an option per block, execution intervals and load intervals of one layer (model units)."""
+
     period: int
     choice: list[int]  # option index per block
     exec_start: list[int]
@@ -82,6 +91,8 @@ class ModuloSolution:
 
 @dataclass
 class ModuloModel:
+    """The CP-SAT model of a :class:`ModuloProblem` and its variables; ``decode`` and ``hint`` map solutions."""
+
     problem: ModuloProblem
     model: cp_model.CpModel
     period: cp_model.IntVar
@@ -93,6 +104,7 @@ class ModuloModel:
     aux: list = field(default_factory=list)
 
     def decode(self, solver: cp_model.CpSolver) -> ModuloSolution:
+        """The solver's solution as a :class:`ModuloSolution`."""
         return ModuloSolution(
             period=solver.value(self.period),
             choice=[next(k for k, b in enumerate(bs) if solver.boolean_value(b)) for bs in self.choice],
@@ -101,6 +113,7 @@ class ModuloModel:
             load_end={b: solver.value(v) for b, v in self.load_end.items()})
 
     def hint(self, sol: ModuloSolution) -> None:
+        """Hint every variable with ``sol`` (the solver may repair what does not fit)."""
         m = self.model
         m.add_hint(self.period, sol.period)
         for bs, c in zip(self.choice, sol.choice):
@@ -119,6 +132,7 @@ class ModuloModel:
 
 
 def build_modulo(p: ModuloProblem) -> ModuloModel:
+    """The CP-SAT model of ``p`` (the constraints are listed in the module notes), minimising the period."""
     m = cp_model.CpModel()
     hi = p.period_ub
     P = m.new_int_var(p.period_lb, hi, "P")

@@ -31,6 +31,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 SHARE_SCALE = 10_000  # load interconnect share in 1/10,000
+#: The constraint families of a window model, in the order both models (cpsat_window, milp_window) add them:
+#: each builder has one method per name, so their feasible sets can be compared family by family.
+FAMILIES = ("executions", "loads", "channel", "sram", "interconnect", "fluid_progress", "objective")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class Option:
 
 @dataclass(frozen=True)
 class WindowOp:
+    """One operator of a window: its plan options and the state of its load (none, free to place, committed)."""
+
     op: int  # program index
     options: tuple[Option, ...]
     load: str  # "none" (nothing from HBM), "free" (to place), "committed" (already in ``fixed``)
@@ -88,6 +93,12 @@ class FutureLoad:
 
 @dataclass(frozen=True)
 class WindowProblem:
+    """A window of consecutive operators to re-plan, everything before it fixed (integer cycles from its origin).
+
+    ``fixed`` loads are already issued, ``future`` ones belong to later operators and must be placed too;
+    ``fluid`` says which load model the window is checked under.
+    """
+
     ops: tuple[WindowOp, ...]
     fixed: tuple[FixedLoad, ...]
     future: tuple[FutureLoad, ...]
@@ -131,6 +142,7 @@ class WindowAssignment:
     load_end: dict[int, int] = field(default_factory=dict)
 
     def makespan(self) -> int:
+        """End of the window's last execution."""
         return self.exec_end[-1]
 
     def renamed(self, offset: int) -> "WindowAssignment":
@@ -237,6 +249,7 @@ def fixed_channel_blocks(problem: WindowProblem) -> list[tuple[int, int]]:
 
 
 def overlap(a0: int, a1: int, b0: int, b1: int) -> int:
+    """Length of the intersection of ``[a0, a1)`` and ``[b0, b1)`` (0 if disjoint)."""
     return max(0, min(a1, b1) - max(a0, b0))
 
 

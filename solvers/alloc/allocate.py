@@ -1,6 +1,6 @@
 """One entry point for on-chip memory allocation: ``allocate(problem, solver=...)``.
 
-Three allocators answer the same two questions, "place everything within
+Five allocators answer the same two questions, "place everything within
 capacity C" and "place everything with the least peak (within C if given)":
 
 * ``heuristic``: greedy best/first fit over several orders (solvers.alloc.heuristic);
@@ -20,7 +20,6 @@ never reach the caller as a placement.
 """
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -28,27 +27,20 @@ import numpy as np
 from elk.allocation import AllocationProblem, AllocationResult, first_overlap, load_profile, lower_bound, validate
 from elk.errors import SolverConfigError
 from solvers.alloc.heuristic import heuristic
-from solvers.solver_options import MILP_BACKENDS
+from solvers.solver_options import check_backend, check_common, check_positive
 
 ALLOC_SOLVERS = ("heuristic", "search", "cpsat", "milp", "portfolio")
 
 
 def check_settings(solver: str, time_limit: float, workers: int, seed: int, backend: str,
                    work_limit: float | None = None) -> None:
+    """An allocation run's settings, by the same rules as every other solver run (solvers.solver_options)."""
     if solver not in ALLOC_SOLVERS:
         raise SolverConfigError(f"unknown allocation solver '{solver}' (choose from {', '.join(ALLOC_SOLVERS)})")
-    if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not math.isfinite(time_limit) \
-            or time_limit <= 0:
-        raise SolverConfigError(f"time limit must be a positive number of seconds, got {time_limit!r}")
-    if work_limit is not None and (isinstance(work_limit, bool) or not isinstance(work_limit, (int, float))
-                                   or not math.isfinite(work_limit) or work_limit <= 0):
-        raise SolverConfigError(f"work limit must be a positive number, got {work_limit!r}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise SolverConfigError(f"workers must be a positive integer, got {workers!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise SolverConfigError(f"seed must be a non-negative integer, got {seed!r}")
-    if backend not in MILP_BACKENDS:
-        raise SolverConfigError(f"unknown MILP backend '{backend}' (choose from {', '.join(MILP_BACKENDS)})")
+    check_common(time_limit, workers, seed)
+    if work_limit is not None:
+        check_positive(work_limit, "work limit")
+    check_backend(backend)
 
 
 def infeasibility_proof(problem: AllocationProblem, capacity: int | None) -> str | None:
@@ -130,6 +122,7 @@ def _version(solver: str, backend: str) -> str:
 
 def run_heuristic(problem: AllocationProblem, cap: int | None, minimize: bool, time_limit: float | None,
                   bound: int) -> AllocationResult:
+    """The greedy allocator's answer: a placement within ``cap`` (or the least peak), or unknown."""
     h = heuristic(problem, capacity=cap, stop_at=bound if minimize or cap is None else cap, time_budget=time_limit)
     params = {"order": h.order, "passes": len(h.tried)}
     common = dict(lower_bound=bound, solver="heuristic", solver_version="elk greedy", params=params, workers=1)

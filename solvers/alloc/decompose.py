@@ -37,12 +37,16 @@ def common_factor(problem: AllocationProblem, capacity: int | None = None) -> in
 
 @dataclass
 class Piece:
+    """Buffers that can be placed independently of the rest, stacked at ``base``."""
+
     buffers: np.ndarray  # indices into the problem
     base: int  # height of the buffers stacked under this piece
 
 
 @dataclass
 class Decomposition:
+    """A problem split into buffers stacked at fixed offsets and independent pieces; ``assemble`` joins answers."""
+
     stacked: list[int] = field(default_factory=list)  # buffer indices placed by stacking
     stacked_offsets: list[int] = field(default_factory=list)
     pieces: list[Piece] = field(default_factory=list)

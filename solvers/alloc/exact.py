@@ -77,11 +77,14 @@ class Budget:
 
     @property
     def nodes(self) -> int | None:
+        """Search nodes the deterministic work allows (None without a work limit)."""
         return None if self.work is None else max(1, int(self.work * SEARCH_NODES_PER_WORK))
 
 
 @dataclass
 class PieceOutcome:
+    """What an exact allocator found for one piece, and whether the wall clock decided it."""
+
     status: str  # "found", "optimal", "infeasible", "timeout", "skipped"
     offsets: np.ndarray | None  # piece units, relative to the piece's base
     peak: int | None = None
@@ -91,6 +94,7 @@ class PieceOutcome:
 
 
 def solver_version(solver: str, backend: str) -> str:
+    """Name and version of an allocator for records (``search``, ``portfolio``, ``cpsat`` or ``milp``)."""
     if solver == "search":
         return "elk canonical search"
     if solver == "portfolio":
@@ -102,6 +106,13 @@ def solver_version(solver: str, backend: str) -> str:
 def solve_exact(problem: AllocationProblem, *, solver: str, capacity: int | None, minimize: bool, time_limit: float,
                 workers: int, seed: int, backend: str, params: dict, lower_bound: int,
                 work_limit: float | None = None) -> AllocationResult:
+    """An exact allocator (canonical search, CP-SAT or MILP) on every piece of ``problem``, joined.
+
+    ``minimize`` asks for the smallest peak (proven where the solver proves it), else any placement within
+    ``capacity``; ``lower_bound`` is a proven lower bound on the peak known beforehand (the result's bound is
+    never below it); ``work_limit`` makes the result independent of the machine's speed where the solver
+    supports it.
+    """
     started = time.perf_counter()
     deadline = started + time_limit
     if params and solver != "search":

@@ -163,6 +163,8 @@ def compact(problem: AllocationProblem, offsets: np.ndarray, index: "_TimeIndex 
 
 @dataclass
 class HeuristicResult:
+    """The best greedy placement: its offsets and peak, which order and fit gave it, and every pass's peak."""
+
     offsets: np.ndarray
     peak: int
     order: str  # the order and fit that gave it, e.g. "size/best"

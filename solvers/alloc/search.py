@@ -71,6 +71,8 @@ class _Restart(Exception):
 
 @dataclass
 class SearchOutcome:
+    """What one search worker found: offsets (or None), whether the search was complete, its effort."""
+
     offsets: np.ndarray | None  # in the units given to the search
     status: str  # "found", "infeasible" (complete search exhausted), "timeout"
     nodes: int = 0
@@ -147,6 +149,7 @@ class CanonicalSearch:
 
     # ------------------------------------------------------------ search
     def run(self, preorders: tuple[str, ...]) -> SearchOutcome:
+        """Search with restarts over ``preorders`` until a placement is found, proven impossible or out of budget."""
         started = time.perf_counter()
         restarts = 0
         budget = max(self.n, 1)
@@ -298,6 +301,7 @@ _max = np.maximum.reduce
 
 
 def rotated_preorders(rotation: int) -> tuple[str, ...]:
+    """The buffer pre-orders starting at a different one per worker, so parallel restarts diverge."""
     k = rotation % len(PREORDERS)
     return PREORDERS[k:] + PREORDERS[:k]
 

@@ -24,6 +24,7 @@ from elk.errors import ElkError
 from elk.workload import Workload
 from formulations.schedule.bound_lp import BoundData, build_bound_lp
 from solvers.exact_backends import native_output_silenced, use_highs_threads
+from solvers.solver_options import BOUND_LEVELS, DEFAULT_BOUND, DEFAULT_BOUND_TIME_LIMIT
 
 #: LP-based bounds are lowered by this relative margin: HiGHS works to ~1e-7 feasibility/optimality tolerances
 LP_SAFETY = 1e-6
@@ -227,10 +228,11 @@ def layer_bound(workload: Workload, *, time_limit: float | None = None, threads:
 
 #: What ``compute_bounds`` computes at each level; the default (``lp``: the closed forms, the LP and, for
 #: programs with repeated layers, the layer bound) costs one to three seconds per model.
-LEVELS = ("closed", "lp", "milp")
+LEVELS = BOUND_LEVELS
 
 
-def compute_bounds(workload: Workload, level: str = "lp", time_limit: float = 30.0, threads: int = 1) -> BoundReport:
+def compute_bounds(workload: Workload, level: str = DEFAULT_BOUND, time_limit: float = DEFAULT_BOUND_TIME_LIMIT,
+                   threads: int = 1) -> BoundReport:
     """The closed forms; with ``lp`` also the LP and the layer bound; with ``milp`` also the MILP
     with binary plan choices. All share ``time_limit``.
 

@@ -3,7 +3,7 @@
 Enumerates every plan choice, every order of the loads to place, and for every
 load the event it waits for (nothing, or the end of one of the window's
 executions, i.e. SRAM being freed); times then follow by earliest-start rules
-and each candidate is judged by ``formulations.window.check``.
+and each candidate is judged by ``formulations.schedule.window.check``.
 
 Why this is exhaustive when the interconnect does not bind: starting an
 execution earlier only shortens the time loads are resident with it, so some

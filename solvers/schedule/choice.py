@@ -58,16 +58,18 @@ class CostAware:
             self.prefix.append(cache[key])
 
     def choose(self, op: int, budget: float) -> int | None:
+        """The row of lowest cost (time plus the interconnect penalty of its cold layout) that fits ``budget``."""
         return self.prefix[op].query(budget)
 
 
 class Fastest:
-    """The Ideal bound's rule: the fastest plan, whatever memory it needs."""
+    """Ideal's rule (a relaxed schedule, not a bound): the fastest plan, whatever memory it needs."""
 
     def __init__(self, workload: Workload):
         self.rows = [t.fastest for t in workload.tables]
 
     def choose(self, op: int, budget: float) -> int | None:
+        """The fastest row, whatever ``budget`` says (Ideal's relaxed rule)."""
         return self.rows[op]
 
 
@@ -86,6 +88,8 @@ class FixedCold:
         self._cache: dict[tuple[int, int], int | None] = {}
 
     def choose(self, op: int, budget: float) -> int | None:
+        """The fastest row with this design's cold layout (smallest or largest that fits) within ``budget``; None if
+        nothing fits."""
         t = self.tables[op]
         key = (id(t), int(budget))
         if key in self._cache:
@@ -103,5 +107,6 @@ class FixedCold:
         return row
 
     def smallest_hot_of_smallest_cold(self, op: int) -> int:
+        """Smallest hot size among the rows with the smallest cold size."""
         t = self.tables[op]
         return int(t.hot[t.cold == t.cold.min()].min())

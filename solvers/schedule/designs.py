@@ -23,6 +23,7 @@ from solvers.schedule.orders import group_orders, group_types, layer_groups, loa
 
 
 def span(schedule: Schedule, has_load: np.ndarray) -> float:
+    """Latency of a schedule: its first event (execution or real load) to its last execution's end."""
     first = float(schedule.exec_start.min())
     if has_load.any():
         first = min(first, float(schedule.load_start[has_load].min()))
@@ -50,8 +51,9 @@ def basic(workload: Workload) -> Schedule:
     return best
 
 
-def static(workload: Workload, step_kib: int = 10) -> Schedule:
-    """One global split of SRAM into execution and preload regions, swept; best split and variant."""
+def static(workload: Workload, step_kib: int = 10, *, workers: int | None = None) -> Schedule:
+    """One global split of SRAM into execution and preload regions, swept; best split and variant (the sweep's
+    passes on ``workers`` processes: solvers.schedule.parallel)."""
     started = time.perf_counter()
     sram_kib = workload.chip.sram_per_core / 1024
     lowest = math.ceil(workload.min_hot.max() / 1024)
@@ -64,7 +66,7 @@ def static(workload: Workload, step_kib: int = 10) -> Schedule:
         except ScheduleError:
             return None
 
-    spans = map_passes(attempt, len(configs))
+    spans = map_passes(attempt, len(configs), workers)
     tried = [k for k, value in enumerate(spans) if value is not None]
     if not tried:
         raise ScheduleError("static: no execution-region size admits every operator")
@@ -94,15 +96,15 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
              modes: tuple[NocMode, ...] | None = None, theta: float = 0.99,
              penalties: tuple[float, ...] = (0.5,), screen_layers: int = 12, finalists: int = 6,
              screen_modes: tuple[NocMode, ...] | None | str = "auto", order_finalists: int = 8,
-             dyn: Schedule | None = None) -> Schedule:
+             dyn: Schedule | None = None, workers: int | None = None) -> Schedule:
     """ELK-Dyn over permuted HBM load orders (the same group permutation in every layer).
 
     Every (order, NoC mode, NoC penalty) is first ranked on the program cut to
     ``screen_layers`` layers, where a permutation acts exactly as on the full
     program; the ``finalists`` best are re-run in full (``screen_layers=0``
     runs everything in full). Measured on Llama2-13B: 12 layers / 6 finalists
-    find the same best order as the full search (7.869 ms) in 14 s instead of
-    107 s; 4 or 8 layers pick a 1.3% worse one. Screening runs in two stages: each of
+    find the same best order as the full search (7.869 ms under the rigid load model, the
+    paper's) in 14 s instead of 107 s; 4 or 8 layers pick a 1.3% worse one. Screening runs in two stages: each of
     ``screen_modes`` ranks the orders alone and nominates its ``order_finalists`` best, and
     only the nominated orders are screened in every mode. On the four LLMs (B32 S2048) this
     finds the same latency as screening every (order, mode) at half the time; stretch alone
@@ -140,7 +142,7 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
     cache: dict = {}
 
     def choosers(w: Workload, pen: float) -> CostAware:
-        key = (id(w), pen)
+        key = (len(w), pen)  # the screening program (cut to a few layers) or the whole one: their lengths differ
         if key not in cache:
             cache[key] = CostAware(w, noc_penalty=pen)
         return cache[key]
@@ -152,7 +154,7 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
             sched = run(small, *candidates[k])
             return None if sched is None else span(sched, small.has_load)
 
-        spans = map_passes(attempt, len(candidates))
+        spans = map_passes(attempt, len(candidates), workers)
         scores = [(value, cfg) for value, cfg in zip(spans, candidates) if value is not None]
         scores.sort(key=lambda x: x[0])
         return [cfg for _, cfg in scores]
@@ -176,7 +178,7 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
         return None if sched is None else span(sched, workload.has_load)
 
     passes = len(configs)
-    for value, cfg in zip(map_passes(final, len(configs)), configs):
+    for value, cfg in zip(map_passes(final, len(configs), workers), configs):
         if value is not None and value < best_span - 1e-6:
             best_span, best_cfg = value, cfg
     if best_cfg is not None:  # the winning pass again, here (workers return only spans)
@@ -219,9 +221,7 @@ def _full_pass(w: Workload, groups, perm: tuple[int, ...], mode: NocMode | str, 
 
 def _as_full(best: Schedule, choice: LoadOrderChoice | None) -> Schedule:
     """``best`` under ELK-Full's name; ``choice`` None means ELK-Dyn's own schedule won."""
-    info = best.info.copy(load_order=choice)
-    return Schedule("elk-full", best.entry, best.exec_start, best.exec_end, best.load_start, best.load_end,
-                    best.relaxation, info)
+    return best.renamed("elk-full", best.info.copy(load_order=choice))
 
 
 def repeat_choice(name: str, chosen: Schedule) -> Callable[[Workload], Schedule] | None:
@@ -258,7 +258,8 @@ def repeat_choice(name: str, chosen: Schedule) -> Callable[[Workload], Schedule]
 
 
 def ideal(workload: Workload) -> Schedule:
-    """Optimistic bound: fastest plans, preloads bounded only by minimum footprints, no NoC contention."""
+    """Ideal: a relaxed schedule, not a bound (nothing proves a valid schedule cannot beat it; the proven bounds are
+    in solvers.schedule.bounds). Fastest plans, preloads limited only by minimum footprints, no NoC contention."""
     started = time.perf_counter()
     cfg = PassConfig(theta=1.0, noc_mode=NocMode.NONE, depth=DepthRule.GREEDY, preload=PreloadRule.MIN_HOT,
                      charge_min_cold=True)

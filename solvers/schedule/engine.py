@@ -49,6 +49,7 @@ from solvers.schedule import fluid as fl
 
 
 class Chooser(Protocol):
+    """Picks an operator's plan-table row under a byte budget (None: nothing fits)."""
     def choose(self, op: int, budget: float) -> int | None: ...
 
 
@@ -115,28 +116,29 @@ class _Lists:
     """Per-table Python lists (fast scalar access in the pass), shared between identical shapes."""
 
     def __init__(self, workload: Workload):
-        cache: dict[int, tuple] = {}
+        cache: dict[object, tuple] = {}  # by operator shape: one workload's identical operators share a table
         self.time, self.comm, self.cold = [], [], []
         for t in workload.tables:
-            key = id(t)
-            if key not in cache:
-                cache[key] = (t.time.tolist(), t.comm.tolist(), t.cold.tolist())
-            tm, cm, cd = cache[key]
+            if t.sig not in cache:
+                cache[t.sig] = (t.time.tolist(), t.comm.tolist(), t.cold.tolist())
+            tm, cm, cd = cache[t.sig]
             self.time.append(tm)
             self.comm.append(cm)
             self.cold.append(cd)
 
 
-#: per-workload lists, dropped when the workload is garbage collected
-_LISTS: dict[int, _Lists] = {}
+#: the lists of the last few workloads passed over, found by identity through a weak reference (a workload that
+#: is gone can never match, unlike a reused id)
+_LISTS: list[tuple[weakref.ref, _Lists]] = []
+_KEEP_LISTS = 4
 
 
 def _lists(workload: Workload) -> _Lists:
-    lists = _LISTS.get(id(workload))
-    if lists is None:
-        lists = _Lists(workload)
-        _LISTS[id(workload)] = lists
-        weakref.finalize(workload, _LISTS.pop, id(workload), None)
+    for ref, lists in _LISTS:
+        if ref() is workload:
+            return lists
+    lists = _Lists(workload)
+    _LISTS[:] = [(r, x) for r, x in _LISTS if r() is not None][-(_KEEP_LISTS - 1):] + [(weakref.ref(workload), lists)]
     return lists
 
 

@@ -1,4 +1,4 @@
-"""Interconnect bookkeeping of the backward pass under fluid loads (DESIGN.md §5.1, elk/noc.py).
+"""Interconnect bookkeeping of the backward pass under fluid loads (docs/design.md §5.1, elk/noc.py).
 
 The backward pass places executions from the last to the first. Everything at
 or after the *frontier* F (the start of the earliest placed execution) is
@@ -41,6 +41,7 @@ class FluidLoads:
 
     @classmethod
     def empty(cls, n: int) -> "FluidLoads":
+        """Books for ``n`` operators with no load placed yet."""
         return cls([0.0] * n, [1.0] * n, [1.0] * n, [0.0] * n)
 
 

@@ -43,6 +43,7 @@ def layer_groups(program: Program) -> list[list[int]] | None:
 
 
 def group_types(program: Program, groups: list[list[int]]) -> list[tuple]:
+    """Per group of a layer, its kind and size: groups of one type are interchangeable in a load order."""
     layers = program.layers
     assert layers is not None
     types = []

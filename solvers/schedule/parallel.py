@@ -4,8 +4,9 @@ Static's split sweep and ELK-Full's order screening are hundreds of passes
 that share nothing but the (read-only) workload. Forked workers inherit the
 workload and the pass function from this process (nothing large is pickled),
 return one small value per pass, in order, so the result is the same as a
-serial loop's. Serial when ``ELK_WORKERS`` is 1 (study workers set it), off
-Linux, inside a daemonic process, or for a handful of passes.
+serial loop's. Serial when ``workers`` is 1 (a study worker passes 1: its
+siblings use the other cores), off Linux, inside a daemonic process, or for a
+handful of passes; ``workers=None`` is elk.tablecache.default_workers().
 """
 from __future__ import annotations
 

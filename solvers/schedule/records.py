@@ -11,6 +11,8 @@ from elk.errors import SolverConfigError
 
 @dataclass
 class WindowRecord:
+    """One window solve: what was solved, by which solver, what it found and proved, and whether it was kept."""
+
     model: str
     window: int
     first_op: int
@@ -37,12 +39,14 @@ class WindowRecord:
     anytime: list = field(default_factory=list)  # [(seconds, incumbent, bound)] when requested
 
     def row(self) -> dict:
+        """The record as a flat dict (one CSV row; the anytime trace as JSON)."""
         d = asdict(self)
         d["anytime"] = json.dumps(d["anytime"])
         return d
 
 
 def records_frame(records: Iterable[WindowRecord]):
+    """The records as a pandas DataFrame, one row per window."""
     import pandas as pd
     return pd.DataFrame([r.row() for r in records])
 

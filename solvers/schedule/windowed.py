@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -32,8 +32,10 @@ from elk.workload import Workload
 from formulations.schedule.window import (SHARE_SCALE, FixedLoad, FutureLoad, Option, WindowAssignment, WindowOp,
                                  WindowProblem, check)
 from solvers.exact_backends import Outcome, solve_cpsat, solve_milp
+from solvers.schedule.bounds import undominated
+from solvers.schedule.fallback import keep_faster
 from solvers.schedule.records import WindowRecord
-from solvers.solver_options import SolverSettings, solver_version
+from solvers.solver_options import CpsatOptions, MilpOptions, SolverSettings, WindowOptions, solver_version
 
 
 def window_ranges(workload: Workload, size: int, stride: int | None = None) -> list[tuple[int, int, int]]:
@@ -63,15 +65,9 @@ def window_ranges(workload: Workload, size: int, stride: int | None = None) -> l
 
 
 def undominated_rows(table) -> list[int]:
-    """Rows not dominated in (cold, hot, time, comm)."""
-    c, h, t, m = table.cold, table.hot, table.time, table.comm
-    rows = []
-    for r in range(len(c)):
-        dominated = (c <= c[r]) & (h <= h[r]) & (t <= t[r]) & (m <= m[r]) & \
-            ((c < c[r]) | (h < h[r]) | (t < t[r]) | (m < m[r]))
-        if not dominated.any():
-            rows.append(r)
-    return rows
+    """Rows of a plan table not dominated in (cold, hot, time, comm): the only ones a window model offers."""
+    return [int(r) for r in undominated(np.stack([table.cold, table.hot, table.time, table.comm], axis=1)
+                                        .astype(float))]
 
 
 @dataclass
@@ -98,6 +94,7 @@ class StitchState:
 
 @dataclass
 class BuiltWindow:
+    """One window as its backends get it: the problem, the warm start as a hint, where it sits in time."""
     problem: WindowProblem
     hint: WindowAssignment
     hint_ok: bool
@@ -109,6 +106,7 @@ class BuiltWindow:
 
 @dataclass
 class WindowedResult:
+    """The stitched schedule of a windowed run and one record per window solve."""
     schedule: Schedule
     records: list[WindowRecord] = field(default_factory=list)
 
@@ -138,15 +136,16 @@ class WindowedSolver:
         self.begin = min(float(warm.exec_start[0]), float(warm.load_start[loads].min()) if loads.any() else np.inf)
         self.version = solver_version(settings)
         self.cache: dict[tuple, tuple[WindowAssignment | None, str]] = {}
-        self._undominated: dict[int, list[int]] = {}  # per table (shared by identical operators)
+        self._undominated: dict[object, list[int]] = {}  # per operator shape (identical operators share a table)
 
     # -- options ---------------------------------------------------------------
     def options(self, op: int, cold: int | None, warm_row: int) -> tuple[tuple[Option, ...], int]:
         """Undominated rows of the operator's table (only those with ``cold`` if its load is issued)."""
         t = self.w.tables[op]
-        if id(t) not in self._undominated:
-            self._undominated[id(t)] = undominated_rows(t)
-        rows = list(self._undominated[id(t)])
+        shape = self.w.program.ops[op].signature
+        if shape not in self._undominated:
+            self._undominated[shape] = undominated_rows(t)
+        rows = list(self._undominated[shape])
         if warm_row not in rows:
             rows.append(warm_row)
         if cold is not None:
@@ -384,14 +383,9 @@ class WindowedSolver:
             a[op] = b[op] = s[op]
         result = Schedule(self.settings.solver, entry.copy(), s.copy(), e.copy(), a.copy(), b.copy(),
                           info=Provenance(theta=self.theta))
-        verdict = simulate(w, result)
-        if not verdict.valid or verdict.latency_cycles > self.warm_latency + 1e-6:
-            reason = ("invalid: " + verdict.violations[0].message(w.chip.clock_hz)) if not verdict.valid \
-                else "slower than the warm start"
-            kept = Schedule(self.settings.solver, ws.entry.copy(), ws.exec_start.copy(), ws.exec_end.copy(),
-                            ws.load_start.copy(), ws.load_end.copy(), ws.relaxation,
-                            Provenance(theta=self.theta, kept_warm_start=reason))
-            return WindowedResult(kept, records)
+        kept, reason = keep_faster(w, result, ws)  # checked by the simulator all the same
+        if reason:
+            result = kept.renamed(self.settings.solver, Provenance(theta=self.theta, kept_warm_start=reason))
         return WindowedResult(result, records)
 
     def _apply_solution(self, state: StitchState, built: BuiltWindow, a: WindowAssignment, commit: int) -> None:
@@ -467,28 +461,39 @@ def window_problems(workload: Workload, warm: Schedule, window: int, count: int 
     return out
 
 
-def windowed(workload: Workload, warm: Schedule, *, solver: str = "cpsat", window: int = 8,
-             stride: int | None = None, time_limit: float = 10.0, workers: int = 2, seed: int = 0,
-             params: dict | None = None, backend: str = "highs", reuse: bool = True,
-             deterministic_time: float | None = None, records: str | None = None,
-             anytime: bool = False, max_options: int | None = None) -> Schedule:
-    """Windowed exact re-planning of ``warm``; per-window records go to ``schedule.info.records``."""
-    settings = SolverSettings(solver=solver, time_limit=time_limit, workers=workers, seed=seed,
-                              params=params or {}, backend=backend, deterministic_time=deterministic_time)
+def windowed(workload: Workload, warm: Schedule, *, solver: str = "cpsat", anytime: bool = False,
+             max_options: int | None = None, **options) -> Schedule:
+    """Windowed exact re-planning of ``warm`` with ``solver``'s window model; ``options`` are the fields of
+    its options dataclass (solvers.solver_options.CpsatOptions / MilpOptions), checked there."""
+    kinds = {"cpsat": CpsatOptions, "milp": MilpOptions}
+    if solver not in kinds:
+        raise SolverConfigError(f"unknown solver '{solver}' (choose from {', '.join(kinds)})")
+    own = {f.name for f in fields(kinds[solver])}
+    # one backend's knob given to the other (a MILP backend to cpsat, a deterministic time to milp) does not apply
+    options = {k: v for k, v in options.items() if k in own or k not in ("backend", "deterministic_time")}
+    return windowed_with(workload, warm, kinds[solver].from_mapping(solver, options), anytime=anytime,
+                         max_options=max_options)
+
+
+def windowed_with(workload: Workload, warm: Schedule, options: WindowOptions, *, anytime: bool = False,
+                  max_options: int | None = None) -> Schedule:
+    """Windowed exact re-planning of ``warm``; per-window records go to ``schedule.info.records`` (and to the
+    ``options.records`` file when set)."""
+    settings = options.settings()
     started = time.perf_counter()
-    runner = WindowedSolver(workload, warm, settings, window=window, stride=stride, reuse=reuse, anytime=anytime,
-                            max_options=max_options)
+    runner = WindowedSolver(workload, warm, settings, window=options.window, stride=options.stride,
+                            reuse=options.reuse, anytime=anytime, max_options=max_options)
     result = runner.run()
     sched = result.schedule
-    sched.design = solver
+    sched.design = settings.solver
     sched.info.records = tuple(result.records)
-    sched.info.window = window
+    sched.info.window = options.window
     sched.info.warm_start = warm.design
     sched.info.compile_seconds = time.perf_counter() - started
     sched.info.search.update(windows=len(runner.ranges), solver=settings.name, version=runner.version,
                              windows_solved=sum(1 for r in result.records if not r.reused),
                              windows_improved=sum(1 for r in result.records if r.accepted))
-    if records:
+    if options.records:
         from solvers.schedule.records import write_records
-        write_records(result.records, records)
+        write_records(result.records, options.records)
     return sched
