@@ -30,30 +30,30 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from elk.chip import LoadModel
+from elk.chip import Chip, LoadModel
 from elk.errors import ScheduleError, SolverConfigError
 from elk.schedule import Provenance, Schedule
 from elk.simulator import simulate
+from elk.ir import Program
 from elk.workload import Workload
 from formulations.schedule.window import WindowAssignment, WindowProblem, check
 from formulations.schedule.whole_program import add_prefix_cuts, whole_program_problem
+from solvers.solver_options import ExactOptions
 
 
 class NotProven(SolverConfigError):
     """The program is too large for the optimal design, or CP-SAT did not prove optimality within its limit."""
 
 
-@dataclass(frozen=True)
-class OptimalOptions:
+@dataclass(frozen=True, kw_only=True)
+class OptimalOptions(ExactOptions):
     """How hard the optimal design tries before it refuses. Every field is checked once, at construction."""
 
     time_limit: float = 120.0  # seconds for both phases together
-    workers: int = 2
-    seed: int = 0
     #: reproducible runs: CP-SAT's deterministic time limit (work units), used instead of wall time when set
     deterministic_time: float | None = None
     #: refuse larger programs before any solve: the model has a pair of overlap variables per (execution, later
-    #: load) and proofs beyond this size did not finish in minutes on 2 cores
+    #: load), and real-shape pieces of 30-50 operators already leave a gap of 0.1-2% after minutes on 2 cores
     max_operators: int = 64
     #: share of the limit given to completing the warm start into a hint
     hint_share: float = 0.2
@@ -62,15 +62,10 @@ class OptimalOptions:
     ticks: int = 8
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.time_limit, (int, float)) and math.isfinite(self.time_limit) and self.time_limit > 0):
-            raise SolverConfigError(f"optimal: time limit must be a positive number of seconds, got {self.time_limit!r}")
-        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
-            raise SolverConfigError(f"optimal: workers must be a positive integer, got {self.workers!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise SolverConfigError(f"optimal: seed must be a non-negative integer, got {self.seed!r}")
+        super().__post_init__()
         if self.deterministic_time is not None and not self.deterministic_time > 0:
             raise SolverConfigError("optimal: deterministic time must be positive")
-        if not isinstance(self.max_operators, int) or self.max_operators < 1:
+        if not isinstance(self.max_operators, int) or isinstance(self.max_operators, bool) or self.max_operators < 1:
             raise SolverConfigError(f"optimal: max_operators must be a positive integer, got {self.max_operators!r}")
         if not isinstance(self.ticks, int) or isinstance(self.ticks, bool) or not 1 <= self.ticks <= 1024:
             raise SolverConfigError(f"optimal: ticks must be an integer from 1 to 1024, got {self.ticks!r}")
@@ -106,17 +101,17 @@ class OptimalResult:
         return self.status == "OPTIMAL" and self.schedule is not None
 
 
-def check_size(workload: Workload, options: OptimalOptions) -> None:
-    """Refuse, in one line, what the design cannot prove: before any model is built."""
-    if workload.chip.load_model is not LoadModel.FLUID:
+def check_program(program: Program, chip: Chip, options: OptimalOptions) -> None:
+    """Refuse, in one line, what the design cannot prove: before plan tables are built or any model."""
+    if chip.load_model is not LoadModel.FLUID:
         raise NotProven("the optimal design is exact for fluid loads only (a rigid load's share is its work over "
                         "its length, two decisions: the window model fixes the length per plan row); "
                         "use --load-model fluid")
-    n = len(workload)
+    n = len(program.ops)
     if n > options.max_operators:
         raise NotProven(f"the optimal design proves programs of at most {options.max_operators} operators within "
-                        f"its {options.time_limit:g} s limit; this one has {n} (use fewer layers, e.g. "
-                        f"a config with layers = 1, or the periodic or lns designs)")
+                        f"its {options.time_limit:g} s limit; {program.name} has {n} (use fewer layers, e.g. "
+                        f"a config with layers = 1, or the periodic design)")
 
 
 def _solver(options: OptimalOptions, seconds: float, share: float):
@@ -254,7 +249,7 @@ def prove_optimal(workload: Workload, warm: Schedule, options: OptimalOptions = 
     """Solve the whole program exactly, starting from ``warm`` (a valid strict schedule)."""
     import ortools
 
-    check_size(workload, options)
+    check_program(workload.program, workload.chip, options)
     verdict = simulate(workload, warm)
     if not verdict.valid:
         raise ScheduleError(f"warm start '{warm.design}' is not valid: "
@@ -320,4 +315,4 @@ def optimal(workload: Workload, warm: Schedule, options: OptimalOptions = Optima
     return result.schedule
 
 
-__all__ = ["NotProven", "OptimalOptions", "OptimalResult", "check_size", "prove_optimal", "optimal"]
+__all__ = ["NotProven", "OptimalOptions", "OptimalResult", "check_program", "prove_optimal", "optimal"]
