@@ -24,11 +24,15 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Union
 
+from elk.chip import Chip
 from elk.errors import SolverConfigError
+from elk.ir import Program
 from elk.schedule import Schedule
 from elk.workload import Workload
 from solvers.schedule import designs
+from solvers.schedule.from_bound import GuidedOptions
 from solvers.schedule.lns import LnsSettings
+from solvers.schedule.optimal import OptimalOptions
 from solvers.solver_options import CpsatOptions, ExactOptions, MilpOptions, PeriodicOptions, WindowOptions
 
 Strategy = Callable[..., Schedule]
@@ -60,12 +64,29 @@ def _windows(workload: Workload, warm: Schedule, o: WindowOptions) -> Schedule:
     return windowed_with(workload, warm, o)
 
 
+def _lp_guided(workload: Workload, warm: Schedule, o: Any) -> Schedule:
+    from solvers.schedule.from_bound import lp_guided
+    return lp_guided(workload, warm, o)
+
+
+def _optimal(workload: Workload, warm: Schedule, o: Any) -> Schedule:
+    from solvers.schedule.optimal import optimal
+    return optimal(workload, warm, o)
+
+
+def _optimal_precheck(program: Program, chip: Chip, o: Any) -> None:
+    from solvers.schedule.optimal import check_program
+    check_program(program, chip, o)
+
+
 @dataclass(frozen=True)
 class ExactKind:
-    """An exact design: its options type and how it runs from a warm start."""
+    """An exact design: its options type, how it runs from a warm start, and (optionally) what it refuses
+    before any work: ``precheck(program, chip, options)`` runs before plan tables are built."""
 
     options: type[ExactOptions]
     run: Callable[[Workload, Schedule, Any], Schedule]
+    precheck: Callable[[Program, Chip, Any], None] | None = None
 
 
 #: The exact designs, in the order they run (each may start from the ones before it).
@@ -73,7 +94,9 @@ EXACT: dict[str, ExactKind] = {
     "periodic": ExactKind(PeriodicOptions, _periodic),
     "cpsat": ExactKind(CpsatOptions, _windows),
     "milp": ExactKind(MilpOptions, _windows),
+    "lp-guided": ExactKind(GuidedOptions, _lp_guided),
     "lns": ExactKind(LnsSettings, _lns),
+    "optimal": ExactKind(OptimalOptions, _optimal, _optimal_precheck),
 }
 EXACT_DESIGNS = tuple(EXACT)
 #: designs made by the inductive heuristics (all five of the paper's, Ideal among them)
@@ -204,6 +227,12 @@ class RunPlan:
         exact = {n: exact_options(n, options.get(n)) for n in order if n in EXACT}
         heuristic = {n: heuristic_options(n, options[n]) for n in order if n in HEURISTIC_DESIGNS and n in options}
         return cls(tuple(requested), tuple(order), exact, {n: warm.get(n) for n in exact}, heuristic)
+
+    def check_program(self, program: Program, chip: Chip) -> None:
+        """What an exact design refuses about this program and chip, said before any plan table is built."""
+        for name, options in self.exact.items():
+            if EXACT[name].precheck is not None:
+                EXACT[name].precheck(program, chip, options)
 
     def options_of(self, name: str) -> ExactOptions | Mapping[str, Any] | None:
         """Design ``name``'s options: its dataclass (exact), its keyword options (heuristic) or None."""

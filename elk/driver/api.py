@@ -200,6 +200,7 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
     if chip_overrides:
         the_chip = the_chip.with_overrides(**{k: v for k, v in chip_overrides.items() if v is not None})
     program = model if isinstance(model, Program) else _build_program(model, batch, seq, mode)
+    plan.check_program(program, the_chip)
     workload = Workload.build(program, the_chip, workers)
     bounds = compute_bounds(workload, bound, bound_time_limit) if bound is not None else None
     runs = run_plan(plan, workload, carry=carry, placement=placement, placement_time_limit=placement_time_limit,

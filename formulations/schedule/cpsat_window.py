@@ -112,6 +112,7 @@ class _CpsatBuilder:
         self.future_loads: list = []  # (future load, start var, end expr)
         self.fluid_pairs: dict = {}  # program op -> [(work var, overlap var)] over executions
         self.aux: list = []  # (var, function of an assignment) for hints
+        self.cap_groups: dict[int, list] = {}  # free fluid load k -> [(top rate, literal)] (see caps)
 
     def executions(self) -> None:
         """Plan choice, and executions in program order, each at least its chosen plan's time."""
@@ -258,10 +259,9 @@ class _CpsatBuilder:
             if p.fluid:
                 if all(o.load_work == 0 for o in ops[j].options):
                     continue
-                cap = min(o.load_cap for o in ops[j].options)
                 ov = _overlap_var(m, self.start[k], self.end[k], a, b, lo, hi, f"ovW{k}_{j}", aux,
                                   _spans_free(k, j, ops))
-                terms.append(_fluid_pair(m, ov, cap, hi - lo + 1, f"uW{k}_{j}", self.fluid_pairs, ops[j].op,
+                terms.append(_fluid_pair(m, ov, self.caps(j), hi - lo + 1, f"uW{k}_{j}", self.fluid_pairs, ops[j].op,
                                          aux, (k, ops[j].op), split))
                 continue
             shares = sorted({o.load_share for o in ops[j].options})
@@ -285,6 +285,22 @@ class _CpsatBuilder:
                 terms.append(share * part)
         return terms
 
+    def caps(self, k: int) -> list[tuple[int, object]]:
+        """(top rate, literal) per distinct top rate of free load k's options; the literal holds iff the chosen
+        option has that rate. A replicated cold layout moves more interconnect work at a higher rate, so the
+        rate is the chosen option's (charging every option the smallest rate cut off valid schedules)."""
+        if k not in self.cap_groups:
+            options, bools = self.p.ops[k].options, self.choice[k]
+            caps = sorted({o.load_cap for o in options})
+            groups: list[tuple[int, object]] = [(caps[0], True)] if len(caps) == 1 else []
+            for cap in caps if len(caps) > 1 else ():
+                y = self.m.new_bool_var(f"cap{k}_{cap}")
+                self.m.add(y == sum(b for o, b in zip(options, bools) if o.load_cap == cap))
+                self.aux.append((y, lambda h, cap=cap: int(options[h.choice[k]].load_cap == cap)))
+                groups.append((cap, y))
+            self.cap_groups[k] = groups
+        return self.cap_groups[k]
+
     def fluid_progress(self) -> None:
         """Fluid loads: every load moves its whole work, inside executions or at its top rate outside them."""
         m, p = self.m, self.p
@@ -292,9 +308,8 @@ class _CpsatBuilder:
             return
         for k, w in enumerate(p.ops):
             if w.load == "free" and any(o.load_work for o in w.options):
-                cap = min(o.load_cap for o in w.options)
                 need = sum(o.load_work * x for o, x in zip(w.options, self.choice[k]))
-                _fluid_progress(m, self.fluid_pairs.get(w.op, []), cap, self.lengths[w.op], need)
+                _fluid_progress(m, self.fluid_pairs.get(w.op, []), self.caps(k), self.lengths[w.op], need)
         for f in p.future:
             if f.option.load_work:
                 _fluid_progress(m, self.fluid_pairs.get(f.op, []), f.option.load_cap, self.lengths[f.op],
@@ -309,11 +324,17 @@ class _CpsatBuilder:
         self.m.minimize(self.end[-1] * self.p.tail_weight + tail)
 
 
-def _fluid_pair(m: cp_model.CpModel, ov, cap: int, longest: int, name: str, pairs: dict, op: int, aux: list,
+def _fluid_pair(m: cp_model.CpModel, ov, caps: "int | list[tuple[int, object]]", longest: int, name: str,
+                pairs: dict, op: int, aux: list,
                 key: tuple[int, int], split: "_SplitOf"):
-    """Work ``u <= cap x overlap`` a fluid load does inside one execution (its term in the execution's row)."""
-    u = m.new_int_var(0, cap * longest, name)
-    m.add(u <= cap * ov)
+    """Work ``u <= cap x overlap`` a fluid load does inside one execution (its term in the execution's row);
+    ``caps`` is the load's top rate, or (rate, literal) pairs when it depends on the chosen option."""
+    groups = [(caps, True)] if isinstance(caps, int) else caps
+    u = m.new_int_var(0, max(c for c, _ in groups) * longest, name)
+    for cap, lit in groups:
+        row = m.add(u <= cap * ov)
+        if lit is not True:
+            row.only_enforce_if(lit)
     pairs.setdefault(op, []).append((u, ov))
     aux.append((u, lambda h: split.value(h, key)))
     return u
@@ -332,9 +353,13 @@ class _SplitOf:
         return int(math.floor(self.cache[id(a)].get(key, 0.0)))
 
 
-def _fluid_progress(m: cp_model.CpModel, pairs: list, cap: int, length, need) -> None:
-    """A fluid load's work inside executions, plus ``cap`` x the rest of its interval, covers its whole work."""
-    m.add(sum(u for u, _ in pairs) + cap * (length - sum(ov for _, ov in pairs)) >= need)
+def _fluid_progress(m: cp_model.CpModel, pairs: list, caps: "int | list[tuple[int, object]]", length, need) -> None:
+    """A fluid load's work inside executions, plus its top rate x the rest of its interval, covers its work."""
+    groups = [(caps, True)] if isinstance(caps, int) else caps
+    for cap, lit in groups:
+        row = m.add(sum(u for u, _ in pairs) + cap * (length - sum(ov for _, ov in pairs)) >= need)
+        if lit is not True:
+            row.only_enforce_if(lit)
 
 
 def _overlap_var(m: cp_model.CpModel, s, e, a, b, lo: int, hi: int, name: str, aux: list, spans):

@@ -109,6 +109,15 @@ class _MilpBuilder:
         """The chosen option's ``attr`` of window operator k (a linear expression)."""
         return pulp.lpSum(getattr(o, attr) * xv for o, xv in zip(self.p.ops[k].options, self.x[k]))
 
+    def caps(self, k: int) -> list[tuple[int, object]]:
+        """(top rate, 1 iff the chosen option has it) per distinct fluid rate of operator k's load options: a
+        replicated layout moves more work at a higher rate, so each option keeps its own rate."""
+        options = self.p.ops[k].options
+        caps = sorted({o.load_cap for o in options})
+        if len(caps) == 1:
+            return [(caps[0], None)]
+        return [(c, pulp.lpSum(xv for o, xv in zip(options, self.x[k]) if o.load_cap == c)) for c in caps]
+
     def end_value(self, item, h: WindowAssignment) -> int:
         kind, ref, _, _ = item
         ops = self.p.ops
@@ -279,12 +288,14 @@ class _MilpBuilder:
         if self.p.fluid and item is not None:  # fluid load: work done inside this execution
             kind, ref = item[0], item[1]
             if kind == "fixed":
-                cap, op = ref.cap, ref.op
+                groups, op = [(ref.cap, None)], ref.op
             else:
-                cap = min(o.load_cap for o in ops[ref].options) if kind == "w" else ref.option.load_cap
+                groups = self.caps(ref) if kind == "w" else [(ref.option.load_cap, None)]
                 op = ops[ref].op if kind == "w" else ref.op
-            u = var(f"u{k}_{name}", 0, cap * big_t, pulp.LpContinuous)
-            lp += u <= cap * ov
+            top = max(c for c, _ in groups)
+            u = var(f"u{k}_{name}", 0, top * big_t, pulp.LpContinuous)
+            for cap, chosen in groups:  # the chosen option's rate; the other rates' rows are slack
+                lp += u <= cap * ov + (0 if chosen is None else (top - cap) * big_t * (1 - chosen))
             self.fluid_pairs.setdefault(op, []).append((u, ov))
             self.work_vars[(k, op)] = u
             return [u]
@@ -310,12 +321,14 @@ class _MilpBuilder:
             kind, ref, av, end = item
             op = ops[ref].op if kind == "w" else ref.op
             if kind == "w":
-                cap = min(o.load_cap for o in ops[ref].options)
-                need = self.pick(ref, "load_work")
+                groups, need = self.caps(ref), self.pick(ref, "load_work")
+                most = max(o.load_work for o in ops[ref].options)
             else:
-                cap, need = ref.option.load_cap, ref.option.load_work
+                groups, need, most = [(ref.option.load_cap, None)], ref.option.load_work, 0
             pairs = self.fluid_pairs.get(op, [])
-            lp += pulp.lpSum(u for u, _ in pairs) + cap * (end - av) - cap * pulp.lpSum(ov for _, ov in pairs) >= need
+            for cap, chosen in groups:  # enforced for the chosen option's rate only
+                lp += pulp.lpSum(u for u, _ in pairs) + cap * (end - av) - cap * pulp.lpSum(ov for _, ov in pairs) \
+                    >= need - (0 if chosen is None else most * (1 - chosen))
         for f in p.fixed:
             if f.work and f.end > p.release:
                 pairs = self.fluid_pairs.get(f.op, [])

@@ -26,13 +26,17 @@ it only if the simulator accepts it).
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 
+from elk.errors import SolverConfigError
 from elk.schedule import Schedule
 from elk.workload import Workload
 from formulations.schedule.bound_lp import BoundData, build_bound_lp
 from solvers.exact_backends import native_output_silenced, use_highs_threads
+from solvers.schedule.fallback import keep_faster
+from solvers.solver_options import ExactOptions, check_positive
 
 
 def capped_rows(workload: Workload, ratio_cap: float) -> tuple[BoundData, list[np.ndarray]]:
@@ -95,3 +99,33 @@ def bound_guided(workload: Workload, *, ratio_cap: float = 1.1, time_limit: floa
         load_start[j], load_end[j] = prev, end
         prev = end
     return Schedule("bound-guided", entry, exec_start, exec_end, load_start, load_end)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GuidedOptions(ExactOptions):
+    """The ``lp-guided`` design: the schedule read off the plan-choice MILP, kept only where the simulator finds it
+    valid and faster than the warm start. ``ratio_cap``: the largest broadcast ratio a plan row may have."""
+
+    time_limit: float = 30.0
+    workers: int = 1
+    ratio_cap: float = 1.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive(self.ratio_cap, "lp-guided ratio cap")
+        if self.ratio_cap < 1:
+            raise SolverConfigError(f"lp-guided ratio cap must be at least 1, got {self.ratio_cap!r}")
+
+
+def lp_guided(workload: Workload, warm: Schedule, options: GuidedOptions = GuidedOptions()) -> Schedule:
+    """The relaxation's schedule where it is valid and faster than ``warm``; ``warm`` (renamed) otherwise."""
+    try:
+        guided: Schedule | None = bound_guided(workload, ratio_cap=options.ratio_cap, time_limit=options.time_limit,
+                                               threads=options.workers)
+    except RuntimeError:
+        guided = None
+    kept, why = keep_faster(workload, guided, warm, tie="warm")
+    out = kept.renamed("lp-guided")
+    out.info.warm_start = warm.design
+    out.info.kept_warm_start = why
+    return out

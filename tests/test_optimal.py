@@ -1,0 +1,121 @@
+"""The optimal design: proven optima of whole programs, checked against brute force, the bounds and every design."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from elk.simulator import simulate
+from elk.workload import Workload
+from formulations.schedule.whole_program import undominated, whole_program_problem
+from solvers.schedule import designs
+from solvers.schedule.bounds import compute_bounds
+from solvers.schedule.brute_force import noc_binding, solve_brute_force
+from solvers.schedule.optimal import (NotProven, OptimalOptions, continuous_lower, event_count, optimal,
+                                      prove_optimal, rounding_stretch)
+from tests.test_bounds import SMALL, random_chip, random_program
+
+pytestmark = pytest.mark.solver
+
+#: reproducible: one worker, a fixed seed, a deterministic limit (the wall-clock limit is only a backstop)
+OPTS = OptimalOptions(time_limit=600, workers=1, seed=0, deterministic_time=60)
+
+
+def best_heuristic(w: Workload):
+    runs = [(simulate(w, s).latency_cycles, s) for s in (designs.DESIGNS[d](w) for d in ("static", "elk-dyn",
+                                                                                        "elk-full"))]
+    return min(runs, key=lambda r: r[0])
+
+
+def test_undominated_keeps_exactly_the_pareto_rows():
+    rng = np.random.default_rng(0)
+    cols = rng.integers(0, 4, size=(4, 40))
+    keep = set(undominated(*cols).tolist())
+    for r in range(40):
+        dominated = any((cols[:, q] <= cols[:, r]).all() and (cols[:, q] < cols[:, r]).any() for q in range(40))
+        duplicate_of_earlier = any((cols[:, q] == cols[:, r]).all() for q in range(r))
+        assert (r in keep) == (not dominated and not duplicate_of_earlier), r
+
+
+def test_the_optimum_matches_brute_force_where_the_interconnect_does_not_bind():
+    """Brute force is exhaustive when the interconnect does not bind: both must find the same makespan."""
+    rng = np.random.default_rng(11)
+    compared = 0
+    for _ in range(12):
+        chip = SMALL.with_overrides(hbm_bytes_per_s=float(rng.choice([2e10, 1e11])),
+                                    noc_scale=float(rng.choice([1.0, 5.0])))
+        w = Workload.build(random_program(rng), chip)
+        latency, warm = best_heuristic(w)
+        res = prove_optimal(w, warm, OPTS)
+        assert res.proven, res.status
+        problem = whole_program_problem(w, int(res.objective_cycles * OPTS.ticks) + 1, ticks=OPTS.ticks)
+        if noc_binding(problem):
+            continue
+        try:
+            best, _ = solve_brute_force(problem, limit=300_000)
+        except ValueError:  # too many candidates to enumerate
+            continue
+        assert best is not None
+        assert best.makespan() == res.objective_cycles * OPTS.ticks
+        compared += 1
+    assert compared >= 4, compared
+
+
+@pytest.mark.parametrize("seed", [3, 5])
+def test_bounds_below_and_designs_above_the_proven_optimum(seed):
+    """A bound above a proven optimum, or a valid schedule below the optimum's lower end, is a bug."""
+    rng = np.random.default_rng(seed)
+    proven = 0
+    for _ in range(6):
+        w = Workload.build(random_program(rng), random_chip(rng, "fluid"))
+        latency, warm = best_heuristic(w)
+        res = prove_optimal(w, warm, OPTS)
+        if not res.proven:
+            continue
+        proven += 1
+        judged = simulate(w, res.schedule)
+        assert judged.valid
+        report = compute_bounds(w, "milp", time_limit=60)
+        for b in report.bounds:
+            assert b.cycles <= judged.latency_cycles * (1 + 1e-9), (b.name, b.cycles, judged.latency_cycles)
+            assert b.cycles <= latency * (1 + 1e-9)
+        # every valid schedule (the heuristics') lies above the proven lower end of the optimum
+        assert res.lower_cycles <= latency
+        # the model's optimum is at most the heuristic after the rounding the model pays
+        ticks = OPTS.ticks
+        problem = whole_program_problem(w, 1, must_include=warm.entry, ticks=ticks)
+        stretch = rounding_stretch(w, problem, ticks)
+        assert res.objective_cycles * ticks <= latency * ticks * (1 + stretch) + 2 * event_count(problem) + 1
+        assert continuous_lower(res.bound_cycles * ticks, problem, stretch, ticks) == pytest.approx(res.lower_cycles)
+    assert proven >= 5, proven
+
+
+def test_rigid_loads_are_refused_in_one_line():
+    w = Workload.build(random_program(np.random.default_rng(0)), SMALL.with_overrides(load_model="rigid"))
+    with pytest.raises(NotProven, match="fluid loads only") as err:
+        optimal(w, designs.elk_dyn(w), OPTS)
+    assert "\n" not in str(err.value)
+
+
+def test_programs_above_the_size_limit_are_refused_before_any_solve():
+    w = Workload.build(random_program(np.random.default_rng(0)), SMALL)
+    small = OptimalOptions(max_operators=2)
+    with pytest.raises(NotProven, match=rf"at most 2 operators .* this one has {len(w)}"):
+        optimal(w, designs.elk_dyn(w), small)
+
+
+def test_an_unfinished_proof_presents_nothing_as_optimal():
+    """A limit too small to prove anything: an error that says so, never a schedule called optimal."""
+    rng = np.random.default_rng(7)
+    w = Workload.build(random_program(rng), random_chip(rng, "fluid"))
+    tiny = OptimalOptions(time_limit=600, workers=1, deterministic_time=1e-6)
+    with pytest.raises(NotProven, match="not proven within"):
+        optimal(w, designs.elk_dyn(w), tiny)
+
+
+@pytest.mark.parametrize("bad", [dict(time_limit=0), dict(workers=0), dict(seed=-1), dict(max_operators=0),
+                                 dict(deterministic_time=0), dict(hint_share=1.0), dict(time_limit=math.inf)])
+def test_options_are_checked_once(bad):
+    with pytest.raises(NotProven.__mro__[1]):
+        OptimalOptions(**bad)
