@@ -59,6 +59,8 @@ def cmd_compile_compat(args: argparse.Namespace, chip_from_args: Callable[[argpa
     seen = compat_chip(chip, compat)  # the chip as the mode reads it (per-design load rates in the table)
     print(f"elk: {result.model} ({args.mode}, batch {args.batch}, seq {args.seq}) on {seen.describe()}")
     print(f"{compat.describe()}: reproduces the Elk artifact, bugs included (not elk's own numbers)")
+    if compat.graph_quirks and result.program.meta.get("artifact_quirks") is None:
+        print(f"(the parser's quirks apply to the artifact's graph files; {args.model} is read as elk reads it)")
     print(f"{'design':<10} {'latency_ms':>11}  valid  load model, HBM, per-core load rate")
     for name, d in result.designs.items():
         c = d.chip
