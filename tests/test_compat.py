@@ -177,3 +177,62 @@ def test_compatible_mode_reproduces_the_artifact_within_one_percent():
         d = result.designs[name]
         assert d.sim.valid, name
         assert abs(d.latency_ms / want - 1) < 0.01, (name, d.latency_ms, want)
+
+
+def _script(path: Path):
+    """Import a script of experiments/ (a folder of scripts, not a package)."""
+    import importlib.util
+    import sys
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def test_reproduction_table_shows_each_corrections_worth():
+    repro = _script(EXPERIMENTS / "reproduce_artifact.py")
+    designs = ("basic", "static")
+    rows = [{"step": label, "compat": c.__dict__, "latency_ms": {"basic": 11.0 + k, "static": 8.0 + k / 10}}
+            for k, (label, c) in enumerate(STEPS)]
+    text = repro.table(rows, designs)
+    lines = text.splitlines()
+    assert lines[2].startswith("| artifact (re-run) | 12.4978 | 9.2096 |")
+    assert "| + artifact plan enumeration | 12.0000 (+1.00) | 8.1000 (+0.10) |" in lines
+    # the last step is the compatible mode, compared with the artifact in %
+    assert lines[-1] == f"| compatible mode vs artifact | {100 * (15 / 12.4978 - 1):+.2f}% | {100 * (8.4 / 9.2096 - 1):+.2f}% |"
+    assert repro.model_for(ARTIFACT, Path("g")) == str(Path("g") / "llama2-13.json")
+    assert repro.model_for(ELK, Path("g")) == "llama2-13b"
+
+
+def test_fig17_compat_smoke_runs_both_modes_and_resumes(tmp_path, capsys):
+    fig = _script(EXPERIMENTS / "paper" / "fig17_compat.py")
+    assert fig.main(["--out", str(tmp_path), "--smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "| paper (text) | 24 |" in out and "| artifact | 2 |" in out and "| elk | 2 |" in out
+    stored = sorted(p.name for p in (tmp_path / "fig17_compat").iterdir())
+    assert stored == ["artifact-tiny-b4-s256.json", "artifact-tiny-b8-s256.json", "elk-tiny-b4-s256.json",
+                      "elk-tiny-b8-s256.json"]
+    rows = (tmp_path / "fig17_compat.csv").read_text().splitlines()
+    assert len(rows) == 5 and rows[0].startswith("mode,model,source,batch,seq,basic_ms")
+    # a rerun reads the stored points instead of compiling again
+    import elk.driver.compat as driver
+
+    def no_compile(*_a, **_k):
+        raise AssertionError("compiled again")
+    fig.compile_compat = no_compile
+    assert fig.main(["--out", str(tmp_path), "--smoke"]) == 0
+    assert driver.compile_compat is not no_compile
+
+
+def test_fig17_speedup_statistics():
+    fig = _script(EXPERIMENTS / "paper" / "fig17_compat.py")
+    rows = [{"model": "a", "basic_ms": 2.0, "elk-full_ms": 1.0}, {"model": "a", "basic_ms": 8.0, "elk-full_ms": 1.0},
+            {"model": "b", "basic_ms": 3.0, "elk-full_ms": 1.0}]
+    s = fig.speedups(rows, "basic")
+    assert s["geomean"] == pytest.approx((2 * 8 * 3) ** (1 / 3))
+    assert s["mean"] == pytest.approx(13 / 3)
+    assert s["paper_stat"] == pytest.approx(5.0)  # the largest per-model mean: model a's (2 + 8) / 2
