@@ -236,3 +236,13 @@ def test_fig17_speedup_statistics():
     assert s["geomean"] == pytest.approx((2 * 8 * 3) ** (1 / 3))
     assert s["mean"] == pytest.approx(13 / 3)
     assert s["paper_stat"] == pytest.approx(5.0)  # the largest per-model mean: model a's (2 + 8) / 2
+
+
+def test_fig17_clipping_is_the_papers_min_append():
+    fig = _script(EXPERIMENTS / "paper" / "fig17_compat.py")
+    rows = [{"mode": "artifact", "model": "m", "seq": 2048, "batch": b, "basic_ms": ms, "static_ms": ms / 2,
+             "elk-full_ms": 1.0} for b, ms in ((16, 20.0), (32, 10.0), (64, 12.0))]
+    out = {r["batch"]: r for r in fig.clipped(rows)}
+    assert [out[b]["basic_ms"] for b in (16, 32, 64)] == [10.0, 10.0, 12.0]
+    assert [out[b]["static_ms"] for b in (16, 32, 64)] == [5.0, 5.0, 6.0]
+    assert rows[0]["basic_ms"] == 20.0  # the raw rows are not changed
