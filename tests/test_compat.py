@@ -246,3 +246,13 @@ def test_fig17_clipping_is_the_papers_min_append():
     assert [out[b]["basic_ms"] for b in (16, 32, 64)] == [10.0, 10.0, 12.0]
     assert [out[b]["static_ms"] for b in (16, 32, 64)] == [5.0, 5.0, 6.0]
     assert rows[0]["basic_ms"] == 20.0  # the raw rows are not changed
+
+
+def test_fig17_report_lists_points_that_did_not_compile():
+    fig = _script(EXPERIMENTS / "paper" / "fig17_compat.py")
+    ok = {"mode": "elk", "model": "m", "seq": 2048, "batch": 32, "basic_ms": 2.0, "static_ms": 1.5, "elk-full_ms": 1.0}
+    bad = {"mode": "elk", "model": "m", "seq": 4096, "batch": 64, "basic_ms": None, "static_ms": None,
+           "elk-full_ms": None, "error": "operator x needs 9 bytes per core"}
+    text = fig.report([ok, bad])
+    assert "| elk | 1 | 2.00x / 2.00x / 2.00x | 1.50x / 1.50x / 1.50x |" in text
+    assert "not compiled: elk m B64 S4096: operator x needs 9 bytes per core" in text

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from elk.compat import ARTIFACT, ELK, Compat
 from elk.driver.compat import PAPER_DESIGNS, compile_compat
+from elk.errors import ElkError
 
 DEFAULT_GRAPHS = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks" / "elk-artifact-graphs"
 #: elk's zoo model -> the artifact's graph file of the same model
@@ -62,11 +63,15 @@ def run_point(mode: str, model: str, batch: int, seq: int, graphs: Path, store: 
     compat = MODES[mode]
     source = str(graphs / ARTIFACT_FILES[model]) if mode == "artifact" and model in ARTIFACT_FILES else model
     started = time.perf_counter()
-    result = compile_compat(source, compat, batch=batch, seq=seq, designs=PAPER_DESIGNS)
-    row = {"mode": mode, "model": model, "source": Path(source).name, "batch": batch, "seq": seq,
-           "seconds": time.perf_counter() - started,
-           **{f"{d}_ms": r.latency_ms for d, r in result.designs.items()},
-           "valid": all(r.sim.valid for r in result.designs.values())}
+    row = {"mode": mode, "model": model, "source": Path(source).name, "batch": batch, "seq": seq}
+    try:
+        result = compile_compat(source, compat, batch=batch, seq=seq, designs=PAPER_DESIGNS)
+    except ElkError as exc:  # e.g. an operator that does not fit in SRAM: a row of its own, kept like any other
+        row.update({f"{d}_ms": None for d in PAPER_DESIGNS}, valid=None, error=str(exc).splitlines()[0],
+                   seconds=time.perf_counter() - started)
+    else:
+        row.update({f"{d}_ms": r.latency_ms for d, r in result.designs.items()},
+                   valid=all(r.sim.valid for r in result.designs.values()), seconds=time.perf_counter() - started)
     store.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(row, indent=1))
@@ -103,6 +108,8 @@ def report(rows: list[dict]) -> str:
     lines = ["| mode | points | ELK-Full over Basic: geomean / mean / max per-model mean | "
              "ELK-Full over Static: geomean / mean / max per-model mean |", "|---|---|---|---|",
              f"| paper (text) | 24 | - / - / {PAPER_SPEEDUP['basic']:.2f}x | - / - / {PAPER_SPEEDUP['static']:.2f}x |"]
+    failed = [r for r in rows if r.get("error")]
+    rows = [r for r in rows if not r.get("error")]
     for label, data in (("", rows), (", clipped as the paper plots", clipped(rows))):
         for mode in MODES:
             mine = [r for r in data if r["mode"] == mode]
@@ -113,12 +120,15 @@ def report(rows: list[dict]) -> str:
                 s = speedups(mine, over)
                 cells.append(f"{s['geomean']:.2f}x / {s['mean']:.2f}x / {s['paper_stat']:.2f}x")
             lines.append(f"| {mode}{label} | {len(mine)} | {cells[0]} | {cells[1]} |")
+    for r in failed:
+        lines.append(f"\nnot compiled: {r['mode']} {r['model']} B{r['batch']} S{r['seq']}: {r['error']}")
     return "\n".join(lines)
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
-    cols = ["mode", "model", "source", "batch", "seq", *(f"{d}_ms" for d in PAPER_DESIGNS), "valid", "seconds"]
-    text = [",".join(cols)] + [",".join(str(r[c]) for c in cols) for r in rows]
+    cols = ["mode", "model", "source", "batch", "seq", *(f"{d}_ms" for d in PAPER_DESIGNS), "valid", "seconds", "error"]
+    text = [",".join(cols)] + [",".join("" if r.get(c) is None else str(r[c]).replace(",", ";") for c in cols)
+                               for r in rows]
     path.write_text("\n".join(text) + "\n")
 
 
@@ -145,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     for mode in modes:
         for model, batch, seq in todo:
             row = run_point(mode, model, batch, seq, args.graphs, args.out / "fig17_compat")
-            print(f"  {mode} {model} B{batch} S{seq}: " + ", ".join(f"{d} {row[f'{d}_ms']:.3f}" for d in PAPER_DESIGNS),
-                  file=sys.stderr, flush=True)
+            done = row.get("error") or ", ".join(f"{d} {row[f'{d}_ms']:.3f}" for d in PAPER_DESIGNS)
+            print(f"  {mode} {model} B{batch} S{seq}: {done}", file=sys.stderr, flush=True)
             rows.append(row)
-    invalid = [f"{r['mode']} {r['model']} B{r['batch']} S{r['seq']}" for r in rows if not r["valid"]]
+    invalid = [f"{r['mode']} {r['model']} B{r['batch']} S{r['seq']}" for r in rows if r["valid"] is False]
     write_csv(rows, args.out / "fig17_compat.csv")
     print(report(rows))
     print(f"\nwrote {args.out / 'fig17_compat.csv'}")
