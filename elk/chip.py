@@ -42,6 +42,23 @@ class LoadModel(str, Enum):
 LOAD_MODELS = tuple(m.value for m in LoadModel)
 
 
+class PlanEnumeration(str, Enum):
+    """Which temporal plans an operator's plan table is built from (elk.plans).
+
+    ``elk``: a variable is split only along indices it has. ``artifact``: the
+    Elk artifact's enumeration, which sorts its per-index candidate lists and
+    so hands each index another index's candidates (ELK_ARTIFACT_NOTES.md
+    §3.8); only for reproducing the artifact's numbers (elk.compat), never the
+    default.
+    """
+
+    ELK = "elk"
+    ARTIFACT = "artifact"
+
+
+PLAN_ENUMERATIONS = tuple(m.value for m in PlanEnumeration)
+
+
 @dataclass(frozen=True)
 class Topology:
     """How cores are connected.
@@ -91,8 +108,15 @@ class Chip:
     topology: Topology = field(default_factory=Topology)
     #: how loads use their intervals (scheduling and checking only: plan tables do not depend on it)
     load_model: LoadModel = LoadModel.FLUID
+    #: which temporal plans tables are built from (the artifact's only to reproduce its numbers)
+    plan_enumeration: PlanEnumeration = PlanEnumeration.ELK
 
     def __post_init__(self) -> None:
+        if not isinstance(self.plan_enumeration, PlanEnumeration):
+            if self.plan_enumeration not in PLAN_ENUMERATIONS:
+                raise ChipConfigError(f"chip '{self.name}': unknown plan enumeration {self.plan_enumeration!r} "
+                                      f"(known: {', '.join(PLAN_ENUMERATIONS)})")
+            object.__setattr__(self, "plan_enumeration", PlanEnumeration(self.plan_enumeration))
         if not isinstance(self.load_model, LoadModel):
             if self.load_model not in LOAD_MODELS:
                 raise ChipConfigError(f"chip '{self.name}': unknown load model {self.load_model!r} "
@@ -129,7 +153,7 @@ class Chip:
         """Everything a per-operator plan table depends on (for caching)."""
         return (self.cores, self.sram_per_core, self.shift_cycles_per_byte, self.sync_cycles,
                 self.cores_per_chip, self.inter_chip_comm_factor, self.noc_scale,
-                self.compute_scale, self.topology)
+                self.compute_scale, self.topology) + self._enumeration_suffix()
 
     def enumeration_key(self) -> tuple:
         """``plan_key()`` without the compute and NoC scales.
@@ -139,7 +163,13 @@ class Chip:
         compute/NoC sweep (``elk.plantable.build_plan_tables``).
         """
         return (self.cores, self.sram_per_core, self.shift_cycles_per_byte, self.sync_cycles,
-                self.cores_per_chip, self.inter_chip_comm_factor, self.topology)
+                self.cores_per_chip, self.inter_chip_comm_factor, self.topology) + self._enumeration_suffix()
+
+    def _enumeration_suffix(self) -> tuple:
+        """The plan enumeration as a key part, empty for elk's own: default tables keep their cache keys."""
+        if self.plan_enumeration == PlanEnumeration.ELK:
+            return ()
+        return (("plan_enumeration", self.plan_enumeration.value),)
 
     def with_overrides(self, **changes: Any) -> "Chip":
         """A copy with some fields changed; validated like any other chip."""
@@ -164,13 +194,16 @@ class Chip:
                 f"HBM {self.hbm_bytes_per_s / 1e12:g} TB/s, {self.topology.describe()}"
                 + (f", NoC x{self.noc_scale:g}" if self.noc_scale != 1 else "")
                 + (f", compute x{self.compute_scale:g}" if self.compute_scale != 1 else "")
-                + f", {self.load_model.value} loads")
+                + f", {self.load_model.value} loads"
+                + (f", {self.plan_enumeration.value} plan enumeration"
+                   if self.plan_enumeration != PlanEnumeration.ELK else ""))
 
     def to_dict(self) -> dict:
         """The chip as plain data (JSON reports): every field, plus ``hbm_tbps``, the load model by name."""
         d = dataclasses.asdict(self)
         d["hbm_tbps"] = self.hbm_bytes_per_s / 1e12
         d["load_model"] = self.load_model.value
+        d["plan_enumeration"] = self.plan_enumeration.value
         return d
 
 

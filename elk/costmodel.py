@@ -247,6 +247,23 @@ def index_vars(sig: OpSignature) -> list[list[int]]:
     return contains
 
 
+def splitting_vars(sig: OpSignature, temporal: np.ndarray) -> list[list[int]]:
+    """For each index, the variables some plan of ``temporal`` splits along it: ``index_vars`` for elk's plans.
+
+    The artifact's enumeration (``PlanEnumeration.ARTIFACT``) also splits
+    variables along indices they lack; such a split rotates the variable like
+    any other (shift rounds, iterations) without shrinking it, which is how
+    the artifact prices it.
+    """
+    contains = index_vars(sig)
+    out = []
+    for d, vars_d in enumerate(contains):
+        extra = [v for v in range(temporal.shape[2]) if v not in vars_d and len(temporal) and
+                 bool((temporal[:, d, v] > 1).any())]
+        out.append(sorted(vars_d + extra))
+    return out
+
+
 def _max_over_variables(temporal: np.ndarray) -> np.ndarray:
     """``temporal.max(axis=2)``: (n, D) largest split per index, as a chain of column maxima (a reduction
     over an axis of two to four entries is several times slower in numpy)."""
@@ -300,7 +317,7 @@ def unscaled_plan_costs(sig: OpSignature, chip: Chip, spatial: np.ndarray, tempo
         per_iter = compute_cycles_per_iter(sig, sub)
     comp = per_iter * iters
 
-    weighted, events = shift_rounds(temporal, elems, factor, index_vars(sig))
+    weighted, events = shift_rounds(temporal, elems, factor, splitting_vars(sig, temporal))
     sync_shift = 2 * sync * events + weighted * byte_cycles
 
     if sig.kind in (OpKind.BINARY, OpKind.UNARY, OpKind.POOL):

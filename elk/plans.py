@@ -15,6 +15,7 @@ second this way; the artifact needs 255 s.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,7 +23,7 @@ from typing import Iterator
 
 import numpy as np
 
-from elk.chip import Chip
+from elk.chip import Chip, PlanEnumeration
 from elk.costmodel import index_vars, plan_costs, unscaled_plan_costs
 from elk.ir import OpKind, OpSignature
 
@@ -135,8 +136,26 @@ def replicas(sig: OpSignature, spatial: np.ndarray) -> np.ndarray:
     return out
 
 
-def temporal_plans(sig: OpSignature, spatial: np.ndarray, th: Thresholds) -> tuple[np.ndarray, np.ndarray]:
+def temporal_plans(sig: OpSignature, spatial: np.ndarray, th: Thresholds,
+                   enumeration: PlanEnumeration = PlanEnumeration.ELK) -> tuple[np.ndarray, np.ndarray]:
     """Expand spatial plans into (spatial_id, temporal) rows satisfying every rule.
+
+    ``enumeration`` ``artifact`` reproduces the Elk artifact's plan space
+    instead (``artifact_temporal_plans``): only for reproducing its numbers.
+    """
+    if enumeration == PlanEnumeration.ARTIFACT:
+        return artifact_temporal_plans(sig, spatial, th)
+    contains = index_vars(sig)
+    return _expand_temporal(sig, spatial, th, contains, list(range(len(sig.lengths))))
+
+
+def _expand_temporal(sig: OpSignature, spatial: np.ndarray, th: Thresholds, slot_vars: list[list[int]],
+                     bound_index: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Temporal plans whose position ``d`` splits only ``slot_vars[d]``, bounded by index ``bound_index[d]``.
+
+    elk's enumeration gives each index its own variables and bounds. The
+    artifact's hands position ``d`` the candidates it built for another index
+    ``bound_index[d]``: that index's variables, length cap and padding test.
 
     Partial plans are kept as one narrow column per (index, variable) slot
     chosen so far, with the spatial id and the replica quota each variable has
@@ -151,18 +170,18 @@ def temporal_plans(sig: OpSignature, spatial: np.ndarray, th: Thresholds) -> tup
     rep = replicas(sig, spatial)
     narrow = np.int16 if rep.max() < 2 ** 15 else np.int32  # a temporal split never exceeds the replicas
     flat, start, count = _divisors(int(max(1, rep.max())))
-    contains = index_vars(sig)
-    last_index = {v: max(d for d, vs in enumerate(contains) if v in vs) for v in range(n_var) if
-                  any(v in vs for vs in contains)}
+    last_index = {v: max(d for d, vs in enumerate(slot_vars) if v in vs) for v in range(n_var) if
+                  any(v in vs for vs in slot_vars)}
     rows = _PartialPlans(np.arange(len(spatial)), {v: rep[:, v].astype(narrow) for v in last_index}, {})
-    for d, vars_d in enumerate(contains):
+    for d, vars_d in enumerate(slot_vars):
+        b = bound_index[d]
         for v in vars_d:
             q = rows.quota[v]
             n_cand = count[q]
             parent = np.repeat(np.arange(len(q)), n_cand)
             pos = np.arange(len(parent)) - np.repeat(np.cumsum(n_cand) - n_cand, n_cand)
             value = flat[start[q[parent]] + pos]
-            ok = value <= per_core[rows.sid[parent], d]
+            ok = value <= per_core[rows.sid[parent], b]
             rows.take(parent[ok])
             chosen = value[ok].astype(narrow)
             rows.slots[(d, v)] = chosen
@@ -173,15 +192,15 @@ def temporal_plans(sig: OpSignature, spatial: np.ndarray, th: Thresholds) -> tup
         if len(vars_d) > 1:
             ok = np.ones(len(rows.sid), dtype=bool)
             for a in range(len(vars_d)):  # values along one index must form a divisibility chain
-                for b in range(a + 1, len(vars_d)):
-                    x, y = rows.slots[(d, vars_d[a])], rows.slots[(d, vars_d[b])]
+                for c in range(a + 1, len(vars_d)):
+                    x, y = rows.slots[(d, vars_d[a])], rows.slots[(d, vars_d[c])]
                     ok &= np.maximum(x, y) % np.minimum(x, y) == 0
             rows.take(ok)
         most = rows.most(d, vars_d)
-        ell = per_core[rows.sid, d]
+        ell = per_core[rows.sid, b]
         rows.take((most == 1) | (ell / (most * -(-ell // most)) >= th.pad))
     most = np.ones((len(rows.sid), n_idx), dtype=np.int64)
-    for d, vars_d in enumerate(contains):
+    for d, vars_d in enumerate(slot_vars):
         most[:, d] = rows.most(d, vars_d)
     ell = per_core[rows.sid]
     sub = -(-ell // most)
@@ -190,6 +209,74 @@ def temporal_plans(sig: OpSignature, spatial: np.ndarray, th: Thresholds) -> tup
     for (d, v), col in rows.slots.items():
         temporal[:, d, v] = col[ok]
     return rows.sid[ok], temporal
+
+
+def artifact_temporal_plans(sig: OpSignature, spatial: np.ndarray, th: Thresholds) -> tuple[np.ndarray, np.ndarray]:
+    """The Elk artifact's temporal plans of each spatial plan (ELK_ARTIFACT_NOTES.md §3.3, §3.8).
+
+    The artifact builds, for every index, the list of its valid per-variable
+    split vectors (variables it indexes only, at most the index's per-core
+    length, padding), then sorts the list of lists before its search tree
+    takes "the list of index d" for index d. The sort is lexicographic on the
+    lists' contents, so index d gets the list of index ``order[d]``: it may
+    split a variable along an index the variable lacks, which the cost model
+    then prices at face value (iterations and shifts, no shrinking). The final
+    padding test uses the real indices' lengths. The order depends on the
+    spatial plan; plans sharing one are expanded together and the rows are
+    put back in spatial-plan order (within a spatial plan, the artifact's tree
+    order, which the expansion keeps).
+    """
+    n_idx, n_var = len(sig.lengths), len(sig.variables)
+    if len(spatial) == 0:
+        return np.zeros(0, dtype=np.int64), np.ones((0, n_idx, n_var), dtype=np.int32)
+    contains = index_vars(sig)
+    lengths = np.array(sig.lengths, dtype=np.int64)
+    per_core = -(-lengths // spatial)
+    rep = replicas(sig, spatial)
+    key_contains = tuple(tuple(vs) for vs in contains)
+    orders = [_artifact_index_order(tuple(int(x) for x in r), tuple(int(x) for x in ell), key_contains, th.pad)
+              for r, ell in zip(rep, per_core)]
+    sids, temporals = [], []
+    for order in dict.fromkeys(orders):
+        members = np.flatnonzero(np.array([o == order for o in orders]))
+        sid, temporal = _expand_temporal(sig, spatial[members], th, [contains[e] for e in order], list(order))
+        sids.append(members[sid])
+        temporals.append(temporal)
+    sid = np.concatenate(sids)
+    back = np.argsort(sid, kind="stable")
+    return sid[back], np.concatenate(temporals)[back]
+
+
+@lru_cache(maxsize=1 << 16)
+def _artifact_index_order(rep: tuple[int, ...], ell: tuple[int, ...], contains: tuple[tuple[int, ...], ...],
+                          pad: float) -> tuple[int, ...]:
+    """Whose candidate list each index receives after the artifact sorts its per-index lists.
+
+    A list holds, in the lexicographic order of a product over ascending
+    divisor lists, the per-variable split vectors (each entry a divisor of the
+    variable's replica count, the entries a divisibility chain) valid for its
+    index: entries above 1 only for variables with the index, at most the
+    index's per-core length, and enough padding efficiency. Python's list sort
+    of these lists gives the order (stable, so equal lists keep index order).
+    """
+    def divisors(n: int) -> list[int]:
+        return [k for k in range(1, n + 1) if n % k == 0]
+
+    lists = []
+    for d, vars_d in enumerate(contains):
+        choices = [divisors(rep[v]) if v in vars_d else [1] for v in range(len(rep))]
+        valid = []
+        for vec in itertools.product(*choices):
+            top = max(vec)
+            if top > 1:
+                if top > ell[d] or ell[d] / (top * -(-ell[d] // top)) < pad:
+                    continue
+                ordered = sorted(vec)
+                if any(b % a for a, b in zip(ordered, ordered[1:])):
+                    continue
+            valid.append(vec)
+        lists.append(valid)
+    return tuple(sorted(range(len(lists)), key=lambda d: lists[d]))
 
 
 @dataclass
@@ -229,7 +316,7 @@ def enumerate_plans(sig: OpSignature, chip: Chip, spatial: np.ndarray | None = N
     parts: list[dict] = []
     for lo in range(0, max(len(spatial), 1), SPATIAL_CHUNK):
         chunk = spatial[lo: lo + SPATIAL_CHUNK]
-        sid, temporal = temporal_plans(sig, chunk, th)
+        sid, temporal = temporal_plans(sig, chunk, th, chip.plan_enumeration)
         costs = plan_costs(sig, chip, chunk[sid], temporal)
         parts.append({"spatial_id": (sid + lo).astype(np.int32), "temporal": temporal, **costs})
     merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -269,7 +356,7 @@ def stream_plans(sig: OpSignature, chip: Chip) -> tuple[np.ndarray, Iterator[Pla
     def chunks() -> Iterator[PlanChunk]:
         for lo in range(0, len(spatial), SPATIAL_CHUNK):
             chunk = spatial[lo: lo + SPATIAL_CHUNK]
-            sid, temporal = temporal_plans(sig, chunk, th)
+            sid, temporal = temporal_plans(sig, chunk, th, chip.plan_enumeration)
             costs = unscaled_plan_costs(sig, chip, chunk[sid], temporal)
             yield PlanChunk((sid + lo).astype(np.int32), costs["hot"], costs["comp"], costs["comm"])
     return spatial, chunks()

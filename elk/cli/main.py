@@ -16,6 +16,7 @@ from typing import Sequence
 from elk.chip import LOAD_MODELS, PRESETS, knob_overrides, parse_mesh, resolve_chip
 from elk.cli.common import OneLineParser
 from elk.cli.outputs import IMAGE, JSON, TABLE, check_output_files
+from elk.compat import COMPAT_MODES
 from elk.errors import ElkError
 from solvers.alloc.allocate import ALLOC_SOLVERS
 from solvers.registry import DESIGNS, SET_HELP
@@ -183,6 +184,9 @@ def _save_targets(values: list[str], compiled: list[str]) -> list[tuple[str | No
 
 def cmd_compile(args: argparse.Namespace) -> int:
     """``elk compile``: every check that needs no plan table, the run plan, the compile, then the outputs."""
+    if args.compat is not None:  # the artifact's numbers, bugs included: its own path (elk/cli/compat.py)
+        from elk.cli.compat import cmd_compile_compat
+        return cmd_compile_compat(args, chip_from_args)
     from elk.driver.api import compile as compile_model
     from elk.driver.report import compile_report
 
@@ -412,6 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", help="write a Chrome trace-event JSON (Perfetto)")
     p.add_argument("--timeline", help="write a PNG timeline")
     p.add_argument("--trace-design", help="design to trace (default elk-full or elk-dyn)")
+    p.add_argument("--compat", choices=COMPAT_MODES,
+                   help="artifact: reproduce the Elk artifact's numbers, bugs included (its plan enumeration, "
+                        "units, rigid loads, its parser's quirks on its graph files; paper designs only); "
+                        "never the default")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("plans", help="show one operator's plan table")

@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from elk.chip import LOAD_MODELS, Chip, knob_overrides, resolve_chip
+from elk.chip import LOAD_MODELS, Chip, PlanEnumeration, knob_overrides, resolve_chip
 from elk.errors import ChipConfigError, ElkError
 from solvers.registry import DESIGNS, EXACT, PAPER_DESIGNS
 from solvers.solver_options import BOUND_LEVELS, DEFAULT_BOUND, DEFAULT_BOUND_TIME_LIMIT, MILP_BACKENDS, ExactOptions
@@ -259,7 +259,10 @@ def _chip(p: Point) -> Chip:
 
 
 def _jsonable_chip(chip: Chip) -> dict:
-    return json.loads(json.dumps(dataclasses.asdict(chip), sort_keys=True))
+    fields = dataclasses.asdict(chip)
+    if chip.plan_enumeration == PlanEnumeration.ELK:
+        del fields["plan_enumeration"]  # elk's own enumeration: the keys points had before the field existed
+    return json.loads(json.dumps(fields, sort_keys=True))
 
 
 def _designs(spec: Any) -> tuple[str, ...]:
