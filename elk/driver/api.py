@@ -152,7 +152,7 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
             chip_overrides: Mapping[str, Any] | None = None, design_options: Mapping[str, Mapping] | None = None,
             placement: str | None = "heuristic", placement_time_limit: float = 10.0,
             bound: str | None = "lp", bound_time_limit: float = 30.0,
-            carry: Iterable[Schedule] = ()) -> CompileResult:
+            carry: Iterable[Schedule] = (), dims: Mapping[str, int] | None = None) -> CompileResult:
     """Build the model, its plan tables, and a schedule per design, each timed by the simulator.
 
     ``bound`` ("closed", "lp" (default), "milp" or None) proves a lower bound on
@@ -175,6 +175,9 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
     fit is repaired by re-running the design under a smaller byte budget, and
     the design's result is the repaired schedule (the cost is reported).
     ``placement=None`` keeps byte budgets only.
+
+    ``dims`` binds symbolic dimensions of an ONNX model by name (``batch`` and
+    ``seq`` bind the usual names).
     """
     from solvers.registry import DESIGNS, EXACT_DESIGNS, dependency_order, parse_designs, pick_warm_start, run_design
     from solvers.schedule.bounds import LEVELS, check_time_limit, compute_bounds
@@ -187,7 +190,7 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
         program = model
     else:
         from elk.graphs.zoo import build_program
-        program = build_program(model, batch=batch, seq=seq, mode=mode)
+        program = build_program(model, batch=batch, seq=seq, mode=mode, **({"dims": dims} if dims else {}))
     names = parse_designs(designs, DESIGNS)
     from solvers.alloc.allocate import ALLOC_SOLVERS
     if placement is not None and placement not in ALLOC_SOLVERS:

@@ -53,8 +53,11 @@ sequence), so plan tables stay small; residency is elk's rule
 (:meth:`elk.ir.Program.from_ops`); repeated layers are found from operator signatures
 (:func:`elk.graphs.artifact.find_layers`) and numbered for ELK-Full's load orders,
 window reuse and the periodic design. Each operator's bytes per element come from the
-element type of its output in the file (fp32 4, fp16/bf16 2, int8 and bool 1; wider
-types count 4).
+file's element types: the widest float type its runtime inputs are stored in (fp32 4,
+fp16/bf16 2, fp8 1; wider types count 4), or its output's type when no runtime input
+is a float (an embedding lookup; int8 and bool count 1). A ``Cast`` is layout, so a
+value keeps its source's type: an fp16 model whose exporter upcasts its norms to fp32
+is costed in fp16 throughout, as its stored tensors are.
 
 A file with past key/value inputs (a decode graph) needs nothing special: the cache
 tensors are runtime inputs, read from HBM by the residency rule, and their symbolic
@@ -89,6 +92,9 @@ GLOBAL_POOL = frozenset({"GlobalAveragePool", "GlobalMaxPool"})
 #: every operator type elk maps (the README's table lists the same)
 SUPPORTED = (LAYOUT | NORMS | MOVES | MATMULS | FOLD_ONLY | GLOBAL_POOL | ELEMENTWISE | COMPARE | UNARY
              | BOOL_UNARY | POOL | REDUCE | {"Conv", "Softmax", "LogSoftmax"})
+
+#: float element types (fp32, fp16, fp64, bf16, fp8s)
+FLOAT_TYPES = frozenset({1, 10, 11, 16, 17, 18, 19, 20})
 
 Atom = tuple[int, bool]  # (length, carries data)
 
@@ -324,6 +330,7 @@ class _Mapper:
         self.views: dict[str, View] = {}
         self.emit = _Emit(graph.path)
         self.stats = {"layout_removed": 0, "folded": 0, "embedding_loads": 0}
+        self.stored: dict[str, int] = {}  # value -> the element type elk stores it in
         for name in graph.inputs:
             self.views[name] = _plain(name, graph.values[name].shape)
 
@@ -399,14 +406,36 @@ class _Mapper:
                                    f"folded constant arithmetic)")
         return self.emit.ops
 
+    def element_type(self, node: Node) -> int:
+        """The element type an operator computes in: the widest float type its runtime inputs are stored in.
+
+        Why not the output's type: a ``Cast`` is layout (removed), so a value keeps its
+        source's type; an fp16 model whose exporter upcasts the RMS norm to fp32 is
+        costed in fp16, as the tensors it stores are. Constants (weights) do not decide;
+        an operator with no float runtime input (an embedding lookup by token ids)
+        takes its output's type.
+        """
+        codes = [self.stored.get(i, self.val(i).dtype) for i in node.inputs if i and not self.val(i).const]
+        codes = [c for c in codes if c in FLOAT_TYPES]
+        if not codes:
+            return self.val(node.outputs[0]).dtype
+        return max(codes, key=lambda c: DTYPES[c][1])
+
     def map(self, node: Node) -> None:
+        code = self.element_type(node)
+        self._map(node, _bpe(code))
+        for o in node.outputs:
+            if o:
+                self.stored.setdefault(o, code)
+
+    def _map(self, node: Node, bpe: int) -> None:
         op = node.op_type
         x_name = node.inputs[0]
         out = node.outputs[0]
         ov = self.val(out)
-        bpe = _bpe(ov.dtype)
         label = node.name
         if op in LAYOUT:
+            self.stored[out] = self.stored.get(x_name, self.val(x_name).dtype)
             self.stats["layout_removed"] += 1
             xv = self.val(x_name)
             view = self.view(x_name)
