@@ -173,15 +173,23 @@ def _all_valid(capsys, args: list[str]) -> list[list[str]]:
     return rows
 
 
-@pytest.mark.parametrize("stem", EXPORTS)
-def test_exports_compile_small_with_every_design(stem, capsys):
-    path = shared(f"{stem}.onnx")
+def small_compile(capsys, path: Path) -> None:
     _all_valid(capsys, ["compile", str(path), "--batch", "1", "--seq", "32", "--designs", ALL_DESIGNS,
-                        "--chip", "ipu-mk2", "--bound", "closed", "--time-limit", "5", "--workers", "1"])
+                        "--bound", "closed", "--time-limit", "5", "--workers", "1"])
 
 
-@pytest.mark.parametrize("name", ["squeezenet", "zfnet512"])
-def test_light_models_compile_with_every_design(name, capsys):
+def test_an_export_compiles_small_with_every_design(capsys):
+    small_compile(capsys, shared("llama2_13b_2l.onnx"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", [s for s in EXPORTS if s != "llama2_13b_2l"])
+def test_exports_compile_small_with_every_design(stem, capsys):
+    small_compile(capsys, shared(f"{stem}.onnx"))
+
+
+@pytest.mark.parametrize("name", ["squeezenet"])
+def test_a_light_model_compiles_with_every_design(name, capsys):
     _all_valid(capsys, ["compile", str(light(name)), "--designs", ALL_DESIGNS, "--bound", "closed",
                         "--time-limit", "5", "--workers", "1"])
 

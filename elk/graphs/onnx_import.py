@@ -726,6 +726,75 @@ class _Mapper:
             self.views[o] = View(tensor, atoms)
 
 
+def merge_sibling_matmuls(ops: Sequence[Operator]) -> tuple[list[Operator], int]:
+    """Merge matmuls that read the same activation with different weights into one; return (ops, merged).
+
+    Why: exporters emit the Q, K and V projections (and a gated FFN's gate and up) as
+    separate matmuls, each reading the normed activation; elk's builders and the Elk
+    artifact's graphs have one matmul over the concatenated weights, which reads the
+    activation once and keeps one large operator. The merged matmul sits where the
+    first member was (its inputs are the first member's activation and weights,
+    available there); each member's output becomes a slice of the merged output at the
+    member's own position, so every consumer still finds its tensor.
+
+    Members must share the activation operand (same tensor and axes), read a weight no
+    operator produces, and differ only in the one weight index that is not contracted
+    (the output features), with equal lengths everywhere else.
+    """
+    produced = {op.output.tensor for op in ops}
+
+    def key(op: Operator) -> tuple | None:
+        if op.kind != OpKind.MATMUL or len(op.inputs) != 2:
+            return None
+        act, w = op.inputs
+        if w.tensor in produced or act.tensor not in produced:
+            return None
+        feature = [i for i in w.indices if i in op.output.indices and i not in act.indices]
+        if len(feature) != 1:
+            return None
+        f = feature[0]
+        shape = tuple((i, n) for i, n in op.sizes if i != f)
+        return (act.tensor, act.axes, w.axes, op.output.axes, f, shape, op.bytes_per_element)
+
+    groups: dict[tuple, list[int]] = {}
+    for i, op in enumerate(ops):
+        k = key(op)
+        if k is not None:
+            groups.setdefault(k, []).append(i)
+    out = list(ops)
+    merged = 0
+    replaced: dict[int, Operator] = {}
+    for k, members in groups.items():
+        if len(members) < 2:
+            continue
+        f = k[4]
+        first = ops[members[0]]
+        total = sum(ops[i].lengths[f] for i in members)
+        name = first.name + "+" + str(len(members) - 1)
+        weights = "+".join(ops[i].inputs[1].tensor for i in members)
+        sizes = tuple((i, total if i == f else n) for i, n in first.sizes)
+        fused = replace(first, name=name, sizes=sizes, output=replace(first.output, tensor=name),
+                        inputs=(first.inputs[0], replace(first.inputs[1], tensor=weights)), role="matmul",
+                        layer=None)
+        fused.__dict__.pop("signature", None)
+        replaced[members[0]] = fused
+        for i in members:
+            op = ops[i]
+            spec_out = op.output
+            keep = set(spec_out.indices)
+            out[i] = Operator(name=op.name, kind=OpKind.SLICE, sizes=tuple((j, n) for j, n in op.sizes if j in keep),
+                              output=spec_out,
+                              inputs=(replace(spec_out, tensor=name),), bytes_per_element=op.bytes_per_element,
+                              role="split")
+        merged += len(members)
+    result: list[Operator] = []
+    for i, op in enumerate(out):
+        if i in replaced:
+            result.append(replaced[i])
+        result.append(op)
+    return result, merged
+
+
 def _with_layers(program: Program) -> Program:
     """``program`` with ``Operator.layer`` set on the repeated blocks find_layers reports."""
     ops = program.ops
@@ -749,12 +818,14 @@ def _with_layers(program: Program) -> Program:
 
 
 def load_onnx(path: str | Path, *, batch: int = 32, seq: int = 2048, dims: Mapping[str, int] | None = None,
-              mode: str = "forward") -> Program:
+              mode: str = "forward", merge_matmuls: bool = False) -> Program:
     """Import an ONNX model as a program (see the module notes).
 
     ``batch``/``seq`` bind the usual symbolic dimension names (``batch``,
     ``batch_size``, ``seq``, ``sequence_length``, ...), ``dims`` any other (it
-    wins over both). The program is the file's own computation: a forward graph
+    wins over both). ``merge_matmuls`` merges sibling projections into one matmul
+    (:func:`merge_sibling_matmuls`; off by default: the file's own operators). The
+    program is the file's own computation: a forward graph
     is a forward pass whatever ``mode`` says (``meta["mode"]`` reports
     "forward"); a graph with past key/value inputs is a decode step.
     """
@@ -765,6 +836,9 @@ def load_onnx(path: str | Path, *, batch: int = 32, seq: int = 2048, dims: Mappi
     graph = read_onnx(path, batch=batch, seq=seq, dims=dims, supported=SUPPORTED)
     mapper = _Mapper(graph)
     ops = mapper.run()
+    if merge_matmuls:
+        ops, merged = merge_sibling_matmuls(ops)
+        mapper.stats["matmuls_merged"] = merged
     past = [n for n in graph.inputs if "past" in n.lower() or "cache" in n.lower()]
     meta = {"model": path.stem, "display_name": path.stem, "family": "onnx",
             "mode": "decode" if past else "forward",
