@@ -329,3 +329,27 @@ def test_supported_list_is_documented():
     section = readme[readme.index("## ONNX models as input"):]
     for op in ("MatMul", "Gemm", "Conv", "LayerNormalization", "BatchNormalization", "Softmax", "Reshape", "Expand"):
         assert op in SUPPORTED and op in section
+
+
+def test_python_api_and_models_summary(tmp_path, capsys):
+    import elk
+    path = save(tmp_path, mlp_model(dim="tokens_total"))
+    result = elk.compile(str(path), dims={"tokens_total": 64}, designs="basic,elk-full", bound=None)
+    assert all(d.sim.valid for d in result.designs.values())
+    assert result.workload.program.meta["dims"] == {"tokens_total": 64}
+    assert main(["models", str(path), "--dim", "tokens_total=64"]) == 0
+    out = capsys.readouterr().out
+    assert "onnx, forward, dims tokens_total=64, opset 20" in out and "matmul 2" in out
+    assert main(["models", str(path)]) == 2  # the dimension is unbound: one error line, nothing printed
+    captured = capsys.readouterr()
+    assert captured.out == "" and "tokens_total" in captured.err
+
+
+def test_merging_sibling_projections_keeps_flops():
+    """Llama's Q/K/V and gate/up matmuls merge into one each per layer; every original output is a slice."""
+    path = shared("llama2_13b_2l.onnx")
+    plain, merged = load_onnx(path, batch=1, seq=64), load_onnx(path, batch=1, seq=64, merge_matmuls=True)
+    assert merged.meta["matmuls_merged"] == 2 * (3 + 2)
+    assert sum(op.kind == OpKind.MATMUL for op in merged.ops) == sum(op.kind == OpKind.MATMUL for op in plain.ops) - 6
+    matmul_flops = [sum(op.flops for op in p.ops if op.kind == OpKind.MATMUL) for p in (plain, merged)]
+    assert matmul_flops[0] == matmul_flops[1]
