@@ -21,6 +21,9 @@ line naming the node):
   ``Transpose``, ``Squeeze``, ``Unsqueeze``, ``Flatten``, ``Identity``, ``Dropout``
   (inference), ``Cast``, and ``Expand`` (its new axes carry no data, so a consumer's
   operand leaves them out: a grouped-query attention's repeated K/V heads are read once).
+- **folded into a matmul**: a ``Mul``/``Div`` by a constant scalar whose only readers
+  (through layout nodes) are matmuls: the scale is part of the matmul, as of its weights
+  (exporters scale Q and K by the square root of 1/sqrt(d) each before the scores).
 - **matmul**: ``MatMul``, ``Gemm`` (plus a ``binary`` bias add when it has a bias),
   ``Einsum`` with two inputs.
 - **conv**: ``Conv`` (groups, strides, dilations, padding) as an implicit GEMM over
@@ -331,6 +334,12 @@ class _Mapper:
         self.emit = _Emit(graph.path)
         self.stats = {"layout_removed": 0, "folded": 0, "embedding_loads": 0}
         self.stored: dict[str, int] = {}  # value -> the element type elk stores it in
+        self.readers: dict[str, list[Node]] = {}
+        for node in graph.nodes:
+            for name in node.inputs:
+                if name:
+                    self.readers.setdefault(name, []).append(node)
+        self.stats["scales_folded"] = 0
         for name in graph.inputs:
             self.views[name] = _plain(name, graph.values[name].shape)
 
@@ -473,6 +482,12 @@ class _Mapper:
             return self.batch_norm(node, bpe)
         if op in MOVES:
             return self.move(node, bpe)
+        if self.folds_into_matmul(node):
+            self.stats["scales_folded"] += 1
+            self.stored[out] = self.stored.get(x_name, self.val(x_name).dtype)
+            runtime = next(i for i in node.inputs if i and not self.val(i).const)
+            self.views[out] = self.view(runtime)
+            return
         if op in ELEMENTWISE or op in COMPARE or op in UNARY or op in BOOL_UNARY:
             names = [i for i in node.inputs if i]
             if op == "Clip":
@@ -481,6 +496,40 @@ class _Mapper:
         raise self.fail(node, f"elk cannot map operator type {op} here (its inputs are not all constants); the "
                               f"supported operator types are listed in the README (\"ONNX models as input\") and in "
                               f"elk/graphs/onnx_import.py")
+
+    def folds_into_matmul(self, node: Node) -> bool:
+        """A multiplication or division by a constant scalar whose only readers are matmuls.
+
+        Why: a matmul is linear, so the scale is folded into it at compile time (as into
+        its weights); exporters decompose attention as ``(q * s) @ (k * s)^T`` with two
+        such scales, each of which would be a pass over Q or K.
+        """
+        if node.op_type not in ("Mul", "Div") or len([i for i in node.inputs if i]) != 2:
+            return False
+        a, b = node.inputs[0], node.inputs[1]
+        if node.op_type == "Div" and not self.scalar(b):
+            return False
+        if not (self.scalar(a) or self.scalar(b)) or (self.scalar(a) and self.scalar(b)):
+            return False
+        runtime = b if self.scalar(a) else a
+        if self.val(runtime).shape != self.val(node.outputs[0]).shape:
+            return False
+        seen: set[str] = set()
+        todo = [node.outputs[0]]
+        while todo:  # through layout nodes, every reader must be a matmul
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            readers = self.readers.get(name, [])
+            if not readers or name in self.g.outputs:
+                return False
+            for r in readers:
+                if r.op_type in ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity"):
+                    todo.extend(o for o in r.outputs if o)
+                elif r.op_type not in ("MatMul", "Einsum"):
+                    return False
+        return True
 
     def matmul(self, node: Node, bpe: int) -> None:
         op = node.op_type
