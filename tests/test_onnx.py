@@ -142,8 +142,11 @@ def test_decoder_exports_match_elks_builder(stem):
     config_256 = build_program(shared(f"{stem}.config.json"), batch=4, seq=256, mode="forward")
     ours, theirs = weight_bytes(onnx_program, export(stem, 4, 256)), weight_bytes(config, config_256)
     assert ours == pytest.approx(theirs, rel=0.01)
-    # the activations re-read from HBM differ with the exporter's operator order (README)
-    assert onnx_program.hbm_bytes == pytest.approx(config.hbm_bytes, rel=0.2)
+    # the activations re-read from HBM differ with the exporter's operator order (README): Llama's are
+    # within 1% once the exporter's Q and K scales are folded into the score matmul
+    assert onnx_program.hbm_bytes == pytest.approx(config.hbm_bytes, rel=0.01 if stem == "llama2_13b_2l" else 0.2)
+    if stem == "llama2_13b_2l":
+        assert onnx_program.meta["scales_folded"] == 2 * 2
 
 
 def test_grouped_query_attention_reads_each_kv_head_once():
