@@ -176,7 +176,6 @@ class _Emit:
         self.path = path
         self.ops: list[Operator] = []
         self.names: set[str] = set()
-        self.counter = 0
 
     def unique(self, name: str) -> str:
         base, k = name, 1
@@ -389,11 +388,8 @@ class _Mapper:
             out = [None if i in axes else ids[i] for i in range(len(src_shape))]
         else:
             out = [ids[i] for i in kept]
-        tensor, atoms = self.emit.op(label, OpKind.REDUCE, lengths, [(self.views_of(src), ids)], out, bpe, role)
+        tensor, atoms = self.emit.op(label, OpKind.REDUCE, lengths, [(self.view(src), ids)], out, bpe, role)
         self.views[out_name] = View(tensor, atoms)
-
-    def views_of(self, name: str) -> View:
-        return self.view(name)
 
     # ---- one node ---------------------------------------------------------------------
     def run(self) -> list[Operator]:

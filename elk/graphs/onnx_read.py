@@ -185,7 +185,7 @@ def _opset(path: Path, model: Any) -> int:
 
 
 def _attrs(node: Any, path: Path, name: str) -> dict[str, Any]:
-    from onnx import AttributeProto, numpy_helper
+    from onnx import AttributeProto
     out: dict[str, Any] = {}
     for a in node.attribute:
         t = a.type
@@ -207,7 +207,6 @@ def _attrs(node: Any, path: Path, name: str) -> dict[str, Any]:
             out[a.name] = "<graph>"
         else:
             out[a.name] = None
-    del numpy_helper
     return out
 
 
@@ -304,10 +303,6 @@ def _reshape_target(shape: tuple[int, ...], target: list[int], allowzero: bool) 
 
 def _slice_bounds(n: int, start: int, end: int, step: int) -> range:
     return range(n)[slice(start, end, step)]
-
-
-def _conv_out(size: int, k: int, stride: int, dil: int, pad: int) -> int:
-    return (size + pad - dil * (k - 1) - 1) // stride + 1
 
 
 def conv_geometry(attrs: Mapping[str, Any], spatial: Sequence[int], kernel: Sequence[int],
@@ -444,7 +439,8 @@ def _r_flatten(node: Node, ins: list[Value | None], opset: int) -> list:
     return [((math.prod(x.shape[:axis]), math.prod(x.shape[axis:])), x.dtype)]
 
 
-def _axes_arg(node: Node, ins: list[Value | None], opset: int, attr_until: int) -> list[int] | None:
+def _axes_arg(node: Node, ins: list[Value | None]) -> list[int] | None:
+    """Squeeze/Unsqueeze axes: an attribute before opset 13, an input from 13 on."""
     if "axes" in node.attrs:
         return list(node.attrs["axes"])
     if len(ins) > 1 and ins[1] is not None:
@@ -456,7 +452,7 @@ def _axes_arg(node: Node, ins: list[Value | None], opset: int, attr_until: int) 
 def _r_squeeze(node: Node, ins: list[Value | None], opset: int) -> list:
     x = ins[0]
     assert x is not None
-    axes = _axes_arg(node, ins, opset, 13)
+    axes = _axes_arg(node, ins)
     r = len(x.shape)
     if axes is None:
         keep = [n for n in x.shape if n != 1]
@@ -472,7 +468,7 @@ def _r_squeeze(node: Node, ins: list[Value | None], opset: int) -> list:
 def _r_unsqueeze(node: Node, ins: list[Value | None], opset: int) -> list:
     x = ins[0]
     assert x is not None
-    axes = _axes_arg(node, ins, opset, 13)
+    axes = _axes_arg(node, ins)
     if axes is None:
         raise ShapeError("Unsqueeze without axes")
     r = len(x.shape) + len(axes)
@@ -900,10 +896,6 @@ def _evaluate(node: Node, ins: list[Value | None], shapes: list[tuple[tuple[int,
         v = np.asarray(v)
         out.append(v.astype(_np_dtype(dtype)).reshape(shape) if v.size == math.prod(shape) else None)
     return out + [None] * (len(shapes) - len(out))
-
-
-def shapes_in(ins: list[Value | None]) -> list[tuple[int, ...]]:
-    return [v.shape if v is not None else () for v in ins]
 
 
 #: operator types with a shape rule (the mapping in onnx_import decides which of them elk can compile)
