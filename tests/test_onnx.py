@@ -143,10 +143,12 @@ def test_decoder_exports_match_elks_builder(stem):
     ours, theirs = weight_bytes(onnx_program, export(stem, 4, 256)), weight_bytes(config, config_256)
     assert ours == pytest.approx(theirs, rel=0.01)
     # the activations re-read from HBM differ with the exporter's operator order (README): Llama's are
-    # within 1% once the exporter's Q and K scales are folded into the score matmul
-    assert onnx_program.hbm_bytes == pytest.approx(config.hbm_bytes, rel=0.01 if stem == "llama2_13b_2l" else 0.2)
+    # within 1% with the file's own matmuls once the exporter's Q and K scales are folded into the scores
+    assert onnx_program.hbm_bytes == pytest.approx(config.hbm_bytes, rel=0.2)
     if stem == "llama2_13b_2l":
-        assert onnx_program.meta["scales_folded"] == 2 * 2
+        plain = load_onnx(shared(f"{stem}.onnx"), batch=4, seq=512, merge_matmuls=False)
+        assert plain.hbm_bytes == pytest.approx(config.hbm_bytes, rel=0.01)
+        assert plain.meta["scales_folded"] == 2 * 2
 
 
 def test_grouped_query_attention_reads_each_kv_head_once():
@@ -351,7 +353,7 @@ def test_python_api_and_models_summary(tmp_path, capsys):
 def test_merging_sibling_projections_keeps_flops():
     """Llama's Q/K/V and gate/up matmuls merge into one each per layer; every original output is a slice."""
     path = shared("llama2_13b_2l.onnx")
-    plain, merged = load_onnx(path, batch=1, seq=64), load_onnx(path, batch=1, seq=64, merge_matmuls=True)
+    plain, merged = load_onnx(path, batch=1, seq=64, merge_matmuls=False), load_onnx(path, batch=1, seq=64)
     assert merged.meta["matmuls_merged"] == 2 * (3 + 2)
     assert sum(op.kind == OpKind.MATMUL for op in merged.ops) == sum(op.kind == OpKind.MATMUL for op in plain.ops) - 6
     matmul_flops = [sum(op.flops for op in p.ops if op.kind == OpKind.MATMUL) for p in (plain, merged)]
