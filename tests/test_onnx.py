@@ -8,6 +8,7 @@ for features no real file has (an unbound dimension, a cycle, external data).
 """
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from functools import lru_cache
@@ -172,8 +173,9 @@ def test_symbolic_dimensions_follow_batch_and_seq():
 def _all_valid(capsys, args: list[str]) -> list[list[str]]:
     assert main(args) == 0
     out = capsys.readouterr().out
-    rows = [line.split() for line in out.splitlines()
-            if line.split()[:1] and line.split()[0] in ALL_DESIGNS.split(",")]
+    rows = [line.split() for line in out.splitlines()  # design rows: a name, then a latency
+            if line.split()[:1] and line.split()[0] in ALL_DESIGNS.split(",")
+            and re.fullmatch(r"[\d.]+", line.split()[1])]
     assert len(rows) == 6 and all(r[-1] == "yes" for r in rows), out
     return rows
 
