@@ -80,15 +80,39 @@ def chip_from_args(args: argparse.Namespace):
     return dataclasses.replace(chip, name=chip_label(chip, args.chip))
 
 
+def _dim(text: str) -> tuple[str, int]:
+    """``--dim NAME=VALUE``: a symbolic dimension of an ONNX model and its positive length."""
+    name, eq, value = text.partition("=")
+    if not eq or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got '{text}'")
+    return name.strip(), _positive_int(value)
+
+
+def add_dim_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dim", type=_dim, action="append", default=[], metavar="NAME=VALUE",
+                   help="bind a symbolic dimension of an ONNX model (repeatable; --batch and --seq bind the usual "
+                        "names: batch, batch_size, seq, sequence_length, ...)")
+
+
+def build_model(args: argparse.Namespace):
+    """The program of ``args.model`` (zoo name, config, artifact graph or ONNX file) with --dim bindings."""
+    from elk.graphs.zoo import build_program
+    dims = dict(getattr(args, "dim", None) or [])
+    return build_program(args.model, batch=args.batch, seq=args.seq, mode=args.mode,
+                         **({"dims": dims} if dims else {}))
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """The model and program options (zoo name or config path, batch, sequence, mode)."""
-    p.add_argument("model", help="zoo model name (see `elk models`) or a path to a config.json")
+    p.add_argument("model", help="zoo model name (see `elk models`) or a path to a config.json, an Elk artifact "
+                                 "graph or an ONNX model (.onnx)")
     p.add_argument("--batch", type=_positive_int, default=32, help="batch size (default 32)")
     p.add_argument("--seq", type=_positive_int, default=None,
                    help=f"KV length (decode) or sequence (train); default {MODEL_DEFAULTS['seq']}")
     p.add_argument("--mode", default=None, choices=("decode", "train", "forward"),
                    help="decode (default): one token step; train or forward (the same): a full-sequence forward "
                         "pass; a DiT is always one forward denoising step")
+    add_dim_arg(p)
     p.set_defaults(fill_model_defaults=True)
 
 
@@ -204,14 +228,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
                        + [("--records", r, TABLE) for r in records.values()]
                        + [("--save-schedule", p, JSON) for _, p in saves])
     options = _design_options(args, compiled, records)  # each checked when made
-    model = args.model
+    model = build_model(args) if args.dim else args.model
     warm_start = warm[1] if warm is not None else None
     if warm is not None and warm[0] == "file":
         # every refusal that needs no plan table first, then the simulator's verdict on this workload
-        from elk.graphs.zoo import build_program
         from elk.schedule_file import check_schedule_file, schedule_from_document
         from elk.workload import Workload
-        model = build_program(args.model, batch=args.batch, seq=args.seq, mode=args.mode)
+        model = build_model(args)
         doc = check_schedule_file(warm[1], model, chip)
         warm_start = schedule_from_document(doc, warm[1], Workload.build(model, chip))
     plan = RunPlan.build(compiled, options, warm_start)
@@ -311,10 +334,8 @@ def cmd_plans(args: argparse.Namespace) -> int:
     """``elk plans``: the unique operators of a model, or one operator's plan table."""
     from elk.plantable import plan_table
     from elk.driver.report import plan_table_report, table
-    from elk.graphs.zoo import build_program
-
     chip = chip_from_args(args)
-    program = build_program(args.model, batch=args.batch, seq=args.seq, mode=args.mode)
+    program = build_model(args)
     note = not_applied_note(program, args)
     if note:
         print(note)
@@ -356,6 +377,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     from elk.driver.report import fmt_bytes, fmt_tflop, table
     from elk.graphs.zoo import build_program, list_models
 
+    if args.paths:
+        return _model_summaries(args)
     rows = []
     for name in list_models():
         mode = "forward" if name.startswith("dit") else "decode"
@@ -369,6 +392,33 @@ def cmd_models(args: argparse.Namespace) -> int:
     print("\nunique = distinct operator shapes (one plan table each); layers = repeated blocks x operators per "
           "block (40x42: 40 layers of 42 operators); HBM/step = bytes loaded from HBM per step; TFLOP/step = "
           "floating-point operations per step (10^12)")
+    return 0
+
+
+def _model_summaries(args: argparse.Namespace) -> int:
+    """``elk models PATH...``: what elk builds from each file (operators by kind, layers, bytes, FLOPs)."""
+    from collections import Counter
+
+    from elk.driver.report import fmt_bytes, fmt_tflop, table
+    from elk.graphs.zoo import build_program
+    dims = dict(args.dim or [])
+    programs = [build_program(path, batch=args.batch, seq=args.seq, mode=args.mode, **({"dims": dims} if dims else {}))
+                for path in args.paths]  # every file is checked before anything is printed
+    for path, program in zip(args.paths, programs):
+        layers = program.layers
+        kinds = Counter(op.kind.value for op in program.ops)
+        meta = program.meta
+        print(f"{path}: {meta.get('format', meta.get('family', 'model'))}, {meta.get('mode', args.mode)}"
+              + (f", dims {', '.join(f'{k}={v}' for k, v in meta['dims'].items())}" if meta.get("dims") else "")
+              + (f", opset {meta['opset']}" if meta.get("opset") else ""))
+        rows = [[f"{len(program.ops):,}", len(program.unique_signatures()),
+                 f"{layers.count}x{layers.length}" if layers else "-", fmt_bytes(program.hbm_bytes),
+                 fmt_tflop(program.flops), ", ".join(f"{k} {n}" for k, n in kinds.most_common())]]
+        print(table(["operators", "unique", "layers", "HBM/step", "TFLOP/step", "by kind"], rows))
+        extra = {k: meta[k] for k in ("onnx_nodes", "folded", "layout_removed", "embedding_loads") if k in meta}
+        if extra:
+            print("  " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in extra.items()))
+        print()
     return 0
 
 
@@ -429,9 +479,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=40, help="rows of the cold-hot table to print")
     p.set_defaults(func=cmd_plans)
 
-    p = sub.add_parser("models", help="list the model zoo")
+    p = sub.add_parser("models", help="list the model zoo, or summarise model files (PATH ...)")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="model files to summarise (config.json, artifact graph, .onnx) instead of the zoo")
     p.add_argument("--batch", type=_positive_int, default=32)
     p.add_argument("--seq", type=_positive_int, default=2048)
+    p.add_argument("--mode", default="decode", choices=("decode", "train", "forward"))
+    add_dim_arg(p)
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("chips", help="list chip presets")

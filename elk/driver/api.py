@@ -156,7 +156,8 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
             chip_overrides: Mapping[str, Any] | None = None, design_options: Mapping[str, Any] | None = None,
             placement: str | None = "heuristic", placement_time_limit: float = 10.0,
             bound: str | None = DEFAULT_BOUND, bound_time_limit: float = DEFAULT_BOUND_TIME_LIMIT,
-            carry: Iterable[Schedule] = (), workers: int | None = None) -> CompileResult:
+            carry: Iterable[Schedule] = (), workers: int | None = None,
+            dims: Mapping[str, int] | None = None) -> CompileResult:
     """Build the model, its plan tables, and a schedule per design, each timed by the simulator.
 
     ``designs``: names (a comma list or an iterable; "default", "paper") or a
@@ -185,6 +186,8 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
 
     ``workers``: processes for building plan tables and for the heuristics'
     searches (None: elk.tablecache.default_workers(), which reads ``ELK_WORKERS``).
+    ``dims`` binds symbolic dimensions of an ONNX model by name (``batch`` and
+    ``seq`` bind the usual names).
     """
     from solvers.registry import RunPlan
     from solvers.run_plan import run_plan
@@ -199,7 +202,7 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
     the_chip = resolve_chip(chip)
     if chip_overrides:
         the_chip = the_chip.with_overrides(**{k: v for k, v in chip_overrides.items() if v is not None})
-    program = model if isinstance(model, Program) else _build_program(model, batch, seq, mode)
+    program = model if isinstance(model, Program) else _build_program(model, batch, seq, mode, dims)
     plan.check_program(program, the_chip)
     workload = Workload.build(program, the_chip, workers)
     bounds = compute_bounds(workload, bound, bound_time_limit) if bound is not None else None
@@ -212,9 +215,10 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
                          bounds=bounds)
 
 
-def _build_program(model: str | Path, batch: int, seq: int, mode: str) -> Program:
+def _build_program(model: str | Path, batch: int, seq: int, mode: str,
+                   dims: Mapping[str, int] | None = None) -> Program:
     from elk.graphs.zoo import build_program
-    return build_program(model, batch=batch, seq=seq, mode=mode)
+    return build_program(model, batch=batch, seq=seq, mode=mode, **({"dims": dims} if dims else {}))
 
 
 def check_placement(placement: str | None) -> None:

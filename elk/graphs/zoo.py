@@ -11,11 +11,13 @@ from __future__ import annotations
 import re
 import sysconfig
 from pathlib import Path
+from typing import Mapping
 
 from elk.graphs.arch import ArchConfig, load_config_file, read_json
 from elk.graphs.artifact import is_artifact_graph, load_artifact_graph
 from elk.graphs.build_dit import build_dit
 from elk.graphs.build_llm import build_llm
+from elk.graphs.onnx_read import is_onnx_path
 from elk.errors import ModelConfigError
 from elk.ir import Program
 
@@ -70,6 +72,9 @@ def artifact_graph_path(model: object) -> Path | None:
 
 def resolve_model(name_or_path: str | Path) -> ArchConfig:
     """A zoo name or alias (``llama2-13``, ``Llama-2-13b``, ``dit-xl``) or a config path -> config."""
+    if is_onnx_path(name_or_path):
+        raise ModelConfigError(f"{name_or_path}: an ONNX model has no architecture config; compile it with "
+                               f"`elk compile` or build it with elk.graphs.build_program")
     graph = artifact_graph_path(name_or_path)
     if graph is not None:
         raise ModelConfigError(f"{graph}: an Elk artifact graph (a list of einstein_v2 nodes) has no architecture "
@@ -91,7 +96,7 @@ def _positive(value: object, what: str) -> int:
 
 
 def build_program(model: str | Path | ArchConfig, *, batch: int = 32, seq: int = 2048, mode: str = "decode",
-                  bytes_per_element: int = 2) -> Program:
+                  bytes_per_element: int = 2, dims: Mapping[str, int] | None = None) -> Program:
     """The operator program of one step of ``model``.
 
     ``decode``: B new tokens, each attending over an S-token KV cache in HBM.
@@ -102,6 +107,10 @@ def build_program(model: str | Path | ArchConfig, *, batch: int = 32, seq: int =
     ``model`` may also be a path to an Elk artifact graph file, imported by
     :func:`elk.graphs.artifact.load_artifact_graph` (its quirks follow the
     ``ELK_ARTIFACT_QUIRKS`` environment variable).
+
+    A path ending in ``.onnx`` is an ONNX model, imported by
+    :func:`elk.graphs.onnx_import.load_onnx`: ``batch``/``seq`` bind its usual
+    symbolic dimensions and ``dims`` any other; its element types set the bytes.
     """
     batch = _positive(batch, "batch")
     seq = _positive(seq, "seq")
@@ -109,6 +118,11 @@ def build_program(model: str | Path | ArchConfig, *, batch: int = 32, seq: int =
         raise ModelConfigError(f"unknown mode {mode!r} (known: {', '.join(MODES)})")
     if bytes_per_element not in (1, 2, 4):
         raise ModelConfigError(f"bytes_per_element must be 1, 2 or 4, got {bytes_per_element!r}")
+    if is_onnx_path(model):
+        from elk.graphs.onnx_import import load_onnx
+        return load_onnx(Path(model).expanduser(), batch=batch, seq=seq, dims=dims, mode=mode)
+    if dims:
+        raise ModelConfigError(f"--dim binds the symbolic dimensions of an ONNX model; {model} is not one")
     graph = artifact_graph_path(model)
     if graph is not None:
         return load_artifact_graph(graph, batch=batch, seq=seq, mode=mode, bytes_per_element=bytes_per_element)
