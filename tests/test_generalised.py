@@ -234,13 +234,8 @@ def _readers(workload):
     readers = {"graph.json": _graph_reader, "config.json": _model_reader, "chip.json": _chip_reader,
                "chip.toml": _chip_reader, "alloc.csv": _alloc_reader,
                "schedule.json": lambda path: read_schedule(path, workload)}
-    try:
-        from elk.graphs import onnx as onnx_reader  # the ONNX reader, once it is there
-    except ImportError:
-        onnx_reader = None
-    loader = getattr(onnx_reader, "load_onnx_graph", None) or getattr(onnx_reader, "load_onnx", None)
-    if loader is not None:
-        readers["model.onnx"] = lambda path: loader(path)
+    from elk.graphs.onnx_import import load_onnx
+    readers["model.onnx"] = lambda path: load_onnx(path)
     return readers
 
 

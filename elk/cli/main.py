@@ -445,13 +445,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds per exact solve: each window (cpsat, milp), the layer model (periodic); "
                         f"default {DEFAULT_TIME_LIMIT:g}")
     p.add_argument("--workers", type=_positive_int,
-                   help="CP-SAT workers / MILP threads (periodic, cpsat, milp); default 8 for periodic, 2 for windows")
-    p.add_argument("--seed", type=int, help="solver random seed (periodic, cpsat, milp)")
+                   help="CP-SAT workers / MILP threads of the exact designs; default 8 for periodic, 2 for windows, 1 for lns and lp-guided")
+    p.add_argument("--seed", type=int, help="solver random seed of the exact designs")
     p.add_argument("--milp-solver", choices=MILP_BACKENDS, help="MILP backend")
     p.add_argument("--records", help="write per-window solve records of cpsat/milp (.csv, or .parquet with "
                                      "pyarrow; FILE-DESIGN.csv each when both run); none unless asked")
     p.add_argument("--warm-start", metavar="DESIGN|FILE.json",
-                   help="what the exact designs (periodic, cpsat, milp) start from: a design compiled too, or a "
+                   help="what the exact designs (periodic, cpsat, milp, lp-guided, lns, optimal) start from: a design compiled too, or a "
                         "schedule file written by --save-schedule (default: the fastest design run before them)")
     p.add_argument("--save-schedule", action="append", default=[], metavar="[DESIGN=]FILE.json",
                    help="write a design's schedule to a file (repeatable; without DESIGN=, the fastest valid one)")
