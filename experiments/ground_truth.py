@@ -36,7 +36,9 @@ import pandas as pd
 
 from elk.atomic import write_text
 from elk.chip import preset
+from elk.errors import OperatorDoesNotFitError
 from elk.graphs.zoo import build_program, resolve_model
+from elk.ir import Program
 from elk.simulator import simulate
 from elk.workload import Workload
 from solvers.schedule import designs
@@ -87,9 +89,11 @@ def workload_of(inst: Instance, batch: int, seq: int) -> Workload:
     program = build_program(cfg, batch=batch, seq=seq)
     chip = preset("ipu-pod4").with_overrides(hbm_bytes_per_s=inst.hbm_tbps * 1e12,
                                              sram_per_core=inst.sram_kib * 1024, topology_kind=inst.topology)
-    whole = Workload.build(program, chip)
     start, stop = piece_range([op.name for op in program.ops], inst.piece)
-    return whole.segment(start, stop) if (start, stop) != (0, len(whole)) else whole
+    if (start, stop) != (0, len(program.ops)):  # the piece alone: a head too large for the chip spoils no other
+        program = Program(f"{program.name}[{program.ops[start].name}..{program.ops[stop - 1].name}]",
+                          tuple(program.ops[start:stop]), dict(program.meta))
+    return Workload.build(program, chip)
 
 
 def run_instance(inst: Instance, opts: OptimalOptions, batch: int, seq: int) -> dict:
@@ -170,6 +174,9 @@ def rebound(frame: pd.DataFrame, batch: int, seq: int) -> pd.DataFrame:
     The stored lower end of the optimum stays valid whatever it came from, so it is kept as CP-SAT's share."""
     rows = []
     for rec in frame.to_dict("records"):
+        if rec.get("status") == "DOES-NOT-FIT":
+            rows.append(rec)
+            continue
         inst = Instance(rec["model"], rec["piece"], rec["topology"], int(rec["sram_kib"]), float(rec["hbm_tbps"]))
         if not isinstance(rec.get("cpsat_lower_ms"), float) or rec["cpsat_lower_ms"] != rec["cpsat_lower_ms"]:
             rec["cpsat_lower_ms"] = rec["optimum_lower_ms"]
@@ -259,7 +266,15 @@ def main(argv: list[str] | None = None) -> int:
     todo = [] if args.rebound else [i for i in instances(args.quick, pieces, args.full_grid)
                                     if i.key not in done and i.model in models]
     for k, inst in enumerate(todo):
-        row = run_instance(inst, opts, args.batch, args.seq)
+        try:
+            row = run_instance(inst, opts, args.batch, args.seq)
+        except OperatorDoesNotFitError as err:  # recorded, so a rerun does not try it again
+            row = {"key": inst.key, **dataclasses.asdict(inst), "status": "DOES-NOT-FIT", "solved": False,
+                   "note": str(err)}
+            frame = pd.concat([frame, pd.DataFrame([row])], ignore_index=True)
+            write_text(csv, frame.to_csv(index=False))
+            print(f"[{k + 1}/{len(todo)}] {inst.key}: does not fit ({err})", flush=True)
+            continue
         frame = pd.concat([frame, pd.DataFrame([row])], ignore_index=True)
         write_text(csv, frame.to_csv(index=False))
         print(f"[{k + 1}/{len(todo)}] {inst.key}: {row['status']} best heuristic {row['best_heuristic_ms']:.4f} ms, "

@@ -18,9 +18,9 @@ from elk.compat import Compat, check_request, design_chip
 from elk.ir import Program
 from elk.simulator import SimResult, simulate
 from elk.workload import Workload
+from solvers.registry import PAPER_DESIGNS
 
 #: The designs of the paper, the ones the artifact computes.
-PAPER_DESIGNS = ("basic", "static", "elk-dyn", "elk-full", "ideal")
 
 
 @dataclass
@@ -70,7 +70,7 @@ def compile_compat(model: str | Path | Program, compat: Compat, *, chip: str | C
     Raises ``ChipConfigError`` before building anything when the chip is one
     the mode cannot honour (a mesh).
     """
-    from solvers.registry import DESIGNS
+    from solvers.registry import HEURISTIC_DESIGNS
     started = time.perf_counter()
     base = resolve_chip(chip)
     check_request(compat, topology=base.topology.kind)
@@ -88,7 +88,7 @@ def compile_compat(model: str | Path | Program, compat: Compat, *, chip: str | C
         if the_chip not in workloads:
             workloads[the_chip] = Workload.build(program, the_chip)
         workload = workloads[the_chip]
-        sim = simulate(workload, DESIGNS[name](workload))
+        sim = simulate(workload, HEURISTIC_DESIGNS[name](workload))
         results[name] = CompatDesign(name, the_chip, sim, time.perf_counter() - t0)
     return CompatResult(program.name, compat, program, results, time.perf_counter() - started)
 
