@@ -107,24 +107,6 @@ class Workload:
                         min_cold=self.min_cold[idx], min_hot=self.min_hot[idx], flops=self.flops[idx],
                         noc_load_bytes_per_cycle=self.noc_load_bytes_per_cycle)
 
-    def segment(self, start: int, stop: int) -> "Workload":
-        """Operators ``start..stop-1`` as a program of their own (same plan tables and chip).
-
-        A segment is a real program: its first operator's inputs are taken as
-        already on chip and its loads start from an empty channel, so exact
-        solvers can prove optima of real-shape pieces of a model too large to
-        solve whole (the ground-truth suite's instances).
-        """
-        if not 0 <= start < stop <= len(self):
-            raise ValueError(f"segment [{start}, {stop}) outside a program of {len(self)} operators")
-        idx = np.arange(start, stop)
-        program = Program(f"{self.program.name}[{self.program.ops[start].name}..{self.program.ops[stop - 1].name}]",
-                          tuple(self.program.ops[start:stop]), dict(self.program.meta))
-        return Workload(program=program, chip=self.chip, tables=self.tables[start:stop],
-                        load_bytes=self.load_bytes[idx], hbm_cycles=self.hbm_cycles[idx],
-                        min_cold=self.min_cold[idx], min_hot=self.min_hot[idx], flops=self.flops[idx],
-                        noc_load_bytes_per_cycle=self.noc_load_bytes_per_cycle)
-
     def hbm_seconds(self) -> float:
         """Seconds the HBM channel needs for all loads at full bandwidth."""
         return float(self.load_bytes.sum()) / self.chip.hbm_bytes_per_s

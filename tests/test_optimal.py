@@ -71,24 +71,24 @@ def test_bounds_below_and_designs_above_the_proven_optimum(seed):
         w = Workload.build(random_program(rng), random_chip(rng, "fluid"))
         latency, warm = best_heuristic(w)
         res = prove_optimal(w, warm, OPTS)
-        if not res.proven:
-            continue
-        proven += 1
-        judged = simulate(w, res.schedule)
-        assert judged.valid
         report = compute_bounds(w, "milp", time_limit=60)
-        for b in report.bounds:
-            assert b.cycles <= judged.latency_cycles * (1 + 1e-9), (b.name, b.cycles, judged.latency_cycles)
-            assert b.cycles <= latency * (1 + 1e-9)
-        # every valid schedule (the heuristics') lies above the proven lower end of the optimum
-        assert res.lower_cycles <= latency
-        # the model's optimum is at most the heuristic after the rounding the model pays
+        found = simulate(w, res.found) if res.found is not None else None
+        upper = min([latency] + ([found.latency_cycles] if found is not None and found.valid else []))
+        for b in report.bounds:  # no bound above a valid schedule
+            assert b.cycles <= upper * (1 + 1e-9), (b.name, b.cycles, upper)
+        # every valid schedule lies above the proven lower end of the optimum, proven or not
+        assert res.lower_cycles is not None and res.lower_cycles <= upper
         ticks = OPTS.ticks
         problem = whole_program_problem(w, 1, must_include=warm.entry, ticks=ticks)
         stretch = rounding_stretch(w, problem, ticks)
-        assert res.objective_cycles * ticks <= latency * ticks * (1 + stretch) + 2 * event_count(problem) + 1
         assert continuous_lower(res.bound_cycles * ticks, problem, stretch, ticks) == pytest.approx(res.lower_cycles)
-    assert proven >= 5, proven
+        if not res.proven:
+            continue
+        proven += 1
+        assert simulate(w, res.schedule).valid
+        # the model's optimum is at most the heuristic after the rounding the model pays
+        assert res.objective_cycles * ticks <= latency * ticks * (1 + stretch) + 2 * event_count(problem) + 1
+    assert proven >= 3, proven
 
 
 def test_rigid_loads_are_refused_in_one_line():
@@ -101,7 +101,7 @@ def test_rigid_loads_are_refused_in_one_line():
 def test_programs_above_the_size_limit_are_refused_before_any_solve():
     w = Workload.build(random_program(np.random.default_rng(0)), SMALL)
     small = OptimalOptions(max_operators=2)
-    with pytest.raises(NotProven, match=rf"at most 2 operators .* this one has {len(w)}"):
+    with pytest.raises(NotProven, match=rf"at most 2 operators .* has {len(w)} "):
         optimal(w, designs.elk_dyn(w), small)
 
 
