@@ -75,3 +75,17 @@ def no_compile(monkeypatch):
         raise AssertionError("the compile started although the command line was wrong")
 
     monkeypatch.setattr(elk.driver.api, "compile", refuse)
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Make any compile, allocation or study fail loudly: the checks under test must come before them."""
+    import elk.driver.api
+    import elk.study
+    import solvers.alloc.allocate
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("work started before the output options were checked")
+    monkeypatch.setattr(elk.driver.api, "compile", refuse)
+    monkeypatch.setattr(solvers.alloc.allocate, "allocate", refuse)
+    monkeypatch.setattr(elk.study, "run_study", refuse)

@@ -124,19 +124,6 @@ def test_every_output_option_is_listed():
     assert found == set(OUTPUTS), found ^ set(OUTPUTS)
 
 
-@pytest.fixture
-def no_work(monkeypatch):
-    import elk.driver.api
-    import elk.study
-    import solvers.alloc.allocate
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("work started before the output options were checked")
-    monkeypatch.setattr(elk.driver.api, "compile", refuse)
-    monkeypatch.setattr(solvers.alloc.allocate, "allocate", refuse)
-    monkeypatch.setattr(elk.study, "run_study", refuse)
-
-
 def _argv(command: str, option: str, extra: list[str], value: str, tmp_path: Path) -> list[str]:
     if command == "compile":
         return ["compile", "tiny", "--designs", "elk-dyn", *extra, option, value]

@@ -45,18 +45,6 @@ def test_deeply_nested_inputs_are_one_line(tmp_path, capsys, name, text, where):
 
 
 # ---------------------------------------------------------------- rows 3, 4: output formats before work
-@pytest.fixture
-def no_work(monkeypatch):
-    """Make any compile or allocation fail loudly: the checks under test must come before them."""
-    import elk.driver.api
-    import solvers.alloc.allocate
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("work started before the output options were checked")
-    monkeypatch.setattr(elk.driver.api, "compile", refuse)
-    monkeypatch.setattr(solvers.alloc.allocate, "allocate", refuse)
-
-
 @pytest.mark.parametrize("name", ["t.txt", "timeline_noext", "t.png.bak"])
 def test_timeline_format_is_checked_before_the_compile(tmp_path, capsys, no_work, name):
     code, out, err = run(capsys, "compile", "tiny", "--timeline", str(tmp_path / name))

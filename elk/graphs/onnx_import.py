@@ -83,7 +83,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from elk.errors import ModelConfigError
-from elk.graphs.artifact import find_layers
+from elk.graphs.artifact.layers import with_layers
 from elk.graphs.onnx_read import (BOOL_UNARY, COMPARE, DTYPES, ELEMENTWISE, POOL, REDUCE, UNARY, Node,
                                   OnnxGraph, Value, conv_geometry, parse_einsum, read_onnx, reduce_axes)
 from elk.ir import OpKind, Operator, Program, einsum_op
@@ -849,28 +849,6 @@ def merge_sibling_matmuls(ops: Sequence[Operator]) -> tuple[list[Operator], int]
     return result, merged
 
 
-def _with_layers(program: Program) -> Program:
-    """``program`` with ``Operator.layer`` set on the repeated blocks find_layers reports."""
-    ops = program.ops
-    producer = {op.output.tensor: i for i, op in enumerate(ops)}
-    last_use = [-1] * len(ops)
-    for j, op in enumerate(ops):
-        for operand in op.inputs:
-            i = producer.get(operand.tensor)
-            if i is not None and i < j:
-                last_use[i] = j
-    found = find_layers([replace(op.signature, offchip=()) for op in ops],
-                        [op.kind in (OpKind.MATMUL, OpKind.CONV) for op in ops], last_use, MAX_LARGE_PER_BLOCK)
-    if found is None or found[1] * found[2] < MIN_LAYER_COVERAGE * len(ops):
-        return program
-    start, length, count = found
-    labelled = list(ops)
-    for k in range(start, start + length * count):
-        labelled[k] = replace(labelled[k], layer=(k - start) // length)
-    meta = {**program.meta, "layers_found": {"start": start, "length": length, "count": count}}
-    return Program(program.name, tuple(labelled), meta)
-
-
 def load_onnx(path: str | Path, *, batch: int = 32, seq: int = 2048, dims: Mapping[str, int] | None = None,
               mode: str = "forward", merge_matmuls: bool = True) -> Program:
     """Import an ONNX model as a program (see the module notes).
@@ -903,7 +881,7 @@ def load_onnx(path: str | Path, *, batch: int = 32, seq: int = 2048, dims: Mappi
             "source": str(path), "format": "onnx", "opset": graph.opset, "producer": graph.producer,
             "past_kv_inputs": past, "layer_match": "structure", "layers_found": None,
             **graph.stats, **mapper.stats}
-    return _with_layers(Program.from_ops(path.stem, ops, meta))
+    return with_layers(Program.from_ops(path.stem, ops, meta))[0]
 
 
 __all__ = ["SUPPORTED", "View", "load_onnx"]
