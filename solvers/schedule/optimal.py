@@ -245,6 +245,17 @@ def _solve(problem: WindowProblem, options: OptimalOptions, seconds: float, valu
     return name, None, None, bound
 
 
+def optimal_problem(workload: Workload, warm: Schedule, warm_latency_cycles: float,
+                    ticks: int) -> tuple[WindowProblem, float, WindowAssignment]:
+    """The whole-program problem the optimal design solves, its rounding stretch, and the warm start in it."""
+    problem = whole_program_problem(workload, 1, must_include=warm.entry, ticks=ticks)
+    stretch = rounding_stretch(workload, problem, ticks)
+    # the warm start fits after the stretch (the map's bound), so the optimum does too
+    horizon = math.ceil(warm_latency_cycles * ticks * (1 + stretch)) + 2 * event_count(problem) + 2
+    problem = dataclasses.replace(problem, horizon=horizon)
+    return problem, stretch, stretched_hint(problem, warm, stretch, ticks)
+
+
 def prove_optimal(workload: Workload, warm: Schedule, options: OptimalOptions = OptimalOptions()) -> OptimalResult:
     """Solve the whole program exactly, starting from ``warm`` (a valid strict schedule)."""
     import ortools
@@ -256,14 +267,9 @@ def prove_optimal(workload: Workload, warm: Schedule, options: OptimalOptions = 
                             f"{verdict.violations[0].message(workload.chip.clock_hz)}")
     started = time.perf_counter()
     ticks = options.ticks
-    problem = whole_program_problem(workload, 1, must_include=warm.entry, ticks=ticks)
-    stretch = rounding_stretch(workload, problem, ticks)
-    # the warm start fits after the stretch (the map's bound), so the optimum does too
-    horizon = math.ceil(verdict.latency_cycles * ticks * (1 + stretch)) + 2 * event_count(problem) + 2
-    problem = dataclasses.replace(problem, horizon=horizon)
+    problem, stretch, hint = optimal_problem(workload, warm, verdict.latency_cycles, ticks)
     n_options = sum(len(w.options) for w in problem.ops)
     budget = float(options.time_limit)
-    hint = stretched_hint(problem, warm, stretch, ticks)
     values = None
     if not check(problem, hint) and hint.makespan() <= problem.horizon:
         values = _complete_hint(problem, hint, options, budget * options.hint_share)
@@ -315,4 +321,5 @@ def optimal(workload: Workload, warm: Schedule, options: OptimalOptions = Optima
     return result.schedule
 
 
-__all__ = ["NotProven", "OptimalOptions", "OptimalResult", "check_program", "prove_optimal", "optimal"]
+__all__ = ["NotProven", "OptimalOptions", "OptimalResult", "check_program", "optimal_problem", "prove_optimal",
+           "optimal"]
