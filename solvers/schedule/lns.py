@@ -58,7 +58,8 @@ from formulations.schedule.window import FixedLoad, Option, WindowAssignment, ch
 from solvers.exact_backends import Outcome
 from solvers.schedule.records import WindowRecord
 from solvers.schedule.windowed import BuiltWindow, StitchState, WindowedSolver
-from solvers.solver_options import ExactOptions, SolverSettings, solver_version
+from solvers.solver_options import (ExactOptions, SolverSettings, check_count, check_positive, check_seconds,
+                                    solver_version)
 
 #: neighbourhood kinds, in the order the search cycles through them
 KINDS = ("stall", "exposed", "starved", "stretch")
@@ -93,15 +94,14 @@ class LnsSettings(ExactOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("window", "iterations"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SolverConfigError(f"lns {name} must be a positive integer, got {value!r}")
+            check_count(getattr(self, name), f"lns {name}")
         for name in ("pull", "slack"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise SolverConfigError(f"lns {name} must be a non-negative integer, got {value!r}")
-        if isinstance(self.budget, bool) or not isinstance(self.budget, (int, float)) or not self.budget > 0:
-            raise SolverConfigError(f"lns budget must be a positive number of seconds, got {self.budget!r}")
+        check_seconds(self.budget, "lns budget")
+        if self.deterministic_time is not None:
+            check_positive(self.deterministic_time, "lns deterministic time")
         if not self.kinds:
             raise SolverConfigError("lns needs at least one neighbourhood kind (stall, exposed, starved, stretch)")
 

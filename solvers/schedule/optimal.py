@@ -38,7 +38,7 @@ from elk.ir import Program
 from elk.workload import Workload
 from formulations.schedule.window import WindowAssignment, WindowProblem, check
 from formulations.schedule.whole_program import add_prefix_cuts, whole_program_problem
-from solvers.solver_options import ExactOptions
+from solvers.solver_options import ExactOptions, check_count, check_positive
 
 
 class NotProven(SolverConfigError):
@@ -63,10 +63,9 @@ class OptimalOptions(ExactOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.deterministic_time is not None and not self.deterministic_time > 0:
-            raise SolverConfigError("optimal: deterministic time must be positive")
-        if not isinstance(self.max_operators, int) or isinstance(self.max_operators, bool) or self.max_operators < 1:
-            raise SolverConfigError(f"optimal: max_operators must be a positive integer, got {self.max_operators!r}")
+        if self.deterministic_time is not None:
+            check_positive(self.deterministic_time, "optimal: deterministic time")
+        check_count(self.max_operators, "optimal: max_operators")
         if not isinstance(self.ticks, int) or isinstance(self.ticks, bool) or not 1 <= self.ticks <= 1024:
             raise SolverConfigError(f"optimal: ticks must be an integer from 1 to 1024, got {self.ticks!r}")
         if not 0 < self.hint_share < 1:
