@@ -103,6 +103,9 @@ class Operator:
     bytes_per_element: int = 2
     layer: int | None = None  # transformer block number, None outside the repeated blocks
     role: str = ""
+    #: the output is written to HBM once the operator has run (a *store*, docs/design.md §5.2): a training
+    #: step's saved activations, gradients, updated weights and optimizer state, decode's KV append
+    store: bool = False
 
     def __post_init__(self) -> None:
         known = dict(self.sizes)
@@ -145,6 +148,10 @@ class Operator:
     def offchip_bytes(self) -> int:
         """Bytes the operator reads from HBM: its off-chip inputs."""
         return sum(self.tensor_elements(op) * self.bytes_per_element for op in self.inputs if op.offchip)
+
+    def store_bytes(self) -> int:
+        """Bytes the operator writes to HBM: its whole output when it stores, else 0."""
+        return self.tensor_elements(self.output) * self.bytes_per_element if self.store else 0
 
     @cached_property
     def signature(self) -> OpSignature:
@@ -231,14 +238,20 @@ class LayerStructure:
 
 @dataclass
 class Program:
-    """Operators in execution order, with residency resolved."""
+    """Operators in execution order, with residency resolved.
+
+    ``weights`` names the trainable parameter tensors among the program's HBM inputs (set by the builders;
+    a training step differentiates with respect to them, docs/design.md §9.1).
+    """
 
     name: str
     ops: tuple[Operator, ...]
     meta: dict = field(default_factory=dict)
+    weights: frozenset[str] = frozenset()
 
     @classmethod
-    def from_ops(cls, name: str, ops: Iterable[Operator], meta: Mapping | None = None) -> "Program":
+    def from_ops(cls, name: str, ops: Iterable[Operator], meta: Mapping | None = None,
+                 weights: Iterable[str] = ()) -> "Program":
         """A program from operators in execution order: names checked unique, residency decided (an input is on
         chip iff the previous operator produced or read it), the order checked topological.
         """
@@ -249,7 +262,7 @@ class Program:
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})
             raise ModelConfigError(f"program {name}: duplicate operator names {dup[:5]}")
-        program = cls(name, resolve_residency(ops), dict(meta or {}))
+        program = cls(name, resolve_residency(ops), dict(meta or {}), frozenset(weights))
         program.check_topological()
         return program
 
@@ -307,10 +320,10 @@ class Program:
         # (the first block often differs: its input comes from HBM, not from the block before)
         if self.meta.get("layer_match") == "structure":
             def key(op: Operator) -> object:
-                return replace(op.signature, offchip=())
+                return replace(op.signature, offchip=()), op.store
         else:
             def key(op: Operator) -> object:
-                return op.signature
+                return op.signature, op.store
         sigs = [tuple(key(op) for op in self.ops[start + j * length: start + (j + 1) * length])
                 for j in range(len(order))]
         best_from, best_run, j = 0, 1, 0
@@ -332,6 +345,31 @@ class Program:
         return sum(op.offchip_bytes() for op in self.ops)
 
     @property
+    def hbm_write_bytes(self) -> int:
+        """Bytes all operators write to HBM in one step (their stores)."""
+        return sum(op.store_bytes() for op in self.ops)
+
+    @cached_property
+    def round_trips(self) -> tuple[tuple[int, int], ...]:
+        """(storing operator, loading operator) pairs: a load that reads a stored output must start after that
+        store ends (rule 2, docs/design.md §5.2). Only stored outputs make pairs: an off-chip read of an output
+        nobody stores is the forward programs' residency rule (the artifact's), not a round trip."""
+        producer = {op.output.tensor: i for i, op in enumerate(self.ops) if op.store}
+        pairs = {(producer[o.tensor], j) for j, op in enumerate(self.ops) for o in op.inputs
+                 if o.offchip and o.tensor in producer and producer[o.tensor] < j}
+        return tuple(sorted(pairs))
+
+    def check_round_trips(self) -> None:
+        """Raise :class:`ModelConfigError` unless every off-chip read of an output produced in the program reads
+        a stored one (a training step must write what it reads back; forward programs need not)."""
+        produced = {op.output.tensor: op for op in self.ops}
+        for op in self.ops:
+            for o in op.inputs:
+                if o.offchip and o.tensor in produced and not produced[o.tensor].store:
+                    raise ModelConfigError(f"program {self.name}: {op.name} reads {o.tensor} from HBM but "
+                                           f"{produced[o.tensor].name} does not store it")
+
+    @property
     def flops(self) -> int:
         """FLOPs of one step (the artifact's count: 2 x each operator's iteration volume)."""
         return sum(op.flops for op in self.ops)
@@ -342,9 +380,10 @@ class Program:
 
     def summary(self) -> dict:
         """Name, operator counts, HBM bytes, FLOPs and the builder's metadata, for reports and tables."""
+        writes = {"hbm_write_bytes_per_step": self.hbm_write_bytes} if any(op.store for op in self.ops) else {}
         return {"model": self.name, "operators": len(self.ops),
                 "unique_operators": len(self.unique_signatures()),
-                "hbm_bytes_per_step": self.hbm_bytes, "flops": self.flops, **self.meta}
+                "hbm_bytes_per_step": self.hbm_bytes, **writes, "flops": self.flops, **self.meta}
 
 
 def resolve_residency(ops: Sequence[Operator]) -> tuple[Operator, ...]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -63,6 +64,43 @@ class Workload:
         """Per operator: whether it loads anything from HBM."""
         return self.load_bytes > 0
 
+    # ---- stores (docs/design.md §5.2): the output written to HBM after the operator runs -------------------
+    @cached_property
+    def store_bytes(self) -> np.ndarray:
+        """Bytes each operator writes to HBM (0: it stores nothing)."""
+        return np.array([op.store_bytes() for op in self.program.ops], dtype=np.int64)
+
+    @property
+    def has_store(self) -> np.ndarray:
+        """Per operator: whether it writes its output to HBM."""
+        return self.store_bytes > 0
+
+    @property
+    def store_hbm_cycles(self) -> np.ndarray:
+        """Cycles the HBM channel needs for each store."""
+        return self.store_bytes / self.chip.hbm_bytes_per_cycle
+
+    @property
+    def store_noc_cycles(self) -> np.ndarray:
+        """Interconnect work of each store: its bytes gathered once from the cores (no replication)."""
+        return self.store_bytes / self.noc_load_bytes_per_cycle
+
+    @cached_property
+    def store_cold(self) -> np.ndarray:
+        """SRAM per core a pending store holds from its operator's end to its own end (the output spread evenly
+        over every core, rounded up)."""
+        return -(-self.store_bytes // self.chip.cores)
+
+    @cached_property
+    def round_trips(self) -> tuple[np.ndarray, np.ndarray]:
+        """(storing operators, loading operators): each load must start after the paired store ends."""
+        pairs = np.array(self.program.round_trips, dtype=np.int64).reshape(-1, 2)
+        return pairs[:, 0], pairs[:, 1]
+
+    def transfer_cycles(self) -> float:
+        """Cycles the HBM channel needs for every load and store at full bandwidth."""
+        return float(self.hbm_cycles.sum() + self.store_hbm_cycles.sum())
+
     def load_noc_cycles(self, op: int, cold: float) -> float:
         """Cycles of full interconnect the load needs when it lands in a layout of ``cold`` bytes/core.
 
@@ -100,7 +138,7 @@ class Workload:
         keep = list(range(structure.start + layers * structure.length)) + \
             list(range(structure.stop, len(self.program.ops)))
         program = Program(f"{self.program.name}[{layers} layers]", tuple(self.program.ops[k] for k in keep),
-                          dict(self.program.meta))
+                          dict(self.program.meta), self.program.weights)
         idx = np.array(keep)
         return Workload(program=program, chip=self.chip, tables=[self.tables[k] for k in keep],
                         load_bytes=self.load_bytes[idx], hbm_cycles=self.hbm_cycles[idx],

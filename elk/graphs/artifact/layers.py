@@ -84,6 +84,6 @@ def with_layers(program: Program) -> tuple[Program, tuple[int, int, int] | None]
     for k in range(start, start + length * count):
         labelled[k] = replace(labelled[k], layer=(k - start) // length)
     meta = {**program.meta, "layers_found": {"start": start, "length": length, "count": count}}
-    return Program(program.name, tuple(labelled), meta), found  # residency is already resolved
+    return Program(program.name, tuple(labelled), meta, program.weights), found  # residency is already resolved
 
 
