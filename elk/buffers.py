@@ -10,7 +10,9 @@ buffers follow the same accounting the simulator uses:
   when the tensor rotates between iterations (its temporal split is > 1);
 - from the start of its HBM load until it starts executing,
   ``[load_start, exec_start)``, each of its off-chip input tensors is a
-  buffer in the cold layout.
+  buffer in the cold layout;
+- from its end until its store ends, ``[exec_end, store_end)``, an output
+  written to HBM is a buffer of its bytes spread evenly over the cores.
 
 With ``granularity="operator"`` an operator's hot (and cold) bytes form one
 buffer instead: a stricter problem, useful to show what per-tensor placement
@@ -39,7 +41,7 @@ class ScheduleBuffers:
 
     problem: AllocationProblem
     op: np.ndarray  # operator index of each buffer
-    kind: np.ndarray  # "hot" or "cold" per buffer
+    kind: np.ndarray  # "hot", "cold" or "store" per buffer
     instants: np.ndarray  # cycle time of each integer rank used in lower/upper
 
     @property
@@ -82,6 +84,7 @@ def schedule_buffers(workload: Workload, schedule: Schedule, granularity: str = 
     per_row: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
     sizes, ops, kinds, starts, ends = [], [], [], [], []
     has_load = workload.has_load
+    has_store = workload.has_store
 
     def add(op: int, kind: str, tensors: np.ndarray, start: float, end: float) -> None:
         tensors = tensors[tensors > 0]
@@ -101,6 +104,8 @@ def schedule_buffers(workload: Workload, schedule: Schedule, granularity: str = 
         add(i, "hot", hot, schedule.exec_start[i], schedule.exec_end[i])
         if has_load[i] and schedule.exec_start[i] > schedule.load_start[i]:
             add(i, "cold", cold, schedule.load_start[i], schedule.exec_start[i])
+        if has_store[i]:  # the output waiting for its store, spread evenly over the cores (docs/design.md §5.2)
+            add(i, "store", workload.store_cold[i:i + 1], schedule.exec_end[i], schedule.store_end[i])
     size = np.concatenate(sizes).astype(np.int64)
     start, end = np.concatenate(starts), np.concatenate(ends)
     scale = float(np.abs(np.concatenate([start, end])).max()) if len(start) else 0.0

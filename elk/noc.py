@@ -82,6 +82,8 @@ class NocProfile:
     load_rate: np.ndarray
     load_share: np.ndarray
     exec_share: np.ndarray
+    #: per segment: whether the active transfer is a store (docs/design.md §5.2); None: the checks' own profile
+    is_store: np.ndarray | None = None
 
 
 @dataclass(kw_only=True)

@@ -78,6 +78,8 @@ class Provenance:
     window: int | None = None
     #: set by a placement repair: the byte budget the schedule was re-planned under
     placement_budget: int | None = None
+    #: set by solvers.schedule.stores: the schedule as its design made it, before its stores were placed
+    before_stores: "Schedule | None" = None
 
     def copy(self, **changes: Any) -> "Provenance":
         return replace(self, search=dict(self.search), **changes)
@@ -128,8 +130,9 @@ class Schedule:
     ``entry[i]`` is a row of operator i's plan table. Executions occupy
     ``[exec_start, exec_end)``; the HBM load of operator i's off-chip data
     occupies ``[load_start, load_end)`` (ignored for operators that load
-    nothing). Times may start anywhere; latency is measured from the earliest
-    event.
+    nothing), and the HBM write of its output ``[store_start, store_end)``
+    (ignored for operators that store nothing; docs/design.md §5.2). Times may
+    start anywhere; latency is measured from the earliest event.
     """
 
     design: str
@@ -142,11 +145,29 @@ class Schedule:
     #: how the design arrived at it (a Provenance: its choices, costs, warm start); kept as ``info``, the name
     #: every strategy, report and schedule file reads
     info: Provenance = field(default_factory=Provenance)
+    #: stores (None: none placed yet; a design leaves them to solvers.schedule.stores)
+    store_start: np.ndarray | None = None
+    store_end: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.entry = np.asarray(self.entry, dtype=np.int64)
         for name in ("exec_start", "exec_end", "load_start", "load_end"):
             setattr(self, name, np.asarray(getattr(self, name), dtype=np.float64))
+        if self.store_start is None or self.store_end is None:
+            self.store_start = self.exec_end.copy()
+            self.store_end = self.exec_end.copy()
+        else:
+            self.store_start = np.asarray(self.store_start, dtype=np.float64)
+            self.store_end = np.asarray(self.store_end, dtype=np.float64)
+
+    def with_stores(self, store_start: np.ndarray, store_end: np.ndarray, **times: np.ndarray) -> "Schedule":
+        """The same decisions with these store intervals (and, optionally, retimed executions and loads)."""
+        arrays = {"exec_start": self.exec_start, "exec_end": self.exec_end, "load_start": self.load_start,
+                  "load_end": self.load_end, **times}
+        return Schedule(self.design, self.entry.copy(), arrays["exec_start"].copy(), arrays["exec_end"].copy(),
+                        arrays["load_start"].copy(), arrays["load_end"].copy(), self.relaxation, self.info.copy(),
+                        np.asarray(store_start, dtype=np.float64).copy(),
+                        np.asarray(store_end, dtype=np.float64).copy())
 
     def __len__(self) -> int:
         return len(self.entry)
@@ -156,9 +177,11 @@ class Schedule:
         with ``info`` as its provenance (default: a copy of this one's)."""
         return Schedule(design, self.entry.copy(), self.exec_start.copy(), self.exec_end.copy(),
                         self.load_start.copy(), self.load_end.copy(), self.relaxation,
-                        self.info.copy() if info is None else info)
+                        self.info.copy() if info is None else info, self.store_start.copy(),
+                        self.store_end.copy())
 
     def shifted(self, offset: float) -> "Schedule":
         """The same schedule moved in time (latency and validity do not change)."""
         return Schedule(self.design, self.entry.copy(), self.exec_start + offset, self.exec_end + offset,
-                        self.load_start + offset, self.load_end + offset, self.relaxation, self.info.copy())
+                        self.load_start + offset, self.load_end + offset, self.relaxation, self.info.copy(),
+                        self.store_start + offset, self.store_end + offset)

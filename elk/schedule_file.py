@@ -44,6 +44,8 @@ from elk.workload import Workload
 FORMAT = "elk-schedule"
 VERSION = 1
 ARRAYS = ("entry", "exec_start", "exec_end", "load_start", "load_end")
+#: only in files of programs that write to HBM (docs/design.md §5.2)
+STORE_ARRAYS = ("store_start", "store_end")
 #: a schedule file is a few numbers per operator: anything far larger is not one
 MAX_BYTES = 256 * 1024 * 1024
 
@@ -86,6 +88,9 @@ def write_schedule(path: str | os.PathLike, workload: Workload, schedule: Schedu
            "entry": [int(x) for x in schedule.entry],
            "exec_start": [float(x) for x in schedule.exec_start], "exec_end": [float(x) for x in schedule.exec_end],
            "load_start": [float(x) for x in load_start], "load_end": [float(x) for x in load_end]}
+    if workload.has_store.any():  # a program that writes to HBM: its store intervals (docs/design.md §5.2)
+        doc["store_start"] = [float(x) for x in schedule.store_start]
+        doc["store_end"] = [float(x) for x in schedule.store_end]
     text = json.dumps(doc, allow_nan=False)
     target = Path(path)
     try:
@@ -179,14 +184,19 @@ def schedule_from_document(doc: dict[str, Any], path: str | os.PathLike, workloa
         if not 0 <= row < size:
             raise ScheduleFileError(f"{where}: entry[{i}] = {row} is out of range: operator {i} "
                                     f"({workload.program.ops[i].name}) has {size} plan-table rows")
+    stored = STORE_ARRAYS if workload.has_store.any() else ()
+    for name in stored:
+        if not isinstance(doc.get(name), list) or len(doc[name]) != n:
+            raise ScheduleFileError(f"{where}: the program writes to HBM, so '{name}' must list {n} times")
     times = {}
-    for name in ARRAYS[1:]:
+    for name in ARRAYS[1:] + stored:
         for i, t in enumerate(doc[name]):
             if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
                 raise ScheduleFileError(f"{where}: {name}[{i}] is {t!r}, not a finite time")
         times[name] = np.asarray(doc[name], dtype=np.float64)
     schedule = Schedule(file_label(path), np.asarray(entry, dtype=np.int64), times["exec_start"], times["exec_end"],
-                        times["load_start"], times["load_end"], info=Provenance())
+                        times["load_start"], times["load_end"], info=Provenance(),
+                        store_start=times.get("store_start"), store_end=times.get("store_end"))
     verdict = simulate(workload, schedule, max_violations=1)
     if not verdict.valid:
         raise ScheduleFileError(f"{where} fails the simulator on this program and chip: "
@@ -228,7 +238,8 @@ def translate(schedule: Schedule, source: Workload, target: Workload) -> Schedul
                 return None
             rows[i] = row
     return Schedule(schedule.design, rows, schedule.exec_start.copy(), schedule.exec_end.copy(),
-                    schedule.load_start.copy(), schedule.load_end.copy(), schedule.relaxation, schedule.info.copy())
+                    schedule.load_start.copy(), schedule.load_end.copy(), schedule.relaxation, schedule.info.copy(),
+                    schedule.store_start.copy(), schedule.store_end.copy())
 
 
 def _plan_id(table, row: int) -> tuple:

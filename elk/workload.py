@@ -7,6 +7,7 @@ strategy and the simulator read the same numbers.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -40,6 +41,8 @@ class Workload:
     noc_load_bytes_per_cycle: float
     table_seconds: float = 0.0
     _entry_cache: dict = field(default_factory=dict, repr=False)
+    #: the program's stores left out (exact designs plan on this view, docs/design.md §5.2); round trips stay
+    stores_hidden: bool = False
 
     @classmethod
     def build(cls, program: Program, chip: Chip, workers: int | None = None) -> "Workload":
@@ -67,8 +70,18 @@ class Workload:
     # ---- stores (docs/design.md §5.2): the output written to HBM after the operator runs -------------------
     @cached_property
     def store_bytes(self) -> np.ndarray:
-        """Bytes each operator writes to HBM (0: it stores nothing)."""
+        """Bytes each operator writes to HBM (0: it stores nothing, or the view hides stores)."""
+        if self.stores_hidden:
+            return np.zeros(len(self.program.ops), dtype=np.int64)
         return np.array([op.store_bytes() for op in self.program.ops], dtype=np.int64)
+
+    def without_stores(self) -> "Workload":
+        """The same workload with its stores hidden: a load that reads a stored output still starts after its
+        writer (and that writer's store, as far as the schedule placed one) ends. Models that know no stores plan
+        on it; solvers.schedule.stores places the stores afterwards."""
+        if not self.has_store.any():
+            return self
+        return dataclasses.replace(self, stores_hidden=True, _entry_cache={})
 
     @property
     def has_store(self) -> np.ndarray:

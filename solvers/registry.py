@@ -30,9 +30,11 @@ from elk.ir import Program
 from elk.schedule import Schedule
 from elk.workload import Workload
 from solvers.schedule import designs
+from solvers.schedule.fallback import keep_faster
 from solvers.schedule.from_bound import GuidedOptions
 from solvers.schedule.lns import LnsSettings
 from solvers.schedule.optimal import OptimalOptions
+from solvers.schedule.stores import StorePlacementError, place_stores
 from solvers.solver_options import CpsatOptions, ExactOptions, MilpOptions, PeriodicOptions, WindowOptions
 
 Strategy = Callable[..., Schedule]
@@ -269,14 +271,31 @@ def run_design(name: str, workload: Workload, done: Mapping[str, Schedule],
             warm_start = options.get("warm_start")
         opts = exact_options(name, options)
         check_warm_start(name, warm_start)
-        return EXACT[name].run(workload, pick_warm_start(workload, done, warm_start)[1], opts)
+        return run_exact(name, workload, pick_warm_start(workload, done, warm_start)[1], opts)
     kwargs = heuristic_options(name, options or {})
     accepted = inspect.signature(HEURISTIC_DESIGNS[name]).parameters
     if "dyn" in accepted and "elk-dyn" in done:
         kwargs.setdefault("dyn", done["elk-dyn"])
     if "workers" in accepted and workers is not None:
         kwargs["workers"] = workers
-    return HEURISTIC_DESIGNS[name](workload, **kwargs)
+    return place_stores(workload, HEURISTIC_DESIGNS[name](workload, **kwargs))
+
+
+def run_exact(name: str, workload: Workload, warm: Schedule, options: ExactOptions) -> Schedule:
+    """Exact design ``name`` from ``warm``. On a program that stores (docs/design.md §5.2) the design plans on the
+    store-free view its model knows, its stores are placed afterwards, and its promise is kept on the program
+    itself: a result whose stores cannot be placed, or which ends slower than ``warm``, gives way to ``warm``."""
+    if not workload.has_store.any():
+        return EXACT[name].run(workload, warm, options)
+    planned = EXACT[name].run(workload.without_stores(), warm, options)
+    try:
+        placed = place_stores(workload, planned)
+    except StorePlacementError as err:
+        return warm.renamed(name, planned.info.copy(kept_warm_start=f"stores could not be placed: {err}"))
+    kept, reason = keep_faster(workload, placed, warm)
+    if reason:
+        return warm.renamed(name, planned.info.copy(kept_warm_start=reason))
+    return placed
 
 
 def pick_warm_start(workload: Workload, done: Mapping[str, Schedule], wanted: WarmStart) -> tuple[str, Schedule]:

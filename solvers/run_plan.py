@@ -18,8 +18,9 @@ from elk.errors import ScheduleError
 from elk.schedule import Schedule
 from elk.simulator import simulate
 from elk.workload import Workload
-from solvers.registry import EXACT, RunPlan, pick_warm_start, run_design
+from solvers.registry import EXACT, RunPlan, pick_warm_start, run_design, run_exact
 from solvers.schedule.fallback import keep_faster
+from solvers.schedule.stores import StorePlacementError, place_stores
 
 
 @dataclass
@@ -47,9 +48,21 @@ def check_warm_schedules(plan: RunPlan, workload: Workload) -> None:
 
 
 def fastest_valid(workload: Workload, schedules: Iterable[Schedule]) -> Schedule | None:
-    """The fastest of ``schedules`` the simulator accepts on ``workload`` (None if none does)."""
-    timed = [(v.latency_cycles, s) for s in schedules for v in [simulate(workload, s)] if v.valid]
+    """The fastest of ``schedules`` the simulator accepts on ``workload`` (None if none does), each with the
+    program's stores placed first (a schedule carried from elsewhere may have none)."""
+    timed = [(v.latency_cycles, s) for s in _with_stores(workload, schedules) for v in [simulate(workload, s)]
+             if v.valid]
     return min(timed, key=lambda pair: pair[0])[1] if timed else None
+
+
+def _with_stores(workload: Workload, schedules: Iterable[Schedule]) -> list[Schedule]:
+    placed = []
+    for schedule in schedules:
+        try:
+            placed.append(place_stores(workload, schedule))
+        except StorePlacementError:
+            continue
+    return placed
 
 
 def run_plan(plan: RunPlan, workload: Workload, *, carry: Iterable[Schedule] = (),
@@ -75,7 +88,7 @@ def run_plan(plan: RunPlan, workload: Workload, *, carry: Iterable[Schedule] = (
         if name in EXACT:  # from the schedules as reported, so that it is compared with what the report shows
             reported = {**designed, **{n: r.schedule for n, r in runs.items()}}
             warm_name, warm = pick_warm_start(workload, reported, plan.warm_starts[name])
-            schedule = EXACT[name].run(workload, warm, plan.exact[name])
+            schedule = run_exact(name, workload, warm, plan.exact[name])
         else:
             schedule = run_design(name, workload, designed, plan.heuristic.get(name), workers=workers)
         designed[name] = schedule

@@ -11,7 +11,9 @@ The rules, for a strict schedule (relaxed schedules are not handled):
 
 1. executions run in program order (``e_i <= s_{i+1}``) and each lasts at least its plan time;
 2. a load ends before its operator starts, lasts at least bytes / HBM bandwidth (its HBM cycles),
-   and no two loads overlap (one HBM channel);
+   and no two loads overlap (one HBM channel); a store (§5.2) starts after its operator ends, lasts at
+   least its bytes / HBM bandwidth, shares the channel with the loads, and ends before a load that
+   reads what it wrote starts;
 3. the interconnect: a load must move its interconnect work (``noc``) inside its interval, so it
    lasts at least that long; an execution needs its communication cycles of interconnect inside
    its own interval; at every instant the loads' share plus the execution's share is at most 1.
@@ -25,9 +27,10 @@ The rules, for a strict schedule (relaxed schedules are not handled):
    only evaluated when rules 1-order and 2-channel hold;
 4. SRAM, at every event time t: hot bytes of the operators running at t (``s_i <= t < e_i``) plus
    cold bytes of every operator whose load has started and which has not started executing
-   (``a_j <= t < s_j``) fit in SRAM per core.
+   (``a_j <= t < s_j``), plus ``ceil(bytes / cores)`` of every store pending since its operator ended
+   (``e_i <= t < store end``) fit in SRAM per core.
 
-Latency = last execution end - first event (first load start or first execution start).
+Latency = last execution or store end - first event (first load start or first execution start).
 
 Every comparison is made with the simulator's kind of tolerance, ``tol = 1e-6 + 1e-9 * |time|``
 (the largest time of the schedule): a requirement missed by ``excess`` is a violation iff
@@ -117,9 +120,15 @@ def check(workload: Workload, schedule: Schedule, *, rate_caps: bool = True) -> 
     comm = [float(facts["comm"][i]) for i in range(n)]
     hot = [int(facts["hot"][i]) for i in range(n)]
     cold = [int(facts["cold"][i]) for i in range(n)]
-    noc = [float(facts["noc"][i]) for i in range(n)]
-    hbm = [float(workload.hbm_cycles[i]) for i in range(n)]
     loads = [i for i in range(n) if bool(workload.has_load[i])]
+    stores = [i for i in range(n) if bool(workload.has_store[i])]
+    # transfers are keyed by the operator for a load and by n + the operator for a store
+    transfers = loads + [n + i for i in stores]
+    noc = {j: float(facts["noc"][j]) for j in loads}
+    hbm = {j: float(workload.hbm_cycles[j]) for j in loads}
+    for i in stores:
+        noc[n + i] = float(workload.store_bytes[i]) / workload.noc_load_bytes_per_cycle
+        hbm[n + i] = float(workload.store_bytes[i]) / workload.chip.hbm_bytes_per_cycle
     sram = int(workload.chip.sram_per_core)
     fluid = workload.chip.load_model.value == "fluid"
 
@@ -127,6 +136,12 @@ def check(workload: Workload, schedule: Schedule, *, rate_caps: bool = True) -> 
     e = [float(x) for x in schedule.exec_end]
     a = {j: float(schedule.load_start[j]) for j in loads}
     b = {j: float(schedule.load_end[j]) for j in loads}
+    for i in stores:
+        a[n + i] = float(schedule.store_start[i])
+        b[n + i] = float(schedule.store_end[i])
+
+    def owner(k: int) -> int:
+        return k - n if k >= n else k
 
     scale = 0.0
     for t in s + e + list(a.values()) + list(b.values()):
@@ -143,23 +158,28 @@ def check(workload: Workload, schedule: Schedule, *, rate_caps: bool = True) -> 
     for j in loads:
         rec.require("2-deadline", j, s[j], b[j] - s[j])
         rec.require("2-bandwidth", j, a[j], hbm[j] - (b[j] - a[j]))
-    for x in loads:
-        for y in loads:
+    for i in stores:
+        rec.require("2-store-start", i, a[n + i], e[i] - a[n + i])
+        rec.require("2-store-bandwidth", i, a[n + i], hbm[n + i] - (b[n + i] - a[n + i]))
+    for writer, reader in workload.program.round_trips:
+        rec.require("2-round-trip", reader, a[reader], b[n + writer] - a[reader])
+    for x in transfers:
+        for y in transfers:
             if x < y:
                 overlap = min(b[x], b[y]) - max(a[x], a[y])
                 later = y if (a[y], y) > (a[x], x) else x
-                rec.require("2-channel", later, max(a[x], a[y]), overlap)
+                rec.require("2-channel", owner(later), max(a[x], a[y]), overlap)
 
     # rule 3 ----------------------------------------------------------------------------------
-    for j in loads:
-        rec.require("3-noc-share", j, a[j], noc[j] - (b[j] - a[j]))
+    for j in transfers:
+        rec.require("3-noc-share", owner(j), a[j], noc[j] - (b[j] - a[j]))
     ordered = not any(f.rule in ("1-order", "2-channel") for f in rec.findings)
     if ordered:
-        segments = _segments(s, e, a, b, loads, n)
+        segments = _segments(s, e, a, b, transfers, n)
         if fluid:
-            _fluid(rec, segments, s, e, a, comm, noc, hbm if rate_caps else noc, loads, n)
+            _fluid(rec, segments, s, e, a, comm, noc, hbm if rate_caps else noc, transfers, n, owner)
         else:
-            _rigid(rec, segments, s, e, a, b, comm, noc, loads, n)
+            _rigid(rec, segments, s, e, a, b, comm, noc, transfers, n)
 
     # rule 4 ----------------------------------------------------------------------------------
     events = sorted(set(s + e + [a[j] for j in loads]))
@@ -167,7 +187,9 @@ def check(workload: Workload, schedule: Schedule, *, rate_caps: bool = True) -> 
     for t in events:
         running = [i for i in range(n) if s[i] <= t < e[i]]
         waiting = [j for j in loads if a[j] <= t < s[j]]
-        used = sum(hot[i] for i in running) + sum(cold[j] for j in waiting)
+        pending = [i for i in stores if e[i] <= t < b[n + i]]
+        used = sum(hot[i] for i in running) + sum(cold[j] for j in waiting) + \
+            sum(-(-int(workload.store_bytes[i]) // workload.chip.cores) for i in pending)
         if used > sram:  # whole bytes: no tolerance
             op = running[0] if running else -1
             if op not in reported:
@@ -177,7 +199,8 @@ def check(workload: Workload, schedule: Schedule, *, rate_caps: bool = True) -> 
     first = min(s)
     for j in loads:
         first = min(first, a[j])
-    latency = max(e) - first
+    last = max(e + [b[n + i] for i in stores])
+    latency = last - first
     findings = sorted(rec.findings, key=lambda f: (f.time, f.rule))
     return Verdict(not findings, findings, latency, rec.tol, rec.margins)
 
@@ -237,7 +260,7 @@ def _rigid(rec: _Record, segments, s, e, a, b, comm, noc, loads, n) -> None:
         rec.require("3-noc-exec", i, s[i], comm[i] - free)
 
 
-def _fluid(rec: _Record, segments, s, e, a, comm, noc, hbm, loads, n) -> None:
+def _fluid(rec: _Record, segments, s, e, a, comm, noc, hbm, loads, n, owner) -> None:
     """Variable rates: an execution's communication fits in its own run, and an LP splits the loads' work."""
     for i in range(n):
         rec.require("3-noc-exec", i, s[i], comm[i] - (e[i] - s[i]))
@@ -253,7 +276,7 @@ def _fluid(rec: _Record, segments, s, e, a, comm, noc, hbm, loads, n) -> None:
         missing = sum(noc[j] for j in prefix) - _max_work(segments, s, e, comm, noc, hbm, prefix, n)
         if missing > rec.tol:
             j = prefix[-1]
-            rec.findings.append(Finding("3-noc-load", j, a[j], missing))
+            rec.findings.append(Finding("3-noc-load", owner(j), a[j], missing))
             return
     rec.findings.append(Finding("3-noc-load", -1, a[in_time_order[-1]], shortfall))
 

@@ -9,8 +9,15 @@ schedule of a relaxed problem, and nothing proves that no valid schedule beats i
 
 Notation: ``T_i`` an operator's fastest plan time; ``L_j`` the shortest possible
 load of operator j, ``max(HBM cycles, interconnect cycles at its minimum cold
-layout)``. Latency runs from the first event (load or execution) to the end
-of the last execution.
+layout)``; ``S_i`` the shortest possible store of operator i (docs/design.md §5.2),
+``max(HBM cycles, interconnect cycles)`` of its output (0 for an operator that
+stores nothing). Latency runs from the first event (load or execution) to the end
+of the last execution or store.
+
+Stores only add to a program: dropping a valid schedule's stores leaves a valid
+schedule of the same program without them that ends no later. So every bound of
+the store-free program (the LP, the MILP, the layer bound, which do not model
+stores) bounds the program with them; the closed forms below count the stores too.
 """
 from __future__ import annotations
 
@@ -82,14 +89,21 @@ def _make(workload: Workload, name: str, cycles: float, started: float, status: 
                  seconds=time.perf_counter() - started, status=status, solver=solver)
 
 
+def shortest_stores(workload: Workload) -> np.ndarray:
+    """``S_i``: a store takes at least its HBM time and its interconnect time (0 where nothing is stored)."""
+    return np.maximum(workload.store_hbm_cycles, workload.store_noc_cycles)
+
+
 def hbm_bound(workload: Workload) -> Bound:
-    """Loads share one HBM channel and each lasts at least ``L_j``; the last to finish is followed by its
-    own operator's execution: latency >= sum_j L_j + min over loading operators of T_j."""
+    """Loads and stores share one HBM channel inside the latency, each lasting at least ``L_j`` / ``S_i``.
+    Without stores the last load is followed by its own operator's execution: latency >= sum_j L_j + min over
+    loading operators of T_j; with stores a store may come last: latency >= sum_j L_j + sum_i S_i."""
     started = time.perf_counter()
     loads = shortest_loads(workload)
+    stores = shortest_stores(workload)
     has = workload.has_load
-    tail = float(fastest_times(workload)[has].min()) if has.any() else 0.0
-    return _make(workload, "hbm", float(loads.sum()) + tail, started, "closed form")
+    tail = float(fastest_times(workload)[has].min()) if has.any() and not stores.any() else 0.0
+    return _make(workload, "hbm", float(loads.sum()) + float(stores.sum()) + tail, started, "closed form")
 
 
 def execution_bound(workload: Workload) -> Bound:
@@ -100,18 +114,42 @@ def execution_bound(workload: Workload) -> Bound:
 
 def flow_shop_bound(workload: Workload) -> Bound:
     """Two-machine flow shop: before operator k starts, the loads of operators 0..k have all finished on
-    the one channel (whatever their order), and operators k..n-1 then run one after another:
-    latency >= max_k (sum_{j <= k} L_j + sum_{i >= k} T_i)."""
+    the one channel (whatever their order), and so have the stores those loads read back (a round trip's
+    store ends before its load starts; each such store counted once, at the first load that needs it);
+    operators k..n-1 then run one after another:
+    latency >= max_k (sum_{j <= k} L_j + sum of S_p over stores read back by loads j <= k + sum_{i >= k} T_i)."""
     started = time.perf_counter()
-    loads = shortest_loads(workload)
+    loads = shortest_loads(workload).copy()
+    stores = shortest_stores(workload)
+    writers, readers = workload.round_trips
+    if len(writers):  # each store charged at the first load that reads it back
+        first = np.full(len(workload), len(workload), dtype=np.int64)
+        np.minimum.at(first, writers, readers)
+        stored = np.flatnonzero(first < len(workload))
+        np.add.at(loads, first[stored], stores[stored])
     fast = fastest_times(workload)
     before = np.cumsum(loads)
     after = np.cumsum(fast[::-1])[::-1]
     return _make(workload, "flow-shop", float((before + after).max()), started, "closed form")
 
 
+def store_flow_shop_bound(workload: Workload) -> Bound:
+    """The flow shop mirrored for stores: operators 0..k run one after another before operator k ends, and
+    every store of operators k..n-1 starts after its operator ends, so after operator k's end, one at a time:
+    latency >= max_k (sum_{i <= k} T_i + sum_{i >= k} S_i)."""
+    started = time.perf_counter()
+    fast = fastest_times(workload)
+    stores = shortest_stores(workload)
+    before = np.cumsum(fast)
+    after = np.cumsum(stores[::-1])[::-1]
+    return _make(workload, "store-flow-shop", float((before + after).max()), started, "closed form")
+
+
 def closed_form_bounds(workload: Workload) -> list[Bound]:
-    return [hbm_bound(workload), execution_bound(workload), flow_shop_bound(workload)]
+    forms = [hbm_bound(workload), execution_bound(workload), flow_shop_bound(workload)]
+    if workload.has_store.any():
+        forms.append(store_flow_shop_bound(workload))
+    return forms
 
 
 def bound_data(workload: Workload) -> BoundData:

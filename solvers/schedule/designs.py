@@ -172,6 +172,7 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
         screened += len(configs)
         configs = rank(configs)[:finalists]
     dyn = dyn if dyn is not None else elk_dyn(workload)
+    dyn = dyn.info.before_stores or dyn  # compared as the passes make them, before stores are placed
     best, best_span, best_cfg = dyn, span(dyn, workload.has_load), None
     def final(k: int) -> float | None:
         sched = run(workload, *configs[k])

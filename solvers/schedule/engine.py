@@ -168,6 +168,15 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
         exec_left[k + 1] = exec_left[k] + fastest[k]
     hbm_left = float(sum(hbm[op] for op in order))  # HBM time of loads not placed yet
 
+    # stores (docs/design.md §5.2): an operator whose output a later load reads back ends early enough for its
+    # store to finish before that load starts; solvers.schedule.stores then places the store itself
+    writers, readers = workload.round_trips
+    read_back: dict[int, list[int]] = {}
+    for p, j in zip(writers.tolist(), readers.tolist()):
+        read_back.setdefault(p, []).append(j)
+    store_cycles = np.maximum(workload.store_hbm_cycles, workload.store_noc_cycles).tolist()
+    load_placed = [False] * n
+
     exec_s = [0.0] * n
     exec_e = [0.0] * n
     load_s = [0.0] * n
@@ -212,6 +221,8 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
         else:
             resident = forced
             depths = range(0, min(m, depth_cap) + 1)
+        store_cap = min((load_s[j] for j in read_back.get(i, ()) if load_placed[j]), default=np.inf) - \
+            store_cycles[i] if i in read_back else np.inf
         for r in depths:
             if r > 0 and not greedy:
                 resident += cold_of[chain[m - r]]
@@ -222,6 +233,8 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
             else:
                 last = True
                 deadline = next_start
+            if deadline > store_cap:
+                deadline = store_cap
             if greedy:
                 budget = cfg.exec_region if cfg.plan_budget is PlanBudget.EXEC_REGION else sram - resident
             else:
@@ -302,6 +315,7 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
                 dur = max(hbm[op], noc_of[op] / theta)
                 load_e[op], load_s[op] = end, end - dur
             chain.append(op)
+            load_placed[op] = True
             forced -= cold_of[op]
             hbm_left -= hbm[op]
             idx -= 1

@@ -106,6 +106,9 @@ def check_program(program: Program, chip: Chip, options: OptimalOptions) -> None
         raise NotProven("the optimal design is exact for fluid loads only (a rigid load's share is its work over "
                         "its length, two decisions: the window model fixes the length per plan row); "
                         "use --load-model fluid")
+    if any(op.store for op in program.ops):
+        raise NotProven("the optimal design's model has no HBM stores (docs/design.md §5.2); a program that "
+                        "writes to HBM (a training step, a KV append) cannot be proven optimal by it")
     n = len(program.ops)
     if n > options.max_operators:
         raise NotProven(f"the optimal design proves programs of at most {options.max_operators} operators within "
