@@ -44,6 +44,9 @@ class DesignResult:
                # float noise of the breakdown's sums (a stall of 4.8e-14 ms) is zero
                **{f"{k}_ms": (0.0 if abs(v) < 1e-9 else v) for k, v in r.breakdown_ms.items()},
                "hbm_utilisation": r.hbm_utilisation, "noc_utilisation": r.noc_utilisation,
+               **({"hbm_read_utilisation": r.hbm_read_utilisation, "hbm_write_utilisation": r.hbm_write_utilisation,
+                   "hbm_read_bytes": r.hbm_bytes, "hbm_write_bytes": r.hbm_write_bytes, "store_ms": r.store_ms}
+                  if r.hbm_write_bytes else {}),
                "achieved_tflops": r.achieved_tflops, "peak_sram_bytes": r.peak_sram_bytes,
                "compile_seconds": self.compile_seconds, "relaxation": r.relaxation.describe()}
         if self.schedule.info.warm_start is not None:  # exact designs: the schedule they started from

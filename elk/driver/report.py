@@ -37,11 +37,24 @@ def program_header(program: Program, chip: Chip) -> str:
     mode = meta.get("mode", "")
     shape = f"batch {meta.get('batch')}" + (f", KV {meta.get('seq')}" if mode == "decode" else
                                              f", sequence {meta.get('seq')}" if meta.get("seq") else "")
-    hbm_ms = program.hbm_bytes / chip.hbm_bytes_per_s * 1e3
+    writes = program.hbm_write_bytes
+    hbm_ms = (program.hbm_bytes + writes) / chip.hbm_bytes_per_s * 1e3
+    moved = f"{fmt_bytes(program.hbm_bytes)} from HBM" + (f" and {fmt_bytes(writes)} to HBM" if writes else "")
     return (f"elk: {program.name} {mode} ({shape}) on {chip.describe()}\n"
             f"program: {len(program.ops):,} operators ({len(program.unique_signatures())} unique shapes), "
-            f"{fmt_bytes(program.hbm_bytes)} from HBM per step, {fmt_tflop(program.flops)} TFLOP; "
-            f"HBM time alone {fmt_ms(hbm_ms)} ms" + graph_inputs_line(meta))
+            f"{moved} per step, {fmt_tflop(program.flops)} TFLOP; "
+            f"HBM time alone {fmt_ms(hbm_ms)} ms" + graph_inputs_line(meta) + training_line(meta))
+
+
+def training_line(meta: dict) -> str:
+    """For a training step: what it holds (optimizer, checkpointing) and its FLOPs by part."""
+    if meta.get("step") != "train":
+        return ""
+    parts = [f"{name} {fmt_tflop(meta[key])}" for name, key in
+             (("forward", "forward_flops"), ("backward", "backward_flops"), ("optimizer", "optimizer_flops"),
+              ("recompute", "recompute_flops")) if meta.get(key)]
+    knobs = ", ".join(f"{k} {meta[k]}" for k in ("optimizer", "master_weights", "checkpoint") if k in meta)
+    return f"\ntraining step: {knobs}; TFLOP by part: " + ", ".join(parts)
 
 
 def graph_inputs_line(meta: dict) -> str:
@@ -62,7 +75,7 @@ def compile_report(result) -> str:
                      f"{100 * r['gap_to_bound']:.1f}" if r.get("gap_to_bound") is not None else "-",
                      f"{r['pct_of_ideal']:.1f}" if r["pct_of_ideal"] is not None else "-",
                      b("overlapped"), b("preload_only"), b("execute_only"), b("stall"),
-                     f"{100 * r['hbm_utilisation']:.1f}%", f"{100 * r['noc_utilisation']:.1f}%",
+                     _hbm_cell(r), f"{100 * r['noc_utilisation']:.1f}%",
                      f"{r['achieved_tflops']:.1f}", f"{r['peak_sram_bytes'] / 1024:.0f}",
                      _placed_kib(r), f"{100 * r['fragmentation']:.1f}" if "fragmentation" in r else "-",
                      f"{r['compile_seconds']:.2f}", "yes" if r["valid"] else "NO"])
@@ -96,6 +109,13 @@ def compile_report(result) -> str:
         out += [""] + [f"note: {n}" for n in notes]
     out += ["", f"compile: {result.total_seconds:.2f} s in all (plan tables, designs, placement, bound)", "", LEGEND]
     return "\n".join(out)
+
+
+def _hbm_cell(row: dict) -> str:
+    """HBM utilisation; for a program that stores, reads + writes."""
+    if "hbm_write_utilisation" in row:
+        return f"{100 * row['hbm_read_utilisation']:.1f}+{100 * row['hbm_write_utilisation']:.1f}%"
+    return f"{100 * row['hbm_utilisation']:.1f}%"
 
 
 def warm_start_note(name: str, d) -> str:
@@ -143,12 +163,13 @@ def fmt_tflop(flops: float) -> str:
 
 
 LEGEND = ("design = the strategy that made the schedule (ideal: a relaxed schedule, see the note above). "
-          "latency ms = simulated time from the first event (load or execution) to the end of the last execution. "
+          "latency ms = simulated time from the first event (load or execution) to the end of the last execution "
+          "(or store). "
           "gap % = certified gap, latency / proven lower bound - 1 (no valid schedule is faster than the bound); "
           "% ideal = Ideal latency / design latency (Ideal is a relaxed schedule). Time breakdown in ms: "
           "overlap = executing while an HBM load runs; preload = loading only; execute = executing only; "
           "stall = neither at full rate (interconnect contention or idle); they add up to the latency. "
-          "HBM util = HBM bytes / (bandwidth x latency); NoC util = interconnect cycles used by loads and "
+          "HBM util = HBM bytes / (bandwidth x latency), reads+writes for a program that stores; NoC util = interconnect cycles used by loads and "
           "communication / latency. TFLOPS = model FLOPs / latency. SRAM KiB = most bytes live on a core at once; alloc KiB = highest SRAM address the "
           "placed buffers use ((r) repaired, (!) not placeable); frag % = 1 - SRAM / alloc; compile s = time "
           "to schedule (and place) the design; valid = passes the simulator under the chip's load model.")

@@ -26,6 +26,7 @@ from elk.workload import Workload
 PID = 1
 TID_EXEC = 1
 TID_LOAD = 2
+TID_STORE = 3
 #: Timestamps are rounded to a picosecond (in microseconds) to keep files compact.
 _DECIMALS = 6
 
@@ -97,7 +98,9 @@ def _metadata_events(design: str) -> list[dict[str, Any]]:
             meta("thread_name", TID_EXEC, {"name": "execution"}),
             meta("thread_sort_index", TID_EXEC, {"sort_index": 0}),
             meta("thread_name", TID_LOAD, {"name": "HBM loads"}),
-            meta("thread_sort_index", TID_LOAD, {"sort_index": 1})]
+            meta("thread_sort_index", TID_LOAD, {"sort_index": 1}),
+            meta("thread_name", TID_STORE, {"name": "HBM stores"}),
+            meta("thread_sort_index", TID_STORE, {"sort_index": 2})]
 
 
 def _execution_events(workload: Workload, schedule: Schedule, tl: Timeline, us_per_cycle: float,
@@ -136,6 +139,22 @@ def _load_events(workload: Workload, tl: Timeline, us_per_cycle: float, clip: bo
             for i, t, d, nbytes, hbm, share in rows]
 
 
+def _store_events(workload: Workload, tl: Timeline, us_per_cycle: float, clip: bool) -> list[dict[str, Any]]:
+    """One complete slice per HBM store (docs/design.md §5.2), in channel order, on its own track."""
+    ops = workload.program.ops
+    so = tl.store_ops.astype(np.int64)
+    ts = _us(tl.store_start, us_per_cycle)
+    dur = np.round(np.maximum(_us(_display_ends(tl.store_start, tl.store_end, clip), us_per_cycle) - ts, 0.0),
+                   _DECIMALS)
+    rows = zip(so.tolist(), ts.tolist(), dur.tolist(), workload.store_bytes[so].astype(np.int64).tolist(),
+               workload.store_hbm_cycles[so].tolist(), _json_numbers(np.round(tl.store_share, _DECIMALS).tolist()))
+    return [{"name": f"store {ops[i].name}", "cat": "hbm", "ph": "X", "pid": PID, "tid": TID_STORE,
+             "ts": t, "dur": d,
+             "args": {"op": ops[i].name, "index": i, "bytes": nbytes, "hbm_cycles": hbm,
+                      "interconnect_share": share}}
+            for i, t, d, nbytes, hbm, share in rows]
+
+
 def _sram_counter(tl: Timeline, us_per_cycle: float) -> list[dict[str, Any]]:
     """Per-core SRAM in use, one counter sample per distinct instant."""
     times, level = collapse_steps(tl.sram_time, tl.sram_bytes)
@@ -165,9 +184,13 @@ def noc_share_series(workload: Workload, schedule: Schedule,
     communication to fit in the capacity loads leave over the whole run, so the
     two series may sum above 1 at an instant in a valid schedule.
     """
-    times = np.unique(np.concatenate([tl.load_start, tl.load_end, tl.exec_start, tl.exec_end]))
-    share = np.where(np.isfinite(tl.load_share), tl.load_share, 0.0)
-    load = active_value(times, tl.load_start, tl.load_end, share)
+    starts = np.concatenate([tl.load_start, tl.store_start])
+    ends = np.concatenate([tl.load_end, tl.store_end])
+    order = np.argsort(starts, kind="stable")  # loads and stores share the channel: one at a time
+    times = np.unique(np.concatenate([starts, ends, tl.exec_start, tl.exec_end]))
+    share = np.concatenate([tl.load_share, tl.store_share])[order]
+    share = np.where(np.isfinite(share), share, 0.0)
+    load = active_value(times, starts[order], ends[order], share)
     dur = tl.exec_end - tl.exec_start
     comm = workload.chosen(schedule.entry)["comm"]
     exec_share = np.where(dur > 0, comm / np.where(dur > 0, dur, 1.0), 0.0)
@@ -181,7 +204,8 @@ def _other_data(workload: Workload, schedule: Schedule, result: SimResult) -> di
     return {"model": workload.program.name, "chip": chip.describe(), "design": result.design,
             "latency_ms": _json_number(float(result.latency_ms)), "valid": bool(result.valid),
             "relaxation": result.relaxation.describe(), "clock_hz": chip.clock_hz, "operators": len(workload),
-            "loads": int(len(result.timeline.load_ops)), "peak_sram_bytes": int(result.peak_sram_bytes),
+            "loads": int(len(result.timeline.load_ops)), "stores": int(len(result.timeline.store_ops)),
+            "peak_sram_bytes": int(result.peak_sram_bytes),
             "sram_per_core": chip.sram_per_core, "time_unit": "microseconds (converted from cycles)",
             "violations": [v.message(chip.clock_hz) for v in result.violations[:10]]}
 
@@ -195,6 +219,7 @@ def chrome_trace(workload: Workload, schedule: Schedule, result: SimResult) -> d
         clip = bool(result.valid)
         events += _execution_events(workload, schedule, tl, us_per_cycle, clip)
         events += _load_events(workload, tl, us_per_cycle, clip)
+        events += _store_events(workload, tl, us_per_cycle, clip)
         events += _sram_counter(tl, us_per_cycle)
         events += _noc_counter(workload, schedule, tl, us_per_cycle)
     return {"traceEvents": events, "displayTimeUnit": "ns",
