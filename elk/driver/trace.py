@@ -88,19 +88,19 @@ def _json_number(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _metadata_events(design: str) -> list[dict[str, Any]]:
+def _metadata_events(design: str, stores: bool) -> list[dict[str, Any]]:
     """Process and thread names (and their order) the viewers show as track labels."""
     def meta(name: str, tid: int, args: dict[str, Any]) -> dict[str, Any]:
         return {"name": name, "ph": "M", "pid": PID, "tid": tid, "args": args}
 
+    tracks = [meta("thread_name", TID_STORE, {"name": "HBM stores"}),
+              meta("thread_sort_index", TID_STORE, {"sort_index": 2})] if stores else []
     return [meta("process_name", 0, {"name": f"elk {design}"}),
             meta("process_sort_index", 0, {"sort_index": 0}),
             meta("thread_name", TID_EXEC, {"name": "execution"}),
             meta("thread_sort_index", TID_EXEC, {"sort_index": 0}),
             meta("thread_name", TID_LOAD, {"name": "HBM loads"}),
-            meta("thread_sort_index", TID_LOAD, {"sort_index": 1}),
-            meta("thread_name", TID_STORE, {"name": "HBM stores"}),
-            meta("thread_sort_index", TID_STORE, {"sort_index": 2})]
+            meta("thread_sort_index", TID_LOAD, {"sort_index": 1})] + tracks
 
 
 def _execution_events(workload: Workload, schedule: Schedule, tl: Timeline, us_per_cycle: float,
@@ -214,7 +214,7 @@ def chrome_trace(workload: Workload, schedule: Schedule, result: SimResult) -> d
     """The simulated schedule as a Chrome trace-event document (a JSON-ready dict)."""
     tl = result.timeline
     us_per_cycle = 1e6 / workload.chip.clock_hz
-    events = _metadata_events(result.design)
+    events = _metadata_events(result.design, bool(workload.has_store.any()))
     if has_timeline(workload, result):
         clip = bool(result.valid)
         events += _execution_events(workload, schedule, tl, us_per_cycle, clip)
