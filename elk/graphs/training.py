@@ -15,8 +15,12 @@ like a forward operator:
 - **slice** ``x->z``: ``dz->x``, a pad into the sliced tensor's full shape;
 - **gather** ``t,i->z``: ``dz->t``, a scatter into the table.
 
-A window convolution's input gradient needs a windowed output and a pooling's needs its argmax: both are
-refused with one error line (``training step: backward of <op> (<kind>) is not supported``).
+- **conv** with sliding windows: ``dX = dY,W->X`` with the window on the output (a transposed convolution)
+  and ``dW = X,dY->W``, both convolutions over the forward's indices;
+- **pool**: ``dz,x->x``, the window's gradient routed by the saved input (max) or spread (average).
+
+An operator kind without a rule (none today) is refused with one error line (``training step: backward of
+<op> (<kind>) is not supported``).
 
 Only tensors that need a gradient get one: the weights and every activation computed from one; constants
 (masks, rotary tables, token vectors) get none. A tensor read by several operators gets one gradient
@@ -107,6 +111,9 @@ class TrainingOptions:
         """Whether the step keeps an fp32 master copy for weights of this element size."""
         return self.master_weights if self.master_weights is not None else bytes_per_element == 2
 
+
+#: operator kinds whose backward elk builds (every kind today; a new kind is refused until it has a rule)
+BACKWARD_KINDS = frozenset(OpKind)
 
 #: unary operators whose derivative is a constant (no saved input needed), by name suffix
 _LINEAR_UNARY = ("scale", "neg", "cap.mul", ".mul")
@@ -220,9 +227,7 @@ class _StepBuilder:
     def check_supported(self) -> None:
         """Refuse, before emitting anything, an operator whose backward elk cannot express."""
         for op in self.fwd.ops:
-            if op.output.tensor not in self.needs:
-                continue
-            if op.kind == OpKind.POOL or (op.kind == OpKind.CONV and _has_window(op)):
+            if op.output.tensor in self.needs and op.kind not in BACKWARD_KINDS:
                 raise ModelConfigError(f"training step: backward of {op.name} ({op.kind.value}) is not supported")
 
     def backward_layer(self, layer: int | None) -> int | None:
@@ -263,7 +268,11 @@ class _StepBuilder:
             if op.kind in (OpKind.MATMUL, OpKind.CONV):
                 other = op.inputs[1 - k]
                 ins = [dz, other] if k == 0 else [other, dz]
-                out += self.contribute(x.tensor, name, OpKind.MATMUL, lengths, x.axes, ins, bpe, layer, role)
+                kind = OpKind.CONV if _has_window(op) else OpKind.MATMUL
+                out += self.contribute(x.tensor, name, kind, lengths, x.axes, ins, bpe, layer, role)
+                continue
+            if op.kind == OpKind.POOL:  # the window's gradient, routed by the saved input (max) or spread (mean)
+                out += self.contribute(x.tensor, name, OpKind.POOL, lengths, x.axes, [dz, x], bpe, layer, role)
                 continue
             if op.kind == OpKind.BINARY and not _is_sum(op):
                 ins = [dz, *(o for j, o in enumerate(op.inputs) if j != k)]
