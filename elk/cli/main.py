@@ -262,7 +262,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
                        + [("--save-schedule", p, JSON) for _, p in saves])
     options = _design_options(args, compiled, records)  # each checked when made
     training = training_kwargs(args)  # checked before any work
-    model = build_model(args) if args.dim else args.model
+    # a training step is built here, so that its refusals (no trainable weights...) come before any work
+    model = build_model(args) if args.dim or args.mode == "train" else args.model
     warm_start = warm[1] if warm is not None else None
     if warm is not None and warm[0] == "file":
         # every refusal that needs no plan table first, then the simulator's verdict on this workload

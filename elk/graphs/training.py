@@ -15,12 +15,15 @@ like a forward operator:
 - **slice** ``x->z``: ``dz->x``, a pad into the sliced tensor's full shape;
 - **gather** ``t,i->z``: ``dz->t``, a scatter into the table.
 
-- **conv** with sliding windows: ``dX = dY,W->X`` with the window on the output (a transposed convolution)
-  and ``dW = X,dY->W``, both convolutions over the forward's indices;
-- **pool**: ``dz,x->x``, the window's gradient routed by the saved input (max) or spread (average).
+- **conv** with sliding windows: ``dW = X,dY->W``, a convolution over the forward's indices;
+- **pool**: ``dz,x->x`` with the window on the output, the window's gradient routed by the saved input (max)
+  or spread (average).
 
-An operator kind without a rule (none today) is refused with one error line (``training step: backward of
-<op> (<kind>) is not supported``).
+The input gradient of a sliding-window convolution (a transposed convolution: the window on the output)
+is refused with one error line (``training step: backward of <op> (...) is not supported``): elk's plan
+tables cannot cost a convolution whose output is windowed (no replica count). elk's builders and importers
+model convolutions as implicit GEMMs without windows, whose backward is the matmul pair above; only a
+hand-built program meets the refusal.
 
 Only tensors that need a gradient get one: the weights and every activation computed from one; constants
 (masks, rotary tables, token vectors) get none. A tensor read by several operators gets one gradient
@@ -227,8 +230,14 @@ class _StepBuilder:
     def check_supported(self) -> None:
         """Refuse, before emitting anything, an operator whose backward elk cannot express."""
         for op in self.fwd.ops:
-            if op.output.tensor in self.needs and op.kind not in BACKWARD_KINDS:
-                raise ModelConfigError(f"training step: backward of {op.name} ({op.kind.value}) is not supported")
+            if op.output.tensor not in self.needs:
+                continue
+            windowed_input_grad = op.kind == OpKind.CONV and any(
+                self._grad_input(op, k) and any(len(a) > 1 for a in o.axes) for k, o in enumerate(op.inputs))
+            if op.kind not in BACKWARD_KINDS or windowed_input_grad:
+                what = "the input gradient of a sliding-window " if windowed_input_grad else ""
+                raise ModelConfigError(f"training step: backward of {op.name} ({what}{op.kind.value}) "
+                                       f"is not supported")
 
     def backward_layer(self, layer: int | None) -> int | None:
         """Backward blocks numbered after the forward's, increasing in execution order (last layer first)."""
