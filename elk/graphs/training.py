@@ -120,21 +120,21 @@ BACKWARD_KINDS = frozenset(OpKind)
 
 #: unary operators whose derivative is a constant (no saved input needed), by name suffix
 _LINEAR_UNARY = ("scale", "neg", "cap.mul", ".mul")
-#: binary operators that add their inputs (the gradient passes through, no saved operand), by role / name suffix
-_SUM_ROLES = ("residual",)
-_SUM_SUFFIXES = (".bias", ".shift", ".rope", "_res", "Add", "add")
+#: binary operators that add or subtract their inputs (the gradient passes through, no saved operand): by role
+#: (elk's residuals; the importers' source operator types) or by name ending (elk's builders)
+_SUM_ROLES = frozenset({"residual", "add", "bias", "sub", "subtract", "sum"})
+_SUM_SUFFIXES = (".bias", ".shift", ".rope", "_res", ".sub")
 
 
 def _is_sum(op: Operator) -> bool:
-    """A binary operator that adds its inputs: a residual, a bias, a layer norm's shift, RoPE's final add.
+    """A binary operator that adds or subtracts its inputs: a residual, a bias, a layer norm's shift, RoPE's add.
 
-    Why by name: the IR says "binary", not which function; elk's builders name their adds like this and the
-    importers keep the source's operator type (``Add``) in the name or role. Anything else is treated as a
-    product, whose gradient reads the other operand back (the more expensive case).
+    Why by role and name: the IR says "binary", not which function; elk's builders name their adds like this,
+    the artifact importer keeps the node's type (``Add``, ``Subtract``) as the role and the ONNX importer its
+    own label (``add``, ``bias``, ``sub``). Anything else is treated as a product, whose gradient reads the
+    other operand back (the more expensive case).
     """
-    name = op.name.rsplit(".", 1)[-1] if "." in op.name else op.name
-    return (op.role in _SUM_ROLES or op.role in ("Add", "add") or op.name.endswith(_SUM_SUFFIXES)
-            or name.lower().startswith("add"))
+    return op.role.lower() in _SUM_ROLES or op.name.endswith(_SUM_SUFFIXES)
 
 
 def _is_linear_unary(op: Operator) -> bool:
