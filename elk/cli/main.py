@@ -439,7 +439,8 @@ def training_summary(program) -> str:
     reads, writes = m["hbm_read_bytes"], m["hbm_write_bytes"]
     lines = [f"  training step: {m['optimizer']}, master weights {'on' if m['master_weights'] else 'off'}, "
              f"checkpoint {m['checkpoint']}; {m['parameters']:,} parameters in {m['trainable_weights']} weights",
-             f"  operators: forward {m['forward_ops']:,}, backward {m['backward_ops']:,}, optimizer "
+             f"  operators: forward {m['forward_ops']:,}, backward {m['backward_ops']:,}"
+             + (f" (recompute {m['recompute_ops']:,} of them)" if m["recompute_ops"] else "") + ", optimizer "
              f"{m['optimizer_ops']:,}; TFLOP: forward {fmt_tflop(m['forward_flops'])}, backward "
              f"{fmt_tflop(m['backward_flops'])}, recompute {fmt_tflop(m['recompute_flops'])}, optimizer "
              f"{fmt_tflop(m['optimizer_flops'])}",

@@ -889,11 +889,12 @@ _FLOAT_TYPES = frozenset({1, 10, 11, 16, 17, 18, 19, 20})
 
 
 def _trainable(ops: Sequence[Operator], graph: OnnxGraph) -> frozenset[str]:
-    """The trainable weights: HBM inputs that are float initializers of more than one element (a merged
-    projection's ``a+b+c`` when each part is), and the constants or runtime graph inputs a matmul or
-    convolution reads as its second operand (files exported without their weights list or compute them so),
-    the first graph input (the data) excepted. Folded tensors (masks, rotary tables) are computed by nodes, not initializers, and
-    an embedding lookup reads ``<table>.rows``, which stays an input as in elk's builders (docs/design.md §9.1)."""
+    """The trainable weights (docs/design.md §9.1): HBM inputs that are float initializers of more than one
+    element (a merged projection's ``a+b+c`` when each part is), and the constants or runtime graph inputs a
+    matmul or convolution reads as its second operand (files exported without their weights list or compute
+    them so), the first graph input (the data) excepted. Folded tensors (masks, rotary tables) are computed by
+    nodes, not initializers, and an embedding lookup reads ``<table>.rows``, which stays an input as in elk's
+    builders."""
     produced = {op.output.tensor for op in ops}
     kernels = {op.inputs[1].tensor for op in ops if op.kind in (OpKind.MATMUL, OpKind.CONV)}
     data = set(graph.inputs[:1])
@@ -903,8 +904,8 @@ def _trainable(ops: Sequence[Operator], graph: OnnxGraph) -> frozenset[str]:
         if v is None or v.dtype not in _FLOAT_TYPES or v.size <= 1:
             return False
         return v.initializer or (kernel and (v.const or name in graph.inputs) and name not in data)
-    return frozenset(o.tensor for op in ops for o in op.inputs
-                     if o.tensor not in produced and all(trainable(n, o.tensor in kernels) for n in o.tensor.split("+")))
+    return frozenset(o.tensor for op in ops for o in op.inputs if o.tensor not in produced
+                     and all(trainable(n, o.tensor in kernels) for n in o.tensor.split("+")))
 
 
 __all__ = ["SUPPORTED", "View", "load_onnx"]

@@ -60,7 +60,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from elk.errors import ModelConfigError
 from elk.ir import Axis, Operand, OpKind, Operator, Program
@@ -473,6 +473,7 @@ def step_accounting(program: Program, forward: Program, options: TrainingOptions
         peak = max(peak, live)
     return {"master_weights": options.master_for(forward.meta.get("bytes_per_element", 2)),
             "forward_ops": bwd_start, "backward_ops": opt_start - bwd_start, "optimizer_ops": len(ops) - opt_start,
+            "recompute_ops": sum(1 for op in ops[bwd_start:opt_start] if op.name.startswith("recompute.")),
             "trainable_weights": len(weights & {o.tensor for op in ops for o in op.inputs}),
             "parameters": sum(_param_count(op) for op in ops[opt_start:] if not op.name.endswith(".cast")),
             "forward_flops": sum(op.flops for op in ops[:bwd_start]),
@@ -488,12 +489,5 @@ def _param_count(update: Operator) -> int:
     return update.tensor_elements(update.inputs[1])
 
 
-def weights_from_inputs(ops: Iterable[Operator], is_weight) -> frozenset[str]:
-    """The HBM inputs of ``ops`` (read, never produced) for which ``is_weight(tensor)`` holds."""
-    ops = list(ops)
-    produced = {op.output.tensor for op in ops}
-    return frozenset(o.tensor for op in ops for o in op.inputs if o.tensor not in produced and is_weight(o.tensor))
-
-
 __all__ = ["CATEGORIES", "CHECKPOINTS", "Checkpoint", "OPTIMIZERS", "Optimizer", "TrainingOptions",
-           "step_accounting", "training_step", "weights_from_inputs"]
+           "step_accounting", "training_step"]
