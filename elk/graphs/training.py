@@ -8,13 +8,12 @@ like a forward operator:
 - **matmul** ``A,B->C``: ``dA = dC,B->A`` and ``dB = A,dC->B`` (each exactly the forward's FLOPs); a
   convolution without sliding windows (elk's implicit GEMMs) is the same pair, as matmuls;
 - **binary** ``x,y->z``: ``dx = dz,y->x`` for a product (the saved other operand is read back), ``dz->x`` for a
-  sum (a residual, a bias, a shift); an ``x`` with fewer indices than ``z`` (a broadcast) makes it a reduction;
+  sum or difference (a residual, a bias, a shift, softmax's subtraction); an ``x`` with fewer indices than ``z`` (a broadcast) makes it a reduction;
 - **unary** ``x->z``: ``dz,x->x`` (``f'(x)`` needs the saved input), ``dz->x`` when the function is linear (a
   scale, a negation);
 - **reduce** ``x->z``: ``dz->x``, a broadcast back over the reduced indices;
 - **slice** ``x->z``: ``dz->x``, a pad into the sliced tensor's full shape;
-- **gather** ``t,i->z``: ``dz->t``, a scatter into the table.
-
+- **gather** ``t,i->z``: ``dz->t``, a scatter into the table;
 - **conv** with sliding windows: ``dW = X,dY->W``, a convolution over the forward's indices;
 - **pool**: ``dz,x->x`` with the window on the output, the window's gradient routed by the saved input (max)
   or spread (average).
@@ -51,7 +50,7 @@ Weight decay and bias correction are folded into the update's elementwise cost.
 Saved activations: the step's operators run forward, backward (last layer first), optimizer. Whatever an
 operator reads that the operator just before it did not produce or read is off chip (elk's residency rule), so
 every such tensor produced inside the step is stored by its producer (``Operator.store``) and loaded back
-(``Program.round_trips``). ``checkpoint="layer"`` keeps only each layer's inputs: the backward of layer L
+(``Program.round_trips``); an activation stays on chip only when its reader runs right after its producer. ``checkpoint="layer"`` keeps only each layer's inputs: the backward of layer L
 first recomputes layer L's forward operators (``recompute.<name>``) and reads their outputs instead.
 """
 from __future__ import annotations
