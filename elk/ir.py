@@ -302,6 +302,11 @@ class Program:
         is ``"structure"`` compares them without the on/off-chip flags: imported graphs
         stitched from copied layers (the Elk artifact's Llama2-70B and Gemma2) read a few
         inputs from HBM in some copies only, yet every block has the same operators.
+
+        Layer numbers may form several groups of contiguous, equally long blocks (a training
+        step numbers its forward blocks and its backward blocks apart, docs/design.md §9.1):
+        the longest run of identical blocks over all groups is returned, the one covering
+        most operators (the earliest on a tie).
         """
         first: dict[int, int] = {}
         count: dict[int, int] = {}
@@ -311,32 +316,40 @@ class Program:
                 count[op.layer] = count.get(op.layer, 0) + 1
         if len(first) < 2:
             return None
-        order = sorted(first)
-        length = count[order[0]]
-        start = first[order[0]]
-        if any(count[k] != length or first[k] != start + j * length for j, k in enumerate(order)):
-            return None
-        # keep the longest run of consecutive blocks whose operator signatures repeat exactly
-        # (the first block often differs: its input comes from HBM, not from the block before)
+        # groups: consecutive layer numbers whose blocks are contiguous and equally long
+        groups: list[list[int]] = []
+        for k in sorted(first):
+            g = groups[-1] if groups else None
+            if g and k == g[-1] + 1 and count[k] == count[g[0]] and first[k] == first[g[-1]] + count[g[0]]:
+                g.append(k)
+            else:
+                groups.append([k])
         if self.meta.get("layer_match") == "structure":
             def key(op: Operator) -> object:
                 return replace(op.signature, offchip=()), op.store
         else:
             def key(op: Operator) -> object:
                 return op.signature, op.store
-        sigs = [tuple(key(op) for op in self.ops[start + j * length: start + (j + 1) * length])
-                for j in range(len(order))]
-        best_from, best_run, j = 0, 1, 0
-        while j < len(sigs):
-            k = j + 1
-            while k < len(sigs) and sigs[k] == sigs[j]:
-                k += 1
-            if k - j > best_run:
-                best_from, best_run = j, k - j
-            j = k
-        if best_run < 2:
-            return None
-        return LayerStructure(start + best_from * length, length, best_run)
+        best: LayerStructure | None = None
+        for order in groups:
+            if len(order) < 2:
+                continue
+            length, start = count[order[0]], first[order[0]]
+            # keep the longest run of consecutive blocks whose operator signatures repeat exactly
+            # (the first block often differs: its input comes from HBM, not from the block before)
+            sigs = [tuple(key(op) for op in self.ops[start + j * length: start + (j + 1) * length])
+                    for j in range(len(order))]
+            best_from, best_run, j = 0, 1, 0
+            while j < len(sigs):
+                k = j + 1
+                while k < len(sigs) and sigs[k] == sigs[j]:
+                    k += 1
+                if k - j > best_run:
+                    best_from, best_run = j, k - j
+                j = k
+            if best_run >= 2 and (best is None or best_run * length > best.length * best.count):
+                best = LayerStructure(start + best_from * length, length, best_run)
+        return best
 
     # ---- totals ---------------------------------------------------------------
     @property

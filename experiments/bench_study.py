@@ -56,7 +56,7 @@ def paper_points() -> list[tuple[str, Point]]:
         for comp in (0.75, 1.0, 1.25, 1.5):
             for noc in (1.0, 1.5):
                 for hbm in (0.3, 0.4):
-                    out.append(("fig24", Point("llama2-13b", mode="train", batch=2, seq=2048, compute_scale=comp,
+                    out.append(("fig24", Point("llama2-13b", mode="forward", batch=2, seq=2048, compute_scale=comp,
                                                noc_scale=noc, hbm_tbps=hbm, topology=topo)))
     return out
 

@@ -10,7 +10,7 @@ them once per topology and re-costs per chip. The two are checked equal,
 array by array. Single process, disk cache off; prints seconds and the ratio.
 
     python experiments/bench_tables.py [--topologies all-to-all,mesh] [--separate 8]
-                                       [--model llama2-13b --mode train --batch 2 --seq 2048]
+                                       [--model llama2-13b --mode forward --batch 2 --seq 2048]
 
 ``--separate N`` builds only the first N chips one at a time and scales that
 time up to all of them (say so in what you report); the default builds all.
@@ -44,7 +44,7 @@ def peak_rss_gib() -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="llama2-13b")
-    p.add_argument("--mode", default="train")
+    p.add_argument("--mode", default="forward")
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--seq", type=int, default=2048)
     p.add_argument("--chip", default="ipu-pod4")

@@ -169,7 +169,7 @@ def test_attention_decode_runs_softmax_over_the_kv_length(tmp_path):
     quirky = load_artifact_graph(path, batch=8, seq=512, mode="decode", quirks=True)
     assert all(512 not in op.lengths.values() for op in quirky.ops[1:6])  # the artifact's [.., 1, 1] softmax
     assert quirky.ops[2].kind == OpKind.BINARY  # and its softmax reductions typed as binary
-    train = load_artifact_graph(path, batch=2, seq=64, mode="train")
+    train = load_artifact_graph(path, batch=2, seq=64, mode="forward")
     assert sorted(train.ops[0].lengths.values()) == [8, 16, 64, 64] and train.ops[0].role == "BatchMatMul"
 
 

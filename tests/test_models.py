@@ -51,8 +51,8 @@ def test_every_model_builds_with_repeated_layers(name, record_property):
 
 
 @pytest.mark.parametrize("name", ["tiny", "opt-30b", "gemma2-27b", "dit-xl-2"])
-def test_train_mode_builds(name):
-    program = build_program(name, batch=2, seq=128, mode="train")
+def test_forward_mode_builds(name):
+    program = build_program(name, batch=2, seq=128, mode="forward")
     assert program.layers is not None and program.layers.count == EXPECTED_LAYERS[name]
 
 

@@ -118,7 +118,7 @@ def test_figure_knobs(full_points):
                for p in f23 if p.resolved.knobs["topology"] == "mesh")
 
     f24 = full_points["fig24"]
-    assert knobs(f24, "mode") == ["train"] and knobs(f24, "batch") == [2] and knobs(f24, "seq") == [2048]
+    assert knobs(f24, "mode") == ["forward"] and knobs(f24, "batch") == [2] and knobs(f24, "seq") == [2048]
     assert knobs(f24, "compute_scale") == [0.75, 1.0, 1.25, 1.5]
     assert knobs(f24, "noc_scale") == [1.0, 1.5] and knobs(f24, "hbm_tbps") == [0.3, 0.4]
     assert knobs(f24, "topology") == ["all-to-all", "mesh"]

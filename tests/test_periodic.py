@@ -6,7 +6,7 @@ import pytest
 
 SCRIPT = """
 from elk.driver.api import compile
-r = compile("tiny", mode="train", batch=1, seq=64, designs="elk-full,periodic", placement=None, bound=None,
+r = compile("tiny", mode="forward", batch=1, seq=64, designs="elk-full,periodic", placement=None, bound=None,
             chip_overrides=dict(hbm_bytes_per_s=0.3e12, compute_scale=0.75),
             design_options={"periodic": {"workers": 8, "seed": 0}})
 print(r.designs["periodic"].sim.latency_cycles <= r.designs["elk-full"].sim.latency_cycles)

@@ -84,8 +84,8 @@ def signature(model: str, mode: str, batch: int, seq: int, describe: str) -> OpS
 
 CASES = {
     # Llama2-13B training (B2 S2048): an FFN-sized matmul (918,171 plans on one IPU) and a reduction
-    "train-matmul-mk2": (("llama2-13b", "train", 2, 2048, "matmul ac,cb*->ab [4096x5120x5120]"), "ipu-mk2", {}),
-    "train-reduce-pod4-mesh": (("llama2-13b", "train", 2, 2048, "reduce abcd->abc"), "ipu-pod4",
+    "train-matmul-mk2": (("llama2-13b", "forward", 2, 2048, "matmul ac,cb*->ab [4096x5120x5120]"), "ipu-mk2", {}),
+    "train-reduce-pod4-mesh": (("llama2-13b", "forward", 2, 2048, "reduce abcd->abc"), "ipu-pod4",
                                {"topology_kind": "mesh"}),
     # decode QKV (1,129,147 plans) on a mesh: ring-step factors enter the unscaled costs
     "decode-qkv-pod4-mesh": (("llama2-13b", "decode", 32, 2048, "matmul ac,cb*->ab [32x15360x5120]"), "ipu-pod4",
@@ -132,7 +132,7 @@ def test_tables_for_chips_enumerates_each_operator_once_per_family(monkeypatch, 
         return real(sig, chip)
 
     monkeypatch.setattr(plantable, "stream_plans", counting)
-    program = build_program("tiny", batch=2, seq=64, mode="train")
+    program = build_program("tiny", batch=2, seq=64, mode="forward")
     mk2 = preset("ipu-mk2")
     chips = [mk2.with_overrides(compute_scale=c, noc_scale=n, topology_kind=t)
              for t in ("all-to-all", "mesh") for c, n in ((0.75, 1.0), (1.5, 1.25))]

@@ -43,7 +43,7 @@ def test_key_is_stable_and_canonical():
 
 @pytest.mark.parametrize("change", [dict(batch=8), dict(seq=256), dict(hbm_tbps=8), dict(cores=736),
                                     dict(sram_kib=512), dict(noc_scale=1.5), dict(compute_scale=0.75),
-                                    dict(topology="mesh"), dict(designs="basic,ideal"), dict(mode="train"),
+                                    dict(topology="mesh"), dict(designs="basic,ideal"), dict(mode="forward"),
                                     dict(chip="ipu-pod4"), dict(load_model="rigid")])
 def test_key_changes_with_every_input(change):
     assert Point(**{**TINY, **change}).key() != Point(**TINY).key()

@@ -99,7 +99,38 @@ def build_model(args: argparse.Namespace):
     from elk.graphs.zoo import build_program
     dims = dict(getattr(args, "dim", None) or [])
     return build_program(args.model, batch=args.batch, seq=args.seq, mode=args.mode,
-                         **({"dims": dims} if dims else {}))
+                         **({"dims": dims} if dims else {}), **training_kwargs(args))
+
+
+def add_training_args(p: argparse.ArgumentParser) -> None:
+    """The training step's options (``--mode train``, docs/design.md §9.1)."""
+    g = p.add_argument_group("training step (--mode train)")
+    g.add_argument("--optimizer", default=None, metavar="{adam,sgd}",
+                   help="the optimizer update after the backward pass (default adam)")
+    g.add_argument("--master-weights", default=None, action=argparse.BooleanOptionalAction,
+                   help="keep an fp32 master copy of the weights and optimizer state (default: with 2-byte weights)")
+    g.add_argument("--checkpoint", default=None, metavar="{none,layer}",
+                   help="activation checkpointing: none (default: every saved activation is stored to HBM and "
+                        "reloaded) or layer (only each layer's input; the backward recomputes the layer)")
+
+
+def training_kwargs(args: argparse.Namespace) -> dict:
+    """``{"training": TrainingOptions}`` for ``--mode train`` (values checked here, before any work), else {}.
+
+    The options given with another mode are checked too, then a note says they do not apply (as --seq for a DiT).
+    """
+    from elk.graphs.training import TrainingOptions
+    given = {k: getattr(args, k, None) for k in ("optimizer", "master_weights", "checkpoint")}
+    given = {k: v for k, v in given.items() if v is not None}
+    options = TrainingOptions(**given)  # an unknown optimizer or policy: one error line
+    if args.mode == "train":
+        return {"training": options}
+    if given and not getattr(args, "training_noted", False):
+        args.training_noted = True
+        flags = " and ".join("--" + k.replace("_", "-") for k in given)
+        print(f"note: {flags} {'applies' if len(given) == 1 else 'apply'} to --mode train only; "
+              f"mode {args.mode} ignores {'it' if len(given) == 1 else 'them'}")
+    return {}
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -108,11 +139,13 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                                  "graph or an ONNX model (.onnx)")
     p.add_argument("--batch", type=_positive_int, default=32, help="batch size (default 32)")
     p.add_argument("--seq", type=_positive_int, default=None,
-                   help=f"KV length (decode) or sequence (train); default {MODEL_DEFAULTS['seq']}")
+                   help=f"KV length (decode) or sequence (forward, train); default {MODEL_DEFAULTS['seq']}")
     p.add_argument("--mode", default=None, choices=("decode", "train", "forward"),
-                   help="decode (default): one token step; train or forward (the same): a full-sequence forward "
-                        "pass; a DiT is always one forward denoising step")
+                   help="decode (default): one token step; forward: a full-sequence forward pass (the Elk paper's "
+                        "training proxy); train: one training step (forward, backward, optimizer update); a DiT's "
+                        "decode and forward are one forward denoising step")
     add_dim_arg(p)
+    add_training_args(p)
     p.set_defaults(fill_model_defaults=True)
 
 
@@ -228,7 +261,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
                        + [("--records", r, TABLE) for r in records.values()]
                        + [("--save-schedule", p, JSON) for _, p in saves])
     options = _design_options(args, compiled, records)  # each checked when made
-    model = build_model(args) if args.dim else args.model
+    training = training_kwargs(args)  # checked before any work
+    # a training step is built here, so that its refusals (no trainable weights...) come before any work
+    model = build_model(args) if args.dim or args.mode == "train" else args.model
     warm_start = warm[1] if warm is not None else None
     if warm is not None and warm[0] == "file":
         # every refusal that needs no plan table first, then the simulator's verdict on this workload
@@ -238,7 +273,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         doc = check_schedule_file(warm[1], model, chip)
         warm_start = schedule_from_document(doc, warm[1], Workload.build(model, chip))
     plan = RunPlan.build(compiled, options, warm_start)
-    result = compile_model(model, chip=chip, batch=args.batch, seq=args.seq, mode=args.mode, designs=plan,
+    result = compile_model(model, chip=chip, batch=args.batch, seq=args.seq, mode=args.mode, designs=plan, **training,
                            placement=None if args.placement == "none" else args.placement,
                            bound=None if args.bound == "none" else args.bound,
                            bound_time_limit=args.bound_time_limit)
@@ -379,10 +414,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     if args.paths:
         return _model_summaries(args)
+    training = training_kwargs(args)
     rows = []
     for name in list_models():
-        mode = "forward" if name.startswith("dit") else "decode"
-        program = build_program(name, batch=args.batch, seq=args.seq, mode=mode)
+        mode = "forward" if name.startswith("dit") and args.mode == "decode" else args.mode
+        program = build_program(name, batch=args.batch, seq=args.seq, mode=mode,
+                                **(training if mode == "train" else {}))
         layers = program.layers
         rows.append([name, mode, f"{len(program.ops):,}", len(program.unique_signatures()),
                      f"{layers.count}x{layers.length}" if layers else "-", fmt_bytes(program.hbm_bytes),
@@ -395,6 +432,25 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def training_summary(program) -> str:
+    """What a training step holds: operators and FLOPs by phase, HBM bytes read and written by category."""
+    from elk.driver.report import fmt_bytes, fmt_tflop
+    m = program.meta
+    reads, writes = m["hbm_read_bytes"], m["hbm_write_bytes"]
+    lines = [f"  training step: {m['optimizer']}, master weights {'on' if m['master_weights'] else 'off'}, "
+             f"checkpoint {m['checkpoint']}; {m['parameters']:,} parameters in {m['trainable_weights']} weights",
+             f"  operators: forward {m['forward_ops']:,}, backward {m['backward_ops']:,}"
+             + (f" (recompute {m['recompute_ops']:,} of them)" if m["recompute_ops"] else "") + ", optimizer "
+             f"{m['optimizer_ops']:,}; TFLOP: forward {fmt_tflop(m['forward_flops'])}, backward "
+             f"{fmt_tflop(m['backward_flops'])}, recompute {fmt_tflop(m['recompute_flops'])}, optimizer "
+             f"{fmt_tflop(m['optimizer_flops'])}",
+             "  HBM read:  " + ", ".join(f"{k.replace('_', ' ')} {fmt_bytes(v)}" for k, v in reads.items() if v),
+             "  HBM write: " + ", ".join(f"{k.replace('_', ' ')} {fmt_bytes(v)}" for k, v in writes.items() if v),
+             f"  activations held in HBM between forward and backward {fmt_bytes(m['saved_activation_bytes'])}, "
+             f"peak {fmt_bytes(m['peak_activation_hbm_bytes'])}"]
+    return "\n".join(lines)
+
+
 def _model_summaries(args: argparse.Namespace) -> int:
     """``elk models PATH...``: what elk builds from each file (operators by kind, layers, bytes, FLOPs)."""
     from collections import Counter
@@ -402,7 +458,9 @@ def _model_summaries(args: argparse.Namespace) -> int:
     from elk.driver.report import fmt_bytes, fmt_tflop, table
     from elk.graphs.zoo import build_program
     dims = dict(args.dim or [])
-    programs = [build_program(path, batch=args.batch, seq=args.seq, mode=args.mode, **({"dims": dims} if dims else {}))
+    training = training_kwargs(args)
+    programs = [build_program(path, batch=args.batch, seq=args.seq, mode=args.mode, **({"dims": dims} if dims else {}),
+                              **training)
                 for path in args.paths]  # every file is checked before anything is printed
     for path, program in zip(args.paths, programs):
         layers = program.layers
@@ -418,6 +476,8 @@ def _model_summaries(args: argparse.Namespace) -> int:
         extra = {k: meta[k] for k in ("onnx_nodes", "folded", "layout_removed", "embedding_loads") if k in meta}
         if extra:
             print("  " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in extra.items()))
+        if meta.get("step") == "train":
+            print(training_summary(program))
         print()
     return 0
 
@@ -486,6 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq", type=_positive_int, default=2048)
     p.add_argument("--mode", default="decode", choices=("decode", "train", "forward"))
     add_dim_arg(p)
+    add_training_args(p)
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("chips", help="list chip presets")

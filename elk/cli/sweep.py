@@ -25,7 +25,8 @@ def add_sweep_parser(sub) -> None:
     p = sub.add_parser("sweep", help="run a grid of compiles (resumable) and tabulate latency per design",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--model", action="append", required=True, help="zoo model or config path (repeatable)")
-    p.add_argument("--mode", default="decode", help="decode (default), train or forward (the same as train)")
+    p.add_argument("--mode", default="decode", help="decode (default), forward (the Elk paper's training proxy) or "
+                                                    "train (one training step: forward, backward, Adam update)")
     p.add_argument("--batch", default="32", help="batch size(s), e.g. 32 or 16,32,64")
     p.add_argument("--seq", default="2048", help="KV length(s) / sequence length(s)")
     p.add_argument("--chip", default="ipu-pod4", help="chip preset or .toml/.json file")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from elk.chip import Chip, resolve_chip
 from elk.errors import ElkError, ScheduleError, SolverConfigError
@@ -19,6 +19,9 @@ from elk.schedule import Schedule
 from elk.simulator import SimResult, simulate
 from elk.workload import Workload
 from solvers.solver_options import DEFAULT_BOUND, DEFAULT_BOUND_TIME_LIMIT, check_bound
+
+if TYPE_CHECKING:
+    from elk.graphs.training import TrainingOptions
 
 
 @dataclass
@@ -160,7 +163,7 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
             placement: str | None = "heuristic", placement_time_limit: float = 10.0,
             bound: str | None = DEFAULT_BOUND, bound_time_limit: float = DEFAULT_BOUND_TIME_LIMIT,
             carry: Iterable[Schedule] = (), workers: int | None = None,
-            dims: Mapping[str, int] | None = None) -> CompileResult:
+            dims: Mapping[str, int] | None = None, training: "TrainingOptions | None" = None) -> CompileResult:
     """Build the model, its plan tables, and a schedule per design, each timed by the simulator.
 
     ``designs``: names (a comma list or an iterable; "default", "paper") or a
@@ -190,7 +193,9 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
     ``workers``: processes for building plan tables and for the heuristics'
     searches (None: elk.tablecache.default_workers(), which reads ``ELK_WORKERS``).
     ``dims`` binds symbolic dimensions of an ONNX model by name (``batch`` and
-    ``seq`` bind the usual names).
+    ``seq`` bind the usual names). ``training`` (an
+    :class:`elk.graphs.training.TrainingOptions`) builds ``mode="train"``'s step: optimizer, master weights,
+    activation checkpointing.
     """
     from solvers.registry import RunPlan
     from solvers.run_plan import run_plan
@@ -205,7 +210,7 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
     the_chip = resolve_chip(chip)
     if chip_overrides:
         the_chip = the_chip.with_overrides(**{k: v for k, v in chip_overrides.items() if v is not None})
-    program = model if isinstance(model, Program) else _build_program(model, batch, seq, mode, dims)
+    program = model if isinstance(model, Program) else _build_program(model, batch, seq, mode, dims, training)
     plan.check_program(program, the_chip)
     workload = Workload.build(program, the_chip, workers)
     bounds = compute_bounds(workload, bound, bound_time_limit) if bound is not None else None
@@ -219,9 +224,10 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
 
 
 def _build_program(model: str | Path, batch: int, seq: int, mode: str,
-                   dims: Mapping[str, int] | None = None) -> Program:
+                   dims: Mapping[str, int] | None = None, training: "TrainingOptions | None" = None) -> Program:
     from elk.graphs.zoo import build_program
-    return build_program(model, batch=batch, seq=seq, mode=mode, **({"dims": dims} if dims else {}))
+    return build_program(model, batch=batch, seq=seq, mode=mode, **({"dims": dims} if dims else {}),
+                         **({"training": training} if training is not None else {}))
 
 
 def check_placement(placement: str | None) -> None:

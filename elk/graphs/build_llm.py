@@ -167,6 +167,21 @@ def linear(em: Emitter, name: str, x: str, spec: str, sz: Mapping[str, int], bia
     return y
 
 
+#: name endings of trainable parameters: linear weights and biases, norm scales (``.w``/``.g``) and shifts
+WEIGHT_SUFFIXES = (".w", ".b", ".g")
+
+
+def trainable_weights(ops: Sequence[Operator], extra: Sequence[str] = ()) -> frozenset[str]:
+    """The trainable parameters among the HBM inputs of ``ops``: names ending like a weight, plus ``extra``.
+
+    Why by name: the builders name every parameter ``<op>.w``/``.b``/``.g`` (:meth:`Emitter.w`), while the
+    other HBM inputs (token vectors, KV caches, RoPE tables, masks) have names of their own.
+    """
+    produced = {op.output.tensor for op in ops}
+    return frozenset(o.tensor for op in ops for o in op.inputs
+                     if o.tensor not in produced and (o.tensor.endswith(WEIGHT_SUFFIXES) or o.tensor in extra))
+
+
 def layer_period(values: Sequence[object]) -> int:
     """Shortest period p dividing len(values) with values[i] == values[i % p]."""
     n = len(values)

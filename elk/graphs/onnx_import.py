@@ -881,7 +881,31 @@ def load_onnx(path: str | Path, *, batch: int = 32, seq: int = 2048, dims: Mappi
             "source": str(path), "format": "onnx", "opset": graph.opset, "producer": graph.producer,
             "past_kv_inputs": past, "layer_match": "structure", "layers_found": None,
             **graph.stats, **mapper.stats}
-    return with_layers(Program.from_ops(path.stem, ops, meta))[0]
+    return with_layers(Program.from_ops(path.stem, ops, meta, weights=_trainable(ops, graph)))[0]
+
+
+#: ONNX element types that hold trainable values: float, float16, double, bfloat16, the float8 types
+_FLOAT_TYPES = frozenset({1, 10, 11, 16, 17, 18, 19, 20})
+
+
+def _trainable(ops: Sequence[Operator], graph: OnnxGraph) -> frozenset[str]:
+    """The trainable weights (docs/design.md §9.1): HBM inputs that are float initializers of more than one
+    element (a merged projection's ``a+b+c`` when each part is), and the constants or runtime graph inputs a
+    matmul or convolution reads as its second operand (files exported without their weights list or compute
+    them so), the first graph input (the data) excepted. Folded tensors (masks, rotary tables) are computed by
+    nodes, not initializers, and an embedding lookup reads ``<table>.rows``, which stays an input as in elk's
+    builders."""
+    produced = {op.output.tensor for op in ops}
+    kernels = {op.inputs[1].tensor for op in ops if op.kind in (OpKind.MATMUL, OpKind.CONV)}
+    data = set(graph.inputs[:1])
+
+    def trainable(name: str, kernel: bool) -> bool:
+        v = graph.values.get(name)
+        if v is None or v.dtype not in _FLOAT_TYPES or v.size <= 1:
+            return False
+        return v.initializer or (kernel and (v.const or name in graph.inputs) and name not in data)
+    return frozenset(o.tensor for op in ops for o in op.inputs if o.tensor not in produced
+                     and all(trainable(n, o.tensor in kernels) for n in o.tensor.split("+")))
 
 
 __all__ = ["SUPPORTED", "View", "load_onnx"]

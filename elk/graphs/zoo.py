@@ -16,13 +16,15 @@ from typing import Mapping
 from elk.graphs.arch import ArchConfig, load_config_file, read_json
 from elk.graphs.artifact import is_artifact_graph, load_artifact_graph
 from elk.graphs.build_dit import build_dit
-from elk.graphs.build_llm import build_llm
+from elk.graphs.build_llm import build_llm, trainable_weights
 from elk.graphs.onnx_read import is_onnx_path
+from elk.graphs.training import TrainingOptions, training_step
 from elk.errors import ModelConfigError
 from elk.ir import Program
 
 #: "decode": one generated token per sequence against an S-long KV cache.
-#: "train"/"forward": one full-sequence forward pass (for DiT every mode is one denoising step).
+#: "forward": one full-sequence forward pass (the Elk paper's training proxy; for DiT one denoising step).
+#: "train": one training step, that forward pass plus its backward and the optimizer update (docs/design.md §9.1).
 MODES = ("decode", "train", "forward")
 
 
@@ -96,13 +98,17 @@ def _positive(value: object, what: str) -> int:
 
 
 def build_program(model: str | Path | ArchConfig, *, batch: int = 32, seq: int = 2048, mode: str = "decode",
-                  bytes_per_element: int = 2, dims: Mapping[str, int] | None = None) -> Program:
+                  bytes_per_element: int = 2, dims: Mapping[str, int] | None = None,
+                  training: TrainingOptions | None = None) -> Program:
     """The operator program of one step of ``model``.
 
     ``decode``: B new tokens, each attending over an S-token KV cache in HBM.
-    ``train``/``forward``: the forward pass over B sequences of S tokens. For a
-    DiT every mode is one forward pass over B images and ``seq`` is ignored:
-    the image fixes the token count (``meta["seq"]`` reports it).
+    ``forward``: the forward pass over B sequences of S tokens. ``train``: one
+    training step of that forward pass (:func:`elk.graphs.training.training_step`,
+    built as ``training`` says: optimizer, master weights, checkpointing). For a
+    DiT, decode and forward are one forward pass over B images (one denoising
+    step) and train is its training step; ``seq`` is ignored: the image fixes
+    the token count (``meta["seq"]`` reports it).
 
     ``model`` may also be a path to an Elk artifact graph file, imported by
     :func:`elk.graphs.artifact.load_artifact_graph` (its quirks follow the
@@ -118,6 +124,16 @@ def build_program(model: str | Path | ArchConfig, *, batch: int = 32, seq: int =
         raise ModelConfigError(f"unknown mode {mode!r} (known: {', '.join(MODES)})")
     if bytes_per_element not in (1, 2, 4):
         raise ModelConfigError(f"bytes_per_element must be 1, 2 or 4, got {bytes_per_element!r}")
+    if training is not None and not isinstance(training, TrainingOptions):
+        raise ModelConfigError(f"training must be TrainingOptions, got {type(training).__name__}")
+    if training is not None and mode != "train":
+        raise ModelConfigError(f"training options apply to mode 'train' only, not {mode!r}")
+    if mode == "train":
+        forward = build_program(model, batch=batch, seq=seq, mode="forward", bytes_per_element=bytes_per_element,
+                                dims=dims)
+        if forward.meta.get("mode") == "decode":
+            raise ModelConfigError(f"{model}: a decode graph (it reads a KV cache) has no training step")
+        return training_step(forward, training or TrainingOptions())
     if is_onnx_path(model):
         from elk.graphs.onnx_import import load_onnx
         return load_onnx(Path(model).expanduser(), batch=batch, seq=seq, dims=dims, mode=mode)
@@ -133,8 +149,10 @@ def build_program(model: str | Path | ArchConfig, *, batch: int = 32, seq: int =
         extra["not_applied"] = {k: v for k, v in (("mode", mode), ("seq", seq))
                                 if v != {"mode": "forward", "seq": cfg.tokens_per_image}[k]}
         mode, seq = "forward", cfg.tokens_per_image
+        weights = trainable_weights(ops)
     else:
         ops, extra = build_llm(cfg, batch, seq, mode, bytes_per_element)
+        weights = trainable_weights(ops, ("lm_head", "pos_embed"))
     meta = {"model": cfg.name, "display_name": cfg.display_name, "family": cfg.family, "mode": mode,
             "batch": batch, "seq": seq, "bytes_per_element": bytes_per_element, "source": cfg.source, **extra}
-    return Program.from_ops(cfg.name, ops, meta)
+    return Program.from_ops(cfg.name, ops, meta, weights=weights)

@@ -199,6 +199,8 @@ def _resolve(p: Point) -> Resolved:
                  "chip": _jsonable_chip(chip), "designs": list(designs), "solver": hashed_solver}
     if (bound, bound_time_limit) != (DEFAULT_BOUND, DEFAULT_BOUND_TIME_LIMIT):
         canonical["bound"] = [bound, bound_time_limit]
+    if mode == "train":  # "train" once named the forward pass (now "forward"): a training step keys apart
+        canonical["step"] = "train"
     key = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()[:20]
     group = json.dumps([model["config"], mode, p.batch, seq, repr(chip.plan_key())], sort_keys=True)
     family = json.dumps([model["config"], mode, p.batch, seq, repr(chip.enumeration_key())], sort_keys=True)

@@ -1,4 +1,4 @@
-"""Fig. 24: Llama2-13B training (forward, B2 S2048) achieved TFLOPS vs compute scale.
+"""Fig. 24: Llama2-13B training (the paper's proxy, one forward pass: ``--mode forward``, B2 S2048) TFLOPS vs compute scale.
 
 Sweep: compute scale {0.75, 1, 1.25, 1.5} (plotted as the chip's peak TFLOPS
 it gives, 749-1,498 at 5,888 cores) x NoC scale {1, 1.5} x HBM {0.3, 0.4} TB/s
@@ -29,16 +29,16 @@ PLOTTED = ("static", "elk-full", "ideal", *style.EXACT)
 
 def points(opts: Options):
     if opts.level == "full":
-        return sweep(("llama2-13b",), mode="train", batch=2, seq=2048, compute_scale=COMPUTE_SCALES,
+        return sweep(("llama2-13b",), mode="forward", batch=2, seq=2048, compute_scale=COMPUTE_SCALES,
                      noc_scale=NOC_SCALES, hbm_tbps=HBM_TBPS, topology=TOPOLOGIES)
     batch, seq = (2, 256) if opts.level == "quick" else (1, 64)
-    return sweep(("tiny",), mode="train", batch=batch, seq=seq, compute_scale=[0.75, 1.5], noc_scale=1.0,
+    return sweep(("tiny",), mode="forward", batch=batch, seq=seq, compute_scale=[0.75, 1.5], noc_scale=1.0,
                  hbm_tbps=0.3, topology="all-to-all")
 
 
 def exact_configs(opts: Options):
     if opts.level == "full":
-        return sweep(("llama2-13b",), mode="train", batch=2, seq=2048, compute_scale=1.0, noc_scale=1.0,
+        return sweep(("llama2-13b",), mode="forward", batch=2, seq=2048, compute_scale=1.0, noc_scale=1.0,
                      hbm_tbps=0.4, topology="all-to-all")
     return points(opts)[:1]
 

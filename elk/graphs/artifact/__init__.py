@@ -150,7 +150,7 @@ def load_artifact_graph(path: str | Path, *, batch: int = 32, seq: int = 2048, m
             "batch": batch if importer.has_batch else 1, "seq": seq if importer.has_seq else None,
             "bytes_per_element": bytes_per_element, "source": str(path), "format": "elk-artifact",
             "artifact_quirks": quirks, "layer_match": "structure", **importer.stats, "layers_found": None}
-    program, _ = with_layers(Program.from_ops(path.stem, ops, meta))
+    program, _ = with_layers(Program.from_ops(path.stem, ops, meta, weights=importer.weights))
     program.meta["graph_inputs"] = _graph_input_summary(program.ops, importer)
     return program
 

@@ -64,6 +64,9 @@ class GraphImporter:
         self.views: dict[int, _View] = {}
         self.visiting: set[int] = set()
         self.drop_gathers = False
+        #: trainable weights: HBM inputs (no node computes them) with no batch or sequence placeholder in
+        #: their shape, except a convolution's data input (docs/design.md §9.1)
+        self.weights: set[str] = set()
         self.stats = {"graph_nodes": len(nodes), "layout_removed": 0, "attention_matmuls": 0,
                       "embedding_loads": 0, "gathers_dropped": 0}
 
@@ -197,6 +200,10 @@ class GraphImporter:
         return view
 
     # ---- placeholders ---------------------------------------------------------------
+    def _placeholder(self, raw: int) -> bool:
+        """A raw length that is (a multiple of) the batch or sequence placeholder: a per-token axis."""
+        return (self.has_batch and raw % BATCH_CODE == 0) or (self.has_seq and _is_seq_length(raw))
+
     def _length(self, node: GraphNode, raw: int, tag: str | None) -> int:
         seq = self.seq if tag == "kv" and self.mode == "decode" else self.seq_query
         if self.has_seq and self.has_batch and raw % TOKENS_CODE == 0:
@@ -319,6 +326,8 @@ class GraphImporter:
                 raise ExprError(f"input{s} is a broadcast scalar, which a {kind.value} cannot take")
             if axes:
                 operands.append((v.tensor, axes))
+                if v.producer is None and not any(self._placeholder(raw.get(i, 1)) for ax in axes for i in ax):
+                    self.weights.add(v.tensor)
         if not operands:
             raise ExprError("every input is a broadcast scalar")
         used = [i for _, axes in operands for ax in axes for i in ax] + list(expr.output)
@@ -422,6 +431,8 @@ class GraphImporter:
         else:
             sizes["c"], sizes["k"] = prod(channels_in), prod(offsets)
             inputs = [(views[0].tensor, [("m",), ("c",)]), (views[1].tensor, [("f",), ("c",), ("k",)])]
+        if views[1].producer is None:  # the kernel; the data input (an image) is never trained
+            self.weights.add(views[1].tensor)
         op = self._operator(name, OpKind.CONV, [("m",), ("f",)], inputs, sizes, node.kind)
         self.views[node.pos] = _View(name, (True,) * len(expr.output), None, node.pos)
         return op
