@@ -171,6 +171,16 @@ class Operator:
         return f"{self.kind.value} {ins}->{var(self.output)} [{dims}]"
 
 
+#: ``T@k`` names the k-th slice of tensor ``T`` (an operator that works on part of a tensor, e.g. one chunk of a
+#: weight's optimizer update): residency tells slices apart, round trips pair a slice with ``T``'s store
+SLICE_MARK = "@"
+
+
+def base_tensor(name: str) -> str:
+    """The tensor a name refers to: ``T`` for ``T`` and for its slices ``T@k``."""
+    return name.split(SLICE_MARK, 1)[0]
+
+
 _AXES = re.compile(r"\(([a-zA-Z]+)\)|([a-zA-Z])")
 
 
@@ -368,8 +378,8 @@ class Program:
         store ends (rule 2, docs/design.md §5.2). Only stored outputs make pairs: an off-chip read of an output
         nobody stores is the forward programs' residency rule (the artifact's), not a round trip."""
         producer = {op.output.tensor: i for i, op in enumerate(self.ops) if op.store}
-        pairs = {(producer[o.tensor], j) for j, op in enumerate(self.ops) for o in op.inputs
-                 if o.offchip and o.tensor in producer and producer[o.tensor] < j}
+        pairs = {(producer[base_tensor(o.tensor)], j) for j, op in enumerate(self.ops) for o in op.inputs
+                 if o.offchip and base_tensor(o.tensor) in producer and producer[base_tensor(o.tensor)] < j}
         return tuple(sorted(pairs))
 
     def check_round_trips(self) -> None:
@@ -378,9 +388,10 @@ class Program:
         produced = {op.output.tensor: op for op in self.ops}
         for op in self.ops:
             for o in op.inputs:
-                if o.offchip and o.tensor in produced and not produced[o.tensor].store:
+                base = base_tensor(o.tensor)
+                if o.offchip and base in produced and not produced[base].store:
                     raise ModelConfigError(f"program {self.name}: {op.name} reads {o.tensor} from HBM but "
-                                           f"{produced[o.tensor].name} does not store it")
+                                           f"{produced[base].name} does not store it")
 
     @property
     def flops(self) -> int:

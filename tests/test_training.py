@@ -18,7 +18,7 @@ from conftest import shared_file, user_error
 from elk.errors import ModelConfigError
 from elk.graphs.training import CATEGORIES, TrainingOptions, training_step
 from elk.graphs.zoo import build_program, zoo_dir
-from elk.ir import OpKind, Program, einsum_op
+from elk.ir import OpKind, Program, base_tensor, einsum_op
 
 ZOO = zoo_dir()
 
@@ -51,12 +51,13 @@ def check_step(program: Program) -> None:
     for j, op in enumerate(program.ops):
         for o in op.inputs:
             if o.offchip:
-                first_read.setdefault(o.tensor, j)
+                first_read.setdefault(base_tensor(o.tensor), j)
     for i, op in enumerate(program.ops):
         if op.store and op.role != "optimizer":  # a stored tensor is loaded back, after its producer
             assert op.output.tensor in first_read and first_read[op.output.tensor] > i, op.name
     for s, j in program.round_trips:
-        assert s < j and program.ops[s].output.tensor in {o.tensor for o in program.ops[j].inputs if o.offchip}
+        assert s < j and program.ops[s].output.tensor in {base_tensor(o.tensor) for o in program.ops[j].inputs
+                                                          if o.offchip}
 
 
 # ---------------------------------------------------------------------------
@@ -298,3 +299,19 @@ def test_models_shows_the_step(capsys):
     assert main(["models", str(ZOO / "tiny.json"), "--mode", "train", "--batch", "1", "--seq", "16"]) == 0
     out = capsys.readouterr().out
     assert "training step: adam" in out and "HBM write:" in out and "optimizer state" in out
+
+
+def test_large_weights_are_updated_in_chunks_that_fit_the_chip():
+    from elk.chip import preset
+    from elk.sizecheck import check_program_fits
+    train = step("llama2-13b")
+    head = [op for op in train.ops if op.role == "optimizer" and op.name.startswith("optimizer.lm_head@")
+            and not op.name.endswith(".cast")]
+    assert len(head) == -(-5120 * 32000 // (1 << 24))  # 10 chunks of at most 2^24 parameters
+    assert sum(op.tensor_elements(op.inputs[1]) for op in head) == 5120 * 32000
+    assert train.meta["parameters"] == sum(op.tensor_elements(op.inputs[1]) for op in train.ops
+                                           if op.role == "optimizer" and not op.name.endswith(".cast"))
+    check_program_fits(train, preset("ipu-pod4"))  # the whole LM head's update alone would not fit
+    whole = training_step(forward("llama2-13b"), TrainingOptions(optimizer_chunk=10 ** 12))
+    with pytest.raises(Exception, match="does not fit|needs at least"):
+        check_program_fits(whole, preset("ipu-pod4"))

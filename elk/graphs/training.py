@@ -62,7 +62,7 @@ from enum import Enum
 from typing import Sequence
 
 from elk.errors import ModelConfigError
-from elk.ir import Axis, Operand, OpKind, Operator, Program
+from elk.ir import SLICE_MARK, Axis, Operand, OpKind, Operator, Program, base_tensor
 
 
 class Optimizer(str, Enum):
@@ -95,6 +95,10 @@ class TrainingOptions:
     optimizer: Optimizer | str = Optimizer.ADAM
     master_weights: bool | None = None
     checkpoint: Checkpoint | str = Checkpoint.NONE
+    #: parameters per optimizer update operator: a larger weight is updated in chunks along its first axis
+    #: (an update holds its state, gradient and new state on chip at once: Llama2-13B's LM head in one piece
+    #: needs 723 KB per core on 5,888 cores; a chunk of 2^24 parameters needs 74 KB)
+    optimizer_chunk: int = 1 << 24
 
     def __post_init__(self) -> None:
         try:
@@ -108,6 +112,10 @@ class TrainingOptions:
                                    f"(known: {', '.join(CHECKPOINTS)})") from None
         if self.master_weights is not None and not isinstance(self.master_weights, bool):
             raise ModelConfigError(f"master_weights must be true or false, got {self.master_weights!r}")
+        if isinstance(self.optimizer_chunk, bool) or not isinstance(self.optimizer_chunk, int) \
+                or self.optimizer_chunk < 1:
+            raise ModelConfigError(f"optimizer_chunk must be a positive number of parameters, got "
+                                   f"{self.optimizer_chunk!r}")
 
     def master_for(self, bytes_per_element: int) -> bool:
         """Whether the step keeps an fp32 master copy for weights of this element size."""
@@ -329,26 +337,37 @@ class _StepBuilder:
 
     # ---- optimizer ---------------------------------------------------------------------------------
     def optimizer_ops(self) -> list[Operator]:
-        """One update per weight in first-use order, each stored; with a master copy, a cast stores the weight."""
+        """One update per weight in first-use order, each stored; with a master copy, a cast stores the weight.
+        A weight of more than ``optimizer_chunk`` parameters is updated in chunks along its first axis, each
+        reading and writing its own slice (``T@k``) of the state, the gradient and the weight copy."""
         out = []
-        n_state = self.opt.optimizer.state_tensors
         for w in self.weights:
             c = self.canon[w]
-            master = self.opt.master_for(c.bytes_per_element)
-            per = 4 // c.bytes_per_element if master else 1
-            used = set(c.lengths)
-            word = next(ch for ch in "QWYZVUTSRPONMLKJIHGFEDCBAzyxwvutsrqponmlkjihgfedcba" if ch not in used)
-            lengths = {**c.lengths, word: n_state * per}
-            state_axes = ((word,), *c.axes)
-            out.append(_make(f"optimizer.{w}", OpKind.BINARY, lengths, Operand(f"optimizer.{w}.state.new", state_axes),
-                             [Operand(f"optimizer.{w}.state", state_axes), Operand(_grad(w), c.axes)],
-                             c.bytes_per_element, None, "optimizer", store=True))
-            if master:
-                out.append(_make(f"optimizer.{w}.cast", OpKind.REDUCE, {**c.lengths, word: per},
-                                 Operand(f"optimizer.{w}.weight", c.axes),
-                                 [Operand(f"optimizer.{w}.state.new", state_axes)], c.bytes_per_element, None,
-                                 "optimizer", store=True))
+            first = c.axes[0][0]
+            chunks = min(c.lengths[first], -(-math.prod(c.lengths.values()) // self.opt.optimizer_chunk))
+            step = -(-c.lengths[first] // chunks)
+            for k, lo in enumerate(range(0, c.lengths[first], step)):
+                part = {**c.lengths, first: min(step, c.lengths[first] - lo)}
+                out += self.update_ops(w, c, part, f"{SLICE_MARK}{k}" if chunks > 1 else "")
         return out
+
+    def update_ops(self, w: str, c: "_View", lengths: dict[str, int], piece: str) -> list[Operator]:
+        """The update of (one chunk of) weight ``w``: state and gradient in, new state out; the cast after it."""
+        n_state = self.opt.optimizer.state_tensors
+        master = self.opt.master_for(c.bytes_per_element)
+        per = 4 // c.bytes_per_element if master else 1
+        word = next(ch for ch in "QWYZVUTSRPONMLKJIHGFEDCBAzyxwvutsrqponmlkjihgfedcba" if ch not in lengths)
+        state_axes = ((word,), *c.axes)
+        ops = [_make(f"optimizer.{w}{piece}", OpKind.BINARY, {**lengths, word: n_state * per},
+                     Operand(f"optimizer.{w}.state.new{piece}", state_axes),
+                     [Operand(f"optimizer.{w}.state{piece}", state_axes), Operand(_grad(w) + piece, c.axes)],
+                     c.bytes_per_element, None, "optimizer", store=True)]
+        if master:
+            ops.append(_make(f"optimizer.{w}{piece}.cast", OpKind.REDUCE, {**lengths, word: per},
+                             Operand(f"optimizer.{w}.weight{piece}", c.axes),
+                             [Operand(f"optimizer.{w}.state.new{piece}", state_axes)], c.bytes_per_element, None,
+                             "optimizer", store=True))
+        return ops
 
     # ---- the whole step ------------------------------------------------------------------------------
     def build(self) -> tuple[list[Operator], int, int]:
@@ -390,7 +409,7 @@ def training_step(forward: Program, options: TrainingOptions | None = None) -> P
     builder.check_supported()
     ops, bwd_start, opt_start = builder.build()
     draft = Program.from_ops(forward.name, ops)
-    stored = {o.tensor for op in draft.ops for o in op.inputs if o.offchip}
+    stored = {base_tensor(o.tensor) for op in draft.ops for o in op.inputs if o.offchip}
     ops = [op if op.store or op.output.tensor not in stored else replace(op, store=True) for op in draft.ops]
     meta = {**forward.meta, "mode": "train", "step": "train", "optimizer": options.optimizer.value,
             "checkpoint": options.checkpoint.value}
@@ -407,6 +426,7 @@ CATEGORIES = ("weights", "weight_gradients", "activation_gradients", "optimizer_
 
 
 def _category(tensor: str, weights: frozenset[str], produced: set[str]) -> str:
+    tensor = base_tensor(tensor)
     if tensor in weights or (tensor.startswith("optimizer.") and tensor.endswith(".weight")):
         return "weights"
     if tensor.startswith("grad."):
