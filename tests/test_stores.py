@@ -238,3 +238,28 @@ def test_simulator_and_reference_agree_on_moved_stores(key, which, move, stretch
         assert sim.latency_cycles == pytest.approx(ref.latency, rel=1e-9)
     else:
         assert {v.rule.split("-")[0] for v in sim.violations} & ref.families
+
+
+def test_the_kv_append_stores_each_layers_new_key_and_value():
+    from elk.driver.api import compile as compile_model
+    from elk.graphs.zoo import build_program, resolve_model
+    cfg = resolve_model("tiny")
+    plain = build_program("tiny", batch=4, seq=256)
+    append = build_program("tiny", batch=4, seq=256, kv_append=True)
+    assert plain.hbm_write_bytes == 0 and not plain.round_trips
+    # one key and one value per layer and sequence: kv heads x head dim each, 2 bytes
+    assert append.hbm_write_bytes == cfg.layers * 2 * 4 * cfg.kv_heads * cfg.head_dim * 2
+    assert [op.name for op in append.ops] == [op.name for op in plain.ops]
+    chip = SMALL.with_overrides(cores=256)
+    before = compile_model(plain, chip=chip, designs="elk-full", placement=None, bound="closed", workers=1)
+    after = compile_model(append, chip=chip, designs="elk-full", placement=None, bound="closed", workers=1)
+    b, a = before.designs["elk-full"].sim, after.designs["elk-full"].sim
+    assert a.valid and b.valid and a.hbm_write_bytes == append.hbm_write_bytes
+    assert a.latency_cycles >= b.latency_cycles - 1e-6  # writing more never makes the step faster
+    assert after.bound_ms <= a.latency_ms + 1e-12
+
+
+def test_the_kv_append_is_for_decode_and_elks_builders(capsys, no_compile):
+    from conftest import user_error
+    user_error(capsys, ["compile", "tiny", "--kv-append", "--mode", "forward"], "KV-cache append", "decode")
+    user_error(capsys, ["compile", "dit-xl-2", "--kv-append"], "no KV cache")

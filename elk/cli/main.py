@@ -99,7 +99,7 @@ def build_model(args: argparse.Namespace):
     from elk.graphs.zoo import build_program
     dims = dict(getattr(args, "dim", None) or [])
     return build_program(args.model, batch=args.batch, seq=args.seq, mode=args.mode,
-                         **({"dims": dims} if dims else {}), **training_kwargs(args))
+                         **({"dims": dims} if dims else {}), **training_kwargs(args), **kv_append_kwargs(args))
 
 
 def add_training_args(p: argparse.ArgumentParser) -> None:
@@ -109,9 +109,17 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
                    help="the optimizer update after the backward pass (default adam)")
     g.add_argument("--master-weights", default=None, action=argparse.BooleanOptionalAction,
                    help="keep an fp32 master copy of the weights and optimizer state (default: with 2-byte weights)")
+    p.add_argument("--kv-append", action="store_true",
+                   help="decode: also write each layer's new key and value to the KV cache in HBM (stores; the Elk "
+                        "paper's decode step writes nothing)")
     g.add_argument("--checkpoint", default=None, metavar="{none,layer}",
                    help="activation checkpointing: none (default: every saved activation is stored to HBM and "
                         "reloaded) or layer (only each layer's input; the backward recomputes the layer)")
+
+
+def kv_append_kwargs(args: argparse.Namespace) -> dict:
+    """``{"kv_append": True}`` when ``--kv-append`` was given (decode only: another mode is one error line)."""
+    return {"kv_append": True} if getattr(args, "kv_append", False) else {}
 
 
 def training_kwargs(args: argparse.Namespace) -> dict:
@@ -263,7 +271,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     options = _design_options(args, compiled, records)  # each checked when made
     training = training_kwargs(args)  # checked before any work
     # a training step is built here, so that its refusals (no trainable weights...) come before any work
-    model = build_model(args) if args.dim or args.mode == "train" else args.model
+    model = build_model(args) if args.dim or args.mode == "train" or args.kv_append else args.model
     warm_start = warm[1] if warm is not None else None
     if warm is not None and warm[0] == "file":
         # every refusal that needs no plan table first, then the simulator's verdict on this workload

@@ -163,7 +163,8 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
             placement: str | None = "heuristic", placement_time_limit: float = 10.0,
             bound: str | None = DEFAULT_BOUND, bound_time_limit: float = DEFAULT_BOUND_TIME_LIMIT,
             carry: Iterable[Schedule] = (), workers: int | None = None,
-            dims: Mapping[str, int] | None = None, training: "TrainingOptions | None" = None) -> CompileResult:
+            dims: Mapping[str, int] | None = None, training: "TrainingOptions | None" = None,
+            kv_append: bool = False) -> CompileResult:
     """Build the model, its plan tables, and a schedule per design, each timed by the simulator.
 
     ``designs``: names (a comma list or an iterable; "default", "paper") or a
@@ -195,7 +196,8 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
     ``dims`` binds symbolic dimensions of an ONNX model by name (``batch`` and
     ``seq`` bind the usual names). ``training`` (an
     :class:`elk.graphs.training.TrainingOptions`) builds ``mode="train"``'s step: optimizer, master weights,
-    activation checkpointing.
+    activation checkpointing. ``kv_append`` (decode) adds the KV-cache append: each layer's new key and value
+    stored to HBM.
     """
     from solvers.registry import RunPlan
     from solvers.run_plan import run_plan
@@ -210,7 +212,8 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
     the_chip = resolve_chip(chip)
     if chip_overrides:
         the_chip = the_chip.with_overrides(**{k: v for k, v in chip_overrides.items() if v is not None})
-    program = model if isinstance(model, Program) else _build_program(model, batch, seq, mode, dims, training)
+    program = model if isinstance(model, Program) else _build_program(model, batch, seq, mode, dims, training,
+                                                                       kv_append)
     plan.check_program(program, the_chip)
     workload = Workload.build(program, the_chip, workers)
     bounds = compute_bounds(workload, bound, bound_time_limit) if bound is not None else None
@@ -224,10 +227,12 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
 
 
 def _build_program(model: str | Path, batch: int, seq: int, mode: str,
-                   dims: Mapping[str, int] | None = None, training: "TrainingOptions | None" = None) -> Program:
+                   dims: Mapping[str, int] | None = None, training: "TrainingOptions | None" = None,
+                   kv_append: bool = False) -> Program:
     from elk.graphs.zoo import build_program
     return build_program(model, batch=batch, seq=seq, mode=mode, **({"dims": dims} if dims else {}),
-                         **({"training": training} if training is not None else {}))
+                         **({"training": training} if training is not None else {}),
+                         **({"kv_append": True} if kv_append else {}))
 
 
 def check_placement(placement: str | None) -> None:

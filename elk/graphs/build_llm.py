@@ -20,7 +20,7 @@ The first half of this module is shared with :mod:`elk.graphs.build_dit`.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator, Mapping, Sequence
 
 from elk.graphs.arch import ArchConfig
@@ -91,6 +91,8 @@ class Emitter:
     ops: list[Operator] = field(default_factory=list)
     prefix: str = ""
     layer: int | None = None
+    #: decode: the new token's key and value tensors of every layer (what a KV-cache append writes)
+    appended: list[str] = field(default_factory=list)
 
     def __call__(self, name: str, kind: str, spec: str, sizes: Mapping[str, int],
                  inputs: Sequence[str], role: str = "") -> str:
@@ -251,6 +253,7 @@ def _attention(em: Emitter, shape: _Shape, layer: int, x: str, sz: Mapping[str, 
         keys, values = k, v
         ctx_spec = "bkgsz,bkzd->bkgsd"
     else:
+        em.appended += [k, v]
         keys, values = em.w("kcache"), em.w("vcache")
         ctx_spec = "bkgs,bksd->bkgd"
     scores = em("scores", "matmul", f"{q_ax},{'bkzd' if shape.train else 'bksd'}->{sc_ax}", sz,
@@ -284,9 +287,11 @@ def _mlp(em: Emitter, cfg: ArchConfig, x: str, sz: Mapping[str, int]) -> str:
 
 
 def build_llm(cfg: ArchConfig, batch: int, seq: int, mode: str,
-              bytes_per_element: int = 2) -> tuple[list[Operator], dict]:
+              bytes_per_element: int = 2, kv_append: bool = False) -> tuple[list[Operator], dict]:
     """Operators of one decode step (``mode='decode'``) or one full-sequence forward ('train').
 
+    ``kv_append`` (decode): the new token's key and value of every layer are written to the KV cache in HBM
+    (stores, docs/design.md §5.2); without it, as in the Elk paper, the step reads the cache and writes nothing.
     Returns the ops and the meta entries the builder knows about.
     """
     if cfg.family not in ("llama", "opt", "gemma2"):
@@ -322,4 +327,8 @@ def build_llm(cfg: ArchConfig, batch: int, seq: int, mode: str,
             em("cap.mul", "unary", "tv->tv", base, [y], "head")
     meta = {"tokens": shape.tokens, "layer_period": period,
             "kv_lengths": sorted(set(kv)) if not shape.train else [seq]}
+    if kv_append and not shape.train:
+        appended = set(em.appended)
+        meta["kv_append"] = True
+        return [replace(op, store=True) if op.output.tensor in appended else op for op in em.ops], meta
     return em.ops, meta

@@ -99,8 +99,11 @@ def _positive(value: object, what: str) -> int:
 
 def build_program(model: str | Path | ArchConfig, *, batch: int = 32, seq: int = 2048, mode: str = "decode",
                   bytes_per_element: int = 2, dims: Mapping[str, int] | None = None,
-                  training: TrainingOptions | None = None) -> Program:
+                  training: TrainingOptions | None = None, kv_append: bool = False) -> Program:
     """The operator program of one step of ``model``.
+
+    ``kv_append`` (decode, elk's LLM builders): the step also writes each layer's new key and value to the KV
+    cache in HBM (docs/design.md §5.2).
 
     ``decode``: B new tokens, each attending over an S-token KV cache in HBM.
     ``forward``: the forward pass over B sequences of S tokens. ``train``: one
@@ -128,12 +131,17 @@ def build_program(model: str | Path | ArchConfig, *, batch: int = 32, seq: int =
         raise ModelConfigError(f"training must be TrainingOptions, got {type(training).__name__}")
     if training is not None and mode != "train":
         raise ModelConfigError(f"training options apply to mode 'train' only, not {mode!r}")
+    if kv_append and mode != "decode":
+        raise ModelConfigError(f"the KV-cache append belongs to mode 'decode', not {mode!r}")
     if mode == "train":
         forward = build_program(model, batch=batch, seq=seq, mode="forward", bytes_per_element=bytes_per_element,
                                 dims=dims)
         if forward.meta.get("mode") == "decode":
             raise ModelConfigError(f"{model}: a decode graph (it reads a KV cache) has no training step")
         return training_step(forward, training or TrainingOptions())
+    if kv_append and (is_onnx_path(model) or artifact_graph_path(model) is not None):
+        raise ModelConfigError(f"{model}: the KV-cache append is modelled for elk's own LLM builders (a zoo name or "
+                               f"a Hugging Face config), not for imported graphs")
     if is_onnx_path(model):
         from elk.graphs.onnx_import import load_onnx
         return load_onnx(Path(model).expanduser(), batch=batch, seq=seq, dims=dims, mode=mode)
@@ -144,6 +152,8 @@ def build_program(model: str | Path | ArchConfig, *, batch: int = 32, seq: int =
         return load_artifact_graph(graph, batch=batch, seq=seq, mode=mode, bytes_per_element=bytes_per_element)
     cfg = model if isinstance(model, ArchConfig) else resolve_model(model)
     if cfg.family == "dit":
+        if kv_append:
+            raise ModelConfigError(f"model {cfg.name}: a DiT has no KV cache to append to")
         ops, extra = build_dit(cfg, batch, bytes_per_element)
         # one denoising step whatever was asked: say what runs, and what was asked that does not apply
         extra["not_applied"] = {k: v for k, v in (("mode", mode), ("seq", seq))
@@ -151,7 +161,7 @@ def build_program(model: str | Path | ArchConfig, *, batch: int = 32, seq: int =
         mode, seq = "forward", cfg.tokens_per_image
         weights = trainable_weights(ops)
     else:
-        ops, extra = build_llm(cfg, batch, seq, mode, bytes_per_element)
+        ops, extra = build_llm(cfg, batch, seq, mode, bytes_per_element, kv_append=kv_append)
         weights = trainable_weights(ops, ("lm_head", "pos_embed"))
     meta = {"model": cfg.name, "display_name": cfg.display_name, "family": cfg.family, "mode": mode,
             "batch": batch, "seq": seq, "bytes_per_element": bytes_per_element, "source": cfg.source, **extra}
