@@ -346,6 +346,8 @@ class _Mapper:
             for name in node.inputs:
                 if name:
                     self.readers.setdefault(name, []).append(node)
+        self.producer: dict[str, Node] = {o: node for node in graph.nodes for o in node.outputs if o}
+        self.data_memo: dict[str, tuple[bool, ...]] = {}
         self.stats["scales_folded"] = 0
         self.stats["matmuls_merged"] = 0
         for name in graph.inputs:
@@ -358,10 +360,88 @@ class _Mapper:
         return self.g.values[name]
 
     def view(self, name: str) -> View:
-        """The view of a value; a constant is an HBM tensor of its own name (a weight, a mask, a table)."""
+        """The view of a value; a constant is an HBM tensor of its own name (a weight, a mask, a table).
+
+        A constant the graph computes (not an initializer) carries data only on the
+        axes along which it varies (:meth:`data_axes`): a causal mask the exporter
+        expands over the batch is one ``seq x seq`` table, read once, as elk's
+        builders read theirs.
+        """
         if name not in self.views:
-            self.views[name] = _plain(name, self.val(name).shape)
+            v = self.val(name)
+            if v.const and not v.initializer:
+                data = self.data_axes(name)
+                self.views[name] = View(name, tuple(((n, d),) if n > 1 else () for n, d in zip(v.shape, data)))
+            else:
+                self.views[name] = _plain(name, v.shape)
         return self.views[name]
+
+    def data_axes(self, name: str) -> tuple[bool, ...]:
+        """Per axis of a constant: False when the value provably repeats along it (a broadcast axis).
+
+        From the value itself when the reader evaluated it; else from the node that
+        computes it: an elementwise node (or ``Expand``) varies only where an input
+        varies (broadcasting copies the rest), layout nodes carry their input's flags,
+        a ``GatherND`` varies along an index axis only where an index component that
+        addresses a varying data axis varies. Anything else varies on every axis longer
+        than 1, which is the safe answer (the tensor counts whole).
+        """
+        if name in self.data_memo:
+            return self.data_memo[name]
+        v = self.val(name)
+        full = tuple(n > 1 for n in v.shape)
+        flags = full
+        node = self.producer.get(name)
+        if v.value is not None and tuple(np.shape(v.value)) == v.shape:
+            arr = np.asarray(v.value)
+            flags = tuple(n > 1 and not bool(np.all(arr == arr.take([0], axis=i))) for i, n in enumerate(v.shape))
+        elif node is not None and all(self.val(i).const for i in node.inputs if i):
+            flags = self.derived_data_axes(node, name) or full
+        self.data_memo[name] = flags
+        return flags
+
+    def derived_data_axes(self, node: Node, name: str) -> tuple[bool, ...] | None:
+        """:meth:`data_axes` of a computed constant from its inputs' flags; None: not derivable."""
+        op = node.op_type
+        shape = self.val(name).shape
+        ins = [i for i in node.inputs if i]
+        if op in ELEMENTWISE or op in COMPARE or op in UNARY or op in BOOL_UNARY or op in (
+                "Expand", "Cast", "CastLike", "Identity"):
+            sources = ins[:1] if op in ("Expand", "Cast", "CastLike") else ins
+            out = [False] * len(shape)
+            for i in sources:
+                s, d = self.val(i).shape, self.data_axes(i)
+                lead = len(shape) - len(s)
+                if lead < 0:
+                    return None
+                for j, flag in enumerate(d):
+                    out[lead + j] = out[lead + j] or flag
+            return tuple(f and n > 1 for f, n in zip(out, shape))
+        if op in ("Unsqueeze", "Squeeze", "Reshape", "Flatten"):
+            src, d = self.val(ins[0]).shape, self.data_axes(ins[0])
+            long_axes = [(n, f) for n, f in zip(src, d) if n > 1]
+            if [n for n, _ in long_axes] != [n for n in shape if n > 1]:
+                return None  # a reshape that merges or splits axes: not followed
+            it = iter(f for _, f in long_axes)
+            return tuple(next(it) if n > 1 else False for n in shape)
+        if op == "Transpose":
+            d = self.data_axes(ins[0])
+            perm = node.attrs.get("perm") or list(range(len(d)))[::-1]
+            return tuple(d[p] for p in perm)
+        if op == "GatherND" and not node.attrs.get("batch_dims", 0) and len(ins) == 2:
+            iv = self.val(ins[1])
+            if iv.value is None or tuple(np.shape(iv.value)) != iv.shape:
+                return None
+            idx = np.asarray(iv.value)
+            data = self.data_axes(ins[0])
+            k = iv.shape[-1]
+            out = []
+            for i, n in enumerate(iv.shape[:-1]):
+                out.append(n > 1 and any(data[c] and not bool(np.all(idx[..., c] == idx[..., c].take([0], axis=i)))
+                                         for c in range(k)))
+            out += list(data[k:])
+            return tuple(out) if len(out) == len(shape) else None
+        return None
 
     def scalar(self, name: str) -> bool:
         v = self.val(name)
