@@ -349,6 +349,9 @@ class _Mapper:
         self.producer: dict[str, Node] = {o: node for node in graph.nodes for o in node.outputs if o}
         self.data_memo: dict[str, tuple[bool, ...]] = {}
         self.stats["scales_folded"] = 0
+        self.stats["permutation_parts"] = 0
+        self.permutes: dict[str, tuple[str, list[Node]]] = {}  # concat node -> (source tensor, unary chain)
+        self.skip: set[str] = set()
         self.stats["matmuls_merged"] = 0
         for name in graph.inputs:
             self.views[name] = _plain(name, graph.values[name].shape)
@@ -480,11 +483,72 @@ class _Mapper:
         tensor, atoms = self.emit.op(label, OpKind.REDUCE, lengths, [(self.view(src), ids)], out, bpe, role)
         self.views[out_name] = View(tensor, atoms)
 
+    def find_permutations(self) -> None:
+        """Concats that reassemble one tensor from its own windows: a permutation of that tensor.
+
+        Why: a rotary embedding's ``rotate_half(x)`` is exported as
+        ``Concat(Neg(Slice(x, upper half)), Slice(x, lower half))``: two slices, a
+        negation and a concat, whose concat reads two tensors (one of which elk's
+        residency rule must then load from HBM). What it computes is ``x`` with its
+        halves swapped and one of them negated: elk's builders model it as one slice
+        (``x`` rearranged) and the negation over the result, and so does the importer.
+        A Concat qualifies when every runtime input is a ``Slice`` of the same tensor
+        ``x`` along the concat axis (optionally through a chain of unary elementwise
+        nodes, on at most one input), no window is read by anything else, and the result
+        has ``x``'s shape. The unary chain then runs over the whole result (the
+        builders' count; the FLOPs of a negation are the only thing that grows).
+        """
+        for node in self.g.nodes:
+            if node.op_type != "Concat" or self.val(node.outputs[0]).const:
+                continue
+            ins = [i for i in node.inputs if i and self.val(i).size > 0]
+            out_shape = self.val(node.outputs[0]).shape
+            axis = node.attrs.get("axis", 0) % max(len(out_shape), 1)
+            sources: set[str] = set()
+            chains: list[list[Node]] = []
+            parts: list[str] = []
+            for i in ins:
+                chain: list[Node] = []
+                x = i
+                while True:
+                    prod = self.producer.get(x)
+                    if prod is None or len(self.readers.get(x, [])) != 1 or x in self.g.outputs:
+                        prod = None
+                        break
+                    runtime = [j for j in prod.inputs if j and not self.val(j).const]
+                    if prod.op_type in UNARY and len(runtime) == 1 and len(prod.outputs) == 1:
+                        chain.insert(0, prod)
+                        x = runtime[0]
+                        continue
+                    break
+                if prod is None or prod.op_type != "Slice" or self.val(prod.inputs[0]).const:
+                    break
+                src = prod.inputs[0]
+                src_shape, cut = self.val(src).shape, self.val(x).shape
+                if len(src_shape) != len(cut) or any(a != b for k, (a, b) in enumerate(zip(src_shape, cut))
+                                                     if k != axis):
+                    break
+                sources.add(src)
+                parts.append(prod.name)
+                if chain:
+                    chains.append(chain)
+            else:
+                if (len(ins) >= 2 and len(sources) == 1 and len(chains) <= 1
+                        and self.val(next(iter(sources))).shape == out_shape):
+                    chain = chains[0] if chains else []
+                    self.permutes[node.name] = (next(iter(sources)), chain)
+                    self.skip.update(parts)
+                    self.skip.update(c.name for c in chain)
+
     # ---- one node ---------------------------------------------------------------------
     def run(self) -> list[Operator]:
+        self.find_permutations()
         for node in self.g.nodes:
             outs = [self.val(o) for o in node.outputs if o]
             if not outs:
+                continue
+            if node.name in self.skip:
+                self.stats["permutation_parts"] += 1
                 continue
             if all(v.const for v in outs):
                 self.stats["folded"] += 1
@@ -810,6 +874,21 @@ class _Mapper:
                                          "embedding")
             self.views[node.outputs[0]] = View(tensor, atoms)
             return
+        if op == "Concat" and base in self.permutes:  # see find_permutations
+            src, chain = self.permutes[base]
+            ov = self.val(node.outputs[0])
+            lengths = {f"e{i}": n for i, n in enumerate(ov.shape)}
+            ids = [f"e{i}" if n > 1 else None for i, n in enumerate(ov.shape)]
+            prev = node.outputs[0] + "@perm" if chain else node.outputs[0]
+            self.g.values[prev] = Value(prev, ov.shape, ov.dtype, False)
+            tensor, atoms = self.emit.op(base, OpKind.SLICE, lengths, [(self.view(src), ids)], ids, bpe, "concat")
+            self.views[prev] = View(tensor, atoms)
+            for k, c in enumerate(chain):
+                nxt = node.outputs[0] if k == len(chain) - 1 else f"{node.outputs[0]}@{c.name}"
+                self.g.values[nxt] = Value(nxt, ov.shape, ov.dtype, False)
+                self.elementwise(c, [prev], nxt, ov.shape, bpe, c.name, c.op_type.lower())
+                prev = nxt
+            return
         if op == "Concat":
             names = [i for i in node.inputs if i and self.val(i).size > 0]
             ov = self.val(node.outputs[0])
@@ -929,6 +1008,52 @@ def merge_sibling_matmuls(ops: Sequence[Operator]) -> tuple[list[Operator], int]
     return result, merged
 
 
+def producer_adjacent_order(ops: Sequence[Operator]) -> list[Operator]:
+    """The operators in a topological order that puts each consumer right after a producer it reads.
+
+    Why: elk's residency rule keeps an input on chip only when the operator just
+    before produced or read it (:meth:`elk.ir.Program.from_ops`), so the order is
+    part of the cost. An exporter lists nodes in its trace order (the Q, K and V
+    projections' splits side by side, each read much later); elk's builders emit
+    each value just before the operator that needs it. This order is the builders':
+    a depth-first walk from the program's results that emits an operator's
+    producers before it, the producer of its largest operand last (so that operand
+    is the one left on chip), ties in operand order. Every order it returns is a
+    valid schedule of the same operators: only which inputs come from HBM changes.
+    """
+    producer = {op.output.tensor: i for i, op in enumerate(ops)}
+    read = {x.tensor for op in ops for x in op.inputs}
+
+    def deps(i: int) -> list[int]:
+        op = ops[i]
+        ranked = sorted(range(len(op.inputs)), key=lambda k: op.tensor_elements(op.inputs[k]))
+        out = []
+        for k in ranked:
+            j = producer.get(op.inputs[k].tensor)
+            if j is not None and j != i and j not in out:
+                out.append(j)
+        return out
+
+    done = [False] * len(ops)
+    order: list[Operator] = []
+    roots = [i for i, op in enumerate(ops) if op.output.tensor not in read]
+    for root in roots + list(range(len(ops))):  # every operator, even one in a cycle-free dead end
+        if done[root]:
+            continue
+        stack = [(root, iter(deps(root)))]
+        done[root] = True
+        while stack:
+            i, pending = stack[-1]
+            j = next((j for j in pending if not done[j]), None)
+            if j is None:
+                stack.pop()
+                order.append(ops[i])
+            else:
+                done[j] = True
+                stack.append((j, iter(deps(j))))
+    return order
+
+
 def load_onnx(path: str | Path, *, batch: int = 32, seq: int = 2048, dims: Mapping[str, int] | None = None,
               mode: str = "forward", merge_matmuls: bool = True) -> Program:
     """Import an ONNX model as a program (see the module notes).
@@ -951,6 +1076,7 @@ def load_onnx(path: str | Path, *, batch: int = 32, seq: int = 2048, dims: Mappi
     if merge_matmuls:
         ops, merged = merge_sibling_matmuls(ops)
         mapper.stats["matmuls_merged"] = merged
+    ops = producer_adjacent_order(ops)
     past = [n for n in graph.inputs if "past" in n.lower() or "cache" in n.lower()]
     meta = {"model": path.stem, "display_name": path.stem, "family": "onnx",
             "mode": "decode" if past else "forward",
