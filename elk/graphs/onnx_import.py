@@ -969,14 +969,42 @@ def merge_sibling_matmuls(ops: Sequence[Operator]) -> tuple[list[Operator], int]
         shape = tuple((i, n) for i, n in op.sizes if i != f)
         return (act.tensor, act.axes, w.axes, op.output.axes, f, shape, op.bytes_per_element)
 
+    readers: dict[str, list[int]] = {}
+    for i, op in enumerate(ops):
+        for x in op.inputs:
+            readers.setdefault(x.tensor, []).append(i)
+
+    def bias_add(mm: Operator, f: str) -> tuple[int, int, str] | None:
+        """(index, act operand position, feature index) of the one per-feature bias add reading ``mm``, if so."""
+        rs = list(dict.fromkeys(readers.get(mm.output.tensor, [])))
+        if len(rs) != 1:
+            return None
+        b = ops[rs[0]]
+        pos = [k for k, x in enumerate(b.inputs) if x.tensor == mm.output.tensor]
+        if b.kind != OpKind.BINARY or len(b.inputs) != 2 or len(pos) != 1 or b.bytes_per_element != \
+                mm.bytes_per_element:
+            return None
+        act, bias = b.inputs[pos[0]], b.inputs[1 - pos[0]]
+        if bias.tensor in produced or len(act.axes) != len(mm.output.axes) or b.output.axes != act.axes:
+            return None
+        feature = None
+        for ax_b, ax_m in zip(act.axes, mm.output.axes):
+            if len(ax_b) != 1 or len(ax_m) != 1 or b.lengths[ax_b[0]] != mm.lengths[ax_m[0]]:
+                return None
+            if ax_m[0] == f:
+                feature = ax_b[0]
+        if feature is None or bias.indices != (feature,):
+            return None
+        return rs[0], pos[0], feature
+
     groups: dict[tuple, list[int]] = {}
     for i, op in enumerate(ops):
         k = key(op)
         if k is not None:
             groups.setdefault(k, []).append(i)
-    out = list(ops)
+    out: list[Operator | None] = list(ops)
     merged = 0
-    replaced: dict[int, Operator] = {}
+    replaced: dict[int, list[Operator]] = {}
     for k, members in groups.items():
         if len(members) < 2:
             continue
@@ -990,7 +1018,28 @@ def merge_sibling_matmuls(ops: Sequence[Operator]) -> tuple[list[Operator], int]
                         inputs=(first.inputs[0], replace(first.inputs[1], tensor=weights)), role="matmul",
                         layer=None)
         fused.__dict__.pop("signature", None)
-        replaced[members[0]] = fused
+        replaced[members[0]] = [fused]
+        biases = [bias_add(ops[i], f) for i in members]
+        if all(biases):  # each member's only reader adds a per-feature bias: one add over the merged output
+            b0_index, b0_pos, b0_f = biases[0]  # type: ignore[misc]
+            b0 = ops[b0_index]
+            bias_name = name + ".bias"
+            inputs = list(b0.inputs)
+            inputs[b0_pos] = replace(inputs[b0_pos], tensor=name)
+            inputs[1 - b0_pos] = replace(inputs[1 - b0_pos], tensor="+".join(
+                ops[bi].inputs[1 - bp].tensor for bi, bp, _ in biases))  # type: ignore[misc]
+            fused_bias = replace(b0, name=bias_name, sizes=tuple((i, total if i == b0_f else n) for i, n in b0.sizes),
+                                 output=replace(b0.output, tensor=bias_name), inputs=tuple(inputs), layer=None)
+            fused_bias.__dict__.pop("signature", None)
+            replaced[members[0]].append(fused_bias)
+            for i, (bi, _, _) in zip(members, biases):  # type: ignore[misc]
+                b = ops[bi]
+                out[i] = None
+                out[bi] = Operator(name=b.name, kind=OpKind.SLICE, sizes=b.sizes, output=b.output,
+                                   inputs=(replace(b.output, tensor=bias_name),),
+                                   bytes_per_element=b.bytes_per_element, role="split")
+            merged += len(members)
+            continue
         for i in members:
             op = ops[i]
             spec_out = op.output
@@ -1002,9 +1051,9 @@ def merge_sibling_matmuls(ops: Sequence[Operator]) -> tuple[list[Operator], int]
         merged += len(members)
     result: list[Operator] = []
     for i, op in enumerate(out):
-        if i in replaced:
-            result.append(replaced[i])
-        result.append(op)
+        result.extend(replaced.get(i, []))
+        if op is not None:
+            result.append(op)
     return result, merged
 
 
