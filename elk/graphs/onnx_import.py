@@ -15,8 +15,12 @@ line naming the node):
   input-independent tensors exporters build at run time (causal masks from
   ``Range``/``CumSum``/``Where``, rotary ``cos``/``sin`` tables). A folded tensor that
   an operator reads is an HBM input of it, like a weight (elk's builders read their
-  masks and rotary tables from HBM too); a folded scalar (an epsilon, a scale) is
-  dropped from the operator that reads it.
+  masks and rotary tables from HBM too), counted only along the axes it varies on:
+  exporters expand the causal mask over the batch (``[batch, 1, seq, seq]``, every row
+  the same), which is one ``seq x seq`` table, as the builders read it
+  (:meth:`_Mapper.data_axes`: from the value when the reader evaluated it, else from
+  the nodes that compute it; anything it cannot follow counts whole). A folded scalar
+  (an epsilon, a scale) is dropped from the operator that reads it.
 - **layout only** (removed; a consumer reads the source tensor): ``Reshape``,
   ``Transpose``, ``Squeeze``, ``Unsqueeze``, ``Flatten``, ``Identity``, ``Dropout``
   (inference), ``Cast``, and ``Expand`` (its new axes carry no data, so a consumer's
@@ -48,13 +52,28 @@ line naming the node):
 - **slice**: ``Slice``, ``Split`` (one per output), ``Concat`` and ``Pad`` of runtime
   tensors, ``Gather``/``GatherElements``/``GatherND`` of runtime data. An embedding
   lookup (``Gather`` from a constant table by runtime ids) is a load of the looked-up
-  rows from HBM, as elk's builders model it.
+  rows from HBM, as elk's builders model it. A ``Concat`` that reassembles one tensor
+  from its own windows (a rotary embedding's ``rotate_half``:
+  ``Concat(Neg(Slice(x)), Slice(x))``) is what it computes, ``x`` rearranged: one slice
+  reading ``x`` and the negation over the result, as elk's builders emit it
+  (:meth:`_Mapper.find_permutations`).
 
 Sibling matmuls (the Q/K/V projections, a gated FFN's gate and up: matmuls reading the
 same activation with different weights) are merged into one matmul followed by slices,
 elk's builders' and the Elk artifact's layout (:func:`merge_sibling_matmuls`). One wide
-matmul runs faster than three narrow ones: with the file's own matmuls
-(``merge_matmuls=False``) ELK-Full is 3.9% (Llama-2) and 6.4% (OPT-1.3B) slower.
+matmul runs faster than three narrow ones (the README's comparison with
+``merge_matmuls=False``). When each member's only reader adds a per-feature bias (OPT's
+Q, K and V), the adds merge too: one add over the merged output with the concatenated
+biases, then the splits, which is ``x @ [Wq Wk Wv] + [bq bk bv]`` split, as the builders
+lay it out.
+
+The operators are then put in a producer-adjacent order
+(:func:`producer_adjacent_order`): a depth-first walk from the results that emits each
+operator right after the producer of its largest operand, which is how elk's builders
+emit and what elk's residency rule rewards (an input stays on chip only when the
+operator just before produced or read it). The exporter's trace order lists, say, the
+Q, K and V splits side by side and reads Q back from HBM after K and V; any
+topological order computes the same thing, only which inputs come from HBM changes.
 
 Then, as the artifact importer does: length-1 indices are squeezed; indices that
 appear in exactly the same operands are fused into one (batch x heads, batch x
