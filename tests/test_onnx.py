@@ -394,3 +394,34 @@ def test_merging_sibling_projections_keeps_flops():
     assert sum(op.kind == OpKind.MATMUL for op in merged.ops) == sum(op.kind == OpKind.MATMUL for op in plain.ops) - 6
     matmul_flops = [sum(op.flops for op in p.ops if op.kind == OpKind.MATMUL) for p in (plain, merged)]
     assert matmul_flops[0] == matmul_flops[1]
+
+
+def test_computed_constants_count_only_the_axes_they_vary_on(tmp_path):
+    """A constant expanded over an axis is read once along it; one that varies along an axis counts it whole.
+
+    x[batch, 32768] + rows[batch, 32768] + cols[batch, 32768]: rows = Expand(Range(batch) as a column),
+    cols = Expand(Range(32768) as a row). Both are too large for the reader to evaluate, so the flags
+    come from the nodes (Range varies, Expand copies): rows carries batch, cols carries the 32768.
+    """
+    n = 32768
+    ints = {name: numpy_helper.from_array(np.array(v, np.int64), name)
+            for name, v in (("zero", 0), ("one", 1), ("n", n), ("col", [1]), ("row", [0]))}
+    nodes = [helper.make_node("Shape", ["x"], ["shape"], name="shape"),
+             helper.make_node("Gather", ["shape", "zero"], ["b"], name="b", axis=0),
+             helper.make_node("Range", ["zero", "b", "one"], ["rb"], name="range_b"),
+             helper.make_node("Unsqueeze", ["rb", "col"], ["rb2"], name="col_b"),
+             helper.make_node("Expand", ["rb2", "shape"], ["rows_i"], name="rows_expand"),
+             helper.make_node("Cast", ["rows_i"], ["rows"], name="rows_cast", to=TensorProto.FLOAT),
+             helper.make_node("Range", ["zero", "n", "one"], ["rn"], name="range_n"),
+             helper.make_node("Unsqueeze", ["rn", "row"], ["rn2"], name="row_n"),
+             helper.make_node("Expand", ["rn2", "shape"], ["cols_i"], name="cols_expand"),
+             helper.make_node("Cast", ["cols_i"], ["cols"], name="cols_cast", to=TensorProto.FLOAT),
+             helper.make_node("Add", ["x", "rows"], ["y"], name="add_rows"),
+             helper.make_node("Add", ["y", "cols"], ["z"], name="add_cols")]
+    graph = helper.make_graph(nodes, "consts", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", n])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", n])],
+                              list(ints.values()))
+    path = save(tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    program = load_onnx(path, batch=4, seq=8)
+    reads = {o.tensor: op.tensor_elements(o) for op in program.ops for o in op.inputs if o.tensor in ("rows", "cols")}
+    assert reads == {"rows": 4, "cols": n}
