@@ -457,6 +457,8 @@ class _Mapper:
             idx = np.asarray(iv.value)
             data = self.data_axes(ins[0])
             k = iv.shape[-1]
+            if k > len(data):
+                return None
             out = []
             for i, n in enumerate(iv.shape[:-1]):
                 out.append(n > 1 and any(data[c] and not bool(np.all(idx[..., c] == idx[..., c].take([0], axis=i)))
@@ -518,46 +520,56 @@ class _Mapper:
         builders' count; the FLOPs of a negation are the only thing that grows).
         """
         for node in self.g.nodes:
-            if node.op_type != "Concat" or self.val(node.outputs[0]).const:
+            if node.op_type != "Concat" or not node.outputs or self.val(node.outputs[0]).const:
                 continue
-            ins = [i for i in node.inputs if i and self.val(i).size > 0]
-            out_shape = self.val(node.outputs[0]).shape
-            axis = node.attrs.get("axis", 0) % max(len(out_shape), 1)
-            sources: set[str] = set()
-            chains: list[list[Node]] = []
-            parts: list[str] = []
-            for i in ins:
-                chain: list[Node] = []
-                x = i
-                while True:
-                    prod = self.producer.get(x)
-                    if prod is None or len(self.readers.get(x, [])) != 1 or x in self.g.outputs:
-                        prod = None
-                        break
-                    runtime = [j for j in prod.inputs if j and not self.val(j).const]
-                    if prod.op_type in UNARY and len(runtime) == 1 and len(prod.outputs) == 1:
-                        chain.insert(0, prod)
-                        x = runtime[0]
-                        continue
+            try:
+                found = self.permutation(node)
+            except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError):
+                found = None  # a node the pattern cannot read is mapped as it is, and checked there
+            if found is not None:
+                src, chain, parts = found
+                self.permutes[node.name] = (src, chain)
+                self.skip.update(parts)
+                self.skip.update(c.name for c in chain)
+
+    def permutation(self, node: Node) -> tuple[str, list[Node], list[str]] | None:
+        """(source, unary chain, slice nodes) when the Concat ``node`` is a permutation (:meth:`find_permutations`)."""
+        ins = [i for i in node.inputs if i and self.val(i).size > 0]
+        out_shape = self.val(node.outputs[0]).shape
+        axis = node.attrs.get("axis", 0) % max(len(out_shape), 1)
+        sources: set[str] = set()
+        chains: list[list[Node]] = []
+        parts: list[str] = []
+        for i in ins:
+            chain: list[Node] = []
+            x = i
+            while True:
+                prod = self.producer.get(x)
+                if prod is None or len(self.readers.get(x, [])) != 1 or x in self.g.outputs:
+                    prod = None
                     break
-                if prod is None or prod.op_type != "Slice" or self.val(prod.inputs[0]).const:
-                    break
-                src = prod.inputs[0]
-                src_shape, cut = self.val(src).shape, self.val(x).shape
-                if len(src_shape) != len(cut) or any(a != b for k, (a, b) in enumerate(zip(src_shape, cut))
-                                                     if k != axis):
-                    break
-                sources.add(src)
-                parts.append(prod.name)
-                if chain:
-                    chains.append(chain)
-            else:
-                if (len(ins) >= 2 and len(sources) == 1 and len(chains) <= 1
-                        and self.val(next(iter(sources))).shape == out_shape):
-                    chain = chains[0] if chains else []
-                    self.permutes[node.name] = (next(iter(sources)), chain)
-                    self.skip.update(parts)
-                    self.skip.update(c.name for c in chain)
+                runtime = [j for j in prod.inputs if j and not self.val(j).const]
+                if prod.op_type in UNARY and len(runtime) == 1 and len(prod.outputs) == 1:
+                    chain.insert(0, prod)
+                    x = runtime[0]
+                    continue
+                break
+            if prod is None or prod.op_type != "Slice" or self.val(prod.inputs[0]).const:
+                break
+            src = prod.inputs[0]
+            src_shape, cut = self.val(src).shape, self.val(x).shape
+            if len(src_shape) != len(cut) or any(a != b for k, (a, b) in enumerate(zip(src_shape, cut))
+                                                 if k != axis):
+                break
+            sources.add(src)
+            parts.append(prod.name)
+            if chain:
+                chains.append(chain)
+        else:
+            if (len(ins) >= 2 and len(sources) == 1 and len(chains) <= 1
+                    and self.val(next(iter(sources))).shape == out_shape):
+                return next(iter(sources)), (chains[0] if chains else []), parts
+        return None
 
     # ---- one node ---------------------------------------------------------------------
     def run(self) -> list[Operator]:
