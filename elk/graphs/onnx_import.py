@@ -984,6 +984,13 @@ def merge_sibling_matmuls(ops: Sequence[Operator]) -> tuple[list[Operator], int]
     Members must share the activation operand (same tensor and axes), read a weight no
     operator produces, and differ only in the one weight index that is not contracted
     (the output features), with equal lengths everywhere else.
+
+    When every member's only reader is a binary add of a per-feature constant (a bias:
+    OPT's, BERT's and ViT's Q, K and V), the adds merge as well: one add of the
+    concatenated biases over the merged output, and each member's add becomes the slice
+    of it. ``x @ [Wq Wk Wv] + [bq bk bv]`` split is what the separate adds compute, and
+    it is the builders' ``qkv`` then ``qkv.bias``; without it the adds sit between the
+    splits and keep each split away from the operator that produced its source.
     """
     produced = {op.output.tensor for op in ops}
 
