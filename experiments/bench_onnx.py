@@ -8,7 +8,9 @@ best of ``--repeat`` runs), operators, unique shapes, layers, HBM GB and GFLOP p
 step. With ``--compile`` it also compiles each file with ``--designs`` and prints
 every design's latency and whether the simulator accepts it; with ``--compare``
 it builds the decoder exports' ``NAME.config.json`` with elk's own builder at the
-same batch and sequence (forward mode) and prints both side by side.
+same batch and sequence (forward mode) and prints both side by side, with the HBM
+reads of each split into inputs no operator produces (weights, masks, tables) and
+activations read back.
 
     python experiments/bench_onnx.py [--folder DIR] [--batch 4] [--seq 512] [--repeat 3]
         [--compile] [--compare] [--designs default] [--only bert,vit] [--json out.json]
@@ -31,6 +33,21 @@ def light_models() -> list[Path]:
     import onnx
     folder = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
     return sorted(folder.glob("light_*.onnx"))
+
+
+def offchip_split(program) -> tuple[float, float]:
+    """(MB of inputs no operator produces: weights, tables, ids; MB of activations read back from HBM)."""
+    produced = {op.output.tensor for op in program.ops}
+    inputs = activations = 0
+    for op in program.ops:
+        for o in op.inputs:
+            if o.offchip:
+                n = op.tensor_elements(o) * op.bytes_per_element
+                if o.tensor in produced:
+                    activations += n
+                else:
+                    inputs += n
+    return inputs / 1e6, activations / 1e6
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {config.name:24s} ops {len(ref.ops):5d}  HBM {ref.hbm_bytes / 1e9:8.4f} GB "
                       f"({100 * (program.hbm_bytes / ref.hbm_bytes - 1):+.2f}%)  {ref.flops / 1e9:10.2f} GFLOP "
                       f"({100 * (program.flops / ref.flops - 1):+.3f}%)")
+                (ci, ca), (ri, ra) = offchip_split(program), offchip_split(ref)
+                row["offchip_mb"] = {"onnx": {"inputs": ci, "activations": ca},
+                                     "config": {"inputs": ri, "activations": ra}}
+                print(f"  HBM reads, MB: inputs (weights, tables) {ci:.2f} vs {ri:.2f} ({ci - ri:+.2f}); "
+                      f"activations read back {ca:.2f} vs {ra:.2f} ({ca - ra:+.2f})")
                 if args.compile:
                     result = elk.compile(ref, designs=args.designs)
                     row["config"]["designs"] = {n: {"latency_ms": d.sim.latency_ms, "valid": bool(d.sim.valid)}

@@ -143,13 +143,47 @@ def test_decoder_exports_match_elks_builder(stem):
     config_256 = build_program(shared(f"{stem}.config.json"), batch=4, seq=256, mode="forward")
     ours, theirs = weight_bytes(onnx_program, export(stem, 4, 256)), weight_bytes(config, config_256)
     assert ours == pytest.approx(theirs, rel=0.01)
-    # the activations re-read from HBM differ with the exporter's operator order (README): Llama's are
-    # within 1% with the file's own matmuls once the exporter's Q and K scales are folded into the scores
-    assert onnx_program.hbm_bytes == pytest.approx(config.hbm_bytes, rel=0.2)
+    # HBM bytes per step: weights, the mask and rotary tables read once, and the activations the
+    # residency rule re-reads, which follow the producer-adjacent operator order (README)
+    assert onnx_program.hbm_bytes == pytest.approx(config.hbm_bytes, rel=0.01)
     if stem == "llama2_13b_2l":
         plain = load_onnx(shared(f"{stem}.onnx"), batch=4, seq=512, merge_matmuls=False)
-        assert plain.hbm_bytes == pytest.approx(config.hbm_bytes, rel=0.01)
+        assert plain.flops == pytest.approx(config.flops, rel=0.01)
         assert plain.meta["scales_folded"] == 2 * 2
+
+
+@pytest.mark.parametrize("stem", DECODERS)
+def test_decoder_masks_are_read_as_one_sequence_table(stem):
+    """The exporter expands the causal mask over the batch; it is the same for every row, so one seq x seq table."""
+    program = export(stem)
+    produced = {op.output.tensor for op in program.ops}
+    graph = read_onnx(shared(f"{stem}.onnx"), batch=4, seq=512, supported=SUPPORTED)
+    expanded = {name for name, v in graph.values.items()
+                if v.const and not v.initializer and v.shape == (4, 1, 512, 512)}
+    reads = [op.tensor_elements(o) for op in program.ops for o in op.inputs
+             if o.tensor in expanded and o.tensor not in produced]
+    assert reads and all(n == 512 * 512 for n in reads)
+
+
+def test_rotate_half_is_one_permutation_and_splits_follow_their_producer():
+    """Llama's rotate_half (two slices, a negation, a concat) is one slice and one negation per Q and K;
+    each consumer of a merged projection's split follows it, so the split is read on chip."""
+    program = export("llama2_13b_2l")
+    assert program.meta["permutation_parts"] == 2 * 2 * 3
+    assert not any(op.role == "concat" and len(op.inputs) > 1 for op in program.ops)
+    index = {op.output.tensor: k for k, op in enumerate(program.ops)}
+    for k, op in enumerate(program.ops):  # a topological order
+        assert all(index.get(o.tensor, -1) < k for o in op.inputs)
+
+
+def test_sibling_bias_adds_merge_with_their_matmuls():
+    """OPT's Q, K and V each add a bias: one matmul, one bias add over its output, then the three splits."""
+    program = export("opt_1_3b")
+    adds = [op for op in program.ops if op.name.endswith("+2.bias")]
+    assert len(adds) == 24 and all(op.kind == OpKind.BINARY for op in adds)
+    for add in adds:
+        splits = [op for op in program.ops if op.inputs and op.inputs[0].tensor == add.output.tensor]
+        assert len(splits) == 3 and all(op.kind == OpKind.SLICE and not op.inputs[0].offchip for op in splits)
 
 
 def test_grouped_query_attention_reads_each_kv_head_once():
@@ -360,3 +394,34 @@ def test_merging_sibling_projections_keeps_flops():
     assert sum(op.kind == OpKind.MATMUL for op in merged.ops) == sum(op.kind == OpKind.MATMUL for op in plain.ops) - 6
     matmul_flops = [sum(op.flops for op in p.ops if op.kind == OpKind.MATMUL) for p in (plain, merged)]
     assert matmul_flops[0] == matmul_flops[1]
+
+
+def test_computed_constants_count_only_the_axes_they_vary_on(tmp_path):
+    """A constant expanded over an axis is read once along it; one that varies along an axis counts it whole.
+
+    x[batch, 32768] + rows[batch, 32768] + cols[batch, 32768]: rows = Expand(Range(batch) as a column),
+    cols = Expand(Range(32768) as a row). Both are too large for the reader to evaluate, so the flags
+    come from the nodes (Range varies, Expand copies): rows carries batch, cols carries the 32768.
+    """
+    n = 32768
+    ints = {name: numpy_helper.from_array(np.array(v, np.int64), name)
+            for name, v in (("zero", 0), ("one", 1), ("n", n), ("col", [1]), ("row", [0]))}
+    nodes = [helper.make_node("Shape", ["x"], ["shape"], name="shape"),
+             helper.make_node("Gather", ["shape", "zero"], ["b"], name="b", axis=0),
+             helper.make_node("Range", ["zero", "b", "one"], ["rb"], name="range_b"),
+             helper.make_node("Unsqueeze", ["rb", "col"], ["rb2"], name="col_b"),
+             helper.make_node("Expand", ["rb2", "shape"], ["rows_i"], name="rows_expand"),
+             helper.make_node("Cast", ["rows_i"], ["rows"], name="rows_cast", to=TensorProto.FLOAT),
+             helper.make_node("Range", ["zero", "n", "one"], ["rn"], name="range_n"),
+             helper.make_node("Unsqueeze", ["rn", "row"], ["rn2"], name="row_n"),
+             helper.make_node("Expand", ["rn2", "shape"], ["cols_i"], name="cols_expand"),
+             helper.make_node("Cast", ["cols_i"], ["cols"], name="cols_cast", to=TensorProto.FLOAT),
+             helper.make_node("Add", ["x", "rows"], ["y"], name="add_rows"),
+             helper.make_node("Add", ["y", "cols"], ["z"], name="add_cols")]
+    graph = helper.make_graph(nodes, "consts", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", n])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", n])],
+                              list(ints.values()))
+    path = save(tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    program = load_onnx(path, batch=4, seq=8)
+    reads = {o.tensor: op.tensor_elements(o) for op in program.ops for o in op.inputs if o.tensor in ("rows", "cols")}
+    assert reads == {"rows": 4, "cols": n}

@@ -15,8 +15,12 @@ line naming the node):
   input-independent tensors exporters build at run time (causal masks from
   ``Range``/``CumSum``/``Where``, rotary ``cos``/``sin`` tables). A folded tensor that
   an operator reads is an HBM input of it, like a weight (elk's builders read their
-  masks and rotary tables from HBM too); a folded scalar (an epsilon, a scale) is
-  dropped from the operator that reads it.
+  masks and rotary tables from HBM too), counted only along the axes it varies on:
+  exporters expand the causal mask over the batch (``[batch, 1, seq, seq]``, every row
+  the same), which is one ``seq x seq`` table, as the builders read it
+  (:meth:`_Mapper.data_axes`: from the value when the reader evaluated it, else from
+  the nodes that compute it; anything it cannot follow counts whole). A folded scalar
+  (an epsilon, a scale) is dropped from the operator that reads it.
 - **layout only** (removed; a consumer reads the source tensor): ``Reshape``,
   ``Transpose``, ``Squeeze``, ``Unsqueeze``, ``Flatten``, ``Identity``, ``Dropout``
   (inference), ``Cast``, and ``Expand`` (its new axes carry no data, so a consumer's
@@ -48,13 +52,28 @@ line naming the node):
 - **slice**: ``Slice``, ``Split`` (one per output), ``Concat`` and ``Pad`` of runtime
   tensors, ``Gather``/``GatherElements``/``GatherND`` of runtime data. An embedding
   lookup (``Gather`` from a constant table by runtime ids) is a load of the looked-up
-  rows from HBM, as elk's builders model it.
+  rows from HBM, as elk's builders model it. A ``Concat`` that reassembles one tensor
+  from its own windows (a rotary embedding's ``rotate_half``:
+  ``Concat(Neg(Slice(x)), Slice(x))``) is what it computes, ``x`` rearranged: one slice
+  reading ``x`` and the negation over the result, as elk's builders emit it
+  (:meth:`_Mapper.find_permutations`).
 
 Sibling matmuls (the Q/K/V projections, a gated FFN's gate and up: matmuls reading the
 same activation with different weights) are merged into one matmul followed by slices,
 elk's builders' and the Elk artifact's layout (:func:`merge_sibling_matmuls`). One wide
-matmul runs faster than three narrow ones: with the file's own matmuls
-(``merge_matmuls=False``) ELK-Full is 3.9% (Llama-2) and 6.4% (OPT-1.3B) slower.
+matmul runs faster than three narrow ones (the README's comparison with
+``merge_matmuls=False``). When each member's only reader adds a per-feature bias (OPT's
+Q, K and V), the adds merge too: one add over the merged output with the concatenated
+biases, then the splits, which is ``x @ [Wq Wk Wv] + [bq bk bv]`` split, as the builders
+lay it out.
+
+The operators are then put in a producer-adjacent order
+(:func:`producer_adjacent_order`): a depth-first walk from the results that emits each
+operator right after the producer of its largest operand, which is how elk's builders
+emit and what elk's residency rule rewards (an input stays on chip only when the
+operator just before produced or read it). The exporter's trace order lists, say, the
+Q, K and V splits side by side and reads Q back from HBM after K and V; any
+topological order computes the same thing, only which inputs come from HBM changes.
 
 Then, as the artifact importer does: length-1 indices are squeezed; indices that
 appear in exactly the same operands are fused into one (batch x heads, batch x
@@ -346,7 +365,12 @@ class _Mapper:
             for name in node.inputs:
                 if name:
                     self.readers.setdefault(name, []).append(node)
+        self.producer: dict[str, Node] = {o: node for node in graph.nodes for o in node.outputs if o}
+        self.data_memo: dict[str, tuple[bool, ...]] = {}
         self.stats["scales_folded"] = 0
+        self.stats["permutation_parts"] = 0
+        self.permutes: dict[str, tuple[str, list[Node]]] = {}  # concat node -> (source tensor, unary chain)
+        self.skip: set[str] = set()
         self.stats["matmuls_merged"] = 0
         for name in graph.inputs:
             self.views[name] = _plain(name, graph.values[name].shape)
@@ -358,10 +382,90 @@ class _Mapper:
         return self.g.values[name]
 
     def view(self, name: str) -> View:
-        """The view of a value; a constant is an HBM tensor of its own name (a weight, a mask, a table)."""
+        """The view of a value; a constant is an HBM tensor of its own name (a weight, a mask, a table).
+
+        A constant the graph computes (not an initializer) carries data only on the
+        axes along which it varies (:meth:`data_axes`): a causal mask the exporter
+        expands over the batch is one ``seq x seq`` table, read once, as elk's
+        builders read theirs.
+        """
         if name not in self.views:
-            self.views[name] = _plain(name, self.val(name).shape)
+            v = self.val(name)
+            if v.const and not v.initializer:
+                data = self.data_axes(name)
+                self.views[name] = View(name, tuple(((n, d),) if n > 1 else () for n, d in zip(v.shape, data)))
+            else:
+                self.views[name] = _plain(name, v.shape)
         return self.views[name]
+
+    def data_axes(self, name: str) -> tuple[bool, ...]:
+        """Per axis of a constant: False when the value provably repeats along it (a broadcast axis).
+
+        From the value itself when the reader evaluated it; else from the node that
+        computes it: an elementwise node (or ``Expand``) varies only where an input
+        varies (broadcasting copies the rest), layout nodes carry their input's flags,
+        a ``GatherND`` varies along an index axis only where an index component that
+        addresses a varying data axis varies. Anything else varies on every axis longer
+        than 1, which is the safe answer (the tensor counts whole).
+        """
+        if name in self.data_memo:
+            return self.data_memo[name]
+        v = self.val(name)
+        full = tuple(n > 1 for n in v.shape)
+        flags = full
+        node = self.producer.get(name)
+        if v.value is not None and tuple(np.shape(v.value)) == v.shape:
+            arr = np.asarray(v.value)
+            flags = tuple(n > 1 and not bool(np.all(arr == arr.take([0], axis=i))) for i, n in enumerate(v.shape))
+        elif node is not None and all(self.val(i).const for i in node.inputs if i):
+            flags = self.derived_data_axes(node, name) or full
+        self.data_memo[name] = flags
+        return flags
+
+    def derived_data_axes(self, node: Node, name: str) -> tuple[bool, ...] | None:
+        """:meth:`data_axes` of a computed constant from its inputs' flags; None: not derivable."""
+        op = node.op_type
+        shape = self.val(name).shape
+        ins = [i for i in node.inputs if i]
+        if op in ELEMENTWISE or op in COMPARE or op in UNARY or op in BOOL_UNARY or op in (
+                "Expand", "Cast", "CastLike", "Identity"):
+            sources = ins[:1] if op in ("Expand", "Cast", "CastLike") else ins
+            out = [False] * len(shape)
+            for i in sources:
+                s, d = self.val(i).shape, self.data_axes(i)
+                lead = len(shape) - len(s)
+                if lead < 0:
+                    return None
+                for j, flag in enumerate(d):
+                    out[lead + j] = out[lead + j] or flag
+            return tuple(f and n > 1 for f, n in zip(out, shape))
+        if op in ("Unsqueeze", "Squeeze", "Reshape", "Flatten"):
+            src, d = self.val(ins[0]).shape, self.data_axes(ins[0])
+            long_axes = [(n, f) for n, f in zip(src, d) if n > 1]
+            if [n for n, _ in long_axes] != [n for n in shape if n > 1]:
+                return None  # a reshape that merges or splits axes: not followed
+            it = iter(f for _, f in long_axes)
+            return tuple(next(it) if n > 1 else False for n in shape)
+        if op == "Transpose":
+            d = self.data_axes(ins[0])
+            perm = node.attrs.get("perm") or list(range(len(d)))[::-1]
+            return tuple(d[p] for p in perm)
+        if op == "GatherND" and not node.attrs.get("batch_dims", 0) and len(ins) == 2:
+            iv = self.val(ins[1])
+            if iv.value is None or tuple(np.shape(iv.value)) != iv.shape:
+                return None
+            idx = np.asarray(iv.value)
+            data = self.data_axes(ins[0])
+            k = iv.shape[-1]
+            if k > len(data):
+                return None
+            out = []
+            for i, n in enumerate(iv.shape[:-1]):
+                out.append(n > 1 and any(data[c] and not bool(np.all(idx[..., c] == idx[..., c].take([0], axis=i)))
+                                         for c in range(k)))
+            out += list(data[k:])
+            return tuple(out) if len(out) == len(shape) else None
+        return None
 
     def scalar(self, name: str) -> bool:
         v = self.val(name)
@@ -400,11 +504,82 @@ class _Mapper:
         tensor, atoms = self.emit.op(label, OpKind.REDUCE, lengths, [(self.view(src), ids)], out, bpe, role)
         self.views[out_name] = View(tensor, atoms)
 
+    def find_permutations(self) -> None:
+        """Concats that reassemble one tensor from its own windows: a permutation of that tensor.
+
+        Why: a rotary embedding's ``rotate_half(x)`` is exported as
+        ``Concat(Neg(Slice(x, upper half)), Slice(x, lower half))``: two slices, a
+        negation and a concat, whose concat reads two tensors (one of which elk's
+        residency rule must then load from HBM). What it computes is ``x`` with its
+        halves swapped and one of them negated: elk's builders model it as one slice
+        (``x`` rearranged) and the negation over the result, and so does the importer.
+        A Concat qualifies when every runtime input is a ``Slice`` of the same tensor
+        ``x`` along the concat axis (optionally through a chain of unary elementwise
+        nodes, on at most one input), no window is read by anything else, and the result
+        has ``x``'s shape. The unary chain then runs over the whole result (the
+        builders' count; the FLOPs of a negation are the only thing that grows).
+        """
+        for node in self.g.nodes:
+            if node.op_type != "Concat" or not node.outputs or self.val(node.outputs[0]).const:
+                continue
+            try:
+                found = self.permutation(node)
+            except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError):
+                found = None  # a node the pattern cannot read is mapped as it is, and checked there
+            if found is not None:
+                src, chain, parts = found
+                self.permutes[node.name] = (src, chain)
+                self.skip.update(parts)
+                self.skip.update(c.name for c in chain)
+
+    def permutation(self, node: Node) -> tuple[str, list[Node], list[str]] | None:
+        """(source, unary chain, slice nodes) when the Concat ``node`` is a permutation (:meth:`find_permutations`)."""
+        ins = [i for i in node.inputs if i and self.val(i).size > 0]
+        out_shape = self.val(node.outputs[0]).shape
+        axis = node.attrs.get("axis", 0) % max(len(out_shape), 1)
+        sources: set[str] = set()
+        chains: list[list[Node]] = []
+        parts: list[str] = []
+        for i in ins:
+            chain: list[Node] = []
+            x = i
+            while True:
+                prod = self.producer.get(x)
+                if prod is None or len(self.readers.get(x, [])) != 1 or x in self.g.outputs:
+                    prod = None
+                    break
+                runtime = [j for j in prod.inputs if j and not self.val(j).const]
+                if prod.op_type in UNARY and len(runtime) == 1 and len(prod.outputs) == 1:
+                    chain.insert(0, prod)
+                    x = runtime[0]
+                    continue
+                break
+            if prod is None or prod.op_type != "Slice" or self.val(prod.inputs[0]).const:
+                break
+            src = prod.inputs[0]
+            src_shape, cut = self.val(src).shape, self.val(x).shape
+            if len(src_shape) != len(cut) or any(a != b for k, (a, b) in enumerate(zip(src_shape, cut))
+                                                 if k != axis):
+                break
+            sources.add(src)
+            parts.append(prod.name)
+            if chain:
+                chains.append(chain)
+        else:
+            if (len(ins) >= 2 and len(sources) == 1 and len(chains) <= 1
+                    and self.val(next(iter(sources))).shape == out_shape):
+                return next(iter(sources)), (chains[0] if chains else []), parts
+        return None
+
     # ---- one node ---------------------------------------------------------------------
     def run(self) -> list[Operator]:
+        self.find_permutations()
         for node in self.g.nodes:
             outs = [self.val(o) for o in node.outputs if o]
             if not outs:
+                continue
+            if node.name in self.skip:
+                self.stats["permutation_parts"] += 1
                 continue
             if all(v.const for v in outs):
                 self.stats["folded"] += 1
@@ -730,6 +905,21 @@ class _Mapper:
                                          "embedding")
             self.views[node.outputs[0]] = View(tensor, atoms)
             return
+        if op == "Concat" and base in self.permutes:  # see find_permutations
+            src, chain = self.permutes[base]
+            ov = self.val(node.outputs[0])
+            lengths = {f"e{i}": n for i, n in enumerate(ov.shape)}
+            ids = [f"e{i}" if n > 1 else None for i, n in enumerate(ov.shape)]
+            prev = node.outputs[0] + "@perm" if chain else node.outputs[0]
+            self.g.values[prev] = Value(prev, ov.shape, ov.dtype, False)
+            tensor, atoms = self.emit.op(base, OpKind.SLICE, lengths, [(self.view(src), ids)], ids, bpe, "concat")
+            self.views[prev] = View(tensor, atoms)
+            for k, c in enumerate(chain):
+                nxt = node.outputs[0] if k == len(chain) - 1 else f"{node.outputs[0]}@{c.name}"
+                self.g.values[nxt] = Value(nxt, ov.shape, ov.dtype, False)
+                self.elementwise(c, [prev], nxt, ov.shape, bpe, c.name, c.op_type.lower())
+                prev = nxt
+            return
         if op == "Concat":
             names = [i for i in node.inputs if i and self.val(i).size > 0]
             ov = self.val(node.outputs[0])
@@ -794,6 +984,13 @@ def merge_sibling_matmuls(ops: Sequence[Operator]) -> tuple[list[Operator], int]
     Members must share the activation operand (same tensor and axes), read a weight no
     operator produces, and differ only in the one weight index that is not contracted
     (the output features), with equal lengths everywhere else.
+
+    When every member's only reader is a binary add of a per-feature constant (a bias:
+    OPT's, BERT's and ViT's Q, K and V), the adds merge as well: one add of the
+    concatenated biases over the merged output, and each member's add becomes the slice
+    of it. ``x @ [Wq Wk Wv] + [bq bk bv]`` split is what the separate adds compute, and
+    it is the builders' ``qkv`` then ``qkv.bias``; without it the adds sit between the
+    splits and keep each split away from the operator that produced its source.
     """
     produced = {op.output.tensor for op in ops}
 
@@ -810,14 +1007,42 @@ def merge_sibling_matmuls(ops: Sequence[Operator]) -> tuple[list[Operator], int]
         shape = tuple((i, n) for i, n in op.sizes if i != f)
         return (act.tensor, act.axes, w.axes, op.output.axes, f, shape, op.bytes_per_element)
 
+    readers: dict[str, list[int]] = {}
+    for i, op in enumerate(ops):
+        for x in op.inputs:
+            readers.setdefault(x.tensor, []).append(i)
+
+    def bias_add(mm: Operator, f: str) -> tuple[int, int, str] | None:
+        """(index, act operand position, feature index) of the one per-feature bias add reading ``mm``, if so."""
+        rs = list(dict.fromkeys(readers.get(mm.output.tensor, [])))
+        if len(rs) != 1:
+            return None
+        b = ops[rs[0]]
+        pos = [k for k, x in enumerate(b.inputs) if x.tensor == mm.output.tensor]
+        if b.kind != OpKind.BINARY or len(b.inputs) != 2 or len(pos) != 1 or b.bytes_per_element != \
+                mm.bytes_per_element:
+            return None
+        act, bias = b.inputs[pos[0]], b.inputs[1 - pos[0]]
+        if bias.tensor in produced or len(act.axes) != len(mm.output.axes) or b.output.axes != act.axes:
+            return None
+        feature = None
+        for ax_b, ax_m in zip(act.axes, mm.output.axes):
+            if len(ax_b) != 1 or len(ax_m) != 1 or b.lengths[ax_b[0]] != mm.lengths[ax_m[0]]:
+                return None
+            if ax_m[0] == f:
+                feature = ax_b[0]
+        if feature is None or bias.indices != (feature,):
+            return None
+        return rs[0], pos[0], feature
+
     groups: dict[tuple, list[int]] = {}
     for i, op in enumerate(ops):
         k = key(op)
         if k is not None:
             groups.setdefault(k, []).append(i)
-    out = list(ops)
+    out: list[Operator | None] = list(ops)
     merged = 0
-    replaced: dict[int, Operator] = {}
+    replaced: dict[int, list[Operator]] = {}
     for k, members in groups.items():
         if len(members) < 2:
             continue
@@ -831,7 +1056,28 @@ def merge_sibling_matmuls(ops: Sequence[Operator]) -> tuple[list[Operator], int]
                         inputs=(first.inputs[0], replace(first.inputs[1], tensor=weights)), role="matmul",
                         layer=None)
         fused.__dict__.pop("signature", None)
-        replaced[members[0]] = fused
+        replaced[members[0]] = [fused]
+        biases = [bias_add(ops[i], f) for i in members]
+        if all(biases):  # each member's only reader adds a per-feature bias: one add over the merged output
+            b0_index, b0_pos, b0_f = biases[0]  # type: ignore[misc]
+            b0 = ops[b0_index]
+            bias_name = name + ".bias"
+            inputs = list(b0.inputs)
+            inputs[b0_pos] = replace(inputs[b0_pos], tensor=name)
+            inputs[1 - b0_pos] = replace(inputs[1 - b0_pos], tensor="+".join(
+                ops[bi].inputs[1 - bp].tensor for bi, bp, _ in biases))  # type: ignore[misc]
+            fused_bias = replace(b0, name=bias_name, sizes=tuple((i, total if i == b0_f else n) for i, n in b0.sizes),
+                                 output=replace(b0.output, tensor=bias_name), inputs=tuple(inputs), layer=None)
+            fused_bias.__dict__.pop("signature", None)
+            replaced[members[0]].append(fused_bias)
+            for i, (bi, _, _) in zip(members, biases):  # type: ignore[misc]
+                b = ops[bi]
+                out[i] = None
+                out[bi] = Operator(name=b.name, kind=OpKind.SLICE, sizes=b.sizes, output=b.output,
+                                   inputs=(replace(b.output, tensor=bias_name),),
+                                   bytes_per_element=b.bytes_per_element, role="split")
+            merged += len(members)
+            continue
         for i in members:
             op = ops[i]
             spec_out = op.output
@@ -843,10 +1089,56 @@ def merge_sibling_matmuls(ops: Sequence[Operator]) -> tuple[list[Operator], int]
         merged += len(members)
     result: list[Operator] = []
     for i, op in enumerate(out):
-        if i in replaced:
-            result.append(replaced[i])
-        result.append(op)
+        result.extend(replaced.get(i, []))
+        if op is not None:
+            result.append(op)
     return result, merged
+
+
+def producer_adjacent_order(ops: Sequence[Operator]) -> list[Operator]:
+    """The operators in a topological order that puts each consumer right after a producer it reads.
+
+    Why: elk's residency rule keeps an input on chip only when the operator just
+    before produced or read it (:meth:`elk.ir.Program.from_ops`), so the order is
+    part of the cost. An exporter lists nodes in its trace order (the Q, K and V
+    projections' splits side by side, each read much later); elk's builders emit
+    each value just before the operator that needs it. This order is the builders':
+    a depth-first walk from the program's results that emits an operator's
+    producers before it, the producer of its largest operand last (so that operand
+    is the one left on chip), ties in operand order. Every order it returns is a
+    valid schedule of the same operators: only which inputs come from HBM changes.
+    """
+    producer = {op.output.tensor: i for i, op in enumerate(ops)}
+    read = {x.tensor for op in ops for x in op.inputs}
+
+    def deps(i: int) -> list[int]:
+        op = ops[i]
+        ranked = sorted(range(len(op.inputs)), key=lambda k: op.tensor_elements(op.inputs[k]))
+        out = []
+        for k in ranked:
+            j = producer.get(op.inputs[k].tensor)
+            if j is not None and j != i and j not in out:
+                out.append(j)
+        return out
+
+    done = [False] * len(ops)
+    order: list[Operator] = []
+    roots = [i for i, op in enumerate(ops) if op.output.tensor not in read]
+    for root in roots + list(range(len(ops))):  # every operator, even one in a cycle-free dead end
+        if done[root]:
+            continue
+        stack = [(root, iter(deps(root)))]
+        done[root] = True
+        while stack:
+            i, pending = stack[-1]
+            j = next((j for j in pending if not done[j]), None)
+            if j is None:
+                stack.pop()
+                order.append(ops[i])
+            else:
+                done[j] = True
+                stack.append((j, iter(deps(j))))
+    return order
 
 
 def load_onnx(path: str | Path, *, batch: int = 32, seq: int = 2048, dims: Mapping[str, int] | None = None,
@@ -871,6 +1163,7 @@ def load_onnx(path: str | Path, *, batch: int = 32, seq: int = 2048, dims: Mappi
     if merge_matmuls:
         ops, merged = merge_sibling_matmuls(ops)
         mapper.stats["matmuls_merged"] = merged
+    ops = producer_adjacent_order(ops)
     past = [n for n in graph.inputs if "past" in n.lower() or "cache" in n.lower()]
     meta = {"model": path.stem, "display_name": path.stem, "family": "onnx",
             "mode": "decode" if past else "forward",
