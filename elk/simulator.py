@@ -262,7 +262,7 @@ def simulate(workload: Workload, schedule: Schedule, max_violations: int = 50) -
     hold_from = np.concatenate([a[loads], e[stores]])
     hold_to = np.concatenate([np.maximum(s[loads], a[loads]), np.maximum(x[stores], e[stores])])
     hold = np.concatenate([cold[loads], workload.store_cold[stores]])
-    sram_t, sram_v = _sram_profile(s, e, hot, hold_from, hold_to, hold)
+    sram_t, sram_v = sram_profile(s, e, hot, hold_from, hold_to, hold)
     peak = int(sram_v.max()) if len(sram_v) else 0
     over = np.flatnonzero(sram_v > workload.chip.sram_per_core)
     if len(over):
@@ -282,7 +282,7 @@ def simulate(workload: Workload, schedule: Schedule, max_violations: int = 50) -
                     sram_v=sram_v, peak=peak, profile=profile)
 
 
-def _sram_profile(s, e, hot, hold_from, hold_to, hold) -> tuple[np.ndarray, np.ndarray]:
+def sram_profile(s, e, hot, hold_from, hold_to, hold) -> tuple[np.ndarray, np.ndarray]:
     """Step function of per-core SRAM in use: the running operator's hot bytes, plus ``hold`` bytes over each
     ``[hold_from, hold_to)`` (waiting loads, pending stores); releases before acquisitions at equal times."""
     times = np.concatenate([s, e, hold_from, hold_to])

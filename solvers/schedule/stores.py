@@ -26,6 +26,7 @@ from elk.chip import LoadModel
 from elk.errors import ScheduleError
 from elk.noc import check_fluid
 from elk.schedule import Schedule
+from elk.simulator import sram_profile
 from elk.workload import Workload
 
 #: idle stretches tried per store before a pause is inserted (each try is a few vectorized checks)
@@ -81,14 +82,12 @@ class _Placer:
         return start[order], end[order], work[order], hbm[order]
 
     def sram(self) -> tuple[np.ndarray, np.ndarray]:
-        """SRAM in use per core as a step function (times, level from each time on)."""
+        """SRAM in use per core as the simulator counts it (times, level from each time on)."""
         st = np.flatnonzero(self.placed)
-        times = np.concatenate([self.s, self.e, self.a[self.loads], np.maximum(self.s, self.a)[self.loads],
-                                self.e[st], self.x[st]])
-        hold = np.concatenate([self.cold[self.loads], self.wl.store_cold[st]]).astype(np.float64)
-        delta = np.concatenate([self.hot, -self.hot, hold, -hold]).astype(np.float64)
-        order = np.lexsort((delta, times))
-        return times[order], np.cumsum(delta[order])
+        return sram_profile(self.s, self.e, self.hot,
+                            np.concatenate([self.a[self.loads], self.e[st]]),
+                            np.concatenate([np.maximum(self.s, self.a)[self.loads], self.x[st]]),
+                            np.concatenate([self.cold[self.loads], self.wl.store_cold[st]]))
 
     def exec_slack(self, start: np.ndarray, end: np.ndarray, work: np.ndarray) -> np.ndarray:
         """Per execution: interconnect cycles left after its communication and the transfers at constant rates."""
