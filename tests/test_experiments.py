@@ -168,6 +168,78 @@ def test_gap_study_reports_a_study_stopped_early(gap_run, tmp_path):
     assert len(read_rows(part / "gaps.csv")) == 2 * (7 + 1)
 
 
+def no_compiling(monkeypatch) -> None:
+    """Make every way of compiling a design fail: --rebound must only prove bounds."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("--rebound compiled a design")
+
+    for target in ("solvers.run_plan.run_plan", "elk.driver.api.compile", "elk.study.run_study",
+                   "elk.study.execute.execute_point"):
+        monkeypatch.setattr(target, refuse)
+
+
+def test_gap_study_rebound_reproves_bounds_without_compiling(gap_run, tmp_path, monkeypatch):
+    """--rebound re-certifies gaps.csv alone (no point store): stored latencies as they were, one bound
+    computation per chip shared by fluid and rigid, the stored bound kept for comparison, and no bound above a
+    valid latency."""
+    import shutil
+    gap, out, _ = gap_run
+    reb = load("gap_rebound")
+    part = tmp_path / "rebound"
+    shutil.copytree(out, part)
+    shutil.rmtree(part / "results")
+    no_compiling(monkeypatch)
+    printed = run_main(gap, [*GAP_ARGS, "--out", str(part), "--rebound"])
+    stored, rows = read_rows(out / "gaps.csv"), read_rows(part / "gaps.csv")
+    assert list(rows[0]) == [*gap.COLUMNS, *reb.REBOUND_COLUMNS]
+    assert len(rows) == len(stored)
+    for old, new in zip(stored, rows):
+        for keep in ("model", "sram_kib", "load_model", "design", "latency_ms", "valid", "best_design", "key"):
+            assert new[keep] == old[keep]
+        assert (new["old_bound_ms"], new["old_bound_name"]) == (old["bound_ms"], old["bound_name"])
+        assert new["bound_reproven"] == "True"
+        bound = float(new["bound_ms"])
+        assert bound == pytest.approx(float(old["bound_ms"]), rel=1e-4)  # the same code proved both
+        if new["design"] != "ideal" and new["valid"] == "True":
+            assert float(new["latency_ms"]) >= bound * (1 - 1e-9)
+            assert float(new["certified_gap_pct"]) == pytest.approx(100 * (float(new["latency_ms"]) / bound - 1))
+    chips = json.loads((part / "rebound.json").read_text())
+    assert len(chips) == 2  # tiny at 624 and 192 KiB: the fluid and rigid configurations share a computation
+    for size in ("624.0", "192.0"):
+        assert len({r["bound_ms"] for r in rows if r["sram_kib"] == size}) == 1
+    text = (part / "gap_study.md").read_text()
+    assert "**Re-certified.**" in text and "## Re-proven bounds" in text and "2 of 2 chips" in text
+    assert text.startswith("# Certified optimality gaps\n\n`python -m experiments.gap_study --models tiny")
+    assert_png(part / "certified_gaps.png")
+    assert "certified gap (%) per configuration and design" in printed
+
+
+def test_gap_study_rebound_refuses_a_bound_above_a_valid_latency(gap_run, tmp_path, monkeypatch, capsys):
+    """A stored valid latency below the re-proven bound is a bug in a bound: reported, nothing rewritten."""
+    import shutil
+    import pandas as pd
+    gap, out, _ = gap_run
+    part = tmp_path / "bad"
+    shutil.copytree(out, part)
+    frame = pd.read_csv(part / "gaps.csv")
+    frame.loc[frame["design"] == "basic", "latency_ms"] = frame["bound_ms"] * 0.5  # a "schedule" beating it
+    frame.to_csv(part / "gaps.csv", index=False)
+    before = {p: (part / p).read_bytes() for p in ("gaps.csv", "gap_study.md", "certified_gaps.png")}
+    no_compiling(monkeypatch)
+    assert gap.main([*GAP_ARGS, "--out", str(part), "--rebound"]) == 1
+    said = capsys.readouterr().out
+    assert "a re-proven bound exceeds a stored valid latency" in said and "tiny all-to-all 16 TB/s" in said
+    assert {p: (part / p).read_bytes() for p in before} == before
+    assert (part / "rebound.json").is_file()  # the bounds proven are kept for looking into
+
+
+def test_gap_study_rebound_needs_a_finished_study(tmp_path, capsys):
+    gap = load("gap_study")
+    assert gap.main(["--rebound", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gap_study: error: --rebound needs a finished study") and err.count("\n") == 1
+
+
 def test_gap_study_sram_ladder(tmp_path):
     """A size a model does not fit in is replaced by the smallest of 400, 448, 512, ... KiB it fits (cached)."""
     gap = load("gap_study")
