@@ -233,6 +233,40 @@ def test_gap_study_rebound_refuses_a_bound_above_a_valid_latency(gap_run, tmp_pa
     assert (part / "rebound.json").is_file()  # the bounds proven are kept for looking into
 
 
+def test_rebound_frame_applies_a_bound_only_where_it_holds():
+    """A family proven for rigid loads only raises the rigid configuration's bound; a chip not re-proven keeps
+    its stored bound (and says so)."""
+    import pandas as pd
+    gap, reb = load("gap_study"), load("gap_rebound")
+    rows = []
+    for model in ("a", "b"):
+        for lm in ("fluid", "rigid"):
+            for design, ms in (("elk-full", 12.0), ("best", 12.0)):
+                rows.append({"model": model, "topology": "mesh", "hbm_tbps": 8.0, "sram_kib": 624.0,
+                             "sram_requested_kib": 624.0, "load_model": lm, "design": design, "latency_ms": ms,
+                             "valid": True, "relaxed": False, "certified_gap_pct": 20.0, "bound_ms": 10.0,
+                             "bound_name": "lp", "best_heuristic_ms": 12.0})
+    frame = pd.DataFrame(rows)
+    for col in gap.COLUMNS:
+        if col not in frame:
+            frame[col] = None
+    configs = reb.stored_configs(frame)
+    assert len(configs) == 4
+    proven = reb.Reproven((reb.FamilyBound("lp", 10.5, "optimal", 1.0, ("fluid", "rigid")),
+                           reb.FamilyBound("layer", 11.0, "optimal", 1.0, ("rigid",))), seconds=2.0)
+    new = reb.rebound_frame(frame, configs, {reb.ChipKey("a", "mesh", 8.0, 624.0): proven})
+    got = {(r["model"], r["load_model"]): (r["bound_ms"], r["bound_name"], bool(r["bound_reproven"]))
+           for _, r in new[new["design"] == "best"].iterrows()}
+    assert got == {("a", "fluid"): (10.5, "lp", True), ("a", "rigid"): (11.0, "layer", True),
+                   ("b", "fluid"): (10.0, "lp", False), ("b", "rigid"): (10.0, "lp", False)}
+    a_rigid = new[(new["model"] == "a") & (new["load_model"] == "rigid")].iloc[0]
+    assert a_rigid["certified_gap_pct"] == pytest.approx(100 * (12.0 / 11.0 - 1))
+    assert (a_rigid["old_bound_ms"], a_rigid["old_certified_gap_pct"]) == (10.0, 20.0)
+    with pytest.raises(reb.BoundAboveLatency, match="a mesh 8 TB/s 624 KiB rigid elk-full"):
+        too_high = reb.Reproven((reb.FamilyBound("lp", 12.5, "optimal", 1.0, ("fluid", "rigid")),), seconds=1.0)
+        reb.rebound_frame(frame, configs, {reb.ChipKey("a", "mesh", 8.0, 624.0): too_high})
+
+
 def test_gap_study_rebound_needs_a_finished_study(tmp_path, capsys):
     gap = load("gap_study")
     assert gap.main(["--rebound", "--out", str(tmp_path)]) == 2
