@@ -39,6 +39,10 @@ quick grid ran to its time limit without raising the best bound). Outputs:
 ``--quick``: all-to-all, 16 TB/s, both SRAM sizes and both load models (4
 configurations per model; Llama2-13B unless ``--models`` is given).
 
+``--rebound``: compile nothing; re-prove the bounds of a finished study's chips
+(``OUT/gaps.csv``) with the current code and re-certify the stored latencies
+against them (see ``experiments/gap_rebound.py``).
+
 Also home of the append-only CSV log and figure helpers that ``tune_solver.py`` shares.
 """
 from __future__ import annotations
@@ -281,7 +285,7 @@ def resolve_sram(configs: Sequence[Config], path: Path,
 
 # -- from stored points to gaps.csv ----------------------------------------------------------------------------------
 
-def _float(value) -> float:
+def as_float(value) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -289,7 +293,7 @@ def _float(value) -> float:
     return v
 
 
-def _ok(value) -> bool:
+def is_true(value) -> bool:
     return value is True or str(value).lower() in ("true", "1")
 
 
@@ -302,19 +306,19 @@ def rows_for(config: Config, record: Mapping[str, Any] | None) -> list[dict[str,
         return [{**base, "design": "best", "status": "missing", "error": "not run"}]
     base.update(key=record.get("key"), status=record.get("status"), error=record.get("error"),
                 point_seconds=record.get("point_seconds"))
-    bound_ms = _float(record.get("bound_ms"))
+    bound_ms = as_float(record.get("bound_ms"))
     families = {b["name"]: b.get("ms") for b in record.get("bounds") or []}
     base.update(bound_ms=bound_ms, bound_name=record.get("bound_name"), bound_seconds=record.get("bound_seconds"),
                 **{f"bound_{f.replace('-', '_')}_ms": families.get(f) for f in BOUND_FAMILIES})
     if record.get("status") != "ok":
         return [{**base, "design": "best"}]
     by = {r["design"]: r for r in record["rows"]}
-    ideal_ms = _float(by.get("ideal", {}).get("latency_ms"))
+    ideal_ms = as_float(by.get("ideal", {}).get("latency_ms"))
 
     def gap(ms: float) -> float:
         return 100.0 * (ms / bound_ms - 1.0) if bound_ms > 0 and ms == ms else math.nan
 
-    valid = {d: _float(r["latency_ms"]) for d, r in by.items() if d not in RELAXED and _ok(r.get("valid"))}
+    valid = {d: as_float(r["latency_ms"]) for d, r in by.items() if d not in RELAXED and is_true(r.get("valid"))}
     heur = {d: ms for d, ms in valid.items() if d in HEURISTICS}
     best_heur = min(heur, key=heur.get) if heur else None
     best_heur_ms = heur[best_heur] if best_heur else math.nan
@@ -323,7 +327,7 @@ def rows_for(config: Config, record: Mapping[str, Any] | None) -> list[dict[str,
     rows = []
     for d in sorted(by, key=lambda n: DESIGN_ORDER.index(n) if n in DESIGN_ORDER else len(DESIGN_ORDER)):
         r = by[d]
-        ms = _float(r.get("latency_ms"))
+        ms = as_float(r.get("latency_ms"))
         relaxed = d in RELAXED
         rows.append({**base, "design": d, "latency_ms": ms, "valid": r.get("valid"),
                      "certified_gap_pct": math.nan if relaxed else gap(ms), "relaxed": relaxed,
@@ -343,7 +347,7 @@ def rows_for(config: Config, record: Mapping[str, Any] | None) -> list[dict[str,
                      "certified_gap_pct": gap(ms), "relaxed": False,
                      "gain_over_best_heuristic_pct": 100.0 * (best_heur_ms - ms) / best_heur_ms,
                      "pct_of_ideal": 100.0 * ideal_ms / ms if ideal_ms == ideal_ms else math.nan,
-                     "design_seconds": sum(_float(by[d].get("compile_seconds")) for d in by
+                     "design_seconds": sum(as_float(by[d].get("compile_seconds")) for d in by
                                            if d in EXACT or d == "cpsat")})
     return rows
 
@@ -365,11 +369,11 @@ def gaps_frame(configs: Sequence[Config], records: Mapping[str, Mapping[str, Any
 
 def label(row: Mapping[str, Any]) -> str:
     """``model topology HBM SRAM load-model``; the SRAM asked for too where another size ran."""
-    sram = f"{_float(row['sram_kib']):g} KiB"
-    requested = _float(row.get("sram_requested_kib"))
-    if requested == requested and requested != _float(row["sram_kib"]):
+    sram = f"{as_float(row['sram_kib']):g} KiB"
+    requested = as_float(row.get("sram_requested_kib"))
+    if requested == requested and requested != as_float(row["sram_kib"]):
         sram += f" (for {requested:g})"
-    return f"{row['model']} {row['topology']} {_float(row['hbm_tbps']):g} TB/s {sram} {row['load_model']}"
+    return f"{row['model']} {row['topology']} {as_float(row['hbm_tbps']):g} TB/s {sram} {row['load_model']}"
 
 
 def best_rows(frame):
@@ -415,15 +419,15 @@ def summary_table(frame):
     for _, cfg in frame.groupby(list(CONFIG), sort=False, dropna=False):
         first = cfg.iloc[0]
         row = {"configuration": label(first), "status": first["status"],
-               "bound": first["bound_name"], "bound ms": _float(first["bound_ms"])}
+               "bound": first["bound_name"], "bound ms": as_float(first["bound_ms"])}
         by = cfg.set_index("design")
         for d in DESIGN_ORDER:
             if d in RELAXED:
                 continue
-            row[d] = _float(by.loc[d, "certified_gap_pct"]) if d in by.index else math.nan
+            row[d] = as_float(by.loc[d, "certified_gap_pct"]) if d in by.index else math.nan
         best = by.loc["best"] if "best" in by.index else None
         row["best design"] = best["best_design"] if best is not None else None
-        row["solver s"] = sum(_float(by.loc[d, "design_seconds"]) for d in by.index if d in (*EXACT, "cpsat"))
+        row["solver s"] = sum(as_float(by.loc[d, "design_seconds"]) for d in by.index if d in (*EXACT, "cpsat"))
         lines.append(row)
     table = pd.DataFrame(lines)
     return table.dropna(axis=1, how="all") if not table.empty else table
@@ -457,9 +461,11 @@ def md_table(df, index: bool = False) -> str:
 
 
 def write_summary(frame, path: Path, *, command: str, settings: Settings, configs: Sequence[Config],
-                  seconds: float) -> Path:
+                  seconds: float, preamble: Sequence[str] = (), appendix: Sequence[str] = (),
+                  run_seconds_label: str = "This run") -> Path:
     """``gap_study.md``: what is closed, what stays open and by how much, which bounds bind, what the exact
-    designs are worth."""
+    designs are worth. ``preamble`` lines go after the settings, ``appendix`` lines at the end (a re-certified
+    study says there what changed)."""
     import pandas as pd
     best = best_rows(frame)
     n = len(best)
@@ -468,7 +474,7 @@ def write_summary(frame, path: Path, *, command: str, settings: Settings, config
              f"{len(configs)} configurations (B{BATCH} S{SEQ} decode on {CHIP}); designs {settings.designs}; "
              f"periodic: CP-SAT {settings.exact_time_limit:g} s; MILP windows of {settings.window} with "
              f"{settings.window_time_limit:g} s each; bounds at level `{settings.bound}` "
-             f"({settings.bound_time_limit:g} s). This run: {seconds:.0f} s.", "",
+             f"({settings.bound_time_limit:g} s). {run_seconds_label}: {seconds:.0f} s.", "", *preamble,
              "Certified gap = latency / best proven lower bound - 1 (no valid schedule beats the bound). Ideal is a "
              "relaxed schedule (fastest plans, smallest footprints, no interconnect contention), not a bound; it is "
              "in gaps.csv for reference only.", ""]
@@ -549,7 +555,7 @@ def write_summary(frame, path: Path, *, command: str, settings: Settings, config
     point_s = pd.to_numeric(best["point_seconds"], errors="coerce")
     lines += ["## Cost", "", f"Bounds {bound_s.mean():.1f} s per configuration on average ({bound_s.max():.1f} s "
               f"max); whole points (tables, heuristics, exact designs, bounds) {point_s.mean():.1f} s on average, "
-              f"{point_s.sum() / 3600:.2f} h summed.", ""]
+              f"{point_s.sum() / 3600:.2f} h summed.", "", *appendix]
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
 
@@ -572,7 +578,7 @@ def figure(frame, path: Path) -> None:
         if name not in rows:
             rows.append(name)
         by = cfg.set_index("design")["certified_gap_pct"]
-        cells[(str(first["load_model"]), name)] = [_float(by.get(d)) for d in shown]
+        cells[(str(first["load_model"]), name)] = [as_float(by.get(d)) for d in shown]
     empty = [math.nan] * len(shown)
     panels = [(lm, np.array([cells.get((lm, r), empty) for r in rows], dtype=float).reshape(len(rows), len(shown)))
               for lm in models]
@@ -628,7 +634,11 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--stored-only", action="store_true",
-                   help="run nothing: report the configurations already stored in OUT (a study stopped early)")
+                   help="run nothing: report the configurations already stored in OUT (a study stopped early); "
+                        "with --rebound: use the bounds already in OUT/rebound.json")
+    p.add_argument("--rebound", action="store_true",
+                   help="compile nothing: re-prove the bounds of OUT/gaps.csv's chips with the current code and "
+                        "re-certify its stored latencies (experiments/gap_rebound.py)")
     return p.parse_args(argv)
 
 
@@ -648,6 +658,10 @@ def main(argv: list[str] | None = None) -> int:
                         window_time_limit=args.window_time_limit, solver_workers=args.solver_workers, seed=args.seed,
                         bound=args.bound, bound_time_limit=args.bound_time_limit)
     out: Path = args.out
+    if args.rebound:
+        from experiments.gap_rebound import run as rebound
+        return rebound(out, settings, " ".join(["python", "-m", "experiments.gap_study", *argv]),
+                       prove_missing=not args.stored_only)
     out.mkdir(parents=True, exist_ok=True)
     try:
         configs = resolve_sram(grid(models, args.quick), out / "sram.json")

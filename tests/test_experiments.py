@@ -168,6 +168,112 @@ def test_gap_study_reports_a_study_stopped_early(gap_run, tmp_path):
     assert len(read_rows(part / "gaps.csv")) == 2 * (7 + 1)
 
 
+def no_compiling(monkeypatch) -> None:
+    """Make every way of compiling a design fail: --rebound must only prove bounds."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("--rebound compiled a design")
+
+    for target in ("solvers.run_plan.run_plan", "elk.driver.api.compile", "elk.study.run_study",
+                   "elk.study.execute.execute_point"):
+        monkeypatch.setattr(target, refuse)
+
+
+def test_gap_study_rebound_reproves_bounds_without_compiling(gap_run, tmp_path, monkeypatch):
+    """--rebound re-certifies gaps.csv alone (no point store): stored latencies as they were, one bound
+    computation per chip shared by fluid and rigid, the stored bound kept for comparison, and no bound above a
+    valid latency."""
+    import shutil
+    gap, out, _ = gap_run
+    reb = load("gap_rebound")
+    part = tmp_path / "rebound"
+    shutil.copytree(out, part)
+    shutil.rmtree(part / "results")
+    no_compiling(monkeypatch)
+    printed = run_main(gap, [*GAP_ARGS, "--out", str(part), "--rebound"])
+    stored, rows = read_rows(out / "gaps.csv"), read_rows(part / "gaps.csv")
+    assert list(rows[0]) == [*gap.COLUMNS, *reb.REBOUND_COLUMNS]
+    assert len(rows) == len(stored)
+    for old, new in zip(stored, rows):
+        for keep in ("model", "sram_kib", "load_model", "design", "latency_ms", "valid", "best_design", "key"):
+            assert new[keep] == old[keep]
+        assert (new["old_bound_ms"], new["old_bound_name"]) == (old["bound_ms"], old["bound_name"])
+        assert new["bound_reproven"] == "True"
+        bound = float(new["bound_ms"])
+        assert bound == pytest.approx(float(old["bound_ms"]), rel=1e-4)  # the same code proved both
+        if new["design"] != "ideal" and new["valid"] == "True":
+            assert float(new["latency_ms"]) >= bound * (1 - 1e-9)
+            assert float(new["certified_gap_pct"]) == pytest.approx(100 * (float(new["latency_ms"]) / bound - 1))
+    chips = json.loads((part / "rebound.json").read_text())
+    assert len(chips) == 2  # tiny at 624 and 192 KiB: the fluid and rigid configurations share a computation
+    for size in ("624.0", "192.0"):
+        assert len({r["bound_ms"] for r in rows if r["sram_kib"] == size}) == 1
+    text = (part / "gap_study.md").read_text()
+    assert "**Re-certified.**" in text and "## Re-proven bounds" in text and "2 of 2 chips" in text
+    assert text.startswith("# Certified optimality gaps\n\n`python -m experiments.gap_study --models tiny")
+    assert_png(part / "certified_gaps.png")
+    assert "certified gap (%) per configuration and design" in printed
+
+
+def test_gap_study_rebound_refuses_a_bound_above_a_valid_latency(gap_run, tmp_path, monkeypatch, capsys):
+    """A stored valid latency below the re-proven bound is a bug in a bound: reported, nothing rewritten."""
+    import shutil
+    import pandas as pd
+    gap, out, _ = gap_run
+    part = tmp_path / "bad"
+    shutil.copytree(out, part)
+    frame = pd.read_csv(part / "gaps.csv")
+    frame.loc[frame["design"] == "basic", "latency_ms"] = frame["bound_ms"] * 0.5  # a "schedule" beating it
+    frame.to_csv(part / "gaps.csv", index=False)
+    before = {p: (part / p).read_bytes() for p in ("gaps.csv", "gap_study.md", "certified_gaps.png")}
+    no_compiling(monkeypatch)
+    assert gap.main([*GAP_ARGS, "--out", str(part), "--rebound"]) == 1
+    said = capsys.readouterr().out
+    assert "a re-proven bound exceeds a stored valid latency" in said and "tiny all-to-all 16 TB/s" in said
+    assert {p: (part / p).read_bytes() for p in before} == before
+    assert (part / "rebound.json").is_file()  # the bounds proven are kept for looking into
+
+
+def test_rebound_frame_applies_a_bound_only_where_it_holds():
+    """A family proven for rigid loads only raises the rigid configuration's bound; a chip not re-proven keeps
+    its stored bound (and says so)."""
+    import pandas as pd
+    gap, reb = load("gap_study"), load("gap_rebound")
+    rows = []
+    for model in ("a", "b"):
+        for lm in ("fluid", "rigid"):
+            for design, ms in (("elk-full", 12.0), ("best", 12.0)):
+                rows.append({"model": model, "topology": "mesh", "hbm_tbps": 8.0, "sram_kib": 624.0,
+                             "sram_requested_kib": 624.0, "load_model": lm, "design": design, "latency_ms": ms,
+                             "valid": True, "relaxed": False, "certified_gap_pct": 20.0, "bound_ms": 10.0,
+                             "bound_name": "lp", "best_heuristic_ms": 12.0})
+    frame = pd.DataFrame(rows)
+    for col in gap.COLUMNS:
+        if col not in frame:
+            frame[col] = None
+    configs = reb.stored_configs(frame)
+    assert len(configs) == 4
+    proven = reb.Reproven((reb.FamilyBound("lp", 10.5, "optimal", 1.0, ("fluid", "rigid")),
+                           reb.FamilyBound("layer", 11.0, "optimal", 1.0, ("rigid",))), seconds=2.0)
+    new = reb.rebound_frame(frame, configs, {reb.ChipKey("a", "mesh", 8.0, 624.0): proven})
+    got = {(r["model"], r["load_model"]): (r["bound_ms"], r["bound_name"], bool(r["bound_reproven"]))
+           for _, r in new[new["design"] == "best"].iterrows()}
+    assert got == {("a", "fluid"): (10.5, "lp", True), ("a", "rigid"): (11.0, "layer", True),
+                   ("b", "fluid"): (10.0, "lp", False), ("b", "rigid"): (10.0, "lp", False)}
+    a_rigid = new[(new["model"] == "a") & (new["load_model"] == "rigid")].iloc[0]
+    assert a_rigid["certified_gap_pct"] == pytest.approx(100 * (12.0 / 11.0 - 1))
+    assert (a_rigid["old_bound_ms"], a_rigid["old_certified_gap_pct"]) == (10.0, 20.0)
+    with pytest.raises(reb.BoundAboveLatency, match="a mesh 8 TB/s 624 KiB rigid elk-full"):
+        too_high = reb.Reproven((reb.FamilyBound("lp", 12.5, "optimal", 1.0, ("fluid", "rigid")),), seconds=1.0)
+        reb.rebound_frame(frame, configs, {reb.ChipKey("a", "mesh", 8.0, 624.0): too_high})
+
+
+def test_gap_study_rebound_needs_a_finished_study(tmp_path, capsys):
+    gap = load("gap_study")
+    assert gap.main(["--rebound", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gap_study: error: --rebound needs a finished study") and err.count("\n") == 1
+
+
 def test_gap_study_sram_ladder(tmp_path):
     """A size a model does not fit in is replaced by the smallest of 400, 448, 512, ... KiB it fits (cached)."""
     gap = load("gap_study")
