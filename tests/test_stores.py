@@ -263,3 +263,21 @@ def test_the_kv_append_is_for_decode_and_elks_builders(capsys, no_compile):
     from conftest import user_error
     user_error(capsys, ["compile", "tiny", "--kv-append", "--mode", "forward"], "KV-cache append", "decode")
     user_error(capsys, ["compile", "dit-xl-2", "--kv-append"], "no KV cache")
+
+
+@pytest.mark.parametrize("load_model", ("fluid", "rigid"))
+def test_a_training_step_compiles_valid_with_every_default_design(load_model):
+    """The tiny model's training step (forward, backward, Adam): every default design's schedule, stores placed,
+    passes the simulator and the reference checker, and no bound lies above any of them."""
+    from elk.driver.api import compile as compile_model
+    chip = SMALL.with_overrides(cores=256, load_model=load_model)
+    result = compile_model("tiny", chip=chip, batch=1, seq=64, mode="train", designs="default", workers=1)
+    program = result.program
+    assert program.meta["step"] == "train" and program.hbm_write_bytes > 0 and program.round_trips
+    for name, d in result.designs.items():
+        assert d.sim.valid, (name, d.sim.violations[:1])
+        assert d.sim.hbm_write_bytes == program.hbm_write_bytes
+        if d.schedule.relaxation.strict:
+            assert result.bound_ms <= d.sim.latency_ms * (1 + 1e-9)
+    best = min(result.designs["elk-full"], result.designs["periodic"], key=lambda d: d.sim.latency_ms)
+    assert check(result.workload, best.schedule).valid
