@@ -78,6 +78,21 @@ def test_gap_study_quick_grid():
     assert (p.resolved.bound, p.resolved.bound_time_limit) == ("lp", 60.0)
 
 
+def test_gap_study_knows_every_exact_design_in_run_order():
+    """The gap study may run every exact design the registry has, in its order, except ``optimal`` (which refuses
+    programs as large as the grid's LLMs); lp-guided and lns get the window time limit."""
+    from solvers.registry import EXACT_DESIGNS
+    gap = load("gap_study")
+    assert gap.EXACT_KNOWN == tuple(d for d in EXACT_DESIGNS if d != "optimal")
+    assert gap.DESIGN_ORDER == (*gap.HEURISTICS, "ideal", *gap.EXACT_KNOWN, "best")
+    settings = gap.Settings(exact_designs=("lns", "periodic", "lp-guided"))
+    p = gap.grid(["tiny"], quick=True)[0].point(settings)
+    assert p.resolved.designs[-3:] == ("periodic", "lp-guided", "lns")
+    assert p.resolved.design_options["lp-guided"].time_limit == 5.0
+    assert p.resolved.design_options["lns"].time_limit == 5.0
+    assert gap.parse_args(["--exact-designs", "lp-guided,lns"]).exact_designs == "lp-guided,lns"
+
+
 def test_study_knobs_the_studies_rely_on():
     """periodic_time_limit and the bound level reach the compile; unset (or default) they do not change keys."""
     from elk.study import Point
