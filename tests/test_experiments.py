@@ -306,3 +306,22 @@ def test_pick_windows_prefers_large_distinct_problems():
     assert [w.index for w in tune.pick_windows(candidates, 2, [3, 0])] == [3, 0]
     with pytest.raises(SystemExit):
         tune.pick_windows(candidates, 2, [7])
+
+
+def test_tune_covers_the_whole_program_model(tmp_path):
+    """--problems whole: the optimal design's model of tiny's one-layer program, one row per quick setting,
+    from a feasible hint; a program larger than the model takes is refused in one line."""
+    tune = load("tune_solver")
+    args = ["--model", "tiny", "--problems", "whole", "--layers", "1", "--time-limit", "1", "--quick",
+            "--out", str(tmp_path)]
+    printed = run_main(tune, args)
+    rows = read_rows(tmp_path / "tune.csv")
+    assert len(rows) == len(tune.QUICK)
+    assert {r["problems"] for r in rows} == {"whole"}
+    assert {r["window_size"] for r in rows} == {"49"} and {r["first_op"] for r in rows} == {"0"}
+    assert all(r["hint_ok"] == "True" for r in rows)
+    # one second is too short to prove or improve anything here: the rows say what the solver said
+    assert all(r["status"] in ("OPTIMAL", "FEASIBLE", "UNKNOWN") for r in rows)
+    assert "settings ranked" in printed and "(a feasible hint)" in printed
+    with pytest.raises(SystemExit, match="at most 64"):
+        tune.main([*args[:5], "2", *args[6:]])
