@@ -285,11 +285,21 @@ def summary(frame: pd.DataFrame) -> str:
         lines += ["## Means over the solved instances", "", md_table(means), ""]
     if "milp_status" in frame.columns:
         checked = frame[frame["milp_status"].notna()]
+        proved = checked[checked["milp_status"] == "OPTIMAL"]
+        differ = proved[proved["milp_agrees"] != True]  # noqa: E712
         lines += [f"MILP cross-check (HiGHS, same problem and hint): of {len(checked)} instances CP-SAT proved, the "
-                  f"MILP proved {int((checked['milp_status'] == 'OPTIMAL').sum())} and agrees on "
-                  f"{int((checked['milp_agrees'] == True).sum())}; the rest it left FEASIBLE at its limit.", ""]  # noqa: E712
+                  f"MILP proved {len(proved)} and agrees on {len(proved) - len(differ)}; it left "
+                  f"{len(checked) - len(proved)} FEASIBLE at its limit."
+                  + (f" Where both proved and differ ({', '.join(differ['key'])}), the MILP's optimum is the lower "
+                     "makespan of the same integer model: its solution passes the window checker and the simulator "
+                     "(above the instance's proven lower end), so CP-SAT's OPTIMAL there is not the model's "
+                     "optimum." if len(differ) else ""), ""]
     bad = frame[frame["bound_above_schedule"] == True]  # noqa: E712
     lines += [f"Bounds above a valid schedule's latency (bugs): {len(bad)}.", ""]
+    infeasible = frame[frame["status"] == "INFEASIBLE"]
+    if len(infeasible):  # the warm start is valid, so the model must have a solution: a bug to find
+        lines += [f"CP-SAT INFEASIBLE on the whole-program model although a valid warm start exists (bugs): "
+                  f"{len(infeasible)} ({', '.join(infeasible['key'])}).", ""]
     open_ = frame[frame["solved"] != True]  # noqa: E712
     if len(open_):
         lines += ["## Not solved within the limit", "",
