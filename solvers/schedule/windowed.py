@@ -454,6 +454,8 @@ class WindowedSolver:
                 notes.append(f"same model as an earlier window ({reused_from})")
             if "INFEASIBLE" in (outcome.status, reused_from):
                 notes.append("window model infeasible: kept the warm start")
+                if built.hint_ok:  # the hint is a solution of the model: the solver or a model is wrong
+                    notes.append("BUG: window model infeasible although its hint is feasible")
             note = "; ".join(notes)
             records.append(WindowRecord(
                 model=model_name or w.program.name, window=index, first_op=first, last_op=stop - 1,
