@@ -6,6 +6,13 @@ settings under test): by default the ``--windows`` largest CP-SAT models among
 the windows of the first ``--layers`` layers, or an explicit ``--window-ids``.
 Every setting solves every window from the same complete warm-start hint.
 
+``--problems whole`` tunes the ``optimal`` design's model instead: the whole
+program (the model's ``--layers``-layer build, at most 64 operators) as one
+problem with its prefix cuts (solvers.schedule.optimal.optimal_problem), hinted
+by the warm start mapped into its integers; the MILP families solve the same
+problem without the cuts. (``lp-guided`` has no solver parameters to tune: its
+HiGHS MILP takes only a thread count and a time limit.)
+
 Settings are a one-factor-at-a-time sweep around the baseline the project runs
 (2 workers, the solver's own defaults), or ``--full-grid`` for the cartesian
 product per solver family; ``--quick`` keeps three settings (for tests).
@@ -13,6 +20,7 @@ Levels equal to the installed solver's default are folded into the baseline.
 
     python -m experiments.tune_solver [--model llama2-13b] [--windows 12] [--time-limit 10]
                                       [--families cpsat,highs,cbc] [--full-grid] [--out out/tune]
+                                      [--problems windows|whole]
 
 Resumable: one row per (setting, window) is appended to ``OUT/tune.csv`` and
 flushed as soon as it is solved; a rerun skips the rows already there for the
@@ -65,7 +73,10 @@ CBC_FACTORS: dict[str, list[dict[str, Any]]] = {
 FACTORS = {"cpsat": CPSAT_FACTORS, "highs": HIGHS_FACTORS, "cbc": CBC_FACTORS}
 QUICK = ("cpsat w2 default", "cpsat w2 linearization_level=2", "highs w2 default")
 
-ROW_KEY = ("model", "warm", "batch", "seq", "window_size", "time_limit", "seed", "setting", "window")
+#: what is tuned: the window designs' problems, or the optimal design's whole-program model
+PROBLEMS = ("windows", "whole")
+
+ROW_KEY = ("model", "problems", "warm", "batch", "seq", "window_size", "time_limit", "seed", "setting", "window")
 FIELDS = list(ROW_KEY) + ["family", "workers", "params", "first_op", "last_op", "size", "hint_ok",
                           "heuristic_cycles", "status", "makespan", "bound", "gap", "seconds", "time_to_optimal",
                           "first_improvement_s", "improved"]
@@ -174,6 +185,9 @@ class TuneWindow:
     hint_ok: bool
     heuristic: float  # warm start's makespan, in the rounded model's units when expressible there
     size: int  # CP-SAT variables + constraints: what "largest" means when picking windows
+    whole: bool = False  # the optimal design's whole-program model (CP-SAT solves it with its prefix cuts)
+    #: whole: every CP-SAT variable's value at the hint, as the optimal design completes it (None: not completed)
+    values: list[int] | None = None
 
 
 def model_size(problem) -> int:
@@ -236,6 +250,52 @@ def pick_windows(candidates: Sequence[TuneWindow], count: int, ids: Sequence[int
     return sorted(chosen[:count], key=lambda w: w.index)
 
 
+def whole_program(args) -> list[TuneWindow]:
+    """The ``--layers``-layer build of the model as the optimal design's one problem, with the warm start as hint."""
+    import dataclasses
+
+    from elk.chip import preset
+    from elk.graphs.zoo import build_program, resolve_model
+    from elk.simulator import simulate
+    from elk.workload import Workload
+    from formulations.schedule.window import check
+    from solvers.schedule.designs import elk_dyn, elk_full
+    from solvers.schedule.optimal import OptimalOptions, complete_hint, optimal_problem
+
+    cfg = dataclasses.replace(resolve_model(args.model), layers=args.layers)
+    chip = preset(args.chip).with_overrides(hbm_bytes_per_s=args.hbm_tbps * 1e12)
+    workload = Workload.build(build_program(cfg, batch=args.batch, seq=args.seq, mode="decode"), chip)
+    limit = OptimalOptions().max_operators
+    if len(workload) > limit:
+        raise SystemExit(f"{args.model} with {args.layers} layer(s) has {len(workload)} operators; the optimal "
+                         f"design's model takes at most {limit} (use --layers 1)")
+    warm = elk_dyn(workload) if args.warm == "elk-dyn" else elk_full(workload)
+    problem, _, hint = optimal_problem(workload, warm, simulate(workload, warm).latency_cycles,
+                                       OptimalOptions().ticks)
+    ok = not check(problem, hint)
+    # CP-SAT uses a hint only when it is complete: fill in the auxiliary variables as the optimal design does
+    values = complete_hint(problem, hint, OptimalOptions(workers=1, seed=args.seed), args.time_limit) if ok else None
+    heuristic = float(hint.makespan())
+    print(f"{args.model}: {len(workload)} operators as one problem, {args.warm} warm start "
+          f"({'a feasible' if ok else 'an infeasible'} hint{'' if values is not None else ', not completed'})")
+    return [TuneWindow(0, 0, len(workload) - 1, problem, hint, ok, heuristic, model_size(problem), whole=True,
+                       values=values)]
+
+
+def whole_model(values: list[int] | None):
+    """What the optimal design adds to the built CP-SAT model: its prefix cuts, then the completed hint."""
+    from formulations.schedule.whole_program import add_prefix_cuts
+
+    def extend(built) -> None:
+        add_prefix_cuts(built)
+        if values is not None:
+            m = built.model
+            m.clear_hints()
+            for i, value in enumerate(values):
+                m.add_hint(m.get_int_var_from_proto_index(i), value)
+    return extend
+
+
 def prepare_windows(args) -> list[TuneWindow]:
     from elk.chip import preset
     from elk.workload import Workload
@@ -288,7 +348,8 @@ def solve(setting: Setting, window: TuneWindow, time_limit: float, seed: int):
 
     settings = setting.solver_settings(time_limit, seed)
     if setting.family == "cpsat":
-        return solve_cpsat(window.problem, settings, window.hint)
+        return solve_cpsat(window.problem, settings, window.hint,
+                           extend=whole_model(window.values) if window.whole else None)
     if setting.family == "highs":
         reset_highs_threads()
     return solve_milp(window.problem, settings, window.hint)
@@ -432,7 +493,11 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--hbm-tbps", type=float, default=16.0)
     p.add_argument("--window", type=int, default=8, help="operators per window")
     p.add_argument("--windows", type=int, default=12, help="how many of the largest windows to tune on")
-    p.add_argument("--layers", type=int, default=2, help="pick them among the first LAYERS layers")
+    p.add_argument("--layers", type=int, default=2,
+                   help="pick them among the first LAYERS layers (--problems whole: the program's layers)")
+    p.add_argument("--problems", choices=PROBLEMS, default="windows",
+                   help="windows (the cpsat/milp designs' window problems, default) or whole (the optimal design's "
+                        "whole-program model)")
     p.add_argument("--window-ids", default="", help="explicit window indices, e.g. 3,5,9 (overrides --windows)")
     p.add_argument("--time-limit", type=float, default=10.0, help="seconds per solve")
     p.add_argument("--seed", type=int, default=0)
@@ -449,10 +514,12 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     log = CsvLog(out / "tune.csv", FIELDS)
     settings = settings_to_run(families, args.full_grid, args.quick)
-    windows = prepare_windows(args)
+    windows = whole_program(args) if args.problems == "whole" else prepare_windows(args)
     print_windows(windows)
-    base = {"model": args.model, "warm": args.warm, "batch": args.batch, "seq": args.seq,
-            "window_size": args.window, "time_limit": args.time_limit, "seed": args.seed}
+    # the whole program's "window" is all its operators (which also tells layer counts apart)
+    size = len(windows[0].problem.ops) if args.problems == "whole" else args.window
+    base = {"model": args.model, "problems": args.problems, "warm": args.warm, "batch": args.batch, "seq": args.seq,
+            "window_size": size, "time_limit": args.time_limit, "seed": args.seed}
     print(f"{len(settings)} settings x {len(windows)} windows, {args.time_limit:g} s limit each", flush=True)
     skipped = run_grid(settings, windows, base, log)
     if skipped:

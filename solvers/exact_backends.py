@@ -16,7 +16,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 from formulations.schedule.cpsat_window import build_cpsat
 from formulations.schedule.window import WindowAssignment, WindowProblem
@@ -39,13 +39,19 @@ class Outcome:
 
 
 def solve_cpsat(problem: WindowProblem, settings: SolverSettings, hint: WindowAssignment | None,
-                anytime: bool = False) -> Outcome:
-    """Solve a window with CP-SAT under ``settings``, hinted by ``hint`` (``anytime`` records each incumbent)."""
+                anytime: bool = False, extend: Callable[[Any], object] | None = None) -> Outcome:
+    """Solve a window with CP-SAT under ``settings``, hinted by ``hint`` (``anytime`` records each incumbent).
+
+    ``extend(built)`` may add implied rows to the built model (the whole-program model's prefix cuts,
+    formulations.schedule.whole_program.add_prefix_cuts) and replace the hint, so a study of solver settings
+    runs the model a design runs."""
     from ortools.sat.python import cp_model
 
     built = build_cpsat(problem)
     if hint is not None:
         built.add_hint(hint)
+    if extend is not None:  # after the hint: it may replace it (with one over its own rows too)
+        extend(built)
     solver = cp_model.CpSolver()
     p = solver.parameters
     p.max_time_in_seconds = float(settings.time_limit)

@@ -134,6 +134,23 @@ def test_infeasible_window_is_reported_and_the_heuristic_kept(small, monkeypatch
     assert simulate(w, out.schedule).latency_cycles == pytest.approx(simulate(w, warm).latency_cycles)
 
 
+def test_an_infeasible_answer_despite_a_feasible_hint_is_called_a_bug(small, monkeypatch):
+    """A window whose hint is a solution of its model cannot be infeasible: such an answer is named a bug in the
+    window's record (and the warm start kept), never reported as an ordinary infeasible window."""
+    from solvers.exact_backends import Outcome
+    w, warm = small
+    runner = WindowedSolver(w, warm, SolverSettings(time_limit=5, workers=1), window=3)
+    monkeypatch.setattr(runner, "solve_one", lambda built: Outcome(None, "INFEASIBLE", None, None, 0.0))
+    out = runner.run()
+    built = window_problems(w, warm, 3, count=1)[0]
+    assert built.hint_ok
+    assert "BUG: window model infeasible although its hint is feasible" in out.records[0].note
+    for r in out.records:  # a window whose hint is not a solution may be infeasible without a bug
+        if r.status == "INFEASIBLE":
+            assert ("BUG" in r.note) != r.note.startswith("warm start infeasible in the rounded model")
+    assert simulate(w, out.schedule).latency_cycles == pytest.approx(simulate(w, warm).latency_cycles)
+
+
 def test_identical_windows_are_solved_once(small):
     w, warm = small
     runner = WindowedSolver(w, warm, SolverSettings(time_limit=5, workers=1), window=3)

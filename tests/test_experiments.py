@@ -78,6 +78,21 @@ def test_gap_study_quick_grid():
     assert (p.resolved.bound, p.resolved.bound_time_limit) == ("lp", 60.0)
 
 
+def test_gap_study_knows_every_exact_design_in_run_order():
+    """The gap study may run every exact design the registry has, in its order, except ``optimal`` (which refuses
+    programs as large as the grid's LLMs); lp-guided and lns get the window time limit."""
+    from solvers.registry import EXACT_DESIGNS
+    gap = load("gap_study")
+    assert gap.EXACT_KNOWN == tuple(d for d in EXACT_DESIGNS if d != "optimal")
+    assert gap.DESIGN_ORDER == (*gap.HEURISTICS, "ideal", *gap.EXACT_KNOWN, "best")
+    settings = gap.Settings(exact_designs=("lns", "periodic", "lp-guided"))
+    p = gap.grid(["tiny"], quick=True)[0].point(settings)
+    assert p.resolved.designs[-3:] == ("periodic", "lp-guided", "lns")
+    assert p.resolved.design_options["lp-guided"].time_limit == 5.0
+    assert p.resolved.design_options["lns"].time_limit == 5.0
+    assert gap.parse_args(["--exact-designs", "lp-guided,lns"]).exact_designs == "lp-guided,lns"
+
+
 def test_study_knobs_the_studies_rely_on():
     """periodic_time_limit and the bound level reach the compile; unset (or default) they do not change keys."""
     from elk.study import Point
@@ -397,3 +412,22 @@ def test_pick_windows_prefers_large_distinct_problems():
     assert [w.index for w in tune.pick_windows(candidates, 2, [3, 0])] == [3, 0]
     with pytest.raises(SystemExit):
         tune.pick_windows(candidates, 2, [7])
+
+
+def test_tune_covers_the_whole_program_model(tmp_path):
+    """--problems whole: the optimal design's model of tiny's one-layer program, one row per quick setting,
+    from a feasible hint; a program larger than the model takes is refused in one line."""
+    tune = load("tune_solver")
+    args = ["--model", "tiny", "--problems", "whole", "--layers", "1", "--time-limit", "1", "--quick",
+            "--out", str(tmp_path)]
+    printed = run_main(tune, args)
+    rows = read_rows(tmp_path / "tune.csv")
+    assert len(rows) == len(tune.QUICK)
+    assert {r["problems"] for r in rows} == {"whole"}
+    assert {r["window_size"] for r in rows} == {"49"} and {r["first_op"] for r in rows} == {"0"}
+    assert all(r["hint_ok"] == "True" for r in rows)
+    # one second is too short to prove or improve anything here: the rows say what the solver said
+    assert all(r["status"] in ("OPTIMAL", "FEASIBLE", "UNKNOWN") for r in rows)
+    assert "settings ranked" in printed and "(a feasible hint)" in printed
+    with pytest.raises(SystemExit, match="at most 64"):
+        tune.main([*args[:5], "2", *args[6:]])

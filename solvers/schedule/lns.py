@@ -354,7 +354,6 @@ class Lns:
         slack = self.settings.slack
         if slack == 0:
             return built
-        built = self._aligned(built)
         p = built.problem
         future = tuple(replace(f, latest_end=f.latest_end + slack) for f in p.future)
         ops = tuple(replace(o, latest_end=o.latest_end + slack) if o.latest_end is not None else o for o in p.ops)
@@ -370,35 +369,6 @@ class Lns:
             problem = _forgive(problem, short, slack)
             slack *= 2
         return replace(built, problem=problem, hint_ok=not check(problem, built.hint))
-
-    def _aligned(self, built: BuiltWindow) -> BuiltWindow:
-        """The hint with every load that the incumbent starts at or after an execution's end starting at or
-        after that execution's rounded end too.
-
-        The window's hint rounds execution ends up and load starts down, so a
-        load the incumbent issues the instant an operator ends (and frees its
-        hot bytes) would overlap it by one cycle and can overfill SRAM. Kept
-        only if the hint breaks fewer of the model's constraints that way.
-        """
-        p, h, inc = built.problem, built.hint, self.incumbent
-        placed = {w.op: w.options[h.choice[k]] for k, w in enumerate(p.ops) if w.load == "free"}
-        placed.update({f.op: f.option for f in p.future})
-        starts, ends = dict(h.load_start), dict(h.load_end)
-        for op, opt in placed.items():
-            t = float(inc.load_start[op])
-            done = [h.exec_end[k] for k, w in enumerate(p.ops) if float(inc.exec_end[w.op]) <= t + 1e-6]
-            if not done or max(done) <= starts[op]:
-                continue
-            new = max(done)
-            if op in ends:  # fluid: same end, a shorter interval if it still has its shortest length
-                if ends[op] - new >= opt.load_time:
-                    starts[op] = new
-            else:
-                starts[op] = new
-        hint = WindowAssignment(list(h.choice), list(h.exec_start), list(h.exec_end), starts, ends)
-        if len(check(p, hint)) < len(check(p, h)):
-            return replace(built, hint=hint, hint_ok=not check(p, hint))
-        return built
 
     def repair(self, built: BuiltWindow) -> Outcome:
         return solve_neighbourhood(built, self.solver)

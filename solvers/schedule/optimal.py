@@ -204,7 +204,7 @@ def _build(problem: WindowProblem):
     return built
 
 
-def _complete_hint(problem: WindowProblem, hint: WindowAssignment, options: OptimalOptions,
+def complete_hint(problem: WindowProblem, hint: WindowAssignment, options: OptimalOptions,
                    seconds: float) -> list[int] | None:
     """Every model variable's value at ``hint`` (decisions fixed, CP-SAT fills in the rest), or None.
 
@@ -274,7 +274,7 @@ def prove_optimal(workload: Workload, warm: Schedule, options: OptimalOptions = 
     budget = float(options.time_limit)
     values = None
     if not check(problem, hint) and hint.makespan() <= problem.horizon:
-        values = _complete_hint(problem, hint, options, budget * options.hint_share)
+        values = complete_hint(problem, hint, options, budget * options.hint_share)
     hint_cycles = hint.makespan() / ticks if values is not None else None
     left = budget - (time.perf_counter() - started)
     status, a, objective, bound = _solve(problem, options, left, values)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -68,6 +68,97 @@ def undominated_rows(table) -> list[int]:
     """Rows of a plan table not dominated in (cold, hot, time, comm): the only ones a window model offers."""
     return [int(r) for r in undominated(np.stack([table.cold, table.hot, table.time, table.comm], axis=1)
                                         .astype(float))]
+
+
+def warm_hint(choice: list[int], options: list[Option], exec_start: np.ndarray, exec_end: np.ndarray,
+              loads: dict[int, tuple[float, float, Option]], fixed: list[FixedLoad] | tuple[FixedLoad, ...],
+              fluid: bool, extra: dict[tuple[str, int], int] | None = None) -> WindowAssignment:
+    """A window's warm start (times in cycles from the window's origin) as a whole-cycle assignment that keeps
+    the order of its events.
+
+    Rounding each time on its own (ends up, starts down) breaks ties the wrong
+    way: a load the warm start issues the instant an operator ends, in the
+    SRAM that operator's hot bytes free, would start a cycle before that
+    operator ends and overfill SRAM; a chain of loads drifts past the
+    executions waiting for them. Here every event (execution start and end,
+    load start and end) is mapped by one non-decreasing map of time: each
+    distinct event time rounded up, pushed later where a duration in whole
+    cycles (plan time, a load's shortest length) needs it, every later event
+    pushed as much. Events keep their order (ties stay ties; events a
+    fraction of a cycle apart may become one), so every instant of the hint
+    holds what some instant of the warm start holds: precedence, channel order
+    and SRAM occupancy stay as valid as the warm start's; the cost is a cycle
+    per duration the rounding lengthens.
+    ``loads`` maps each placed (free or future) load's op to its warm start, end and option; ``fixed`` loads
+    keep their whole-cycle spans, which placed loads stay clear of. ``extra`` delays the end of an execution
+    (``("exec", position)``) or a fluid load (``("load", op)``) by that many cycles, and every later event with
+    it: room for interconnect work the rounding of shares and rates takes away.
+    """
+    extra = extra or {}
+    events: list[tuple[float, int, tuple]] = []  # (time, 0 start / 1 end, what)
+    for k in range(len(options)):
+        events += [(float(exec_start[k]), 0, ("exec", k)), (float(exec_end[k]), 1, ("exec", k))]
+    for op, (a, b, _) in loads.items():
+        events += [(a, 0, ("load", op)), (b, 1, ("load", op))]
+    events.sort(key=lambda e: e[0])
+    busy = sorted((f.start, f.end) for f in fixed if f.end > f.start)
+    ready = {}  # window position -> end of its committed load
+    for f in fixed:
+        if f.owner >= 0:
+            ready[f.owner] = max(ready.get(f.owner, 0), f.end)
+    at: dict[tuple, int] = {}  # (kind, id, 0/1) -> whole-cycle time
+    push = 0
+    i = 0
+    while i < len(events):
+        t = events[i][0]
+        group = [events[i]]
+        while i + 1 < len(events) and events[i + 1][0] <= t + 1e-9:
+            i += 1
+            group.append(events[i])
+        i += 1
+        base = max(0, math.ceil(t - 1e-9))
+        tau = base + push
+        for _, edge, (kind, key) in group:
+            if kind == "exec" and edge == 1 and (kind, key, 0) in at:
+                tau = max(tau, at[(kind, key, 0)] + options[key].time)
+            elif kind == "exec" and edge == 0:
+                tau = max(tau, ready.get(key, 0))
+            elif kind == "load" and edge == 1 and (kind, key, 0) in at:
+                tau = max(tau, at[(kind, key, 0)] + loads[key][2].load_time)
+        tau += max([extra.get((kind, key), 0) for _, edge, (kind, key) in group if edge == 1] + [0])
+        for _, edge, (kind, key) in group:
+            if kind == "load" and edge == 0:  # clear of the fixed loads' (widened) spans
+                length = loads[key][2].load_time
+                for b0, b1 in busy:
+                    if tau < b1 and tau + length > b0:
+                        tau = b1
+        for _, edge, (kind, key) in group:
+            at[(kind, key, edge)] = tau
+        push = tau - base
+    starts = [at[("exec", k, 0)] for k in range(len(options))]
+    ends = [at[("exec", k, 1)] for k in range(len(options))]
+    load_start = {op: at[("load", op, 0)] for op in loads}
+    load_end = {op: at[("load", op, 1)] for op in loads} if fluid else {}
+    return WindowAssignment(list(choice), starts, ends, load_start, load_end)
+
+
+#: rounds of lengthening a hint's executions or loads where the interconnect comes out short (1, 2, 4... cycles)
+HINT_REPAIRS = 8
+
+
+def interconnect_short(errors: list[str], first: int) -> set[tuple[str, int]]:
+    """The executions (by window position) and loads (by op) the window checker finds short of interconnect
+    room, as ``warm_hint``'s ``extra`` keys; empty if any other rule is broken too."""
+    out: set[tuple[str, int]] = set()
+    for e in errors:
+        words = e.split()
+        if e.endswith("communication does not fit next to overlapping loads"):
+            out.add(("exec", int(words[1].rstrip(":")) - first))
+        elif e.startswith("load of op ") and e.endswith("cannot move its interconnect work in its interval"):
+            out.add(("load", int(words[3])))
+        else:
+            return set()
+    return out
 
 
 @dataclass
@@ -231,48 +322,40 @@ class WindowedSolver:
                              latest_end=rel_ceil(ws.load_end[j] - lead) + slack) for j in future_ops]
         heuristic = window_end_ws - lead - origin
 
-        # the warm start, shifted by the lead, as a complete assignment (repaired to whole cycles)
-        starts, ends, prev = [], [], 0
-        for k, i in enumerate(range(first, stop)):
-            st = max(rel_ceil(ws.exec_start[i] - lead), prev)
-            en = max(st + ops[k].options[hint_choice[k]].time, rel_ceil(ws.exec_end[i] - lead))
-            starts.append(st), ends.append(en)
-            prev = en
-        # loads in the warm start's channel order, each after the one before it and clear of the fixed loads'
-        # (whole-cycle) spans: rounding each end up and each start down would make neighbours overlap
-        opts_by_op = {op: x.options[hint_choice[k]] for k, op, x in zip(range(len(ops)), range(first, stop), ops)
-                      if x.load == "free"}
-        opts_by_op.update({f.op: f.option for f in future})
-        busy = sorted((f.start, f.end) for f in fixed if f.end > f.start)
-        load_start, load_end, prev_end = {}, {}, 0
-        for op in sorted(opts_by_op, key=lambda j: ws.load_start[j]):
-            opt = opts_by_op[op]
-            st = max(0, prev_end, rel_floor(ws.load_start[op] - lead))
-            length = max(opt.load_time, rel_ceil(ws.load_end[op] - lead) - st) if self.fluid else opt.load_time
-            for b0, b1 in busy:
-                if st < b1 and st + length > b0:
-                    st = b1
-            load_start[op] = st
-            if self.fluid:
-                load_end[op] = st + length
-            prev_end = st + length
-        # executions after their own loads (committed or new) and in order
-        prev = 0
-        for k, i in enumerate(range(first, stop)):
-            ready = [prev, starts[k]]
-            if i in load_start:
-                ready.append(load_start[i] + (load_end[i] - load_start[i] if i in load_end
-                                              else ops[k].options[hint_choice[k]].load_time))
-            ready += [f.end for f in fixed if f.owner == k]
-            starts[k] = max(ready)
-            ends[k] = max(ends[k], starts[k] + ops[k].options[hint_choice[k]].time)
-            prev = ends[k]
-        hint = WindowAssignment(hint_choice, starts, ends, load_start, load_end)
-        horizon = max([ends[-1]] + [f.latest_end for f in future] + [f.end for f in fixed]
-                      + [x.latest_end for x in ops if x.latest_end is not None] + list(load_end.values())) + 1
-        problem = WindowProblem(ops=tuple(ops), fixed=tuple(fixed), future=tuple(future),
-                                sram=w.chip.sram_per_core, release=0, horizon=horizon, fluid=self.fluid)
-        return BuiltWindow(problem, hint, not check(problem, hint), origin, lead, future_ops, heuristic)
+        # the warm start, shifted by the lead, as a complete assignment in whole cycles (order kept, see warm_hint)
+        placed = {i: ops[k].options[hint_choice[k]] for k, i in enumerate(range(first, stop)) if ops[k].load == "free"}
+        placed.update({f.op: f.option for f in future})
+        warm_loads = {op: (float(ws.load_start[op] - lead - origin), float(ws.load_end[op] - lead - origin), opt)
+                      for op, opt in placed.items()}
+        chosen = [ops[k].options[c] for k, c in enumerate(hint_choice)]
+
+        def with_hint(extra: dict[tuple[str, int], int]) -> tuple[WindowProblem, WindowAssignment]:
+            hint = warm_hint(hint_choice, chosen, ws.exec_start[first:stop] - lead - origin,
+                             ws.exec_end[first:stop] - lead - origin, warm_loads, fixed, self.fluid, extra)
+            # the bounds on free loads' ends leave room for the hint's rounding (a window never starts infeasible)
+            fut = tuple(replace(f, latest_end=max(f.latest_end, hint.end_of(f.op, f.option))) for f in future)
+            wops = tuple(replace(x, latest_end=max(x.latest_end, hint.end_of(x.op, chosen[k])))
+                         if x.latest_end is not None else x for k, x in enumerate(ops))
+            horizon = max([hint.exec_end[-1]] + [f.latest_end for f in fut] + [f.end for f in fixed]
+                          + [x.latest_end for x in wops if x.latest_end is not None]
+                          + list(hint.load_end.values())) + 1
+            return WindowProblem(ops=wops, fixed=tuple(fixed), future=fut, sram=w.chip.sram_per_core, release=0,
+                                 horizon=horizon, fluid=self.fluid), hint
+
+        problem, hint = with_hint({})
+        errors = check(problem, hint)
+        # shares and rates are rounded against the hint: where the interconnect comes out short, lengthen the
+        # execution or the load that lacks room (a cycle, doubling), every later event moving with it
+        extra: dict[tuple[str, int], int] = {}
+        for attempt in range(HINT_REPAIRS):
+            short = interconnect_short(errors, first)
+            if not short or len(short) < len(errors):
+                break
+            for key in short:
+                extra[key] = extra.get(key, 0) + 2 ** attempt
+            problem, hint = with_hint(extra)
+            errors = check(problem, hint)
+        return BuiltWindow(problem, hint, not errors, origin, lead, future_ops, heuristic)
 
     def solve_one(self, built: BuiltWindow) -> Outcome:
         if self.settings.solver == "cpsat":
@@ -371,6 +454,8 @@ class WindowedSolver:
                 notes.append(f"same model as an earlier window ({reused_from})")
             if "INFEASIBLE" in (outcome.status, reused_from):
                 notes.append("window model infeasible: kept the warm start")
+                if built.hint_ok:  # the hint is a solution of the model: the solver or a model is wrong
+                    notes.append("BUG: window model infeasible although its hint is feasible")
             note = "; ".join(notes)
             records.append(WindowRecord(
                 model=model_name or w.program.name, window=index, first_op=first, last_op=stop - 1,

@@ -1,0 +1,86 @@
+"""The warm start as a window's hint: whole cycles that keep the warm start's order (solvers.schedule.windowed).
+
+Rounding each time on its own (execution ends up, load starts down) made a
+load the warm start issues the instant an operator ends start a cycle before
+that operator ends in the hint, holding both the operator's hot bytes and the
+load's cold bytes: an overfull SRAM in a hint whose warm start the simulator
+accepts, so the window model started from an infeasible hint.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from formulations.schedule.window import FixedLoad, Option, check
+from solvers.schedule.windowed import interconnect_short, warm_hint, window_problems
+
+pytestmark = pytest.mark.solver
+
+
+def option(time: int, load_time: int = 0) -> Option:
+    return Option(row=0, cold=100, hot=100, time=time, comm=0, load_time=load_time, load_share=0)
+
+
+def test_a_load_issued_as_an_operator_ends_starts_after_it_ends_in_the_hint():
+    """Operator 0 runs [0.4, 10.3); the load of a later operator starts at 10.3, the instant it ends."""
+    hint = warm_hint([0, 0], [option(10), option(5)], np.array([0.4, 10.3]), np.array([10.3, 15.5]),
+                     {7: (10.3, 20.2, option(1, load_time=9))}, [], fluid=True)
+    assert hint.load_start[7] >= hint.exec_end[0]
+    assert hint.exec_end[0] <= hint.exec_start[1]
+    assert hint.exec_end[0] - hint.exec_start[0] >= 10 and hint.exec_end[1] - hint.exec_start[1] >= 5
+    assert hint.load_end[7] - hint.load_start[7] >= 9
+
+
+def test_events_keep_their_order_and_stay_clear_of_fixed_loads():
+    """Random warm times: every pair of events keeps its order (ties may stay ties), every duration its whole
+    cycles, and no placed load enters a fixed load's span."""
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        times = np.cumsum(rng.uniform(0.0, 3.0, 8)) + 4.0
+        opts = [option(int(np.ceil(times[2 * k + 1] - times[2 * k] - 1e-9))) for k in range(2)]
+        loads = {9: (float(times[4]), float(times[6]), option(1, load_time=int(np.ceil(times[6] - times[4] - 1e-9))))}
+        fixed = [FixedLoad(op=3, start=-5, end=int(np.ceil(times[0])), share=0, cold=10, owner=-1)]
+        hint = warm_hint([0, 0], opts, times[[0, 2]], times[[1, 3]], loads, fixed, fluid=True)
+        got = [hint.exec_start[0], hint.exec_end[0], hint.exec_start[1], hint.exec_end[1],
+               hint.load_start[9], None, hint.load_end[9]]
+        for i in range(len(got)):
+            for j in range(i + 1, len(got)):
+                if got[i] is not None and got[j] is not None:
+                    assert got[i] <= got[j]
+        assert hint.load_start[9] >= fixed[0].end
+
+
+def test_interconnect_short_names_what_to_lengthen_only_when_nothing_else_breaks():
+    assert interconnect_short(["op 14: communication does not fit next to overlapping loads",
+                               "load of op 21 cannot move its interconnect work in its interval"], 12) == \
+        {("exec", 2), ("load", 21)}
+    assert interconnect_short(["op 14: communication does not fit next to overlapping loads",
+                               "SRAM 10 > 5 at time 3"], 12) == set()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("load_model", ["fluid", "rigid"])
+def test_hints_of_a_tight_real_program_keep_sram_order_and_channel(load_model):
+    """OPT-30B, one layer, 192 KiB, 16 TB/s, ELK-Dyn's schedule in windows of 4: the window at operator 12 used
+    to get a hint in which the load of operator 21 starts a cycle before operator 14 (hot 176,470 B) ends
+    (``SRAM 338262 > 196608``). No hint breaks SRAM, order, the channel or its own bounds now; under rigid loads
+    every hint is feasible."""
+    from elk.chip import preset
+    from elk.graphs.zoo import build_program, resolve_model
+    from elk.simulator import simulate
+    from elk.workload import Workload
+    from solvers.schedule.designs import elk_dyn
+
+    chip = preset("ipu-pod4").with_overrides(sram_per_core=192 * 1024, topology_kind="all-to-all",
+                                             hbm_bytes_per_s=16e12, load_model=load_model)
+    w = Workload.build(build_program(dataclasses.replace(resolve_model("opt-30b"), layers=1)), chip)
+    warm = elk_dyn(w)
+    assert simulate(w, warm).valid
+    built = window_problems(w, warm, 4)
+    for b in built:
+        errors = check(b.problem, b.hint)
+        assert not [e for e in errors if "interconnect" not in e and "communication" not in e], errors
+    if load_model == "rigid":
+        assert all(b.hint_ok for b in built)
