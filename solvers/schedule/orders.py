@@ -54,11 +54,30 @@ def group_types(program: Program, groups: list[list[int]]) -> list[tuple]:
     return types
 
 
+#: layers of more groups than this search single moves, not every bounded permutation: with a displacement of
+#: 4 there are 504 permutations of 6 groups (a forward layer), 6,902 of 8 and 1,396,948 of 12 (a training
+#: step's backward block)
+COMPLETE_GROUPS = 8
+
+
 def group_orders(types: Sequence, max_displacement: int = 4, space: str = "complete") -> list[tuple[int, ...]]:
-    """Permutations of group positions, one per distinct type sequence, identity first."""
+    """Permutations of group positions, one per distinct type sequence, identity first.
+
+    ``complete``: every permutation moving no group more than ``max_displacement`` positions, for layers of up
+    to :data:`COMPLETE_GROUPS` groups; a longer layer gets the *single moves* (one group moved up to
+    ``max_displacement`` positions earlier or later, the others keeping their order), the orders next to the
+    identity, since the complete space grows exponentially. ``artifact``: the Elk artifact's enumeration."""
     n = len(types)
     if space == "artifact":
         found = _artifact_orders(list(types), max_displacement)
+    elif space == "complete" and n > COMPLETE_GROUPS:
+        seen_moves: dict[tuple, tuple[int, ...]] = {}
+        for j in range(n):
+            for to in range(max(0, j - max_displacement), min(n, j + max_displacement + 1)):
+                rest = [k for k in range(n) if k != j]
+                perm = tuple(rest[:to] + [j] + rest[to:])
+                seen_moves.setdefault(tuple(types[k] for k in perm), perm)
+        found = list(seen_moves.values())
     elif space == "complete":
         seen: dict[tuple, tuple[int, ...]] = {}
         for perm in permutations(range(n)):
