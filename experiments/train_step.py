@@ -66,7 +66,7 @@ def rows_of(result, case: Case, load_model: str, seconds: float, compute_scale: 
     program = result.program
     meta = program.meta
     base = {"program": case.label, "load_model": load_model, "compute_scale": compute_scale,
-            "peak_tflops": result.chip.peak_flops() / 1e12,
+            "peak_tflops": result.chip.peak_flops / 1e12,
             "operators": len(program.ops), "flops": program.flops, "hbm_read_bytes": program.hbm_bytes,
             "hbm_write_bytes": program.hbm_write_bytes, "compile_s": seconds,
             "table_s": result.table_seconds, "bound_ms": result.bound_ms,
