@@ -176,6 +176,9 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
         read_back.setdefault(p, []).append(j)
     store_cycles = np.maximum(workload.store_hbm_cycles, workload.store_noc_cycles).tolist()
     load_placed = [False] * n
+    # an operator leaves room for the output its predecessor is still writing to HBM, so that the store can run
+    # while it executes instead of in a pause (solvers.schedule.stores)
+    pending = [0.0] + workload.store_cold[:-1].astype(float).tolist()
 
     exec_s = [0.0] * n
     exec_e = [0.0] * n
@@ -199,7 +202,9 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
     choose = chooser.choose
     greedy = cfg.depth is DepthRule.GREEDY
 
+    full_sram = sram
     for i in range(n - 1, -1, -1):
+        sram = full_sram - pending[i]
         m = len(chain)
         best = None  # (key, start, deadline, row, push_from, push_by)
         open_ops = fl.open_loads(chain, load_s, next_start) if fluid else []
