@@ -26,7 +26,6 @@ from elk.chip import LoadModel
 from elk.errors import ScheduleError
 from elk.noc import check_fluid
 from elk.schedule import Schedule
-from elk.simulator import sram_profile
 from elk.workload import Workload
 
 #: idle stretches tried per store before a pause is inserted (each try is a few vectorized checks)
@@ -81,13 +80,27 @@ class _Placer:
         order = np.argsort(start, kind="stable")
         return start[order], end[order], work[order], hbm[order]
 
-    def sram(self) -> tuple[np.ndarray, np.ndarray]:
-        """SRAM in use per core as the simulator counts it (times, level from each time on)."""
+    def holds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every SRAM hold as the simulator counts it (rule 4): (from, to, bytes per core) of the running
+        operators' hot bytes, the waiting loads' cold bytes and the pending stores' outputs."""
         st = np.flatnonzero(self.placed)
-        return sram_profile(self.s, self.e, self.hot,
-                            np.concatenate([self.a[self.loads], self.e[st]]),
-                            np.concatenate([np.maximum(self.s, self.a)[self.loads], self.x[st]]),
-                            np.concatenate([self.cold[self.loads], self.wl.store_cold[st]]))
+        return (np.concatenate([self.s, self.a[self.loads], self.e[st]]),
+                np.concatenate([self.e, np.maximum(self.s, self.a)[self.loads], self.x[st]]),
+                np.concatenate([self.hot, self.cold[self.loads], self.wl.store_cold[st]]).astype(np.float64))
+
+    def peak_sram(self, t0: float, t1: float) -> float:
+        """Most SRAM in use per core at any instant of ``[t0, t1)`` (releases before acquisitions at equal
+        times, as the simulator orders them); the events outside the window are only summed, never sorted."""
+        start, end, size = self.holds()
+        base = float(size[(start <= t0) & (t0 < end)].sum())
+        acquire = (start > t0) & (start < t1)
+        release = (end > t0) & (end < t1)
+        times = np.concatenate([start[acquire], end[release]])
+        if not len(times):
+            return base
+        delta = np.concatenate([size[acquire], -size[release]])
+        order = np.lexsort((delta, times))
+        return max(base, base + float(np.cumsum(delta[order]).max()))
 
     def exec_slack(self, start: np.ndarray, end: np.ndarray, work: np.ndarray) -> np.ndarray:
         """Per execution: interconnect cycles left after its communication and the transfers at constant rates."""
@@ -129,17 +142,13 @@ class _Placer:
         candidates = starts[ok][:CANDIDATES]
         if not len(candidates):
             return None
-        times, level = self.sram()
-        # SRAM: the output is held from the operator's end to the store's end; the level from end_p on only grows
-        # as a running max, so the first candidate that overflows ends the search
-        from_p = np.searchsorted(times, end_p, side="right") - 1
-        peak = np.maximum.accumulate(level[max(from_p, 0):])
+        # SRAM: the output is held from the operator's end to the store's end; the peak over that window only
+        # grows with a later candidate, so the first candidate that overflows ends the search
         room = float(self.wl.chip.sram_per_core) - float(self.wl.store_cold[p])
         slack = self.exec_slack(ta, tb, work)
         store_work = float(self.wl.store_noc_cycles[p])
         for g in candidates:
-            k = np.searchsorted(times[max(from_p, 0):], g + d, side="left")
-            if k and peak[min(k, len(peak)) - 1] > room:
+            if self.peak_sram(end_p, g + d) > room:
                 return None
             if self.interconnect_fits(p, g, d, store_work, slack, ta, tb, work, hbm):
                 return float(g)
@@ -147,18 +156,35 @@ class _Placer:
 
     def interconnect_fits(self, p: int, g: float, d: float, store_work: float, slack: np.ndarray, ta, tb, work,
                           hbm) -> bool:
-        """Whether the executions ``[g, g + d)`` overlaps can carry the store's interconnect work."""
+        """Whether the executions ``[g, g + d)`` overlaps can carry the store's interconnect work.
+
+        Rigid loads run at constant rates, so only the executions the store overlaps change: each needs the
+        store's work inside it (at the store's constant rate) within its slack. Under fluid loads the work a
+        load does is pinned at every transfer boundary (elk.noc), so only the *component* linked to the store
+        by overlaps can change its verdict: if constant rates already fit every execution in it, they still
+        fit with the store (the rigid test); otherwise that component is decided exactly."""
         overlap = np.clip(np.minimum(self.e, g + d) - np.maximum(self.s, g), 0.0, None)
-        need = store_work * overlap / d if d > 0 else overlap * 0
-        if (need <= slack + 1e-6).all():
+        touched = overlap > 0
+        if not touched.any():
             return True
+        room = (store_work * overlap[touched] / d <= slack[touched] + 1e-6).all()
         if self.wl.chip.load_model is not LoadModel.FLUID:
-            return False
-        # fluid loads may move their work within their intervals: decide exactly with the store added
+            return bool(room)
         k = np.searchsorted(ta, g)
         a2, b2 = np.insert(ta, k, g), np.insert(tb, k, g + d)
         w2, h2 = np.insert(work, k, store_work), np.insert(hbm, k, float(self.wl.store_hbm_cycles[p]))
-        verdict = check_fluid(self.s, self.e, self.comm, a2, b2, w2, h2, 1e-6)
+        lo, hi = g, g + d
+        while True:
+            ex = (self.s < hi) & (self.e > lo)
+            tr = (a2 < hi) & (b2 > lo)
+            new_lo = min(lo, self.s[ex].min() if ex.any() else lo, a2[tr].min() if tr.any() else lo)
+            new_hi = max(hi, self.e[ex].max() if ex.any() else hi, b2[tr].max() if tr.any() else hi)
+            if new_lo >= lo and new_hi <= hi:
+                break
+            lo, hi = new_lo, new_hi
+        if room and (slack[ex] >= -1e-6).all():
+            return True
+        verdict = check_fluid(self.s[ex], self.e[ex], self.comm[ex], a2[tr], b2[tr], w2[tr], h2[tr], 1e-6)
         return not len(verdict.bad_execs) and not len(verdict.bad_loads)
 
     def pause(self, p: int, d: float, end_p: float) -> float:
@@ -179,9 +205,7 @@ class _Placer:
         self.w[st] += shift
         self.x[st] += shift
         # SRAM in the pause: what was held at the operator's end without its hot bytes, plus the output
-        times, level = self.sram()
-        k = np.searchsorted(times, end_p, side="right") - 1
-        held = float(level[k]) if k >= 0 else 0.0
+        held = self.peak_sram(end_p, end_p)
         if held + float(self.wl.store_cold[p]) > self.wl.chip.sram_per_core:
             raise StorePlacementError(
                 f"the output of {self.wl.program.ops[p].name} ({int(self.wl.store_cold[p])} B per core) does not "
