@@ -99,7 +99,7 @@ def markdown(frame: pd.DataFrame, sweep: pd.DataFrame) -> str:
                   "| design | latency ms | gap % | TFLOPS | HBM read util | HBM write util | valid |",
                   "|---|---|---|---|---|---|---|"]
         for _, r in g.iterrows():
-            gap = "-" if pd.isna(r["gap_to_bound"]) else f"{100 * r['gap_to_bound']:.2f}"
+            gap = "-" if pd.isna(r["gap_to_bound"]) else f"{100 * r['gap_to_bound'] + 0.0:.2f}".replace("-0.00", "0.00")
             lines.append(f"| {r['design']} | {r['latency_ms']:.3f} | {gap} | {r['achieved_tflops']:.1f} | "
                          f"{100 * r['hbm_read_utilisation']:.2f}% | {100 * r['hbm_write_utilisation']:.2f}% | "
                          f"{'yes' if r['valid'] else 'NO'} |")

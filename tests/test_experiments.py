@@ -431,3 +431,19 @@ def test_tune_covers_the_whole_program_model(tmp_path):
     assert "settings ranked" in printed and "(a feasible hint)" in printed
     with pytest.raises(SystemExit, match="at most 64"):
         tune.main([*args[:5], "2", *args[6:]])
+
+
+def test_train_step_smoke(tmp_path):
+    """The training-step example on the tiny model: every program compiles valid, files written, the step's
+    FLOPs about 3x the forward proxy's."""
+    import pandas as pd
+    from experiments import train_step
+    assert train_step.main(["--smoke", "--out", str(tmp_path), "--compute-scales", "1,1.5"]) == 0
+    frame = pd.read_csv(tmp_path / "train_step.csv")
+    assert frame["valid"].all()
+    assert set(frame["program"]) == {"forward proxy", "step", "step, checkpoint layer"}
+    fwd = frame[frame["program"] == "forward proxy"]["flops"].iloc[0]
+    step = frame[frame["program"] == "step"]
+    assert 2.8 < step["flops"].iloc[0] / fwd < 3.2 and (step["hbm_write_bytes"] > 0).all()
+    assert (tmp_path / "train_step.md").read_text().startswith("# One training step")
+    assert (tmp_path / "fig_train_tflops.png").stat().st_size > 0
