@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from experiments.gap_study import (BATCH, BOUND_FAMILIES, CLOSED_PCT, COLUMNS, CONFIG, NEAR_PCT,
-                                   RELAXED, SEQ, Config, Settings, as_float, is_true, best_rows, figure, label,
-                                   md_table, print_table, write_summary)
+                                   RELAXED, SEQ, Config, Settings, as_float, is_true, best_rows, label,
+                                   md_table, write_gaps, write_summary)
 
 #: columns a re-certified gaps.csv adds to the study's
 REBOUND_COLUMNS = ("old_bound_ms", "old_bound_name", "old_certified_gap_pct", "bound_reproven")
@@ -346,12 +346,7 @@ def run(out: Path, settings: Settings, command: str, prove_missing: bool = True)
               f"written but {store.path}): {exc}", flush=True)
         return 1
     seconds = time.perf_counter() - started
-    tmp = out / ".gaps.csv.tmp"
-    new.to_csv(tmp, index=False)
-    os.replace(tmp, out / "gaps.csv")
-    print(f"wrote {out / 'gaps.csv'} ({len(new)} rows, {len(configs)} configurations)")
-    print_table(new)
-    figure(new, out / "certified_gaps.png")
+    write_gaps(new, out, len(configs))
     n_chips = len({ChipKey.of(c) for c in configs})
     today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     done = int(new.drop_duplicates(list(CONFIG))["bound_reproven"].astype(bool).sum())

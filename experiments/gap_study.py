@@ -356,6 +356,16 @@ def rows_for(config: Config, record: Mapping[str, Any] | None) -> list[dict[str,
     return rows
 
 
+def write_gaps(frame, out: Path, configurations: int) -> None:
+    """gaps.csv (atomically: a temporary file, then a rename), the printed table and the heatmaps."""
+    tmp = out / ".gaps.csv.tmp"
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, out / "gaps.csv")
+    print(f"wrote {out / 'gaps.csv'} ({len(frame)} rows, {configurations} configurations)")
+    print_table(frame)
+    figure(frame, out / "certified_gaps.png")
+
+
 def gaps_frame(configs: Sequence[Config], records: Mapping[str, Mapping[str, Any] | None], settings: Settings):
     """gaps.csv as a DataFrame (every column of COLUMNS, in that order)."""
     import pandas as pd
@@ -687,12 +697,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     records = {p.key(): store.read(p.key()) for p in points.values()}
     frame = gaps_frame(configs, records, settings)
-    tmp = out / ".gaps.csv.tmp"
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, out / "gaps.csv")
-    print(f"wrote {out / 'gaps.csv'} ({len(frame)} rows, {len(configs)} configurations)")
-    print_table(frame)
-    figure(frame, out / "certified_gaps.png")
+    write_gaps(frame, out, len(configs))
     command = " ".join(["python", "-m", "experiments.gap_study", *argv])
     md = write_summary(frame, out / "gap_study.md", command=command, settings=settings, configs=configs,
                        seconds=time.perf_counter() - started)

@@ -123,36 +123,23 @@ def _execution_events(workload: Workload, schedule: Schedule, tl: Timeline, us_p
             for i, t, d, run, plan, comm, cold, hot, busy, row in rows]
 
 
-def _load_events(workload: Workload, tl: Timeline, us_per_cycle: float, clip: bool) -> list[dict[str, Any]]:
-    """One complete slice per real HBM load, in load order."""
+def _transfer_events(workload: Workload, ops_of: np.ndarray, start: np.ndarray, end: np.ndarray,
+                     share: np.ndarray, store: bool, us_per_cycle: float, clip: bool) -> list[dict[str, Any]]:
+    """One complete slice per HBM load (``store`` False) or store (docs/design.md §5.2), in channel order, each
+    kind on its own track."""
     ops = workload.program.ops
-    lo = tl.load_ops.astype(np.int64)
-    ts = _us(tl.load_start, us_per_cycle)
-    dur = np.round(np.maximum(_us(_display_ends(tl.load_start, tl.load_end, clip), us_per_cycle) - ts, 0.0),
-                   _DECIMALS)
-    rows = zip(lo.tolist(), ts.tolist(), dur.tolist(), workload.load_bytes[lo].astype(np.int64).tolist(),
-               workload.hbm_cycles[lo].tolist(), _json_numbers(np.round(tl.load_share, _DECIMALS).tolist()))
-    return [{"name": f"load {ops[i].name}", "cat": "hbm", "ph": "X", "pid": PID, "tid": TID_LOAD,
+    idx = ops_of.astype(np.int64)
+    nbytes = workload.store_bytes if store else workload.load_bytes
+    cycles = workload.store_hbm_cycles if store else workload.hbm_cycles
+    kind, tid = ("store", TID_STORE) if store else ("load", TID_LOAD)
+    ts = _us(start, us_per_cycle)
+    dur = np.round(np.maximum(_us(_display_ends(start, end, clip), us_per_cycle) - ts, 0.0), _DECIMALS)
+    rows = zip(idx.tolist(), ts.tolist(), dur.tolist(), nbytes[idx].astype(np.int64).tolist(), cycles[idx].tolist(),
+               _json_numbers(np.round(share, _DECIMALS).tolist()))
+    return [{"name": f"{kind} {ops[i].name}", "cat": "hbm", "ph": "X", "pid": PID, "tid": tid,
              "ts": t, "dur": d,
-             "args": {"op": ops[i].name, "index": i, "bytes": nbytes, "hbm_cycles": hbm,
-                      "interconnect_share": share}}
-            for i, t, d, nbytes, hbm, share in rows]
-
-
-def _store_events(workload: Workload, tl: Timeline, us_per_cycle: float, clip: bool) -> list[dict[str, Any]]:
-    """One complete slice per HBM store (docs/design.md §5.2), in channel order, on its own track."""
-    ops = workload.program.ops
-    so = tl.store_ops.astype(np.int64)
-    ts = _us(tl.store_start, us_per_cycle)
-    dur = np.round(np.maximum(_us(_display_ends(tl.store_start, tl.store_end, clip), us_per_cycle) - ts, 0.0),
-                   _DECIMALS)
-    rows = zip(so.tolist(), ts.tolist(), dur.tolist(), workload.store_bytes[so].astype(np.int64).tolist(),
-               workload.store_hbm_cycles[so].tolist(), _json_numbers(np.round(tl.store_share, _DECIMALS).tolist()))
-    return [{"name": f"store {ops[i].name}", "cat": "hbm", "ph": "X", "pid": PID, "tid": TID_STORE,
-             "ts": t, "dur": d,
-             "args": {"op": ops[i].name, "index": i, "bytes": nbytes, "hbm_cycles": hbm,
-                      "interconnect_share": share}}
-            for i, t, d, nbytes, hbm, share in rows]
+             "args": {"op": ops[i].name, "index": i, "bytes": b, "hbm_cycles": hbm, "interconnect_share": sh}}
+            for i, t, d, b, hbm, sh in rows]
 
 
 def _sram_counter(tl: Timeline, us_per_cycle: float) -> list[dict[str, Any]]:
@@ -218,8 +205,10 @@ def chrome_trace(workload: Workload, schedule: Schedule, result: SimResult) -> d
     if has_timeline(workload, result):
         clip = bool(result.valid)
         events += _execution_events(workload, schedule, tl, us_per_cycle, clip)
-        events += _load_events(workload, tl, us_per_cycle, clip)
-        events += _store_events(workload, tl, us_per_cycle, clip)
+        events += _transfer_events(workload, tl.load_ops, tl.load_start, tl.load_end, tl.load_share, False,
+                                   us_per_cycle, clip)
+        events += _transfer_events(workload, tl.store_ops, tl.store_start, tl.store_end, tl.store_share, True,
+                                   us_per_cycle, clip)
         events += _sram_counter(tl, us_per_cycle)
         events += _noc_counter(workload, schedule, tl, us_per_cycle)
     return {"traceEvents": events, "displayTimeUnit": "ns",
