@@ -15,8 +15,10 @@ takes any schedule and gives each store an interval, in program order:
    the SRAM in it is what was held at the operator's end without the operator's hot bytes, plus the output.
 
 A load that starts before the operator whose output it reads has ended cannot be fixed by either move:
-that is :class:`StorePlacementError` (the backward pass never produces one; an exact design that does keeps
-its warm start).
+that is :class:`StorePlacementError`. The backward pass avoids it (a writer ends early enough for the loads
+placed before it that read it back, solvers.schedule.engine); a load placed later in the pass, under a permuted
+load order, could still start too early, and no run measured so far met one. An exact design that produces one
+keeps its warm start.
 """
 from __future__ import annotations
 
