@@ -281,3 +281,15 @@ def test_a_training_step_compiles_valid_with_every_default_design(load_model):
             assert result.bound_ms <= d.sim.latency_ms * (1 + 1e-9)
     best = min(result.designs["elk-full"], result.designs["periodic"], key=lambda d: d.sim.latency_ms)
     assert check(result.workload, best.schedule).valid
+
+
+def test_the_optimal_design_refuses_a_program_that_stores(capsys, monkeypatch):
+    """One line, exit 2, before any plan table is built."""
+    import elk.plantable
+    from conftest import user_error
+
+    def no_tables(*args, **kwargs):
+        raise AssertionError("plan tables were built before the refusal")
+    monkeypatch.setattr(elk.plantable, "tables_for", no_tables)
+    monkeypatch.setattr("elk.workload.tables_for", no_tables)
+    user_error(capsys, ["compile", "tiny", "--mode", "train", "--designs", "optimal"], "no HBM stores")
