@@ -99,11 +99,16 @@ class NocCheck:
     profile: NocProfile
 
 
+def work_in_executions(exec_s, exec_e, load_a, load_b, work) -> np.ndarray:
+    """Per execution: the interconnect work constant-rate transfers (sorted, disjoint) do inside its interval."""
+    used = _cumulative(load_a, load_b, work)
+    return used(exec_e) - used(exec_s)
+
+
 def check_rigid(exec_s, exec_e, comm, load_a, load_b, work, hbm, tol: float) -> NocCheck:
     """Constant-rate loads: the share each leaves is fixed; an execution needs its communication in the rest."""
     share = np.where(load_b > load_a, work / np.where(load_b > load_a, load_b - load_a, 1.0), 0.0)
-    used = _cumulative(load_a, load_b, work)
-    load_in_exec = used(exec_e) - used(exec_s)
+    load_in_exec = work_in_executions(exec_s, exec_e, load_a, load_b, work)
     dur = exec_e - exec_s
     slack = dur - comm - load_in_exec
     bad = np.flatnonzero(slack < -tol)

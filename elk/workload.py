@@ -98,6 +98,11 @@ class Workload:
         """Interconnect work of each store: its bytes gathered once from the cores (no replication)."""
         return self.store_bytes / self.noc_load_bytes_per_cycle
 
+    @property
+    def store_cycles(self) -> np.ndarray:
+        """Each store's shortest length: its HBM time or its interconnect time at full share, the longer."""
+        return np.maximum(self.store_hbm_cycles, self.store_noc_cycles)
+
     @cached_property
     def store_cold(self) -> np.ndarray:
         """SRAM per core a pending store holds from its operator's end to its own end (the output spread evenly

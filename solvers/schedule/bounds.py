@@ -91,7 +91,7 @@ def _make(workload: Workload, name: str, cycles: float, started: float, status: 
 
 def shortest_stores(workload: Workload) -> np.ndarray:
     """``S_i``: a store takes at least its HBM time and its interconnect time (0 where nothing is stored)."""
-    return np.maximum(workload.store_hbm_cycles, workload.store_noc_cycles)
+    return workload.store_cycles
 
 
 def hbm_bound(workload: Workload) -> Bound:

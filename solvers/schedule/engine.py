@@ -174,7 +174,7 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
     read_back: dict[int, list[int]] = {}
     for p, j in zip(writers.tolist(), readers.tolist()):
         read_back.setdefault(p, []).append(j)
-    store_cycles = np.maximum(workload.store_hbm_cycles, workload.store_noc_cycles).tolist()
+    store_cycles = workload.store_cycles.tolist()
     load_placed = [False] * n
     # an operator leaves room for the output its predecessor is still writing to HBM, so that the store can run
     # while it executes instead of in a pause (solvers.schedule.stores)

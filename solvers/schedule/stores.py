@@ -26,7 +26,7 @@ import numpy as np
 
 from elk.chip import LoadModel
 from elk.errors import ScheduleError
-from elk.noc import check_fluid
+from elk.noc import check_fluid, work_in_executions
 from elk.schedule import Schedule
 from elk.workload import Workload
 
@@ -43,13 +43,12 @@ def place_stores(workload: Workload, schedule: Schedule) -> Schedule:
     stores = np.flatnonzero(workload.has_store)
     if not len(stores):
         return schedule
-    raw = schedule
-    placer = _Placer(workload, raw)
+    placer = _Placer(workload, schedule)
     for p in stores:
         placer.place(int(p))
-    placed = raw.with_stores(placer.w, placer.x, exec_start=placer.s, exec_end=placer.e,
-                             load_start=placer.a, load_end=placer.b)
-    placed.info.before_stores = raw
+    placed = schedule.with_stores(placer.w, placer.x, exec_start=placer.s, exec_end=placer.e,
+                                  load_start=placer.a, load_end=placer.b)
+    placed.info.before_stores = schedule
     placed.info.search["store_pauses"] = placer.pauses
     return placed
 
@@ -67,7 +66,7 @@ class _Placer:
         chosen = workload.chosen(schedule.entry)
         self.hot, self.cold, self.comm, self.noc = chosen["hot"], chosen["cold"], chosen["comm"], chosen["noc"]
         self.loads = np.flatnonzero(workload.has_load)
-        self.duration = np.maximum(workload.store_hbm_cycles, workload.store_noc_cycles)
+        self.duration = workload.store_cycles
         writers, readers = workload.round_trips
         self.readers = {int(p): readers[writers == p] for p in np.unique(writers)}
 
@@ -106,16 +105,7 @@ class _Placer:
 
     def exec_slack(self, start: np.ndarray, end: np.ndarray, work: np.ndarray) -> np.ndarray:
         """Per execution: interconnect cycles left after its communication and the transfers at constant rates."""
-        length = np.where(end > start, end - start, 1.0)
-        before = np.concatenate([[0.0], np.cumsum(work)])
-
-        def used(t: np.ndarray) -> np.ndarray:
-            k = np.searchsorted(start, t, side="right") - 1
-            kk = np.maximum(k, 0)
-            frac = np.clip((t - start[kk]) / length[kk], 0.0, 1.0)
-            return np.where(k >= 0, before[kk] + work[kk] * frac, 0.0) if len(start) else np.zeros(len(t))
-
-        return (self.e - self.s) - self.comm - (used(self.e) - used(self.s))
+        return (self.e - self.s) - self.comm - work_in_executions(self.s, self.e, start, end, work)
 
     # ---- one store ----------------------------------------------------------------------------------------
     def place(self, p: int) -> None:
