@@ -35,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 
 from elk.atomic import write_text
-from elk.chip import preset
+from elk.chip import LoadModel, preset
 from elk.errors import OperatorDoesNotFitError
 from elk.graphs.zoo import build_program, resolve_model
 from elk.ir import Program
@@ -65,10 +65,12 @@ class Instance:
     topology: str
     sram_kib: int
     hbm_tbps: float
+    load_model: str = "fluid"
 
     @property
     def key(self) -> str:
-        return f"{self.model}/{self.piece}/{self.topology}/{self.sram_kib}/{self.hbm_tbps:g}"
+        rigid = "" if self.load_model == "fluid" else f"/{self.load_model}"  # fluid keys as the first runs wrote them
+        return f"{self.model}/{self.piece}/{self.topology}/{self.sram_kib}/{self.hbm_tbps:g}{rigid}"
 
 
 def piece_range(names: list[str], piece: str) -> tuple[int, int]:
@@ -111,12 +113,20 @@ def workload_of(inst: Instance, batch: int, seq: int) -> Workload:
     cfg = dataclasses.replace(resolve_model(inst.model), layers=1)
     program = build_program(cfg, batch=batch, seq=seq)
     chip = preset("ipu-pod4").with_overrides(hbm_bytes_per_s=inst.hbm_tbps * 1e12,
-                                             sram_per_core=inst.sram_kib * 1024, topology_kind=inst.topology)
+                                             sram_per_core=inst.sram_kib * 1024, topology_kind=inst.topology,
+                                             load_model=LoadModel(inst.load_model))
     start, stop = piece_range([op.name for op in program.ops], inst.piece)
     if (start, stop) != (0, len(program.ops)):  # the piece alone: a head too large for the chip spoils no other
         program = Program(f"{program.name}[{program.ops[start].name}..{program.ops[stop - 1].name}]",
                           tuple(program.ops[start:stop]), dict(program.meta))
     return Workload.build(program, chip)
+
+
+def instance_of(rec: dict) -> Instance:
+    """The instance a stored row describes (rows of the first runs have no load model: fluid)."""
+    lm = rec.get("load_model")
+    return Instance(rec["model"], rec["piece"], rec["topology"], int(rec["sram_kib"]), float(rec["hbm_tbps"]),
+                    lm if isinstance(lm, str) else "fluid")
 
 
 def run_instance(inst: Instance, opts: OptimalOptions, batch: int, seq: int) -> dict:
@@ -144,7 +154,7 @@ def run_instance(inst: Instance, opts: OptimalOptions, batch: int, seq: int) -> 
                cpsat_bound_ms=None if res.bound_cycles is None else ms(res.bound_cycles),
                cpsat_lower_ms=None if res.lower_cycles is None else ms(res.lower_cycles),
                best_found_ms=None if res.objective_cycles is None else ms(res.objective_cycles),
-               solver=res.solver, workers=res.workers, seed=res.seed)
+               solver=res.solver, workers=res.workers, seed=res.seed, presolve=opts.presolve)
     upper = min(lat for _, lat in scheds.values())
     if res.found is not None:  # the model's best solution, proven or not: a valid schedule all the same
         found = simulate(w, res.found)
@@ -201,7 +211,7 @@ def rebound(frame: pd.DataFrame, batch: int, seq: int) -> pd.DataFrame:
         if rec.get("status") == "DOES-NOT-FIT":
             rows.append(rec)
             continue
-        inst = Instance(rec["model"], rec["piece"], rec["topology"], int(rec["sram_kib"]), float(rec["hbm_tbps"]))
+        inst = instance_of(rec)
         if not isinstance(rec.get("cpsat_lower_ms"), float) or rec["cpsat_lower_ms"] != rec["cpsat_lower_ms"]:
             rec["cpsat_lower_ms"] = rec["optimum_lower_ms"]
         bound_columns(rec, workload_of(inst, batch, seq))
@@ -222,8 +232,9 @@ def milp_check(frame: pd.DataFrame, batch: int, seq: int, time_limit: float) -> 
     rows = []
     for rec in frame.to_dict("records"):
         checked = isinstance(rec.get("milp_status"), str)  # checked before: a rerun adds only the new instances
-        if rec.get("status") == "OPTIMAL" and not checked:
-            inst = Instance(rec["model"], rec["piece"], rec["topology"], int(rec["sram_kib"]), float(rec["hbm_tbps"]))
+        rigid = instance_of(rec).load_model != "fluid"  # a rigid load's work is a product: no MILP of it
+        if rec.get("status") == "OPTIMAL" and not checked and not rigid:
+            inst = instance_of(rec)
             w = workload_of(inst, batch, seq)
             runs = [(judge(w, s).latency_cycles, s) for s in (designs.DESIGNS[d](w) for d in HEURISTICS)]
             latency, warm = min((r for r in runs if r[0] == r[0]), key=lambda r: r[0])
@@ -239,14 +250,15 @@ def milp_check(frame: pd.DataFrame, batch: int, seq: int, time_limit: float) -> 
     return pd.DataFrame(rows)
 
 
-def instances(quick: bool, pieces: tuple[str, ...], full: bool = False) -> list[Instance]:
+def instances(quick: bool, pieces: tuple[str, ...], full: bool = False,
+              load_models: tuple[str, ...] = ("fluid",)) -> list[Instance]:
     if quick:
         return [Instance("llama2-13b", "attention", "all-to-all", 624, 16.0)]
     if full:
         chips = list(itertools.product(("all-to-all", "mesh"), (624, 192), (16.0, 8.0, 4.0)))
     else:
         chips = CHIPS
-    return [Instance(m, p, *c) for m, p, c in itertools.product(MODELS, pieces, chips)]
+    return [Instance(m, p, *c, lm) for lm, m, p, c in itertools.product(load_models, MODELS, pieces, chips)]
 
 
 def md_table(frame: pd.DataFrame) -> str:
@@ -258,7 +270,8 @@ def md_table(frame: pd.DataFrame) -> str:
 
 
 def summary(frame: pd.DataFrame) -> str:
-    frame = frame.assign(series=frame["piece"].map(series))
+    lm = frame["load_model"] if "load_model" in frame.columns else pd.Series("fluid", index=frame.index)
+    frame = frame.assign(series=frame["piece"].map(series), load_model=lm.fillna("fluid"))
     solved = frame[frame["solved"] == True]  # noqa: E712 - pandas column of booleans
     proven = frame[frame["status"] == "OPTIMAL"]
     by_series = ", ".join(f"{int((proven['series'] == s).sum())} of {int((frame['series'] == s).sum())} {s}"
@@ -268,13 +281,17 @@ def summary(frame: pd.DataFrame) -> str:
              f"{len(solved)} of {len(frame)} instances solved: the best valid schedule (any design, or the optimal "
              "design's CP-SAT solution, timed by the simulator) is within "
              f"{SOLVED_WIDTH * 100:g}% of a proven lower bound (elk's bounds, or CP-SAT's bound on the "
-             "integer-cycle whole-program model less its rounding allowance). Fluid loads.", "",
+             "integer-cycle whole-program model less its rounding allowance). Load models: "
+             + ", ".join(f"{int((frame['load_model'] == x).sum())} {x}" for x in ("fluid", "rigid")
+                         if (frame["load_model"] == x).any())
+             + " (rigid: the same model with one product row per (execution, load) pair, and its lower end from "
+             "the rows' relaxation).", "",
              f"{len(proven)} instances proven OPTIMAL by CP-SAT ({by_series}; `series` small = the smaller "
              "pieces qkv, attn-core, ffn-up, ffn-down).", "",
              "`best_heuristic_true_gap_pct` = best heuristic / best valid schedule - 1 (the schedule's side); "
              "`bound_slack_pct` = proven lower bound on the optimum / elk's best bound - 1 (the bound's side). Both "
              "are lower estimates; the optimum's interval (`width_pct`) is what either may still hide.", ""]
-    cols = ["series", "model", "piece", "topology", "sram_kib", "hbm_tbps", "operators", "optimum_upper_ms", "width_pct",
+    cols = ["series", "load_model", "model", "piece", "topology", "sram_kib", "hbm_tbps", "operators", "optimum_upper_ms", "width_pct",
             "best_heuristic", "best_heuristic_true_gap_pct", "bound_name", "bound_slack_pct",
             "heuristic_certified_gap_pct"]
     if len(solved):
@@ -303,7 +320,7 @@ def summary(frame: pd.DataFrame) -> str:
     open_ = frame[frame["solved"] != True]  # noqa: E712
     if len(open_):
         lines += ["## Not solved within the limit", "",
-                  md_table(open_[cols[:7] + ["status", "optimum_lower_ms", "optimum_upper_ms", "width_pct",
+                  md_table(open_[cols[:8] + ["status", "optimum_lower_ms", "optimum_upper_ms", "width_pct",
                                              "best_heuristic_true_gap_pct", "bound_slack_pct"]].round(4)), ""]
     return "\n".join(lines)
 
@@ -314,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="one small instance (a smoke run)")
     ap.add_argument("--pieces", default="attention,head,ffn", help=f"comma list of {', '.join(PIECES)}")
     ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--load-models", default="fluid", help="comma list of fluid, rigid (rigid rows: key/rigid)")
     ap.add_argument("--rebound", action="store_true",
                     help="prove every stored instance's bounds again (the solver results stay) and rewrite the report")
     ap.add_argument("--milp-check", type=float, metavar="SECONDS", default=None,
@@ -340,8 +358,12 @@ def main(argv: list[str] | None = None) -> int:
         write_text(csv, frame.to_csv(index=False))
     done = set(frame["key"]) if len(frame) else set()
     models = set(args.models.split(","))
-    todo = [] if args.rebound or args.milp_check is not None else [i for i in instances(args.quick, pieces, args.full_grid)
-                                    if i.key not in done and i.model in models]
+    load_models = tuple(x for x in args.load_models.split(",") if x)
+    if any(x not in ("fluid", "rigid") for x in load_models):
+        print(f"elk: error: --load-models takes fluid and/or rigid, got {args.load_models!r}", file=sys.stderr)
+        return 2
+    todo = [] if args.rebound or args.milp_check is not None else \
+        [i for i in instances(args.quick, pieces, args.full_grid, load_models) if i.key not in done and i.model in models]
     todo.sort(key=lambda i: pieces.index(i.piece))  # piece by piece, in the order asked (a budget may stop a run)
     for k, inst in enumerate(todo):
         try:

@@ -91,11 +91,46 @@ def test_bounds_below_and_designs_above_the_proven_optimum(seed):
     assert proven >= 3, proven
 
 
-def test_rigid_loads_are_refused_in_one_line():
-    w = Workload.build(random_program(np.random.default_rng(0)), SMALL.with_overrides(load_model="rigid"))
-    with pytest.raises(NotProven, match="fluid loads only") as err:
-        optimal(w, designs.elk_dyn(w), OPTS)
-    assert "\n" not in str(err.value)
+def rigid_and_fluid(seed: int) -> tuple[Workload, Workload]:
+    """One random program on a chip whose interconnect is scarce (where rigid loads cost something), under both
+    load models."""
+    rng = np.random.default_rng(seed)
+    prog = random_program(rng)
+    chip = SMALL.with_overrides(hbm_bytes_per_s=float(rng.choice([1e11, 1e12])),
+                                noc_scale=float(rng.choice([0.05, 0.2])), load_model="rigid")
+    return Workload.build(prog, chip), Workload.build(prog, chip.with_overrides(load_model="fluid"))
+
+
+QUICK = OptimalOptions(time_limit=600, workers=1, seed=0, deterministic_time=5)
+
+
+@pytest.mark.parametrize("seed", [31, 35, 44])
+def test_the_rigid_optimum_is_rigid_valid_and_no_better_than_the_fluid_one(seed):
+    """Rigid loads: the model's solution passes the simulator's rigid rule, its optimum is at least the fluid
+    optimum of the same program (every rigid schedule is fluid-valid), and its proven lower end lies below every
+    rigid design."""
+    wr, wf = rigid_and_fluid(seed)
+    latency, warm = best_heuristic(wr)
+    rigid = prove_optimal(wr, warm, QUICK)
+    fluid = prove_optimal(wf, best_heuristic(wf)[1], QUICK)
+    assert rigid.proven and fluid.proven, (rigid.status, fluid.status)
+    judged = simulate(wr, rigid.schedule)
+    assert judged.valid, judged.violations[:1]
+    assert rigid.objective_cycles >= fluid.objective_cycles
+    assert rigid.lower_cycles <= min(latency, judged.latency_cycles)
+
+
+def test_the_rigid_rows_cut_off_a_fluid_schedule_that_rigid_loads_cannot_run():
+    """A fluid schedule whose loads pause through an exchange is not rigid-valid in the simulator, and the rigid
+    model, with that schedule's decisions fixed, has no solution; the fluid model has one."""
+    from solvers.schedule.optimal import complete_hint, optimal_problem
+    wr, wf = rigid_and_fluid(37)
+    fluid = prove_optimal(wf, best_heuristic(wf)[1], QUICK)
+    assert fluid.found is not None and simulate(wf, fluid.found).valid
+    assert not simulate(wr, fluid.found).valid
+    problem, _, hint = optimal_problem(wf, fluid.found, simulate(wf, fluid.found).latency_cycles, QUICK.ticks)
+    assert complete_hint(problem, hint, QUICK, 60, rigid_slack=None) is not None
+    assert complete_hint(problem, hint, QUICK, 60, rigid_slack=0) is None
 
 
 def test_programs_above_the_size_limit_are_refused_before_any_solve():
@@ -115,7 +150,8 @@ def test_an_unfinished_proof_presents_nothing_as_optimal():
 
 
 @pytest.mark.parametrize("bad", [dict(time_limit=0), dict(workers=0), dict(seed=-1), dict(max_operators=0),
-                                 dict(deterministic_time=0), dict(hint_share=1.0), dict(time_limit=math.inf)])
+                                 dict(deterministic_time=0), dict(hint_share=1.0), dict(time_limit=math.inf),
+                                 dict(relaxation_share=0.9)])
 def test_options_are_checked_once(bad):
     with pytest.raises(NotProven.__mro__[1]):
         OptimalOptions(**bad)

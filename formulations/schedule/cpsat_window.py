@@ -46,6 +46,9 @@ class CpsatWindow:
     load_start: dict  # program op -> start var (free and future loads)
     aux: list = field(default_factory=list)  # (var, function of an assignment) for hints
     load_end: dict = field(default_factory=dict)  # program op -> end var (fluid loads)
+    #: fluid loads: program op -> [(work inside one execution, overlap with it)], and program op -> length var
+    pairs: dict = field(default_factory=dict)
+    lengths: dict = field(default_factory=dict)
 
     def decode(self, solver: cp_model.CpSolver) -> WindowAssignment:
         choice = [next(p for p, b in enumerate(bs) if solver.boolean_value(b)) for bs in self.choice]
@@ -84,7 +87,8 @@ def build_cpsat(problem: WindowProblem) -> CpsatWindow:
     b = _CpsatBuilder(problem)
     for family in FAMILIES:
         getattr(b, family)()
-    return CpsatWindow(problem, b.m, b.choice, b.start, b.end, b.duration, b.load_start, b.aux, b.load_end)
+    return CpsatWindow(problem, b.m, b.choice, b.start, b.end, b.duration, b.load_start, b.aux, b.load_end,
+                      b.fluid_pairs, b.lengths)
 
 
 class _CpsatBuilder:

@@ -17,9 +17,11 @@ rate with no more interconnect work per byte (a load's work and its top rate
 both grow with the broadcast ratio, so their quotient, the load's shortest
 length, is the HBM time for every row).
 
-Only fluid loads are exact here: the window model's rigid loads have one length
-per option (a rigid load's share is work / length, a product of two decisions),
-so a rigid whole-program problem would be a restriction, not the problem.
+Rigid loads (:func:`add_rigid_rows`) are the fluid problem plus one product row per
+(execution, load) pair: a rigid load runs at one constant rate, so its work inside
+an execution is its work x overlap / its length, two decisions multiplied. (The
+window model's own rigid loads have one length per option, the shortest: a
+restriction of the rigid problem, not the problem.)
 
 :func:`add_prefix_cuts` adds rows that every schedule satisfies (implied, not
 new restrictions), to give CP-SAT's linear relaxation what the two-machine flow
@@ -110,4 +112,54 @@ def add_prefix_cuts(built) -> int:
     return added
 
 
-__all__ = ["undominated", "fluid_option", "whole_program_problem", "add_prefix_cuts"]
+def add_rigid_rows(built, slack: int = 0) -> int:
+    """Rigid loads on a whole-program (fluid) CP-SAT model: one constant rate per load.
+
+    For every fluid pair of load j (its work ``u`` inside one execution, its overlap ``ov`` with it, its length
+    ``len`` and its chosen work ``W``) the row ``u x len + slack x len >= W x ov``. A rigid load's work inside an
+    execution is exactly ``W x ov / len``; the fluid rows then say the executions' loads and communication fit
+    (rule 3 under rigid loads, ``elk/noc.py``), and the fluid progress row holds because a constant rate at most
+    the top rate covers the work.
+
+    * ``slack = 0`` (the **rigid model**): ``u`` is at least the exact work, and the work is rounded up, so every
+      solution is rigid-valid in the simulator: a restriction of the rigid problem by integer rounding only.
+    * ``slack = rigid_relaxation_slack(problem)`` (the **relaxation**): the map of
+      ``solvers.schedule.optimal.stretched_hint`` turns any rigid-valid schedule into integer times whose overlap
+      over length exceeds the original's by at most (1 + 2 x events inside the overlap) / length, and a load's
+      share is at most ``SHARE_SCALE``; so ``u`` = the mapped schedule's rigid work, rounded down, satisfies the
+      row with that slack. CP-SAT's bound on the relaxation, less the same allowance as the fluid model's, is a
+      lower bound on every rigid-valid schedule.
+
+    Returns the number of product rows added (two products each: CP-SAT multiplies integer variables).
+    """
+    problem, m = built.problem, built.model
+    hi = problem.horizon
+    added = 0
+    for k, w in enumerate(problem.ops):
+        if w.load != "free" or w.op not in built.pairs:
+            continue
+        works = [o.load_work for o in w.options]
+        if max(works) == 0:
+            continue
+        work = m.new_int_var(min(works), max(works), f"rigid_work{k}")
+        m.add(work == sum(o.load_work * x for o, x in zip(w.options, built.choice[k])))
+        built.aux.append((work, lambda h, k=k, works=works: works[h.choice[k]]))
+        length = built.lengths[w.op]
+        for q, (u, ov) in enumerate(built.pairs[w.op]):
+            u_len = m.new_int_var(0, max(o.load_cap for o in w.options) * (hi + 1) * (hi + 1), f"u_len{k}_{q}")
+            m.add_multiplication_equality(u_len, [u, length])
+            work_ov = m.new_int_var(0, max(works) * (hi + 1), f"work_ov{k}_{q}")
+            m.add_multiplication_equality(work_ov, [work, ov])
+            m.add(u_len + slack * length >= work_ov)
+            added += 1
+    return added
+
+
+def rigid_relaxation_slack(event_count: int) -> int:
+    """The relaxation's slack per unit of length (see :func:`add_rigid_rows`): a full share over one unit plus
+    two units per event that may fall inside an overlap, plus one for rounding down."""
+    return SHARE_SCALE * (2 * event_count + 1) + 1
+
+
+__all__ = ["undominated", "fluid_option", "whole_program_problem", "add_prefix_cuts", "add_rigid_rows",
+           "rigid_relaxation_slack"]

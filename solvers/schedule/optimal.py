@@ -11,9 +11,10 @@ problem of :mod:`formulations.schedule.whole_program`; otherwise it raises
 What "optimal" is relative to: the integer-cycle model (durations,
 communication, load lengths and interconnect work rounded up to whole cycles;
 every solution valid in the simulator, which times the returned schedule) over
-fluid loads, every undominated plan row, any load order and timing, SRAM and the
-interconnect. Rigid loads are refused: the window model gives a rigid load one
-length per plan row, which is a restriction of the rigid problem, not the problem.
+fluid or rigid loads, every undominated plan row, any load order and timing, SRAM
+and the interconnect. Under rigid loads the model adds one product row per
+(execution, load) pair (``add_rigid_rows``: a constant rate, any length), and its
+proven lower bound comes from a second solve of the rows' relaxation.
 
 Two phases: the warm start mapped into the model's integer cycles (with room
 for rounding) and completed by CP-SAT into a value for every variable, a
@@ -37,7 +38,8 @@ from elk.simulator import simulate
 from elk.ir import Program
 from elk.workload import Workload
 from formulations.schedule.window import WindowAssignment, WindowProblem, check
-from formulations.schedule.whole_program import add_prefix_cuts, whole_program_problem
+from formulations.schedule.whole_program import (add_prefix_cuts, add_rigid_rows, rigid_relaxation_slack,
+                                                 whole_program_problem)
 from solvers.solver_options import ExactOptions, check_count, check_positive
 
 
@@ -57,6 +59,9 @@ class OptimalOptions(ExactOptions):
     max_operators: int = 64
     #: share of the limit given to completing the warm start into a hint
     hint_share: float = 0.2
+    #: rigid loads: share of the limit given to the relaxation that proves the lower bound (the rest solves the
+    #: rigid model itself)
+    relaxation_share: float = 0.25
     #: model time unit = 1 / ticks cycle: rounding costs at most a unit per duration, so a finer unit narrows
     #: the gap between the model's optimum and the problem's (numbers in the model grow by the same factor)
     ticks: int = 8
@@ -77,6 +82,9 @@ class OptimalOptions(ExactOptions):
             raise SolverConfigError(f"optimal: ticks must be an integer from 1 to 1024, got {self.ticks!r}")
         if not 0 < self.hint_share < 1:
             raise SolverConfigError(f"optimal: hint_share must lie in (0, 1), got {self.hint_share!r}")
+        if not 0 < self.relaxation_share < 1 - self.hint_share:
+            raise SolverConfigError("optimal: relaxation_share must lie in (0, 1 - hint_share), got "
+                                    f"{self.relaxation_share!r}")
 
 
 @dataclass
@@ -109,10 +117,6 @@ class OptimalResult:
 
 def check_program(program: Program, chip: Chip, options: OptimalOptions) -> None:
     """Refuse, in one line, what the design cannot prove: before plan tables are built or any model."""
-    if chip.load_model is not LoadModel.FLUID:
-        raise NotProven("the optimal design is exact for fluid loads only (a rigid load's share is its work over "
-                        "its length, two decisions: the window model fixes the length per plan row); "
-                        "use --load-model fluid")
     if any(op.store for op in program.ops):
         raise NotProven("the optimal design's model has no HBM stores (docs/design.md §5.2); a program that "
                         "writes to HBM (a training step, a KV append) cannot be proven optimal by it")
@@ -205,22 +209,25 @@ def stretched_hint(problem: WindowProblem, warm: Schedule, stretch: float = 1e-3
                             load_start={int(k): int(a[k]) for k in free}, load_end={int(k): int(b[k]) for k in free})
 
 
-def _build(problem: WindowProblem):
+def _build(problem: WindowProblem, rigid_slack: int | None = None):
+    """The whole-program model; with ``rigid_slack`` (not None) its rigid rows (0: the rigid model itself)."""
     from formulations.schedule.cpsat_window import build_cpsat
     built = build_cpsat(problem)
     add_prefix_cuts(built)
+    if rigid_slack is not None:
+        add_rigid_rows(built, rigid_slack)
     return built
 
 
 def complete_hint(problem: WindowProblem, hint: WindowAssignment, options: OptimalOptions,
-                   seconds: float) -> list[int] | None:
+                  seconds: float, rigid_slack: int | None = None) -> list[int] | None:
     """Every model variable's value at ``hint`` (decisions fixed, CP-SAT fills in the rest), or None.
 
     CP-SAT uses a hint only if it is complete and consistent; the auxiliary variables (overlaps, fluid work
     per execution) are easiest to get right by letting the solver derive them from the fixed decisions.
     """
     from ortools.sat.python import cp_model
-    built = _build(problem)
+    built = _build(problem, rigid_slack)
     m = built.model
     for bools, c in zip(built.choice, hint.choice):
         m.add(bools[c] == 1)
@@ -237,22 +244,25 @@ def complete_hint(problem: WindowProblem, hint: WindowAssignment, options: Optim
     return [solver.value(m.get_int_var_from_proto_index(i)) for i in range(len(m.proto.variables))]
 
 
-def _solve(problem: WindowProblem, options: OptimalOptions, seconds: float, values: list[int] | None):
-    """The whole-program solve; returns (status name, assignment or None, objective, bound)."""
+def _solve(problem: WindowProblem, options: OptimalOptions, seconds: float, values: list[int] | None,
+           share: float, rigid_slack: int | None = None):
+    """One whole-program solve; returns (status name, assignment or None, objective, bound, every variable's
+    value at the solution or None)."""
     from ortools.sat.python import cp_model
-    built = _build(problem)
+    built = _build(problem, rigid_slack)
     m = built.model
     if values is not None:
         for i, value in enumerate(values):
             m.add_hint(m.get_int_var_from_proto_index(i), value)
-    solver = _solver(options, seconds, 1 - options.hint_share)
+    solver = _solver(options, seconds, share)
     status = solver.solve(m)
     name = solver.status_name(status)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         a = built.decode(solver)
-        return name, a, float(a.makespan()), float(solver.best_objective_bound // problem.tail_weight)
+        found = [solver.value(m.get_int_var_from_proto_index(i)) for i in range(len(m.proto.variables))]
+        return name, a, float(a.makespan()), float(solver.best_objective_bound // problem.tail_weight), found
     bound = float(solver.best_objective_bound // problem.tail_weight) if status == cp_model.UNKNOWN else None
-    return name, None, None, bound
+    return name, None, None, bound, None
 
 
 def optimal_problem(workload: Workload, warm: Schedule, warm_latency_cycles: float,
@@ -277,20 +287,29 @@ def prove_optimal(workload: Workload, warm: Schedule, options: OptimalOptions = 
                             f"{verdict.violations[0].message(workload.chip.clock_hz)}")
     started = time.perf_counter()
     ticks = options.ticks
+    rigid = workload.chip.load_model is LoadModel.RIGID
     problem, stretch, hint = optimal_problem(workload, warm, verdict.latency_cycles, ticks)
+    model_slack = 0 if rigid else None  # rigid: the rigid rows with no slack (every solution rigid-valid)
     n_options = sum(len(w.options) for w in problem.ops)
     budget = float(options.time_limit)
     values = None
     if not check(problem, hint) and hint.makespan() <= problem.horizon:
-        values = complete_hint(problem, hint, options, budget * options.hint_share)
+        values = complete_hint(problem, hint, options, budget * options.hint_share, model_slack)
     hint_cycles = hint.makespan() / ticks if values is not None else None
-    left = budget - (time.perf_counter() - started)
-    status, a, objective, bound = _solve(problem, options, left, values)
+    main_share = 1 - options.hint_share - (options.relaxation_share if rigid else 0.0)
+    left = budget * (1 - (options.relaxation_share if rigid else 0.0)) - (time.perf_counter() - started)
+    status, a, objective, bound, found_values = _solve(problem, options, left, values, main_share, model_slack)
+    lower_model = bound
+    if rigid:  # the rigid model's bound is not a bound on the continuous problem; its relaxation's is
+        left = budget - (time.perf_counter() - started)
+        _, _, _, lower_model, _ = _solve(problem, options, left, found_values or values, options.relaxation_share,
+                                         rigid_relaxation_slack(event_count(problem)))
     seconds = time.perf_counter() - started
     result = OptimalResult(schedule=None, status=status,
                            objective_cycles=None if objective is None else objective / ticks,
                            bound_cycles=None if bound is None else bound / ticks,
-                           lower_cycles=None if bound is None else continuous_lower(bound, problem, stretch, ticks),
+                           lower_cycles=None if lower_model is None else
+                           continuous_lower(lower_model, problem, stretch, ticks),
                            seconds=seconds, operators=len(workload), options=n_options, hint_cycles=hint_cycles,
                            warm_start=warm.design, warm_latency_cycles=verdict.latency_cycles,
                            solver=f"cp-sat (ortools {ortools.__version__})", workers=options.workers,
