@@ -269,6 +269,53 @@ def md_table(frame: pd.DataFrame) -> str:
     return "\n".join([head, rule] + body)
 
 
+def rigid_section(frame: pd.DataFrame) -> list[str]:
+    """What rigid loads cost on the instances run under both load models, and which side of a rigid gap is loose.
+
+    The rigid price is pinned between ``rigid lower / fluid upper - 1`` and ``rigid upper / fluid lower - 1``
+    (rigid optimum >= its lower end, fluid optimum <= its upper end, and the other way round)."""
+    rigid = frame[frame["load_model"] == "rigid"]
+    if not len(rigid):
+        return []
+    fluid = frame[frame["load_model"] == "fluid"].set_index("key")
+    rows = []
+    for rec in rigid.to_dict("records"):
+        twin = rec["key"][:-len("/rigid")]
+        if twin not in fluid.index or rec.get("status") == "DOES-NOT-FIT":
+            continue
+        f = fluid.loc[twin]
+        # a rigid-valid schedule is fluid-valid and a fluid lower end bounds rigid schedules: each side's interval
+        # tightens the other's
+        fluid_upper = min(f["optimum_upper_ms"], rec["optimum_upper_ms"])
+        rigid_lower = max(rec["optimum_lower_ms"], f["optimum_lower_ms"])
+        rigid_upper = rec["optimum_upper_ms"]
+        rows.append({"model": rec["model"], "piece": rec["piece"], "topology": rec["topology"],
+                     "sram_kib": rec["sram_kib"], "hbm_tbps": rec["hbm_tbps"], "status": rec["status"],
+                     "fluid_upper_ms": fluid_upper, "rigid_lower_ms": rigid_lower, "rigid_upper_ms": rigid_upper,
+                     "rigid_width_pct": (rigid_upper / rigid_lower - 1) * 100,
+                     "rigid_price_min_pct": (rigid_lower / fluid_upper - 1) * 100,
+                     "rigid_price_max_pct": (rigid_upper / f["optimum_lower_ms"] - 1) * 100,
+                     "rigid_heuristic_true_gap_pct": (rec["best_heuristic_ms"] / rigid_upper - 1) * 100,
+                     "rigid_bound_slack_pct": (rigid_lower / rec["bound_ms"] - 1) * 100})
+    if not rows:
+        return []
+    table = pd.DataFrame(rows)
+    solved = table[table["rigid_width_pct"] <= SOLVED_WIDTH * 100]
+    proven = rigid[rigid["status"] == "OPTIMAL"]
+    costly = table[table["rigid_price_min_pct"] > SOLVED_WIDTH * 100]
+    return ["## Rigid loads", "",
+            f"{len(table)} rigid instances: {len(proven)} proven OPTIMAL for the rigid integer model, {len(solved)} "
+            f"solved to within {SOLVED_WIDTH * 100:g}% (both load models' intervals combined). The rigid price (the "
+            "rigid optimum over the fluid optimum of the same piece) is proven above "
+            f"{SOLVED_WIDTH * 100:g}% at {len(costly)} instances"
+            + (f" (up to {costly['rigid_price_min_pct'].max():.3f}%)" if len(costly) else "")
+            + f"; its upper end is {table['rigid_price_max_pct'].median():.3f}% at the median instance. "
+            "The best rigid heuristic's true gap: mean "
+            f"{table['rigid_heuristic_true_gap_pct'].mean():.3f}%, max {table['rigid_heuristic_true_gap_pct'].max():.3f}%; "
+            f"elk's bound's slack under rigid loads: mean {table['rigid_bound_slack_pct'].mean():.3f}%, max "
+            f"{table['rigid_bound_slack_pct'].max():.3f}%.", "", md_table(table.round(4)), ""]
+
+
 def summary(frame: pd.DataFrame) -> str:
     lm = frame["load_model"] if "load_model" in frame.columns else pd.Series("fluid", index=frame.index)
     frame = frame.assign(series=frame["piece"].map(series), load_model=lm.fillna("fluid"))
@@ -311,6 +358,7 @@ def summary(frame: pd.DataFrame) -> str:
                      "makespan of the same integer model: its solution passes the window checker and the simulator "
                      "(above the instance's proven lower end), so CP-SAT's OPTIMAL there is not the model's "
                      "optimum." if len(differ) else ""), ""]
+    lines += rigid_section(frame)
     bad = frame[frame["bound_above_schedule"] == True]  # noqa: E712
     lines += [f"Bounds above a valid schedule's latency (bugs): {len(bad)}.", ""]
     infeasible = frame[frame["status"] == "INFEASIBLE"]

@@ -226,3 +226,20 @@ def test_llama2_13b_on_pod4():
     assert lat["elk-dyn"] >= lat["elk-full"] - eps
     assert lat["elk-full"] >= lat["ideal"] - eps
     assert lat["ideal"] >= w.hbm_seconds() * 1e3
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_elk_full_searching_share_limits_is_rigid_valid_and_never_slower(seed):
+    """Under rigid loads ELK-Full may search the loads' interconnect share limit with its orders and modes: the
+    result passes the simulator, records the limit it won with, and (no screening on a program without layers)
+    is never slower than the single default limit."""
+    from solvers.schedule.designs import RIGID_THETAS, elk_full
+    from tests.test_bounds import random_chip, random_program
+    rng = np.random.default_rng(seed)
+    w = Workload.build(random_program(rng), random_chip(rng, "rigid"))
+    one = simulate(w, elk_full(w))
+    searched = elk_full(w, thetas=RIGID_THETAS)
+    judged = simulate(w, searched)
+    assert one.valid and judged.valid
+    assert judged.latency_cycles <= one.latency_cycles + 1e-6
+    assert searched.info.theta in RIGID_THETAS + (0.9, 0.7, 0.5)  # its own limit, or ELK-Dyn's if that won

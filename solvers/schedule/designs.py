@@ -77,6 +77,10 @@ def static(workload: Workload, step_kib: int = 10, *, workers: int | None = None
     return best
 
 
+#: interconnect share limits worth searching under rigid loads (``elk_full(thetas=RIGID_THETAS)``; see there)
+RIGID_THETAS = (0.99, 0.7, 0.6, 0.45, 0.4)
+
+
 def elk_dyn(workload: Workload, thetas: tuple[float, ...] = (0.9, 0.7, 0.5)) -> Schedule:
     """The inductive scheduler in program load order, best over the loads' interconnect share limit."""
     started = time.perf_counter()
@@ -94,7 +98,7 @@ def elk_dyn(workload: Workload, thetas: tuple[float, ...] = (0.9, 0.7, 0.5)) -> 
 
 def elk_full(workload: Workload, *, space: str = "complete", max_displacement: int = 4,
              modes: tuple[NocMode, ...] | None = None, theta: float = 0.99,
-             penalties: tuple[float, ...] = (0.5,), screen_layers: int = 12, finalists: int = 6,
+             thetas: tuple[float, ...] | None = None, penalties: tuple[float, ...] = (0.5,), screen_layers: int = 12, finalists: int = 6,
              screen_modes: tuple[NocMode, ...] | None | str = "auto", order_finalists: int = 8,
              dyn: Schedule | None = None, workers: int | None = None) -> Schedule:
     """ELK-Dyn over permuted HBM load orders (the same group permutation in every layer).
@@ -119,6 +123,14 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
     pause for an operator's exchange by themselves, so stretching alone no longer
     pays: on the four LLMs (B32 S2048) push and hybrid, orders nominated by push
     alone, give the same latency as all three modes at half the time.
+
+    ``thetas`` (the loads' interconnect share limit, searched with the orders and modes; default ``theta``
+    alone) matters under rigid loads: a rigid load runs at one rate through every operator it overlaps, and the
+    best limit depends on the program. ``thetas=RIGID_THETAS`` measured under rigid loads (B32 S2048, one run,
+    against ``theta`` alone): Llama2-13B on the default chip 7.869 -> 7.621 ms (at 0.4), OPT-30B on a mesh at
+    16 TB/s 19.40 -> 18.64 ms (0.7), OPT-30B all-to-all 13.98 -> 13.72 (0.45), Gemma2-27B on a mesh at 400 KiB
+    13.44 -> 13.24 (0.6), for 1.3-1.8x the time. It is not the default yet: the pinned rigid latencies, the
+    artifact-compatible mode's table and the gap study's rigid points were measured without it.
     """
     started = time.perf_counter()
     fluid = workload.chip.load_model is LoadModel.FLUID
@@ -126,16 +138,18 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
         modes = (NocMode.PUSH, NocMode.HYBRID) if fluid else (NocMode.STRETCH, NocMode.PUSH, NocMode.HYBRID)
     if screen_modes == "auto":
         screen_modes = (NocMode.PUSH,) if fluid else (NocMode.STRETCH, NocMode.PUSH)
+    if thetas is None:
+        thetas = (theta,)
     program = workload.program
     groups = layer_groups(program)
     perms: list[tuple[int, ...]] = [()]
     if groups is not None and len(groups) > 1:
         perms = group_orders(group_types(program, groups), max_displacement, space)
-    configs = [(perm, mode, pen) for perm in perms for mode in modes for pen in penalties]
+    configs = [(perm, mode, pen, th) for perm in perms for mode in modes for pen in penalties for th in thetas]
 
-    def run(w: Workload, perm, mode, pen) -> Schedule | None:
+    def run(w: Workload, perm, mode, pen, th) -> Schedule | None:
         try:
-            return _full_pass(w, groups, perm, mode, choosers(w, pen), theta)
+            return _full_pass(w, groups, perm, mode, choosers(w, pen), th)
         except ScheduleError:
             return None
 
@@ -165,10 +179,11 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
             # stage 1: orders alone, in the cheap modes; stage 2: the best orders in every mode
             best_perms: list = []
             for mode in screen_modes:  # each mode nominates its own best orders
-                first = rank([(perm, mode, pen) for perm in perms for pen in penalties])
+                first = rank([(perm, mode, pen, thetas[0]) for perm in perms for pen in penalties])
                 best_perms += list(dict.fromkeys(cfg[0] for cfg in first))[:order_finalists]
                 screened += len(perms) * len(penalties)
-            configs = [(perm, mode, pen) for perm in dict.fromkeys(best_perms) for mode in modes for pen in penalties]
+            configs = [(perm, mode, pen, th) for perm in dict.fromkeys(best_perms) for mode in modes
+                       for pen in penalties for th in thetas]
         screened += len(configs)
         configs = rank(configs)[:finalists]
     dyn = dyn if dyn is not None else elk_dyn(workload)
