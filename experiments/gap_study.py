@@ -75,7 +75,7 @@ EXACT = ("periodic", "milp")
 EXACT_KNOWN = ("periodic", "cpsat", "milp", "lp-guided", "lns")
 #: the order designs appear in tables and figures; "best" is the fastest valid schedule of a configuration
 DESIGN_ORDER = (*HEURISTICS, "ideal", *EXACT_KNOWN, "best")
-BOUND_FAMILIES = ("hbm", "execution", "flow-shop", "lp", "layer", "milp")
+BOUND_FAMILIES = ("hbm", "execution", "flow-shop", "sram-window", "lp", "layer", "milp")
 #: a configuration: one point of the grid (the columns identifying it in gaps.csv)
 CONFIG = ("model", "topology", "hbm_tbps", "sram_kib", "load_model")
 BATCH, SEQ, CHIP = 32, 2048, "ipu-pod4"

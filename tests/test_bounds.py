@@ -222,3 +222,81 @@ def test_opt30b_certified_gap_within_two_percent_with_the_relaxation_schedule():
     bound = lp_bound(w)
     assert verdict.valid, verdict.violations[:1]
     assert bound.cycles <= verdict.latency_cycles <= 1.02 * bound.cycles, (verdict.latency_ms, bound.ms)
+
+
+def _tight(seed: int, kib: int) -> Workload | None:
+    """A random program on a chip with ``kib`` KiB of SRAM per core (None if an operator does not fit)."""
+    from elk.errors import OperatorDoesNotFitError
+    rng = np.random.default_rng(seed)
+    prog = random_program(rng)
+    chip = SMALL.with_overrides(sram_per_core=kib * 1024, hbm_bytes_per_s=float(rng.choice([2e10, 1e11, 1e12])))
+    try:
+        return Workload.build(prog, chip)
+    except OperatorDoesNotFitError:
+        return None
+
+
+def _valid_latencies(w: Workload) -> list[float]:
+    out = []
+    for name in ("basic", "static", "elk-dyn", "elk-full"):
+        try:
+            verdict = simulate(w, designs.DESIGNS[name](w))
+        except Exception:  # a design that cannot schedule a tight chip proves nothing either way
+            continue
+        if verdict.valid:
+            out.append(verdict.latency_cycles)
+    return out
+
+
+@pytest.mark.parametrize("seed,kib", [(4, 6), (9, 2), (12, 2), (37, 6)])
+def test_sram_conflicts_follow_their_definition(seed, kib):
+    from solvers.schedule.bounds import sram_conflicts
+    w = _tight(seed, kib)
+    hot = [float(t.hot.min()) for t in w.tables]
+    cold = [float(t.cold.min()) for t in w.tables]
+    expected = [max([i for i in range(j) if hot[i] + cold[j] > w.chip.sram_per_core], default=-1)
+                if w.has_load[j] else -1 for j in range(len(w))]
+    assert sram_conflicts(w).tolist() == expected
+    assert max(expected) >= 0  # these chips do keep a load away from an execution
+
+
+@pytest.mark.solver
+@pytest.mark.parametrize("seed,kib", [(4, 6), (9, 2), (12, 2), (37, 6)])
+def test_the_sram_window_bound_lies_below_the_optimum_and_above_the_flow_shop(seed, kib):
+    """Where SRAM keeps a load from overlapping an execution, the window bound exceeds the flow shop and stays
+    below every valid schedule, the optimal design's best solution and its proven optimum."""
+    from solvers.schedule.bounds import sram_window_bound
+    from solvers.schedule.optimal import OptimalOptions, prove_optimal
+    w = _tight(seed, kib)
+    bound = sram_window_bound(w).cycles
+    assert bound > flow_shop_bound(w).cycles
+    lat = _valid_latencies(w)
+    assert lat and bound <= min(lat) * (1 + 1e-9)
+    warm = min((designs.DESIGNS[d](w) for d in ("static", "elk-dyn", "elk-full")),
+               key=lambda s: simulate(w, s).latency_cycles if simulate(w, s).valid else np.inf)
+    res = prove_optimal(w, warm, OptimalOptions(time_limit=600, workers=1, seed=0, deterministic_time=5))
+    if res.found is not None:
+        assert bound <= simulate(w, res.found).latency_cycles * (1 + 1e-9)
+    if res.proven:  # the model's optimum (integer units, rounded up) is at least the continuous one
+        assert bound <= res.objective_cycles * (1 + 1e-9)
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 100_000), kib=st.sampled_from([2, 3, 4, 6, 8, 24]))
+def test_the_sram_window_bound_never_exceeds_a_valid_schedule(seed, kib):
+    from solvers.schedule.bounds import sram_window_bound
+    w = _tight(seed, kib)
+    if w is None:
+        return
+    lat = _valid_latencies(w)
+    bound = sram_window_bound(w).cycles
+    from solvers.schedule.bounds import sram_conflicts
+    assert bound >= execution_bound(w).cycles * (1 - 1e-12)
+    if (sram_conflicts(w) >= 0).any():  # it then contains the flow shop
+        assert bound >= flow_shop_bound(w).cycles * (1 - 1e-12)
+    for latency in lat:
+        assert bound <= latency * (1 + 1e-9)

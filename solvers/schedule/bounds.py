@@ -145,8 +145,90 @@ def store_flow_shop_bound(workload: Workload) -> Bound:
     return _make(workload, "store-flow-shop", float((before + after).max()), started, "closed form")
 
 
+#: above this many SRAM-conflicting loads the window bound tries only each load's own window (not every pair)
+WINDOW_PAIRS_MAX = 1500
+
+
+def sram_conflicts(workload: Workload) -> np.ndarray:
+    """``c(j)`` per operator: the latest operator i < j whose smallest hot footprint and j's smallest cold one
+    exceed SRAM together (-1 if none, and for operators that load nothing). Rule 4 then keeps load j from being
+    in progress while i runs, whatever plans are chosen, so load j lies between i's end and j's start."""
+    n = len(workload)
+    sram = float(workload.chip.sram_per_core)
+    min_hot = np.array([float(t.hot.min()) for t in workload.tables])
+    min_cold = np.array([float(t.cold.min()) for t in workload.tables])
+    conflict = np.full(n, -1, dtype=np.int64)
+    loads = np.flatnonzero(workload.has_load)
+    index = np.arange(n)
+    for cold in np.unique(min_cold[loads]):  # a few distinct cold sizes: one vectorized scan each
+        latest = np.maximum.accumulate(np.where(min_hot + cold > sram, index, -1))  # latest conflict at or before
+        js = loads[min_cold[loads] == cold]
+        conflict[js] = np.where(js > 0, latest[np.maximum(js - 1, 0)], -1)
+    return conflict
+
+
+def sram_window_bound(workload: Workload) -> Bound:
+    """Loads that SRAM keeps apart from an execution (rule 4, :func:`sram_conflicts`): load j lies in
+    ``[e_a, s_b)`` for every window ``a <= c(j) < j <= b``, and so does every other such load; the channel
+    carries them one at a time while executions ``a+1..b-1`` run. Windows whose operator ranges do not overlap
+    are disjoint in time, so
+
+    latency >= sum_i T_i + max over disjoint windows of sum_w max(0, sum_{j in w} L_j - sum_{a<i<b} T_i).
+
+    The executions inside a window take at least their T_i and the window at least its loads' time; what the
+    loads need beyond the executions is time no execution covers. Windows are (c(j), j') over conflicting loads
+    j, j' (only (c(j), j) above ``WINDOW_PAIRS_MAX`` of them), chosen by weighted interval scheduling. Sound
+    under both load models (rule 4 does not depend on them); stores only add channel time."""
+    started = time.perf_counter()
+    fast = fastest_times(workload)
+    base = float(fast.sum())
+    conflict = sram_conflicts(workload)
+    js = np.flatnonzero(conflict >= 0)
+    if not len(js):
+        return _make(workload, "sram-window", base, started, "closed form")
+    length = shortest_loads(workload)[js]
+    cs = conflict[js]
+    t_before = np.concatenate([[0.0], np.cumsum(fast)])  # t_before[k] = sum of T_i for i < k
+    ends = js  # ascending
+    if len(js) <= WINDOW_PAIRS_MAX:  # every window (a, b): a a conflict's start, b a conflicting load
+        starts = np.unique(cs)
+        # loads inside (a, ends[q]): conflicting loads up to ends[q] whose conflict is at or after a
+        load_sum = np.cumsum(np.where(cs[None, :] >= starts[:, None], length[None, :], 0.0), axis=1)
+        valid = starts[:, None] < ends[None, :]
+    else:  # each conflicting load's own window, counting that load alone
+        starts = cs
+        load_sum = np.where(np.eye(len(js), dtype=bool), length[None, :], 0.0)
+        valid = np.eye(len(js), dtype=bool)
+    exec_inside = t_before[ends][None, :] - t_before[starts + 1][:, None]  # sum of T_i for a < i < b
+    exposure = np.where(valid, np.maximum(load_sum - exec_inside, 0.0), -np.inf)
+    # weighted interval scheduling, windows by end: best[q] = most exposure from disjoint windows ending by ends[q]
+    before = np.searchsorted(ends, starts, side="right") - 1  # the last end at or before each window start
+    best = np.zeros(len(ends))
+    running = 0.0
+    for q in range(len(ends)):  # one step per conflicting load, vectorized over the window starts
+        prior = np.where(before >= 0, best[np.maximum(before, 0)], 0.0)
+        running = max(running, float(np.max(prior + exposure[:, q])))
+        best[q] = running
+    plain = base + running
+    # with the flow shop: before operator k starts the channel has carried loads 0..k; after it, operators k..
+    # run and the windows that open after k add their exposure (disjoint from each other and from [0, s_k))
+    order = np.argsort(starts, kind="stable")
+    starts, exposure = starts[order], exposure[order]
+    after_window = np.searchsorted(starts, ends, side="left")  # first window starting at or after each end
+    suffix = np.zeros(len(starts) + 1)  # suffix[p] = most exposure from disjoint windows starting at or after starts[p]
+    for p in range(len(starts) - 1, -1, -1):  # one step per window start, vectorized over the ends
+        value = float(np.max(exposure[p] + suffix[after_window]))
+        suffix[p] = max(value, suffix[p + 1])
+    n = len(workload)
+    first_start = np.searchsorted(starts, np.arange(n), side="left")  # windows with a >= k
+    loads_upto = np.cumsum(shortest_loads(workload))
+    fast_from = np.cumsum(fast[::-1])[::-1]
+    combined = float((loads_upto + fast_from + suffix[first_start]).max())
+    return _make(workload, "sram-window", max(plain, combined), started, "closed form")
+
+
 def closed_form_bounds(workload: Workload) -> list[Bound]:
-    forms = [hbm_bound(workload), execution_bound(workload), flow_shop_bound(workload)]
+    forms = [hbm_bound(workload), execution_bound(workload), flow_shop_bound(workload), sram_window_bound(workload)]
     if workload.has_store.any():
         forms.append(store_flow_shop_bound(workload))
     return forms
