@@ -205,12 +205,18 @@ def test_gap_study_rebound_reproves_bounds_without_compiling(gap_run, tmp_path, 
     shutil.rmtree(part / "results")
     no_compiling(monkeypatch)
     printed = run_main(gap, [*GAP_ARGS, "--out", str(part), "--rebound"])
-    stored, rows = read_rows(out / "gaps.csv"), read_rows(part / "gaps.csv")
-    assert list(rows[0]) == [*gap.COLUMNS, *reb.REBOUND_COLUMNS]
+    stored, all_rows = read_rows(out / "gaps.csv"), read_rows(part / "gaps.csv")
+    assert list(all_rows[0]) == [*gap.COLUMNS, *reb.REBOUND_COLUMNS]
+    rows = [r for r in all_rows if r["design"] != "lp-guided"]  # the chip's guided schedule: new rows, where valid
     assert len(rows) == len(stored)
     for old, new in zip(stored, rows):
-        for keep in ("model", "sram_kib", "load_model", "design", "latency_ms", "valid", "best_design", "key"):
+        moved = new["design"] == "best" and new["best_design"] == "lp-guided"  # only to a faster guided schedule
+        for keep in ("model", "sram_kib", "load_model", "design", "valid", "key"):
             assert new[keep] == old[keep]
+        if moved:
+            assert float(new["latency_ms"]) < float(old["latency_ms"])
+        else:
+            assert (new["latency_ms"], new["best_design"]) == (old["latency_ms"], old["best_design"])
         assert (new["old_bound_ms"], new["old_bound_name"]) == (old["bound_ms"], old["bound_name"])
         assert new["bound_reproven"] == "True"
         bound = float(new["bound_ms"])
@@ -280,6 +286,37 @@ def test_rebound_frame_applies_a_bound_only_where_it_holds():
     with pytest.raises(reb.BoundAboveLatency, match="a mesh 8 TB/s 624 KiB rigid elk-full"):
         too_high = reb.Reproven((reb.FamilyBound("lp", 12.5, "optimal", 1.0, ("fluid", "rigid")),), seconds=1.0)
         reb.rebound_frame(frame, configs, {reb.ChipKey("a", "mesh", 8.0, 624.0): too_high})
+
+
+def test_rebound_adds_the_guided_schedule_where_it_is_valid_and_moves_the_best_to_it():
+    """The chip's lp-guided schedule gives a row under each load model it is valid under; the best row moves to
+    it only where it is faster, and its certified gap is taken against the re-proven bound."""
+    import pandas as pd
+    gap, reb = load("gap_study"), load("gap_rebound")
+    rows = []
+    for lm in ("fluid", "rigid"):
+        for design, ms in (("elk-full", 12.0), ("best", 12.0)):
+            rows.append({"model": "a", "topology": "mesh", "hbm_tbps": 8.0, "sram_kib": 624.0,
+                         "sram_requested_kib": 624.0, "load_model": lm, "design": design, "latency_ms": ms,
+                         "valid": True, "relaxed": False, "certified_gap_pct": 20.0, "bound_ms": 10.0,
+                         "bound_name": "lp", "best_heuristic_ms": 12.0, "best_design": "elk-full"})
+    frame = pd.DataFrame(rows)
+    for col in gap.COLUMNS:
+        if col not in frame:
+            frame[col] = None
+    configs = reb.stored_configs(frame)
+    proven = reb.Reproven((reb.FamilyBound("lp", 10.5, "optimal", 1.0, ("fluid", "rigid")),), seconds=2.0,
+                          guided_ms={"fluid": 11.0}, guided_seconds=1.5)
+    new = reb.rebound_frame(frame, configs, {reb.ChipKey("a", "mesh", 8.0, 624.0): proven})
+    fluid = new[new["load_model"] == "fluid"].set_index("design")
+    rigid = new[new["load_model"] == "rigid"].set_index("design")
+    assert list(fluid.index) == ["elk-full", "lp-guided", "best"] and "lp-guided" not in rigid.index
+    assert fluid.loc["best", "latency_ms"] == 11.0 and fluid.loc["best", "best_design"] == "lp-guided"
+    assert fluid.loc["best", "certified_gap_pct"] == pytest.approx(100 * (11.0 / 10.5 - 1))
+    assert fluid.loc["lp-guided", "gain_over_best_heuristic_pct"] == pytest.approx(100 / 12)
+    assert rigid.loc["best", "latency_ms"] == 12.0 and rigid.loc["best", "best_design"] == "elk-full"
+    again = reb.Reproven.from_json(proven.to_json())
+    assert again.guided_ms == {"fluid": 11.0} and again.guided_seconds == 1.5
 
 
 def test_gap_study_rebound_needs_a_finished_study(tmp_path, capsys):
