@@ -49,6 +49,8 @@ REBOUND_COLUMNS = ("old_bound_ms", "old_bound_name", "old_certified_gap_pct", "b
 BELOW_TOLERANCE = 1e-9
 #: a bound counts as changed when it moved by more than this (relative)
 CHANGED = 1e-6
+#: seconds of the MILP behind each chip's lp-guided schedule in a re-certification
+GUIDED_SECONDS = 10.0
 
 
 class NoStoredStudy(Exception):
@@ -168,15 +170,16 @@ def prove(config: Config, settings: Settings, workers: int | None = None) -> Rep
 def guided_latencies(workload, settings: Settings) -> tuple[dict[str, float], float]:
     """The ``lp-guided`` design's own schedule on a chip (``solvers.schedule.from_bound.bound_guided``, with the
     design's defaults), simulated under each load model; a load model under which it is not valid is left out.
-    Cheap (one MILP solve of the capped relaxation, ~2 s on the LLMs), so every re-certification runs it."""
+    One MILP solve of the capped relaxation, at most ``GUIDED_SECONDS`` (its best integer point then: 2 s on
+    OPT-30B's default chip, the limit on the mesh at 192 KiB), so every re-certification runs it."""
     from elk.simulator import simulate
     from elk.workload import Workload
     from solvers.schedule.from_bound import GuidedOptions, bound_guided
     started = time.perf_counter()
     options = GuidedOptions()
     try:
-        sched = bound_guided(workload, ratio_cap=options.ratio_cap, time_limit=settings.bound_time_limit,
-                             threads=options.workers)
+        sched = bound_guided(workload, ratio_cap=options.ratio_cap,
+                             time_limit=min(GUIDED_SECONDS, settings.bound_time_limit), threads=options.workers)
     except RuntimeError:  # no integer point within the limit: no schedule to judge
         return {}, time.perf_counter() - started
     out: dict[str, float] = {}

@@ -325,8 +325,11 @@ def summary(frame: pd.DataFrame) -> str:
     frame = frame.assign(series=frame["piece"].map(series), load_model=lm.fillna("fluid"))
     solved = frame[frame["solved"] == True]  # noqa: E712 - pandas column of booleans
     proven = frame[frame["status"] == "OPTIMAL"]
-    by_series = ", ".join(f"{int((proven['series'] == s).sum())} of {int((frame['series'] == s).sum())} {s}"
-                          for s in ("halves", "small") if (frame["series"] == s).any())
+    by_series = "; ".join(
+        f"{lm}: " + ", ".join(f"{int(((proven['series'] == s) & (proven['load_model'] == lm)).sum())} of "
+                              f"{int(((frame['series'] == s) & (frame['load_model'] == lm)).sum())} {s}"
+                              for s in ("halves", "small") if ((frame["series"] == s) & (frame["load_model"] == lm)).any())
+        for lm in ("fluid", "rigid") if (frame["load_model"] == lm).any())
     lines = ["# Ground truth: optima of real-shape programs, known to within "
              f"{SOLVED_WIDTH * 100:g}%", "",
              f"{len(solved)} of {len(frame)} instances solved: the best valid schedule (any design, or the optimal "
