@@ -228,7 +228,9 @@ def sram_window_bound(workload: Workload) -> Bound:
 
 
 def closed_form_bounds(workload: Workload) -> list[Bound]:
-    forms = [hbm_bound(workload), execution_bound(workload), flow_shop_bound(workload), sram_window_bound(workload)]
+    forms = [hbm_bound(workload), execution_bound(workload), flow_shop_bound(workload)]
+    if (sram_conflicts(workload) >= 0).any():  # otherwise it is the execution bound
+        forms.append(sram_window_bound(workload))
     if workload.has_store.any():
         forms.append(store_flow_shop_bound(workload))
     return forms

@@ -77,7 +77,7 @@ def static(workload: Workload, step_kib: int = 10, *, workers: int | None = None
     return best
 
 
-#: interconnect share limits worth searching under rigid loads (``elk_full(thetas=RIGID_THETAS)``; see there)
+#: the interconnect share limits ELK-Full searches under rigid loads (see :func:`elk_full`)
 RIGID_THETAS = (0.99, 0.7, 0.6, 0.45, 0.4)
 
 
@@ -124,13 +124,13 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
     pays: on the four LLMs (B32 S2048) push and hybrid, orders nominated by push
     alone, give the same latency as all three modes at half the time.
 
-    ``thetas`` (the loads' interconnect share limit, searched with the orders and modes; default ``theta``
-    alone) matters under rigid loads: a rigid load runs at one rate through every operator it overlaps, and the
-    best limit depends on the program. ``thetas=RIGID_THETAS`` measured under rigid loads (B32 S2048, one run,
-    against ``theta`` alone): Llama2-13B on the default chip 7.869 -> 7.621 ms (at 0.4), OPT-30B on a mesh at
-    16 TB/s 19.40 -> 18.64 ms (0.7), OPT-30B all-to-all 13.98 -> 13.72 (0.45), Gemma2-27B on a mesh at 400 KiB
-    13.44 -> 13.24 (0.6), for 1.3-1.8x the time. It is not the default yet: the pinned rigid latencies, the
-    artifact-compatible mode's table and the gap study's rigid points were measured without it.
+    ``thetas``: the loads' interconnect share limits searched with the orders and modes. Default: ``theta``
+    alone under fluid loads (a fluid load pauses through an exchange by itself), ``RIGID_THETAS`` under rigid
+    ones: a rigid load runs at one rate through every operator it overlaps, and the best limit depends on the
+    program. Measured under rigid loads (B32 S2048, one run, against ``theta`` alone): Llama2-13B on the default
+    chip 7.869 -> 7.621 ms (at 0.4), OPT-30B on a mesh at 16 TB/s 19.40 -> 18.64 ms (0.7), OPT-30B all-to-all
+    13.98 -> 13.72 (0.45), Gemma2-27B on a mesh at 400 KiB 13.44 -> 13.24 (0.6), for 1.3-1.8x the time. The
+    artifact-compatible mode keeps the paper's single limit (``elk.driver.compat``).
     """
     started = time.perf_counter()
     fluid = workload.chip.load_model is LoadModel.FLUID
@@ -139,7 +139,7 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
     if screen_modes == "auto":
         screen_modes = (NocMode.PUSH,) if fluid else (NocMode.STRETCH, NocMode.PUSH)
     if thetas is None:
-        thetas = (theta,)
+        thetas = (theta,) if fluid else RIGID_THETAS
     program = workload.program
     groups = layer_groups(program)
     perms: list[tuple[int, ...]] = [()]
