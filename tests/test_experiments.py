@@ -124,7 +124,8 @@ def test_gap_study_table(gap_run):
         assert r["status"] == "ok" and r["valid"] == "True", r
         bound = float(r["bound_ms"])
         families = {f: r[f"bound_{f.replace('-', '_')}_ms"] for f in gap.BOUND_FAMILIES}
-        assert all(families[f] for f in gap.BOUND_FAMILIES if f != "milp"), families  # level lp: all but the MILP
+        # level lp: all but the MILP, and the SRAM window only where SRAM keeps a load from an execution
+        assert all(families[f] for f in gap.BOUND_FAMILIES if f not in ("milp", "sram-window")), families
         assert not families["milp"]
         assert max(float(v) for v in families.values() if v) == pytest.approx(bound)
         assert r["bound_name"] in gap.BOUND_FAMILIES
