@@ -302,14 +302,18 @@ def rebound_frame(frame, configs: Sequence[Config], reproven: Mapping[ChipKey, R
 
 
 def with_guided_rows(frame, configs: Sequence[Config], reproven: Mapping[ChipKey, Reproven]):
-    """An ``lp-guided`` row per configuration whose chip's guided schedule is valid under its load model (replacing
-    a stored one), and the ``best`` row moved to it where it is faster than every stored design."""
+    """An ``lp-guided`` row per configuration whose chip's guided schedule is valid under its load model, and the
+    ``best`` row moved to it where it is faster than every stored design. A configuration whose study ran the
+    ``lp-guided`` design (a row with a warm start: never slower than it) keeps that row; the rows an earlier
+    re-certification added (no warm start) are replaced."""
     import pandas as pd
     by_config = {(c.model, c.topology, c.hbm_tbps, c.sram_kib, c.load_model): c for c in configs}
-    frame = frame[frame["design"] != "lp-guided"].reset_index(drop=True)
+    ran = frame[(frame["design"] == "lp-guided") & frame["warm_start"].notna()]
+    ran_configs = {config_of(r) for _, r in ran.iterrows()}
+    frame = frame[(frame["design"] != "lp-guided") | frame["warm_start"].notna()].reset_index(drop=True)
     added = []
     for i, r in frame[frame["design"] == "best"].iterrows():
-        if r["latency_ms"] != r["latency_ms"]:
+        if r["latency_ms"] != r["latency_ms"] or config_of(r) in ran_configs:
             continue
         config = by_config[config_of(r)]
         have = reproven.get(ChipKey.of(config))

@@ -301,23 +301,25 @@ def test_rebound_adds_the_guided_schedule_where_it_is_valid_and_moves_the_best_t
                          "sram_requested_kib": 624.0, "load_model": lm, "design": design, "latency_ms": ms,
                          "valid": True, "relaxed": False, "certified_gap_pct": 20.0, "bound_ms": 10.0,
                          "bound_name": "lp", "best_heuristic_ms": 12.0, "best_design": "elk-full"})
-    frame = pd.DataFrame(rows)
+    ran = dict(rows[2], design="lp-guided", latency_ms=12.0, warm_start="elk-full")  # the study ran the design
+    frame = pd.DataFrame(rows[:3] + [ran] + rows[3:])
     for col in gap.COLUMNS:
         if col not in frame:
             frame[col] = None
     configs = reb.stored_configs(frame)
     proven = reb.Reproven((reb.FamilyBound("lp", 10.5, "optimal", 1.0, ("fluid", "rigid")),), seconds=2.0,
-                          guided_ms={"fluid": 11.0}, guided_seconds=1.5)
+                          guided_ms={"fluid": 11.0, "rigid": 11.5}, guided_seconds=1.5)
     new = reb.rebound_frame(frame, configs, {reb.ChipKey("a", "mesh", 8.0, 624.0): proven})
     fluid = new[new["load_model"] == "fluid"].set_index("design")
     rigid = new[new["load_model"] == "rigid"].set_index("design")
-    assert list(fluid.index) == ["elk-full", "lp-guided", "best"] and "lp-guided" not in rigid.index
+    assert list(fluid.index) == ["elk-full", "lp-guided", "best"]
+    assert list(rigid.index) == ["elk-full", "lp-guided", "best"] and rigid.loc["lp-guided", "latency_ms"] == 12.0
     assert fluid.loc["best", "latency_ms"] == 11.0 and fluid.loc["best", "best_design"] == "lp-guided"
     assert fluid.loc["best", "certified_gap_pct"] == pytest.approx(100 * (11.0 / 10.5 - 1))
     assert fluid.loc["lp-guided", "gain_over_best_heuristic_pct"] == pytest.approx(100 / 12)
     assert rigid.loc["best", "latency_ms"] == 12.0 and rigid.loc["best", "best_design"] == "elk-full"
     again = reb.Reproven.from_json(proven.to_json())
-    assert again.guided_ms == {"fluid": 11.0} and again.guided_seconds == 1.5
+    assert again.guided_ms == {"fluid": 11.0, "rigid": 11.5} and again.guided_seconds == 1.5
 
 
 def test_gap_study_rebound_needs_a_finished_study(tmp_path, capsys):
