@@ -67,8 +67,8 @@ def paper_design(name: str):
     (elk's searches several under rigid loads, which the compatible mode always uses)."""
     from solvers.registry import HEURISTIC_DESIGNS
     if name == "elk-full":
-        from solvers.schedule.designs import elk_full
-        return lambda w: elk_full(w, thetas=(0.99,))
+        from solvers.schedule.designs import PAPER_THETA, elk_full
+        return lambda w: elk_full(w, thetas=(PAPER_THETA,))
     return HEURISTIC_DESIGNS[name]
 
 

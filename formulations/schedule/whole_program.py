@@ -123,7 +123,8 @@ def add_rigid_rows(built, slack: int = 0) -> int:
 
     * ``slack = 0`` (the **rigid model**): ``u`` is at least the exact work, and the work is rounded up, so every
       solution is rigid-valid in the simulator: a restriction of the rigid problem by integer rounding only.
-    * ``slack = rigid_relaxation_slack(problem)`` (the **relaxation**): the map of
+    * ``slack = rigid_relaxation_slack(event_count)`` (the **relaxation**; ``event_count`` of the problem, as in
+      ``solvers.schedule.optimal``): the map of
       ``solvers.schedule.optimal.stretched_hint`` turns any rigid-valid schedule into integer times whose overlap
       over length exceeds the original's by at most (1 + 2 x events inside the overlap) / length, and a load's
       share is at most ``SHARE_SCALE``; so ``u`` = the mapped schedule's rigid work, rounded down, satisfies the

@@ -167,7 +167,7 @@ def sram_conflicts(workload: Workload) -> np.ndarray:
     return conflict
 
 
-def sram_window_bound(workload: Workload) -> Bound:
+def sram_window_bound(workload: Workload, conflict: np.ndarray | None = None) -> Bound:
     """Loads that SRAM keeps apart from an execution (rule 4, :func:`sram_conflicts`): load j lies in
     ``[e_a, s_b)`` for every window ``a <= c(j) < j <= b``, and so does every other such load; the channel
     carries them one at a time while executions ``a+1..b-1`` run. Windows whose operator ranges do not overlap
@@ -182,7 +182,7 @@ def sram_window_bound(workload: Workload) -> Bound:
     started = time.perf_counter()
     fast = fastest_times(workload)
     base = float(fast.sum())
-    conflict = sram_conflicts(workload)
+    conflict = sram_conflicts(workload) if conflict is None else conflict  # closed_form_bounds has it already
     js = np.flatnonzero(conflict >= 0)
     if not len(js):
         return _make(workload, "sram-window", base, started, "closed form")
@@ -229,8 +229,9 @@ def sram_window_bound(workload: Workload) -> Bound:
 
 def closed_form_bounds(workload: Workload) -> list[Bound]:
     forms = [hbm_bound(workload), execution_bound(workload), flow_shop_bound(workload)]
-    if (sram_conflicts(workload) >= 0).any():  # otherwise it is the execution bound
-        forms.append(sram_window_bound(workload))
+    conflict = sram_conflicts(workload)
+    if (conflict >= 0).any():  # otherwise it is the execution bound
+        forms.append(sram_window_bound(workload, conflict))
     if workload.has_store.any():
         forms.append(store_flow_shop_bound(workload))
     return forms

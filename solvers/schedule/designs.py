@@ -77,8 +77,10 @@ def static(workload: Workload, step_kib: int = 10, *, workers: int | None = None
     return best
 
 
+#: ELK-Full's interconnect share limit in the paper (one value; elk keeps it under fluid loads)
+PAPER_THETA = 0.99
 #: the interconnect share limits ELK-Full searches under rigid loads (see :func:`elk_full`)
-RIGID_THETAS = (0.99, 0.7, 0.6, 0.45, 0.4)
+RIGID_THETAS = (PAPER_THETA, 0.7, 0.6, 0.45, 0.4)
 
 
 def elk_dyn(workload: Workload, thetas: tuple[float, ...] = (0.9, 0.7, 0.5)) -> Schedule:
@@ -97,8 +99,9 @@ def elk_dyn(workload: Workload, thetas: tuple[float, ...] = (0.9, 0.7, 0.5)) -> 
 
 
 def elk_full(workload: Workload, *, space: str = "complete", max_displacement: int = 4,
-             modes: tuple[NocMode, ...] | None = None, theta: float = 0.99,
-             thetas: tuple[float, ...] | None = None, penalties: tuple[float, ...] = (0.5,), screen_layers: int = 12, finalists: int = 6,
+             modes: tuple[NocMode, ...] | None = None, theta: float = PAPER_THETA,
+             thetas: tuple[float, ...] | None = None, penalties: tuple[float, ...] = (0.5,), screen_layers: int = 12,
+             finalists: int = 6,
              screen_modes: tuple[NocMode, ...] | None | str = "auto", order_finalists: int = 8,
              dyn: Schedule | None = None, workers: int | None = None) -> Schedule:
     """ELK-Dyn over permuted HBM load orders (the same group permutation in every layer).
