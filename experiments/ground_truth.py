@@ -173,10 +173,15 @@ def bound_columns(row: dict, w: Workload, level: str = "milp") -> None:
     report = compute_bounds(w, level=level, time_limit=30.0)
     for b in report.bounds:
         row[f"bound_{b.name.replace('-', '_')}_ms"] = w.chip.cycles_to_ms(b.cycles)
-    families = {k[len("bound_"):-len("_ms")].replace("_", "-"): v for k, v in row.items()
-                if k.startswith("bound_") and k.endswith("_ms") and k != "bound_ms" and isinstance(v, float) and v == v}
-    row["bound_name"] = max(families, key=families.get)
-    row["bound_ms"] = families[row["bound_name"]]
+    families = bound_families(row)
+    best = max(families, key=families.get)
+    row["bound_name"], row["bound_ms"] = best.replace("_", "-"), families[best]
+
+
+def bound_families(row: dict) -> dict[str, float]:
+    """The row's proven value of each bound family (``bound_<family>_ms`` columns, family names with ``_``)."""
+    return {k[len("bound_"):-len("_ms")]: v for k, v in row.items()
+            if k.startswith("bound_") and k.endswith("_ms") and k != "bound_ms" and isinstance(v, float) and v == v}
 
 
 def derive(row: dict) -> None:
@@ -186,8 +191,7 @@ def derive(row: dict) -> None:
     the best valid schedule. Design gaps are measured against the upper end and bound slacks against the lower
     end, so both are lower estimates, off by at most the interval's width.
     """
-    bounds = {k[len("bound_"):-len("_ms")]: v for k, v in row.items()
-              if k.startswith("bound_") and k.endswith("_ms") and k != "bound_ms" and isinstance(v, float) and v == v}
+    bounds = bound_families(row)
     lower = max([row["bound_ms"]] + [v for v in [row.get("cpsat_lower_ms")] if isinstance(v, float) and v == v])
     upper = row["optimum_upper_ms"]
     row["optimum_lower_ms"] = lower
@@ -236,9 +240,9 @@ def milp_check(frame: pd.DataFrame, batch: int, seq: int, time_limit: float) -> 
     rows = []
     for rec in frame.to_dict("records"):
         checked = isinstance(rec.get("milp_status"), str)  # checked before: a rerun adds only the new instances
-        rigid = instance_of(rec).load_model != "fluid"  # a rigid load's work is a product: no MILP of it
+        inst = instance_of(rec)
+        rigid = inst.load_model != "fluid"  # a rigid load's work is a product: no MILP of it
         if rec.get("status") == "OPTIMAL" and not checked and not rigid:
-            inst = instance_of(rec)
             w = workload_of(inst, batch, seq)
             runs = [(judge(w, s).latency_cycles, s) for s in (designs.DESIGNS[d](w) for d in HEURISTICS)]
             latency, warm = min((r for r in runs if r[0] == r[0]), key=lambda r: r[0])
