@@ -524,8 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-schedule", action="append", default=[], metavar="[DESIGN=]FILE.json",
                    help="write a design's schedule to a file (repeatable; without DESIGN=, the fastest valid one)")
     p.add_argument("--bound", default=DEFAULT_BOUND, choices=("none",) + BOUND_LEVELS,
-                   help="proven lower bound for certified gaps: closed forms, + the LP (default), + the MILP; "
-                        "none skips it")
+                   help="proven lower bound for certified gaps: closed (closed forms), lp (+ the LP and the layer "
+                        "bound; default), layers (+ blocks of layers: stronger where SRAM binds, takes its time "
+                        "limit there), milp (+ the MILP over plan choices); none skips it")
     p.add_argument("--bound-time-limit", type=_finite_positive, default=DEFAULT_BOUND_TIME_LIMIT,
                    help=f"seconds for the bound's solver (default {DEFAULT_BOUND_TIME_LIMIT:g})")
     p.add_argument("--placement", default="heuristic", choices=ALLOC_SOLVERS + ("none",),
