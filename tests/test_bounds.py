@@ -323,7 +323,7 @@ def test_blocks_of_layers_raise_the_layer_bound_and_stay_below_the_optimum(seed,
     from solvers.schedule.bounds import layer_bound, multi_layer_bound
     w = _layered_tight(seed, kib)
     multi = multi_layer_bound(w, time_limit=60)
-    assert multi.name == "multi-layer" and "blocks of" in multi.status
+    assert multi.name == "multi-layer" and "blocks of layers" in multi.status
     assert multi.cycles > layer_bound(w, time_limit=60).cycles * (1 + 1e-6)
     for load_model in ("fluid", "rigid"):
         wm = Workload.build(w.program, w.chip.with_overrides(load_model=load_model))
@@ -333,6 +333,15 @@ def test_blocks_of_layers_raise_the_layer_bound_and_stay_below_the_optimum(seed,
         assert record.status == "OPTIMAL"  # so the simulated latency is the proven optimum's
         assert multi.cycles <= verdict.latency_cycles * (1 + 1e-9), (multi, verdict.latency_cycles, record.status)
         assert all(multi.cycles <= lat * (1 + 1e-9) for lat in _valid_latencies(wm))
+
+
+def test_the_best_split_of_layers_into_blocks():
+    from solvers.schedule.bounds import _best_cover
+    assert _best_cover(5, {1: 1.0}) == (5.0, [1, 1, 1, 1, 1])
+    total, sizes = _best_cover(7, {1: 1.0, 2: 2.5, 3: 3.2})
+    assert total == pytest.approx(8.5) and sorted(sizes) == [1, 2, 2, 2]  # 3 x 2.5 + 1 beats 3.2 + 2 x 2.5
+    total, sizes = _best_cover(6, {1: 1.0, 4: 4.4, 6: 6.3})
+    assert total == pytest.approx(6.4) and sorted(sizes) == [1, 1, 4]
 
 
 def test_the_multi_layer_bound_is_the_layers_levels_and_needs_layers():

@@ -371,8 +371,8 @@ BLOCK_LAYERS = (2, 3, 4, 6, 8)
 
 def multi_layer_bound(workload: Workload, *, time_limit: float, threads: int = 1, pairs: int = 4,
                       blocks: tuple[int, ...] = BLOCK_LAYERS) -> Bound:
-    """The layer bound over blocks of ``k`` consecutive layers: ``(count // k) x`` (a proven bound on a block's
-    span) ``+ (count % k) x`` (one layer's) + the other operators' fastest plans.
+    """The layer bound over blocks of consecutive layers: the layers split into blocks of sizes ``k`` (each a
+    proven bound on a ``k``-layer block's span; the split that proves most) + the other operators' fastest plans.
 
     The argument is the layer bound's: executions run in program order, so the
     executions of k consecutive layers occupy a span no other execution enters,
@@ -386,8 +386,9 @@ def multi_layer_bound(workload: Workload, *, time_limit: float, threads: int = 1
     load during the block's own executions, as in the steady state. Measured on
     Llama2-13B (mesh, 8 TB/s, 192 KiB): one layer 9.97 ms, blocks of 2 10.38,
     3 10.55, 4 10.66. A block costs a MILP k times the layer's (seconds to
-    minutes), so this is the ``milp`` level's, tried for growing k until the
-    time is spent or a block stops at its limit; the best is kept.
+    minutes), so this is the ``layers`` level's, tried for growing k until the
+    time is spent or a block stops at its limit; the layers are then split into
+    the computed block sizes so that the sum is largest (:func:`_best_cover`).
 
     Blocks use the chosen layouts (see :func:`layer_bound`) where one layer's
     loads and its largest hot footprint do not fit in SRAM together; elsewhere
@@ -401,24 +402,40 @@ def multi_layer_bound(workload: Workload, *, time_limit: float, threads: int = 1
     layer = data.part(slice(structure.start, structure.start + structure.length))
     tight = _sram_tight(layer)
     one, one_optimal = _layer_dual(workload, layer, pairs, tight, time_limit, threads)
-    best_cycles = structure.count * one * (1 - LP_SAFETY)
-    best_k, best_optimal = 1, one_optimal
+    duals, optimal = {1: one}, {1: one_optimal}
     if tight:
         for k in blocks:
             left = float(time_limit) - (time.perf_counter() - started)
             if k > structure.count or left < 1.0:
                 break
             block = data.part(slice(structure.start, structure.start + k * structure.length))
-            dual, optimal = _layer_dual(workload, block, pairs, True, left, threads)
-            cycles = ((structure.count // k) * dual + (structure.count % k) * one) * (1 - LP_SAFETY)
-            if cycles > best_cycles:
-                best_cycles, best_k, best_optimal = cycles, k, optimal
-            if not optimal:  # a larger block would stop at its limit too, with less time
+            duals[k], optimal[k] = _layer_dual(workload, block, pairs, True, left, threads)
+            if not optimal[k]:  # a larger block would stop at its limit too, with less time
                 break
+    cover, sizes = _best_cover(structure.count, duals)
+    best_cycles = cover * (1 - LP_SAFETY)
+    best_optimal = all(optimal[k] for k in sizes)
     proven = "optimal" if best_optimal else "dual bound at the time limit"
-    status = f"{proven}, blocks of {best_k} layer{'s' if best_k > 1 else ''}"
+    split = " + ".join(f"{sizes.count(k)} x {k}" for k in sorted(set(sizes), reverse=True))
+    status = f"{proven}; blocks of layers {split}"
     return _make(workload, "multi-layer", best_cycles + _outside_layers(workload), started, status,
                  f"HiGHS {highspy.Highs().version()}")
+
+
+def _best_cover(count: int, duals: dict[int, float]) -> tuple[float, list[int]]:
+    """The most a split of ``count`` consecutive layers into blocks of the sizes in ``duals`` proves (each block
+    its size's bound, blocks disjoint in time), and the block sizes of that split: a knapsack with one item per
+    size, any number of times, filling ``count`` exactly (size 1 always fits)."""
+    best = np.zeros(count + 1)
+    last = np.zeros(count + 1, dtype=np.int64)
+    for n in range(1, count + 1):  # count is the number of layers (tens): a few hundred steps
+        options = [(best[n - k] + d, k) for k, d in duals.items() if k <= n]
+        best[n], last[n] = max(options)
+    sizes, n = [], count
+    while n:
+        sizes.append(int(last[n]))
+        n -= int(last[n])
+    return float(best[count]), sizes
 
 
 def _layers_of(workload: Workload):
