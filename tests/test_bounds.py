@@ -315,24 +315,31 @@ def _layered_tight(seed: int, kib: int, layers: int = 4) -> Workload | None:
 
 
 @pytest.mark.solver
-@pytest.mark.parametrize("seed,kib", [(9, 4), (13, 4), (16, 4), (8, 1)])
+@pytest.mark.parametrize("seed,kib", [(9, 4), (13, 4), (16, 4), (8, 1), (5, 3), (5, 6), (39, 3)])
 def test_blocks_of_layers_raise_the_layer_bound_and_stay_below_the_optimum(seed, kib):
-    """Where SRAM binds, a block of layers cannot take every later layer's loads as done before it: the
-    multi-layer bound lies above the one-layer bound, and below the whole program's exact optimum (the MILP
-    window over all operators, nothing fixed) and every valid heuristic, under both load models."""
-    from solvers.schedule.bounds import layer_bound, multi_layer_bound
+    """Where SRAM binds, a block of layers cannot take every later layer's loads as done before it, nor can the
+    steady state: the multi-layer or the steady-state bound lies above the one-layer bound, and both lie below the
+    whole program's exact optimum (the MILP window over all operators, nothing fixed) and every valid heuristic,
+    under both load models."""
+    from solvers.schedule.bounds import layer_bound, multi_layer_bound, steady_state_bound
     w = _layered_tight(seed, kib)
     multi = multi_layer_bound(w, time_limit=60)
+    steady = steady_state_bound(w, time_limit=60)
     assert multi.name == "multi-layer" and "blocks of layers" in multi.status
-    assert multi.cycles > layer_bound(w, time_limit=60).cycles * (1 + 1e-6)
+    assert steady.name == "steady-state" and steady.status.startswith("optimal")
+    layer = layer_bound(w, time_limit=60).cycles
+    assert max(multi.cycles, steady.cycles) > layer * (1 + 1e-6)
+    if (seed, kib) == (5, 6):  # where blocks see nothing the steady state still does
+        assert multi.cycles == pytest.approx(layer, rel=1e-6) and steady.cycles > layer * 1.2
     for load_model in ("fluid", "rigid"):
         wm = Workload.build(w.program, w.chip.with_overrides(load_model=load_model))
         sched, record = exact_whole_program(wm)
         verdict = simulate(wm, sched)
         assert verdict.valid, verdict.violations[:1]
         assert record.status == "OPTIMAL"  # so the simulated latency is the proven optimum's
-        assert multi.cycles <= verdict.latency_cycles * (1 + 1e-9), (multi, verdict.latency_cycles, record.status)
-        assert all(multi.cycles <= lat * (1 + 1e-9) for lat in _valid_latencies(wm))
+        for b in (multi, steady):
+            assert b.cycles <= verdict.latency_cycles * (1 + 1e-9), (b, verdict.latency_cycles, record.status)
+            assert all(b.cycles <= lat * (1 + 1e-9) for lat in _valid_latencies(wm))
 
 
 def test_the_best_split_of_layers_into_blocks():
@@ -348,14 +355,16 @@ def test_the_multi_layer_bound_is_the_layers_levels_and_needs_layers():
     from solvers.schedule.bounds import BoundError, multi_layer_bound
     w = _layered_tight(16, 4)
     names = [b.name for b in compute_bounds(w, "layers", time_limit=30).bounds]
-    assert "multi-layer" in names and "milp" not in names
-    assert "multi-layer" not in [b.name for b in compute_bounds(w, "lp", time_limit=30).bounds]
+    assert "multi-layer" in names and "steady-state" in names and "milp" not in names
+    assert not {"multi-layer", "steady-state"} & {b.name for b in compute_bounds(w, "lp", time_limit=30).bounds}
     flat = Workload.build(random_program(np.random.default_rng(1)), SMALL)
-    with pytest.raises(BoundError):
-        multi_layer_bound(flat, time_limit=5)
-    from elk.errors import ElkError
-    with pytest.raises(ElkError):
-        multi_layer_bound(w, time_limit=0)
+    from solvers.schedule.bounds import steady_state_bound
+    for bound in (multi_layer_bound, steady_state_bound):
+        with pytest.raises(BoundError):
+            bound(flat, time_limit=5)
+        from elk.errors import ElkError
+        with pytest.raises(ElkError):
+            bound(w, time_limit=0)
 
 
 @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
@@ -365,7 +374,9 @@ def test_the_multi_layer_bound_never_exceeds_a_valid_schedule(seed, kib, layers)
     w = _layered_tight(seed, kib, layers)
     if w is None or w.program.layers is None:
         return
+    from solvers.schedule.bounds import steady_state_bound
     multi = multi_layer_bound(w, time_limit=30).cycles
+    steady = steady_state_bound(w, time_limit=30).cycles
     assert multi >= layer_bound(w, time_limit=30).cycles * (1 - 1e-9)
     for lat in _valid_latencies(w):
-        assert multi <= lat * (1 + 1e-9)
+        assert multi <= lat * (1 + 1e-9) and steady <= lat * (1 + 1e-9)
