@@ -366,7 +366,7 @@ def layer_bound(workload: Workload, *, time_limit: float | None = None, threads:
 
 
 #: share limits ``lambda x rate`` the steady-state bound tries first (a coarse grid; then it refines the best)
-STEADY_GRID = (0.2, 0.4, 0.6, 0.8)
+STEADY_GRID = (0.2, 0.4, 0.6, 0.8, 1.0)
 #: refinement steps around the best grid point (each halves the step)
 STEADY_REFINE = 3
 
