@@ -44,6 +44,10 @@ configurations per model; Llama2-13B unless ``--models`` is given).
 (``OUT/gaps.csv``) with the current code and re-certify the stored latencies
 against them (see ``experiments/gap_rebound.py``).
 
+``--refresh DESIGN [--load-models rigid]``: compile one heuristic again with the
+current code at a finished study's configurations (of those load models) and
+replace its rows, the derived ``best`` rows rebuilt (see ``experiments/gap_refresh.py``).
+
 Also home of the append-only CSV log and figure helpers that ``tune_solver.py`` shares.
 """
 from __future__ import annotations
@@ -479,8 +483,10 @@ def write_summary(frame, path: Path, *, command: str, settings: Settings, config
                   run_seconds_label: str = "This run") -> Path:
     """``gap_study.md``: what is closed, what stays open and by how much, which bounds bind, what the exact
     designs are worth. ``preamble`` lines go after the settings, ``appendix`` lines at the end (a re-certified
-    study says there what changed)."""
+    study says there what changed); rows a refresh compiled again are said after the preamble, whoever writes
+    the summary (experiments/gap_refresh.py)."""
     import pandas as pd
+    from experiments.gap_refresh import refresh_note
     best = best_rows(frame)
     n = len(best)
     lines = ["# Certified optimality gaps", "",
@@ -489,6 +495,7 @@ def write_summary(frame, path: Path, *, command: str, settings: Settings, config
              f"periodic: CP-SAT {settings.exact_time_limit:g} s; MILP windows of {settings.window} with "
              f"{settings.window_time_limit:g} s each; bounds at level `{settings.bound}` "
              f"({settings.bound_time_limit:g} s). {run_seconds_label}: {seconds:.0f} s.", "", *preamble,
+             *refresh_note(frame, path.parent),
              "Certified gap = latency / best proven lower bound - 1 (no valid schedule beats the bound). Ideal is a "
              "relaxed schedule (fastest plans, smallest footprints, no interconnect contention), not a bound; it is "
              "in gaps.csv for reference only.", ""]
@@ -655,6 +662,12 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--rebound", action="store_true",
                    help="compile nothing: re-prove the bounds of OUT/gaps.csv's chips with the current code and "
                         "re-certify its stored latencies (experiments/gap_rebound.py)")
+    p.add_argument("--refresh", metavar="DESIGN", default=None,
+                   help="compile DESIGN (a heuristic) again at OUT/gaps.csv's configurations with the current code "
+                        "and replace its rows; one configuration at a time (experiments/gap_refresh.py)")
+    p.add_argument("--load-models", default=None,
+                   help=f"with --refresh: the configurations' load models, a comma list (default "
+                        f"{','.join(LOAD_MODELS)})")
     return p.parse_args(argv)
 
 
@@ -674,6 +687,15 @@ def main(argv: list[str] | None = None) -> int:
                         window_time_limit=args.window_time_limit, solver_workers=args.solver_workers, seed=args.seed,
                         bound=args.bound, bound_time_limit=args.bound_time_limit)
     out: Path = args.out
+    if args.refresh is not None or args.load_models is not None:
+        if args.refresh is None or args.rebound:
+            print("gap_study: error: " + ("--refresh and --rebound are separate runs" if args.rebound else
+                                          "--load-models goes with --refresh"), file=sys.stderr)
+            return 2
+        from experiments.gap_refresh import run as refresh
+        load_models = [m.strip() for m in (args.load_models or ",".join(LOAD_MODELS)).split(",") if m.strip()]
+        return refresh(out, args.refresh.strip(), load_models, settings,
+                       " ".join(["python", "-m", "experiments.gap_study", *argv]))
     if args.rebound:
         from experiments.gap_rebound import run as rebound
         return rebound(out, settings, " ".join(["python", "-m", "experiments.gap_study", *argv]),

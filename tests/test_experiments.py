@@ -322,6 +322,30 @@ def test_rebound_adds_the_guided_schedule_where_it_is_valid_and_moves_the_best_t
     assert again.guided_ms == {"fluid": 11.0, "rigid": 11.5} and again.guided_seconds == 1.5
 
 
+def test_gap_study_refresh_compiles_one_design_again(gap_run, tmp_path):
+    """--refresh with the real compile step (tests/test_gap_refresh.py fakes it): the code that ran the study gives
+    each refreshed row its stored latency back, so nothing else moves; only that design's rigid rows are marked."""
+    import shutil
+    gap, out, _ = gap_run
+    part = tmp_path / "refresh"
+    shutil.copytree(out, part)
+    shutil.rmtree(part / "results")  # a refresh reads gaps.csv alone
+    printed = run_main(gap, ["--refresh", "elk-full", "--load-models", "rigid", "--out", str(part)])
+    stored, rows = read_rows(out / "gaps.csv"), read_rows(part / "gaps.csv")
+    assert [r["design"] for r in rows] == [r["design"] for r in stored]
+    for old, new in zip(stored, rows):
+        mine = new["design"] == "elk-full" and new["load_model"] == "rigid"
+        assert new["refreshed"] == str(mine)
+        assert new["old_latency_ms"] == (old["latency_ms"] if mine else "")
+        for keep in ("latency_ms", "valid", "best_design", "best_heuristic", "bound_ms"):
+            if keep == "latency_ms" and old[keep]:
+                assert float(new[keep]) == pytest.approx(float(old[keep]), rel=1e-9), (new["design"], keep)
+            else:
+                assert new[keep] == old[keep], (new["design"], keep)
+    assert printed.count("elk-full: ") == 2  # tiny at 624 and 192 KiB, rigid
+    assert "The best schedule moved at **0 of 2**" in (part / "gap_study.md").read_text()
+
+
 def test_gap_study_rebound_needs_a_finished_study(tmp_path, capsys):
     gap = load("gap_study")
     assert gap.main(["--rebound", "--out", str(tmp_path)]) == 2
