@@ -79,7 +79,8 @@ EXACT = ("periodic", "milp")
 EXACT_KNOWN = ("periodic", "cpsat", "milp", "lp-guided", "lns")
 #: the order designs appear in tables and figures; "best" is the fastest valid schedule of a configuration
 DESIGN_ORDER = (*HEURISTICS, "ideal", *EXACT_KNOWN, "best")
-BOUND_FAMILIES = ("hbm", "execution", "flow-shop", "sram-window", "lp", "layer", "milp")
+BOUND_FAMILIES = ("hbm", "execution", "flow-shop", "sram-window", "lp", "layer", "steady-state", "multi-layer",
+                  "milp")
 #: a configuration: one point of the grid (the columns identifying it in gaps.csv)
 CONFIG = ("model", "topology", "hbm_tbps", "sram_kib", "load_model")
 BATCH, SEQ, CHIP = 32, 2048, "ipu-pod4"
@@ -649,8 +650,8 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--exact-time-limit", type=float, default=60.0, help="periodic design: CP-SAT seconds (60)")
     p.add_argument("--window-time-limit", type=float, default=5.0, help="MILP windows: seconds per window (5)")
     p.add_argument("--window", type=int, default=8, help="MILP windows: operators per window (8)")
-    p.add_argument("--bound", choices=("lp", "milp"), default="lp",
-                   help="bound level: lp (closed forms, LP, layer; default) or milp (adds the MILP over plan choices: on the quick grid it ran to its limit without raising the best bound)")
+    p.add_argument("--bound", choices=("lp", "layers", "milp"), default="lp",
+                   help="bound level: lp (closed forms, LP, layer; default), layers (adds the steady-state bound and blocks of layers where SRAM binds) or milp (adds the MILP over plan choices too: on the quick grid it ran to its limit without raising the best bound)")
     p.add_argument("--bound-time-limit", type=float, default=60.0, help="seconds for the bounds' solvers (60)")
     p.add_argument("--workers", type=int, default=2, help="points compiled at once (default 2)")
     p.add_argument("--solver-workers", type=int, default=1, help="threads per exact solve (default 1)")
