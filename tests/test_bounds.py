@@ -343,11 +343,11 @@ def test_blocks_of_layers_raise_the_layer_bound_and_stay_below_the_optimum(seed,
 
 
 def test_the_best_split_of_layers_into_blocks():
-    from solvers.schedule.bounds import _best_cover
-    assert _best_cover(5, {1: 1.0}) == (5.0, [1, 1, 1, 1, 1])
-    total, sizes = _best_cover(7, {1: 1.0, 2: 2.5, 3: 3.2})
+    from solvers.schedule.bounds import best_block_split
+    assert best_block_split(5, {1: 1.0}) == (5.0, [1, 1, 1, 1, 1])
+    total, sizes = best_block_split(7, {1: 1.0, 2: 2.5, 3: 3.2})
     assert total == pytest.approx(8.5) and sorted(sizes) == [1, 2, 2, 2]  # 3 x 2.5 + 1 beats 3.2 + 2 x 2.5
-    total, sizes = _best_cover(6, {1: 1.0, 4: 4.4, 6: 6.3})
+    total, sizes = best_block_split(6, {1: 1.0, 4: 4.4, 6: 6.3})
     assert total == pytest.approx(6.4) and sorted(sizes) == [1, 1, 4]
 
 

@@ -480,7 +480,7 @@ def multi_layer_bound(workload: Workload, *, time_limit: float, threads: int = 1
     3 10.55, 4 10.66. A block costs a MILP k times the layer's (seconds to
     minutes), so this is the ``layers`` level's, tried for growing k until the
     time is spent or a block stops at its limit; the layers are then split into
-    the computed block sizes so that the sum is largest (:func:`_best_cover`).
+    the computed block sizes so that the sum is largest (:func:`best_block_split`).
 
     Blocks use the chosen layouts (see :func:`layer_bound`) where one layer's
     loads and its largest hot footprint do not fit in SRAM together; elsewhere
@@ -504,7 +504,7 @@ def multi_layer_bound(workload: Workload, *, time_limit: float, threads: int = 1
             duals[k], optimal[k] = _layer_dual(workload, block, pairs, True, left, threads)
             if not optimal[k]:  # a larger block would stop at its limit too, with less time
                 break
-    cover, sizes = _best_cover(structure.count, duals)
+    cover, sizes = best_block_split(structure.count, duals)
     best_cycles = cover * (1 - LP_SAFETY)
     best_optimal = all(optimal[k] for k in sizes)
     proven = "optimal" if best_optimal else "dual bound at the time limit"
@@ -514,7 +514,7 @@ def multi_layer_bound(workload: Workload, *, time_limit: float, threads: int = 1
                  f"HiGHS {highspy.Highs().version()}")
 
 
-def _best_cover(count: int, duals: dict[int, float]) -> tuple[float, list[int]]:
+def best_block_split(count: int, duals: dict[int, float]) -> tuple[float, list[int]]:
     """The most a split of ``count`` consecutive layers into blocks of the sizes in ``duals`` proves (each block
     its size's bound, blocks disjoint in time), and the block sizes of that split: a knapsack with one item per
     size, any number of times, filling ``count`` exactly (size 1 always fits)."""
