@@ -430,6 +430,7 @@ def steady_state_bound(workload: Workload, *, time_limit: float, threads: int = 
         lam = share / rate
         lp = build_bound_lp(layer, integer=True, pairs=pairs, free_entry=True, link=link)
         h, n = lp.highs, lp.n
+        # columns s, d, Gs, Ge come first, n each (build_bound_lp): Gs[0] is 2n, Ge[n-1] is 4n - 1
         h.changeColCost(int(2 * n), lam)  # + lambda Gs[0] (E)
         h.changeColCost(int(4 * n - 1), -lam)  # - lambda Ge[n-1] (X + H)
         use_highs_threads(int(threads))
@@ -439,11 +440,9 @@ def steady_state_bound(workload: Workload, *, time_limit: float, threads: int = 
         with native_output_silenced():
             h.run()
         dual = float(h.getInfo().mip_dual_bound)
-        if not math.isfinite(dual):
-            raise BoundError(f"steady-state bound on {workload.program.name}: no dual bound "
-                             f"({h.modelStatusToString(h.getModelStatus())})")
         optimal_all &= h.getModelStatus() == highspy.HighsModelStatus.kOptimal
-        tried[share] = structure.count * (dual + lam * work) + (1 - share) * rest
+        # a solve cut off before its first dual bound proves nothing at this lambda (the others still hold)
+        tried[share] = structure.count * (dual + lam * work) + (1 - share) * rest if math.isfinite(dual) else -math.inf
         return tried[share]
 
     best = max(STEADY_GRID, key=value)
@@ -451,6 +450,9 @@ def steady_state_bound(workload: Workload, *, time_limit: float, threads: int = 
     for _ in range(STEADY_REFINE):
         step /= 2
         best = max((best, min(best + step, 1.0), max(best - step, 0.0)), key=value)
+    if not tried or not math.isfinite(max(tried.values())):
+        raise BoundError(f"steady-state bound on {workload.program.name}: no solve reached a dual bound "
+                         f"within {time_limit:g} s")
     cycles = max(tried.values()) * (1 - LP_SAFETY)
     proven = "optimal" if optimal_all else "dual bound at the time limit"
     return _make(workload, "steady-state", cycles, started, f"{proven}; lambda x rate = {best:g}",
