@@ -30,7 +30,6 @@ import dataclasses
 import datetime
 import json
 import math
-import os
 import re
 import sys
 import time
@@ -39,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from elk.atomic import write_text
 from experiments.gap_study import (BATCH, BOUND_FAMILIES, CLOSED_PCT, COLUMNS, CONFIG, DESIGN_ORDER, NEAR_PCT,
                                    RELAXED, SEQ, Config, Settings, as_float, is_true, best_rows, label,
                                    md_table, write_gaps, write_summary)
@@ -214,9 +214,7 @@ class ReproveStore:
 
     def put(self, key: ChipKey, value: Reproven) -> None:
         self.data[self._name(key)] = value.to_json()
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_text(self.path, json.dumps(self.data, indent=1, sort_keys=True))
 
 
 def chips_in_order(frame, configs: Sequence[Config]) -> list[tuple[ChipKey, Config]]:

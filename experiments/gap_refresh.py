@@ -36,7 +36,6 @@ import dataclasses
 import datetime
 import json
 import math
-import os
 import re
 import sys
 import time
@@ -45,6 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from elk.atomic import replacing, write_text
+from elk.study.execute import finite_json as finite
+from experiments.gap_rebound import BELOW_TOLERANCE
 from experiments.gap_study import (BOUND_FAMILIES, COLUMNS, CONFIG, HEURISTICS, LOAD_MODELS, RELAXED, Config,
                                    Settings, as_float, best_rows, is_true, label, rows_for, write_gaps,
                                    write_summary)
@@ -55,8 +57,6 @@ REFRESHABLE = HEURISTICS
 REFRESH_COLUMNS = ("old_latency_ms", "refreshed")
 #: a configuration's best "moved" when its latency changed by more than this (relative), or its design did
 MOVED = 1e-9
-#: relative slack of the check "no valid latency below its bound" (as gap_rebound's)
-BELOW_TOLERANCE = 1e-9
 #: the record fields rows_for reads from a design row, and the gaps.csv column each one becomes
 ROW_FIELDS = {"latency_ms": "latency_ms", "valid": "valid", "pct_of_ideal": "pct_of_ideal",
               "warm_start": "warm_start", "compile_seconds": "design_seconds", "solve_seconds": "solve_seconds",
@@ -64,17 +64,6 @@ ROW_FIELDS = {"latency_ms": "latency_ms", "valid": "valid", "pct_of_ideal": "pct
               "proven_optimal_pct": "proven_optimal_pct"}
 #: the paragraph's first words (the summary code finds and replaces it by them)
 NOTE_START = "**Refreshed.**"
-
-
-def finite(value: Any) -> Any:
-    """A JSON-safe copy: NaN and infinities to None (strict JSON has no NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value
 
 
 class RefreshInputError(Exception):
@@ -177,9 +166,7 @@ class RefreshStore:
         self._write()
 
     def _write(self) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_text(self.path, json.dumps(self.data, indent=1, sort_keys=True))
 
 
 # -- compiling -----------------------------------------------------------------------------------------------------
@@ -480,11 +467,10 @@ def run(out: Path, design: str, load_models: Sequence[str], settings: Settings, 
     md = out / "gap_study.md"
     preamble, study_command = stored_preamble(md), original_command(md)
     write_gaps(new, out, len(configs))
-    tmp = out / ".gap_study.md.tmp"
-    write_summary(new, tmp, command=study_command, settings=settings, configs=configs, seconds=seconds,
-                  preamble=preamble, appendix=comparison_lines(new) if "old_bound_ms" in new else (),
-                  run_seconds_label="This refresh")
-    os.replace(tmp, md)
+    with replacing(md) as tmp:
+        write_summary(new, tmp, command=study_command, settings=settings, configs=configs, seconds=seconds,
+                      preamble=preamble, appendix=comparison_lines(new) if "old_bound_ms" in new else (),
+                      run_seconds_label="This refresh")
     print(f"wrote {md}")
     return 0
 

@@ -16,8 +16,8 @@ SOLVERS = ("cpsat", "milp")
 MILP_BACKENDS = ("highs", "cbc")
 
 
-#: The proven lower bounds a compile can compute (solvers.schedule.bounds): closed forms, + the plan-choice LP,
-#: + the MILP; the level every front door uses unless told otherwise, and its solver time limit in seconds.
+#: The proven lower bounds a compile can compute (solvers.schedule.bounds): closed forms, + the plan-choice LP
+#: and the layer bound, + the steady state and blocks of layers, + the MILP; the level every front door uses unless told otherwise, and its solver time limit in seconds.
 BOUND_LEVELS = ("closed", "lp", "layers", "milp")
 DEFAULT_BOUND = "lp"
 DEFAULT_BOUND_TIME_LIMIT = 30.0

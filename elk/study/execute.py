@@ -140,7 +140,7 @@ def execute_point(point: Point, table_workers: int | None = None, after: Any = N
     record["finished_at"] = time.time()
     from elk.study.point import SCHEMA_VERSION
     record["schema"] = SCHEMA_VERSION
-    return _finite(record)
+    return finite_json(record)
 
 
 def _failure_rows(designs: Iterable[str]) -> list[dict[str, Any]]:
@@ -155,7 +155,7 @@ def _solver_columns(summary: dict[str, Any]) -> dict[str, Any]:
     return {names.get(k, k): v for k, v in summary.items()}
 
 
-def _finite(value: Any) -> Any:
+def finite_json(value: Any) -> Any:
     """JSON-safe copy: numpy scalars to Python, NaN/inf to None, dataclasses to dicts."""
     from elk.driver.api import jsonable
     value = jsonable(value)

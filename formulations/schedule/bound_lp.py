@@ -68,6 +68,12 @@ class BoundData:
     #: broadcast ratio (cold bytes / minimum cold bytes) of each candidate row's cold layout; None: all 1
     ratio: list[np.ndarray] | None = None
 
+    @property
+    def rate(self) -> float:
+        """How fast G may rise (HBM work per cycle): the HBM bandwidth, and the interconnect at ``rho_min``."""
+        rho = float(self.rho_min)
+        return min(1.0, 1.0 / rho) if rho > 0 else 1.0
+
     def ratios(self) -> list[np.ndarray]:
         if self.ratio is None:
             return [np.ones(len(t)) for t in self.time]
@@ -88,6 +94,8 @@ class BoundLp:
     start: np.ndarray  # column of s[i]
     duration: np.ndarray  # column of d[i]
     choice: list[np.ndarray]  # columns of y[i, :]
+    work_at_start: np.ndarray  # column of Gs[i]
+    work_at_end: np.ndarray  # column of Ge[i]
     late: "_Rows | None" = None  # rows not yet in the model (``staged``)
     late_slack: "object | None" = None  # primal values -> least slack of the late rows (negative: violated)
 
@@ -131,7 +139,7 @@ def build_bound_lp(data: BoundData, integer: bool = False, pairs: int = 0, free_
     cost[s[-1]] = cost[d[-1]] = 1.0
 
     rho = float(data.rho_min)
-    rate = min(1.0, 1.0 / rho) if rho > 0 else 1.0
+    rate = data.rate
     prefix = np.cumsum(data.hbm)
     rows = _Rows()
     ops = np.arange(n)
@@ -225,7 +233,7 @@ def build_bound_lp(data: BoundData, integer: bool = False, pairs: int = 0, free_
     if integer:
         binaries = np.concatenate([all_choice, np.arange(first_z, first_u)]).astype(np.int32)
         h.changeColsIntegrality(len(binaries), binaries, np.full(len(binaries), highspy.HighsVarType.kInteger))
-    return BoundLp(h, n, s, d, choice, late, late_slack)
+    return BoundLp(h, n, s, d, choice, gs, ge, late, late_slack)
 
 
 def _add_link(rows: "_Rows", data: BoundData, n, s, d, gs, ge, owner, all_choice, c_all, h_all, noc_all, first,

@@ -346,7 +346,7 @@ def layer_bound(workload: Workload, *, time_limit: float | None = None, threads:
     started = time.perf_counter()
     structure = _layers_of(workload)
     data = bound_data(workload)
-    layer = data.part(slice(structure.start, structure.start + structure.length))
+    layer = _layers_part(data, structure, 1)
     tight = _sram_tight(layer) if chosen_layouts is None else bool(chosen_layouts)
     # the plain model first; the chosen-layout one is larger and may stop at its time limit with a weaker dual
     # bound, so it only ever raises the plain one's (both are bounds)
@@ -410,10 +410,9 @@ def steady_state_bound(workload: Workload, *, time_limit: float, threads: int = 
     check_time_limit(time_limit, "steady-state bound time limit")
     started = time.perf_counter()
     structure = _layers_of(workload)
-    layer = bound_data(workload).part(slice(structure.start, structure.start + structure.length))
+    layer = _layers_part(bound_data(workload), structure, 1)
     link = _sram_tight(layer) if chosen_layouts is None else bool(chosen_layouts)
-    rho = float(layer.rho_min)
-    rate = min(1.0, 1.0 / rho) if rho > 0 else 1.0
+    rate = layer.rate
     work = float(layer.hbm.sum())
     rest = _outside_layers(workload)
     evaluations = len(STEADY_GRID) + 2 * STEADY_REFINE
@@ -429,10 +428,9 @@ def steady_state_bound(workload: Workload, *, time_limit: float, threads: int = 
             return -math.inf
         lam = share / rate
         lp = build_bound_lp(layer, integer=True, pairs=pairs, free_entry=True, link=link)
-        h, n = lp.highs, lp.n
-        # columns s, d, Gs, Ge come first, n each (build_bound_lp): Gs[0] is 2n, Ge[n-1] is 4n - 1
-        h.changeColCost(int(2 * n), lam)  # + lambda Gs[0] (E)
-        h.changeColCost(int(4 * n - 1), -lam)  # - lambda Ge[n-1] (X + H)
+        h = lp.highs
+        h.changeColCost(int(lp.work_at_start[0]), lam)  # + lambda Gs[0] (E)
+        h.changeColCost(int(lp.work_at_end[-1]), -lam)  # - lambda Ge[n-1] (X + H)
         use_highs_threads(int(threads))
         h.setOptionValue("threads", int(threads))
         h.setOptionValue("random_seed", 0)
@@ -493,7 +491,7 @@ def multi_layer_bound(workload: Workload, *, time_limit: float, threads: int = 1
     started = time.perf_counter()
     structure = _layers_of(workload)
     data = bound_data(workload)
-    layer = data.part(slice(structure.start, structure.start + structure.length))
+    layer = _layers_part(data, structure, 1)
     tight = _sram_tight(layer)
     one, one_optimal = _layer_dual(workload, layer, pairs, tight, time_limit, threads)
     duals, optimal = {1: one}, {1: one_optimal}
@@ -502,7 +500,7 @@ def multi_layer_bound(workload: Workload, *, time_limit: float, threads: int = 1
             left = float(time_limit) - (time.perf_counter() - started)
             if k > structure.count or left < 1.0:
                 break
-            block = data.part(slice(structure.start, structure.start + k * structure.length))
+            block = _layers_part(data, structure, k)
             duals[k], optimal[k] = _layer_dual(workload, block, pairs, True, left, threads)
             if not optimal[k]:  # a larger block would stop at its limit too, with less time
                 break
@@ -537,6 +535,11 @@ def _layers_of(workload: Workload):
     if structure is None:
         raise BoundError("the layer bound needs a program with repeated layers")
     return structure
+
+
+def _layers_part(data: BoundData, structure, count: int) -> BoundData:
+    """The bound data of the first ``count`` repeated layers (every layer is the same)."""
+    return data.part(slice(structure.start, structure.start + count * structure.length))
 
 
 def _sram_tight(layer: BoundData) -> bool:
@@ -574,15 +577,15 @@ def _layer_dual(workload: Workload, layer: BoundData, pairs: int, chosen: bool, 
 
 
 #: What ``compute_bounds`` computes at each level; the default (``lp``: the closed forms, the LP and, for
-#: programs with repeated layers, the layer bound) costs one to three seconds per model; ``layers`` (blocks of
-#: layers) and ``milp`` take their time limit where SRAM binds.
+#: programs with repeated layers, the layer bound) costs one to three seconds per model; ``layers`` (the steady
+#: state and blocks of layers) and ``milp`` take their time limit where SRAM binds.
 LEVELS = BOUND_LEVELS
 
 
 def compute_bounds(workload: Workload, level: str = DEFAULT_BOUND, time_limit: float = DEFAULT_BOUND_TIME_LIMIT,
                    threads: int = 1) -> BoundReport:
-    """The closed forms; with ``lp`` also the LP and the layer bound; with ``layers`` also the multi-layer
-    bound (blocks of layers); with ``milp`` also the MILP with binary plan choices. All share ``time_limit``,
+    """The closed forms; with ``lp`` also the LP and the layer bound; with ``layers`` also the steady-state
+    and the multi-layer bound (blocks of layers); with ``milp`` also the MILP with binary plan choices. All share ``time_limit``,
     in that order.
 
     A relaxation that fails is a warning in the report, never a number.
