@@ -16,12 +16,16 @@ class NocMode(str, Enum):
     ``stretch``: the operator is lengthened until the loads leave it enough
     interconnect (the paper's delay-compute); ``push``: the operator keeps its
     time and the overlapping loads move earlier (delay-load); ``hybrid``: the
-    better of the two for each operator; ``none``: contention ignored (Ideal's relaxed schedule).
+    better of the two for each operator; ``yield``: stretch, except that the loads move earlier out of the way
+    of an exchange-bound operator (communication at least ``PassConfig.yield_share`` of its plan time), which a
+    rigid load at share s would stretch by 1 / (1 - s): a norm's all-reduce by 20-50%; ``none``: contention
+    ignored (Ideal's relaxed schedule).
     """
 
     STRETCH = "stretch"
     PUSH = "push"
     HYBRID = "hybrid"
+    YIELD = "yield"
     NONE = "none"
 
     @classmethod

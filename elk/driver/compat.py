@@ -16,6 +16,7 @@ from pathlib import Path
 from elk.chip import Chip, resolve_chip
 from elk.compat import Compat, check_request, design_chip
 from elk.ir import Program
+from elk.schedule import NocMode
 from elk.simulator import SimResult, simulate
 from elk.workload import Workload
 from solvers.registry import PAPER_DESIGNS
@@ -62,13 +63,19 @@ def compat_program(model: str | Path | Program, compat: Compat, *, batch: int = 
     return build_program(model, batch=batch, seq=seq, mode=mode)
 
 
+#: ELK-Full's NoC modes in the compatible mode: the paper's stretch and push, and hybrid; not yield, which moves
+#: rigid loads out of the way of exchange-bound operators and is elk's own correction of the paper's passes
+COMPAT_FULL_MODES = (NocMode.STRETCH, NocMode.PUSH, NocMode.HYBRID)
+
+
 def paper_design(name: str):
     """The paper's design ``name``: elk's, except that ELK-Full keeps the paper's one interconnect share limit
     (elk's searches several under rigid loads, which the compatible mode always uses)."""
     from solvers.registry import HEURISTIC_DESIGNS
     if name == "elk-full":
         from solvers.schedule.designs import PAPER_THETA, elk_full
-        return lambda w: elk_full(w, thetas=(PAPER_THETA,))
+        return lambda w: elk_full(w, thetas=(PAPER_THETA,), modes=COMPAT_FULL_MODES,
+                                  screen_modes=(NocMode.STRETCH, NocMode.PUSH))
     return HEURISTIC_DESIGNS[name]
 
 

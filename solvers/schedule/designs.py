@@ -81,6 +81,9 @@ def static(workload: Workload, step_kib: int = 10, *, workers: int | None = None
 PAPER_THETA = 0.99
 #: the interconnect share limits ELK-Full searches under rigid loads (see :func:`elk_full`)
 RIGID_THETAS = (PAPER_THETA, 0.7, 0.6, 0.45, 0.4)
+#: ELK-Full's NoC modes under rigid loads: the paper's two, elk's hybrid, and yield (loads move out of the way of
+#: exchange-bound operators, which a rigid load would stretch by 1 / (1 - its share))
+RIGID_MODES = (NocMode.STRETCH, NocMode.PUSH, NocMode.HYBRID, NocMode.YIELD)
 
 
 def elk_dyn(workload: Workload, thetas: tuple[float, ...] = (0.9, 0.7, 0.5)) -> Schedule:
@@ -138,9 +141,9 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
     started = time.perf_counter()
     fluid = workload.chip.load_model is LoadModel.FLUID
     if modes is None:
-        modes = (NocMode.PUSH, NocMode.HYBRID) if fluid else (NocMode.STRETCH, NocMode.PUSH, NocMode.HYBRID)
+        modes = (NocMode.PUSH, NocMode.HYBRID) if fluid else RIGID_MODES
     if screen_modes == "auto":
-        screen_modes = (NocMode.PUSH,) if fluid else (NocMode.STRETCH, NocMode.PUSH)
+        screen_modes = (NocMode.PUSH,) if fluid else (NocMode.STRETCH, NocMode.PUSH, NocMode.YIELD)
     if thetas is None:
         thetas = (theta,) if fluid else RIGID_THETAS
     program = workload.program

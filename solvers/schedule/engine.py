@@ -105,11 +105,16 @@ class PassConfig:
     plan_budget: PlanBudget = PlanBudget.REMAINING
     exec_region: float = 0.0
     charge_min_cold: bool = False
+    #: ``NocMode.YIELD``: an operator whose communication takes at least this share of its plan time is
+    #: exchange-bound, and the loads move out of its way instead of stretching it
+    yield_share: float = 0.9
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "noc_mode", NocMode.parse(self.noc_mode))
         for name, kind in (("depth", DepthRule), ("preload", PreloadRule), ("plan_budget", PlanBudget)):
             object.__setattr__(self, name, _enum(kind, getattr(self, name)))
+        if not (isinstance(self.yield_share, (int, float)) and 0 < self.yield_share < float("inf")):
+            raise SolverConfigError(f"yield share must be a positive number, got {self.yield_share!r}")
 
 
 class _Lists:
@@ -195,8 +200,10 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
     # fluid loads: a load's rate may vary inside its interval (elk/noc.py); the bookkeeping is in fluid.py
     fluid = workload.chip.load_model is LoadModel.FLUID and cfg.noc_mode is not NocMode.NONE
     st = fl.FluidLoads.empty(n) if fluid else None
-    stretching = cfg.noc_mode in (NocMode.STRETCH, NocMode.HYBRID)
+    stretching = cfg.noc_mode in (NocMode.STRETCH, NocMode.HYBRID, NocMode.YIELD)
     pushing = cfg.noc_mode in (NocMode.PUSH, NocMode.HYBRID)
+    yielding = cfg.noc_mode is NocMode.YIELD
+    yield_share = cfg.yield_share
     no_noc = cfg.noc_mode is NocMode.NONE
     lists_time, lists_comm = lists.time, lists.comm
     choose = chooser.choose
@@ -250,20 +257,24 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
             t_plan = lists_time[i][row]
             start = deadline - t_plan
             options = []  # (start, push_from, push_by); fluid push: (start, Push, frontier)
+            # yield: an exchange-bound operator is pushed past, never stretched
+            bound_by_exchange = yielding and lists_comm[i][row] >= yield_share * t_plan
+            stretch_here = stretching and not bound_by_exchange
+            push_here = pushing or bound_by_exchange
             if fluid:
                 comm = lists_comm[i][row]
                 overlapping = needy[bisect_right(needy_starts, -deadline):]
-                if stretching:
+                if stretch_here:
                     s_fit = fl.stretch_start(deadline, t_plan, comm, overlapping, next_start, load_s, load_e, st)
                     options.append((min(start, s_fit), -1, 0.0))
-                if pushing:
+                if push_here:
                     move = fl.push_loads(start, deadline, comm, overlapping, next_start, open_ops, load_s, load_e, st)
                     options.append((start, move, move.frontier))
-            elif stretching:
+            elif stretch_here:
                 comm = lists_comm[i][row]
                 options.append((min(start, _noc_start(deadline, comm, chain, m, r, load_s, load_e, noc_of)),
                                 -1, 0.0))
-            if not fluid and pushing:
+            if not fluid and push_here:
                 comm = lists_comm[i][row]
                 push_from, push_by = _push(start, deadline, t_plan - comm, chain, m, r, load_s, load_e, noc_of)
                 options.append((start, push_from, push_by))

@@ -295,7 +295,7 @@ def replay(workload: Workload, rows: dict[int, int], order: list[int] | None, mo
 def periodic(workload: Workload, warm_start: Schedule | None = None, *, time_limit: float = DEFAULT_TIME_LIMIT,
              workers: int = 8, seed: int = 0, deterministic_time: float | None = None) -> Schedule:
     """The periodic design (see the module docstring); never slower than ``warm_start``."""
-    from solvers.schedule.designs import elk_full
+    from solvers.schedule.designs import RIGID_MODES, elk_full
     started = time.perf_counter()
     warm = warm_start if warm_start is not None else elk_full(workload)
     best = None
@@ -304,7 +304,7 @@ def periodic(workload: Workload, warm_start: Schedule | None = None, *, time_lim
         sol, status, seconds, _ = solve_layer(model, time_limit=time_limit, workers=workers, seed=seed,
                                               deterministic_time=deterministic_time)
         fluid = workload.chip.load_model is LoadModel.FLUID
-        modes = (NocMode.PUSH, NocMode.HYBRID) if fluid else (NocMode.STRETCH, NocMode.PUSH, NocMode.HYBRID)
+        modes = (NocMode.PUSH, NocMode.HYBRID) if fluid else RIGID_MODES
         if sol is not None:
             rows, order = replay_rows(workload, model, sol)
             # the period's plans with its own load order, with the warm start's and with program order
