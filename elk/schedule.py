@@ -46,11 +46,13 @@ class ColdVariant(str, Enum):
 
 @dataclass(frozen=True)
 class LoadOrderChoice:
-    """ELK-Full's winning configuration: a permutation of a layer's groups, a NoC mode and a NoC penalty."""
+    """ELK-Full's winning configuration: a permutation of a layer's groups, a NoC mode and a NoC penalty; under
+    rigid loads also, where refining them paid, one interconnect share limit per group of the layer."""
 
     order: tuple[int, ...]
     noc_mode: NocMode
     noc_penalty: float
+    group_thetas: tuple[float, ...] | None = None
 
 
 @dataclass

@@ -1,10 +1,12 @@
-"""Benchmark: what the yield NoC mode is worth to ELK-Full under rigid loads, and what it costs.
+"""Benchmark: what ELK-Full's rigid-load search gains from the yield NoC mode and from per-group share limits,
+and what each costs.
 
 ELK-Full searches load orders x NoC modes x interconnect share limits. Under rigid loads elk adds the ``yield``
-mode (loads move out of the way of exchange-bound operators, never stretching them). This runs, in one process
-and on the same machine, ELK-Full with the modes it had before (stretch, push, hybrid; orders nominated by
-stretch and push) and with its default (yield added, and nominating orders too), and prints both latencies
-(judged by the simulator), both times and their ratios.
+mode (loads move out of the way of exchange-bound operators, never stretching them) and then refines the
+winner's share limit per group of the layer. This runs, in one process and on the same machine, ELK-Full as
+it was before both (stretch, push, hybrid; orders nominated by stretch and push; one share limit), with yield
+only, and with its default (both), and prints the latencies (judged by the simulator), the times and the
+ratios to the first.
 
     python -m experiments.bench_rigid_modes [--configs llama2-13b:all-to-all:16:624,...] [--workers 1]
 
@@ -24,7 +26,12 @@ from solvers.schedule.designs import elk_full
 
 DEFAULT_CONFIGS = ("llama2-13b:all-to-all:16:624", "opt-30b:all-to-all:16:624", "llama2-13b:mesh:16:624",
                    "gemma2-27b:all-to-all:16:624")
-BEFORE = dict(modes=(NocMode.STRETCH, NocMode.PUSH, NocMode.HYBRID), screen_modes=(NocMode.STRETCH, NocMode.PUSH))
+VARIANTS = {
+    "before": dict(modes=(NocMode.STRETCH, NocMode.PUSH, NocMode.HYBRID), screen_modes=(NocMode.STRETCH, NocMode.PUSH),
+                   group_thetas=None),
+    "+yield": dict(group_thetas=None),
+    "default": {},
+}
 
 
 def workload(config: str) -> Workload:
@@ -40,22 +47,24 @@ def main() -> None:
     p.add_argument("--configs", default=",".join(DEFAULT_CONFIGS))
     p.add_argument("--workers", type=int, default=1)
     args = p.parse_args()
-    print(f"{'config':34s} {'before ms':>10s} {'yield ms':>10s} {'gain':>7s} {'before s':>9s} {'yield s':>8s} "
-          f"{'x time':>7s}  winning mode")
+    head = "".join(f"{name + ' ms':>12s}{name + ' s':>11s}" for name in VARIANTS)
+    print(f"{'config':32s}{head}  gain   x time  winner")
     for config in args.configs.split(","):
         w = workload(config)
         runs = {}
-        for name, kwargs in (("before", BEFORE), ("yield", {})):
+        for name, kwargs in VARIANTS.items():
             started = time.perf_counter()
             schedule = elk_full(w, workers=args.workers, **kwargs)
             seconds = time.perf_counter() - started
             verdict = simulate(w, schedule)
             assert verdict.valid, (config, name, verdict.violations[:1])
             choice = schedule.info.load_order
-            runs[name] = (verdict.latency_ms, seconds, choice.noc_mode.value if choice else "elk-dyn")
-        (b_ms, b_s, _), (y_ms, y_s, mode) = runs["before"], runs["yield"]
-        print(f"{config:34s} {b_ms:10.4f} {y_ms:10.4f} {100 * (1 - y_ms / b_ms):6.2f}% {b_s:9.1f} {y_s:8.1f} "
-              f"{y_s / b_s:7.2f}  {mode}", flush=True)
+            winner = "elk-dyn" if choice is None else choice.noc_mode.value + (
+                f" {','.join(f'{x:g}' for x in choice.group_thetas)}" if choice.group_thetas else "")
+            runs[name] = (verdict.latency_ms, seconds, winner)
+        (b_ms, b_s, _), (d_ms, d_s, winner) = runs["before"], runs["default"]
+        cells = "".join(f"{ms:12.4f}{sec:11.1f}" for ms, sec, _ in runs.values())
+        print(f"{config:32s}{cells}  {100 * (1 - d_ms / b_ms):5.2f}% {d_s / b_s:6.2f}  {winner}", flush=True)
 
 
 if __name__ == "__main__":

@@ -299,3 +299,75 @@ def test_yield_share_must_be_a_positive_number(share):
     from elk.errors import SolverConfigError
     with pytest.raises(SolverConfigError, match="yield share"):
         PassConfig(noc_mode="yield", yield_share=share)
+
+
+def test_group_load_thetas_give_each_layer_group_its_limit(tiny):
+    """One share limit per operator: its group's in every layer, the single limit outside the layers."""
+    from solvers.schedule.designs import group_load_thetas
+    w = Workload.build(tiny, MK2)
+    groups = layer_groups(tiny)
+    values = tuple(0.3 + 0.1 * g for g in range(len(groups)))
+    limits = np.array(group_load_thetas(w, groups, values, 0.99))
+    layers = tiny.layers
+    inside = np.zeros(len(w), dtype=bool)
+    for layer in range(layers.count):
+        for g, offsets in enumerate(groups):
+            ops = [layers.start + layer * layers.length + k for k in offsets]
+            inside[ops] = True
+            assert np.all(limits[ops] == values[g])
+    assert np.all(limits[~inside] == 0.99)
+    with pytest.raises(ScheduleError, match="share limits"):
+        group_load_thetas(w, groups, values[:-1], 0.99)
+
+
+@pytest.fixture(scope="module")
+def llama_rigid_four_layers():
+    w = Workload.build(build_program("llama2-13b", batch=32, seq=2048),
+                       preset("ipu-pod4").with_overrides(load_model="rigid"))
+    return w.truncated(4)
+
+
+def test_per_group_share_limits_shorten_rigid_elk_full_and_are_repeated(llama_rigid_four_layers):
+    """Under rigid loads ELK-Full refines its winner's share limit per layer group: on four Llama2-13B layers
+    (a small search: yield, one limit, orders one step from the identity) the refined schedule is valid, no
+    longer than the unrefined one, records the limits that won, and a placement repair's repeat of the choice
+    rebuilds it exactly."""
+    from elk.schedule import NocMode
+    from solvers.schedule.designs import GROUP_THETA_ROUNDS, RIGID_GROUP_THETAS, elk_full, repeat_choice
+    w = llama_rigid_four_layers
+    search = dict(workers=1, modes=(NocMode.YIELD,), thetas=(0.99,), max_displacement=1, screen_layers=0)
+    plain = elk_full(w, group_thetas=None, **search)
+    refined = elk_full(w, **search)
+    a, b = simulate(w, plain), simulate(w, refined)
+    assert a.valid and b.valid
+    assert b.latency_cycles <= a.latency_cycles + 1e-6
+    assert span(refined, w.has_load) < span(plain, w.has_load) - 1e-6  # it pays here
+    choice = refined.info.load_order
+    assert plain.info.load_order.group_thetas is None
+    assert choice.group_thetas is not None and len(choice.group_thetas) == len(layer_groups(w.program))
+    assert set(choice.group_thetas) <= set(RIGID_GROUP_THETAS) | {0.99}
+    passes = refined.info.search["full_passes"] - plain.info.search["full_passes"]
+    assert 0 < passes <= GROUP_THETA_ROUNDS * len(choice.group_thetas) * len(RIGID_GROUP_THETAS)
+    again = repeat_choice("elk-full", refined)(w)
+    np.testing.assert_array_equal(again.exec_start, refined.exec_start)
+    np.testing.assert_array_equal(again.load_start, refined.load_start)
+
+
+def test_fluid_elk_full_does_not_refine_share_limits(tiny):
+    from solvers.schedule.designs import elk_full
+    w = Workload.build(tiny, MK2)
+    s = elk_full(w, workers=1)
+    assert s.info.load_order is None or s.info.load_order.group_thetas is None
+
+
+@pytest.mark.parametrize("limits", [(0.5, 0.0), (1.2, 0.5), (0.5, float("nan"))])
+def test_load_share_limits_must_lie_in_zero_one(limits):
+    from elk.errors import SolverConfigError
+    with pytest.raises(SolverConfigError, match="share limit"):
+        PassConfig(load_thetas=limits)
+
+
+def test_a_share_limit_per_operator_must_cover_the_program(tiny):
+    w = Workload.build(tiny, MK2.with_overrides(load_model="rigid"))
+    with pytest.raises(ScheduleError, match="load share limits"):
+        backward_pass(w, CostAware(w), PassConfig(load_thetas=(0.5,) * (len(w) - 1)), design="x")

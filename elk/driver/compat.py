@@ -75,7 +75,7 @@ def paper_design(name: str):
     if name == "elk-full":
         from solvers.schedule.designs import PAPER_THETA, elk_full
         return lambda w: elk_full(w, thetas=(PAPER_THETA,), modes=COMPAT_FULL_MODES,
-                                  screen_modes=(NocMode.STRETCH, NocMode.PUSH))
+                                  screen_modes=(NocMode.STRETCH, NocMode.PUSH), group_thetas=None)
     return HEURISTIC_DESIGNS[name]
 
 

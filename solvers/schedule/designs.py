@@ -81,6 +81,11 @@ def static(workload: Workload, step_kib: int = 10, *, workers: int | None = None
 PAPER_THETA = 0.99
 #: the interconnect share limits ELK-Full searches under rigid loads (see :func:`elk_full`)
 RIGID_THETAS = (PAPER_THETA, 0.7, 0.6, 0.45, 0.4)
+#: the share limits ELK-Full tries for each group of a layer under rigid loads, once its search has a winner
+#: (coordinate descent from the winner's single limit: a KV-cache load may do best slow and a weight load fast)
+RIGID_GROUP_THETAS = (0.99, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
+#: rounds of that descent over the groups
+GROUP_THETA_ROUNDS = 2
 #: ELK-Full's NoC modes under rigid loads: the paper's two, elk's hybrid, and yield (loads move out of the way of
 #: exchange-bound operators, which a rigid load would stretch by 1 / (1 - its share))
 RIGID_MODES = (NocMode.STRETCH, NocMode.PUSH, NocMode.HYBRID, NocMode.YIELD)
@@ -106,7 +111,8 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
              thetas: tuple[float, ...] | None = None, penalties: tuple[float, ...] = (0.5,), screen_layers: int = 12,
              finalists: int = 6,
              screen_modes: tuple[NocMode, ...] | None | str = "auto", order_finalists: int = 8,
-             dyn: Schedule | None = None, workers: int | None = None) -> Schedule:
+             dyn: Schedule | None = None, workers: int | None = None,
+             group_thetas: tuple[float, ...] | None | str = "auto") -> Schedule:
     """ELK-Dyn over permuted HBM load orders (the same group permutation in every layer).
 
     Every (order, NoC mode, NoC penalty) is first ranked on the program cut to
@@ -125,7 +131,10 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
     operator).
 
     The modes depend on the load model (``modes=None``, ``screen_modes="auto"``):
-    rigid loads use all three, orders nominated by stretch and push. Fluid loads
+    rigid loads use all three and yield (``RIGID_MODES``), orders nominated by stretch, push and yield.
+    Measured under rigid loads (B32 S2048; ``experiments/bench_rigid_modes.py``, in one run): Llama2-13B on
+    the default chip 7.621 -> 7.256 ms (yield wins), OPT-30B all-to-all at 16 TB/s 13.723 -> 13.363, at 1.0-1.9x
+    the time; on a mesh and on Llama2-70B and Gemma2-27B the other modes still win. Fluid loads
     pause for an operator's exchange by themselves, so stretching alone no longer
     pays: on the four LLMs (B32 S2048) push and hybrid, orders nominated by push
     alone, give the same latency as all three modes at half the time.
@@ -137,6 +146,15 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
     chip 7.869 -> 7.621 ms (at 0.4), OPT-30B on a mesh at 16 TB/s 19.40 -> 18.64 ms (0.7), OPT-30B all-to-all
     13.98 -> 13.72 (0.45), Gemma2-27B on a mesh at 400 KiB 13.44 -> 13.24 (0.6), for 1.3-1.8x the time. The
     artifact-compatible mode keeps the paper's single limit (``elk.driver.compat``).
+
+    ``group_thetas``: share limits tried for each group of the layer once the search has a winner (``"auto"``:
+    ``RIGID_GROUP_THETAS`` under rigid loads, none under fluid ones; None: no refinement). A coordinate descent
+    (``GROUP_THETA_ROUNDS`` rounds over the groups, each group's limit set to the value that shortens the span,
+    the others kept) on the whole program, from the winner's single limit; the limits that won are recorded in
+    the choice (``LoadOrderChoice.group_thetas``) so a placement repair repeats them. Measured under rigid
+    loads (B32 S2048, one run; ``experiments/bench_rigid_modes.py``): Llama2-13B default chip 7.256 -> 7.180
+    ms, on a mesh at 16 TB/s 10.104 -> 9.798; OPT-30B and Gemma2-27B on the default chip unchanged; up to 84
+    passes on the whole program (7 s on Llama2-13B, 17 s on Gemma2-27B).
     """
     started = time.perf_counter()
     fluid = workload.chip.load_model is LoadModel.FLUID
@@ -146,6 +164,8 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
         screen_modes = (NocMode.PUSH,) if fluid else (NocMode.STRETCH, NocMode.PUSH, NocMode.YIELD)
     if thetas is None:
         thetas = (theta,) if fluid else RIGID_THETAS
+    if group_thetas == "auto":
+        group_thetas = None if fluid else RIGID_GROUP_THETAS
     program = workload.program
     groups = layer_groups(program)
     perms: list[tuple[int, ...]] = [()]
@@ -203,15 +223,57 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
     for value, cfg in zip(map_passes(final, len(configs), workers), configs):
         if value is not None and value < best_span - 1e-6:
             best_span, best_cfg = value, cfg
+    limits = None  # per-group share limits, where refining them paid
+    if best_cfg is not None and group_thetas and groups is not None and len(groups) > 1:
+        limits, best_span, refine_passes = _refine_group_thetas(workload, groups, best_cfg, chooser_of=choosers,
+                                                                values=tuple(group_thetas), span_now=best_span,
+                                                                workers=workers)
+        passes += refine_passes
     if best_cfg is not None:  # the winning pass again, here (workers return only spans)
-        best = run(workload, *best_cfg)
+        perm, mode, pen, th = best_cfg
+        best = _full_pass(workload, groups, perm, mode, choosers(workload, pen), th, limits)
     choice = None if best_cfg is None else LoadOrderChoice(tuple(best_cfg[0]), NocMode.parse(best_cfg[1]),
-                                                            float(best_cfg[2]))
+                                                            float(best_cfg[2]), limits)
     result = _as_full(best, choice)
     result.info.compile_seconds = time.perf_counter() - started
     result.info.search.update(order_space=space, orders=len(perms), configs_screened=screened,
                               screen_layers=screen_layers, full_passes=passes)
     return result
+
+
+def _refine_group_thetas(workload: Workload, groups, cfg: tuple, *, chooser_of, values: tuple[float, ...],
+                         span_now: float, workers: int | None) -> tuple[tuple[float, ...] | None, float, int]:
+    """Coordinate descent on one share limit per layer group from the winning configuration ``cfg`` (order,
+    mode, penalty, limit): each group in turn takes the value of ``values`` that shortens the whole program's
+    span most, ``GROUP_THETA_ROUNDS`` times over. Returns (the limits, or None if none paid; the span; passes)."""
+    perm, mode, pen, theta = cfg
+    chooser = chooser_of(workload, pen)
+    current = [float(theta)] * len(groups)
+    best_span, passes, improved = span_now, 0, False
+    for _ in range(GROUP_THETA_ROUNDS):
+        moved = False
+        for g in range(len(groups)):
+            trials = [v for v in values if v != current[g]]
+
+            def attempt(k: int, g: int = g, trials: list[float] = trials) -> float | None:
+                limits = list(current)
+                limits[g] = trials[k]
+                try:
+                    return span(_full_pass(workload, groups, perm, mode, chooser, theta, tuple(limits)),
+                                workload.has_load)
+                except ScheduleError:
+                    return None
+
+            spans = map_passes(attempt, len(trials), workers)
+            passes += len(trials)
+            scored = [(value, v) for value, v in zip(spans, trials) if value is not None]
+            if scored:
+                value, v = min(scored)
+                if value < best_span - 1e-6:
+                    best_span, current[g], moved, improved = value, v, True, True
+        if not moved:
+            break
+    return (tuple(current) if improved else None), best_span, passes
 
 
 def _basic_pass(w: Workload, variant: ColdVariant) -> Schedule:
@@ -234,11 +296,28 @@ def _static_pass(w: Workload, variant: ColdVariant, region: float) -> Schedule:
 
 
 def _full_pass(w: Workload, groups, perm: tuple[int, ...], mode: NocMode | str, chooser: CostAware,
-               theta: float) -> Schedule:
-    """One ELK-Full pass: ELK-Dyn's scheduler with the layer groups' loads in order ``perm``."""
+               theta: float, group_thetas: tuple[float, ...] | None = None) -> Schedule:
+    """One ELK-Full pass: ELK-Dyn's scheduler with the layer groups' loads in order ``perm`` (and, given
+    ``group_thetas``, each layer group's loads at its own share limit, the operators outside layers at
+    ``theta``)."""
     order = load_order(w.program, groups, perm) if perm else None
-    return backward_pass(w, chooser, PassConfig(theta=theta, noc_mode=mode), design="elk-full", load_order=order,
-                         max_depth=preload_depth(w))
+    limits = None if group_thetas is None else group_load_thetas(w, groups, group_thetas, theta)
+    return backward_pass(w, chooser, PassConfig(theta=theta, noc_mode=mode, load_thetas=limits), design="elk-full",
+                         load_order=order, max_depth=preload_depth(w))
+
+
+def group_load_thetas(w: Workload, groups, group_thetas: tuple[float, ...], theta: float) -> tuple[float, ...]:
+    """One share limit per operator: its layer group's (the same group of every layer), ``theta`` outside the
+    repeated layers."""
+    layers = w.program.layers
+    if layers is None or len(group_thetas) != len(groups):
+        raise ScheduleError(f"{len(group_thetas)} share limits for a layer of "
+                            f"{len(groups) if groups is not None else 0} groups")
+    limits = np.full(len(w), float(theta))
+    for g, offsets in enumerate(groups):
+        ops = (layers.start + np.arange(layers.count)[:, None] * layers.length + np.asarray(offsets)[None, :])
+        limits[ops.ravel()] = group_thetas[g]
+    return tuple(limits.tolist())
 
 
 def _as_full(best: Schedule, choice: LoadOrderChoice | None) -> Schedule:
@@ -274,7 +353,7 @@ def repeat_choice(name: str, chosen: Schedule) -> Callable[[Workload], Schedule]
         def run(w: Workload) -> Schedule:
             chooser = CostAware(w, noc_penalty=choice.noc_penalty)
             return _as_full(_full_pass(w, layer_groups(w.program), choice.order, choice.noc_mode, chooser,
-                                       info.theta), choice)
+                                       info.theta, choice.group_thetas), choice)
         return run
     return None
 

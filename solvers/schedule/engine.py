@@ -108,6 +108,9 @@ class PassConfig:
     #: ``NocMode.YIELD``: an operator whose communication takes at least this share of its plan time is
     #: exchange-bound, and the loads move out of its way instead of stretching it
     yield_share: float = 0.9
+    #: rigid loads: one interconnect share limit per operator (its load's), replacing ``theta`` for that load;
+    #: None: ``theta`` for every load
+    load_thetas: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "noc_mode", NocMode.parse(self.noc_mode))
@@ -115,6 +118,10 @@ class PassConfig:
             object.__setattr__(self, name, _enum(kind, getattr(self, name)))
         if not (isinstance(self.yield_share, (int, float)) and 0 < self.yield_share < float("inf")):
             raise SolverConfigError(f"yield share must be a positive number, got {self.yield_share!r}")
+        if self.load_thetas is not None:
+            object.__setattr__(self, "load_thetas", tuple(float(x) for x in self.load_thetas))
+            if not all(0 < x <= 1 for x in self.load_thetas):
+                raise SolverConfigError("every load's share limit must be in (0, 1]")
 
 
 class _Lists:
@@ -161,6 +168,9 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
     min_hot = workload.min_hot.astype(float).tolist()
     cap = workload.noc_load_bytes_per_cycle
     theta = cfg.theta
+    load_thetas = cfg.load_thetas
+    if load_thetas is not None and len(load_thetas) != n:
+        raise ScheduleError(f"{len(load_thetas)} load share limits for {n} operators")
     order = [op for op in (range(n) if load_order is None else load_order) if has_load[op]]
     if load_order is not None and sorted(load_order) != list(range(n)):
         raise ScheduleError("load order must be a permutation of the operators")
@@ -328,7 +338,7 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
                 load_e[op] = end
                 load_s[op] = fl.place_load(op, end, exec_s[i], placed[::-1], exec_s, exec_e, noc_of[op], st)
             else:
-                dur = max(hbm[op], noc_of[op] / theta)
+                dur = max(hbm[op], noc_of[op] / (theta if load_thetas is None else load_thetas[op]))
                 load_e[op], load_s[op] = end, end - dur
             chain.append(op)
             load_placed[op] = True
