@@ -371,3 +371,23 @@ def test_a_share_limit_per_operator_must_cover_the_program(tiny):
     w = Workload.build(tiny, MK2.with_overrides(load_model="rigid"))
     with pytest.raises(ScheduleError, match="load share limits"):
         backward_pass(w, CostAware(w), PassConfig(load_thetas=(0.5,) * (len(w) - 1)), design="x")
+
+
+def test_windows_keep_the_warm_starts_per_group_share_limits(llama_rigid_four_layers):
+    """A window re-planning a rigid warm start with per-group share limits gives each load its group's length:
+    the warm start's own loads stay expressible, and every window's hint is feasible."""
+    import math
+    from elk.schedule import NocMode
+    from solvers.schedule.designs import elk_full, group_load_thetas
+    from solvers.schedule.windowed import WindowedSolver, window_problems
+    from solvers.solver_options import SolverSettings
+    w = llama_rigid_four_layers
+    warm = elk_full(w, workers=1, modes=(NocMode.YIELD,), thetas=(0.99,), max_displacement=1, screen_layers=0)
+    limits = group_load_thetas(w, layer_groups(w.program), warm.info.load_order.group_thetas, warm.info.theta)
+    runner = WindowedSolver(w, warm, SolverSettings(time_limit=1, workers=1))
+    for op in np.flatnonzero(w.has_load):
+        row = int(warm.entry[op])
+        noc = w.load_noc_cycles(int(op), int(w.tables[op].cold[row]))
+        expected = math.ceil(max(float(w.hbm_cycles[op]), noc / limits[op]) - 1e-9)
+        assert runner.option(int(op), row).load_time == expected
+    assert all(built.hint_ok for built in window_problems(w, warm, 8))

@@ -153,7 +153,7 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
     the others kept) on the whole program, from the winner's single limit; the limits that won are recorded in
     the choice (``LoadOrderChoice.group_thetas``) so a placement repair repeats them. Measured under rigid
     loads (B32 S2048, one run; ``experiments/bench_rigid_modes.py``): Llama2-13B default chip 7.256 -> 7.180
-    ms, on a mesh at 16 TB/s 10.104 -> 9.798; OPT-30B and Gemma2-27B on the default chip unchanged; up to 84
+    ms, on a mesh at 16 TB/s 10.104 -> 9.798; OPT-30B and Gemma2-27B on the default chip unchanged; at most 72
     passes on the whole program (7 s on Llama2-13B, 17 s on Gemma2-27B).
     """
     started = time.perf_counter()

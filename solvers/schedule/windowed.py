@@ -33,6 +33,8 @@ from formulations.schedule.window import (SHARE_SCALE, FixedLoad, FutureLoad, Op
                                  WindowProblem, check)
 from solvers.exact_backends import Outcome, solve_cpsat, solve_milp
 from solvers.schedule.bounds import undominated
+from solvers.schedule.designs import group_load_thetas
+from solvers.schedule.orders import layer_groups
 from solvers.schedule.fallback import keep_faster
 from solvers.schedule.records import WindowRecord
 from solvers.solver_options import CpsatOptions, MilpOptions, SolverSettings, WindowOptions, solver_version
@@ -216,6 +218,10 @@ class WindowedSolver:
         self.anytime = anytime
         self.max_options = max_options
         self.theta = float(warm.info.theta or 0.99)
+        # rigid loads run at the warm start's share limits: one per layer group where ELK-Full refined them
+        choice = warm.info.load_order
+        self.op_theta = (group_load_thetas(workload, layer_groups(workload.program), choice.group_thetas, self.theta)
+                         if choice is not None and choice.group_thetas is not None else None)
         self.fluid = workload.chip.load_model is LoadModel.FLUID
         verdict = simulate(workload, warm)
         if not verdict.valid:
@@ -263,7 +269,8 @@ class WindowedSolver:
                 work = math.ceil(SHARE_SCALE * noc - 1e-9)
                 load_time = max(math.ceil(hbm - 1e-9), math.ceil(work / cap))
             else:
-                load_time = math.ceil(max(hbm, noc / self.theta) - 1e-9)
+                limit = self.theta if self.op_theta is None else self.op_theta[op]
+                load_time = math.ceil(max(hbm, noc / limit) - 1e-9)
             share = math.ceil(SHARE_SCALE * noc / load_time - 1e-9) if load_time > 0 else 0
         else:
             load_time = share = 0
