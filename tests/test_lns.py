@@ -129,3 +129,15 @@ def test_the_run_plan_runs_lns_from_the_fastest_design():
     assert simulate(w, sched).latency_cycles <= simulate(w, fastest).latency_cycles + 1e-6
     with pytest.raises(SolverConfigError, match="no option"):
         RunPlan.build("lns", {"lns": dict(nonsense=1)})
+
+
+def test_a_stitched_incumbent_keeps_the_warm_starts_share_limits():
+    """Rigid loads: every neighbourhood's window runs the loads at the incumbent's share limits, so a stitched
+    incumbent carries them on (it used to fall back to 0.99 after the first accepted move)."""
+    w = small(LoadModel.RIGID, 0.05)
+    warm = designs.elk_dyn(w, thetas=(0.5,))
+    search = Lns(w, warm, SETTINGS)
+    runner, state, built, stop = search.neighbourhood(w.program.layers.start)
+    stitched = search.stitch(runner, state, built, built.hint, stop)
+    assert warm.info.theta == 0.5
+    assert stitched.info.theta == 0.5 and runner.theta == 0.5

@@ -327,7 +327,8 @@ class Lns:
     @staticmethod
     def _plain(s: Schedule) -> Schedule:
         return Schedule("lns", s.entry.copy(), s.exec_start.astype(float), s.exec_end.astype(float),
-                        s.load_start.astype(float), s.load_end.astype(float), info=Provenance(theta=s.info.theta))
+                        s.load_start.astype(float), s.load_end.astype(float),
+                        info=Provenance(theta=s.info.theta, load_order=s.info.load_order))
 
     # -- one neighbourhood -----------------------------------------------------------
     def neighbourhood(self, first: int) -> tuple[WindowedSolver, StitchState, BuiltWindow, int]:
@@ -383,6 +384,8 @@ class Lns:
             Schedule("lns", trial.entry, trial.exec_start, trial.exec_end, trial.load_start, trial.load_end)
         quiet = np.flatnonzero(~self.w.has_load)
         sched.load_start[quiet] = sched.load_end[quiet] = sched.exec_start[quiet]
+        # the incumbent's share limits carry over: the next neighbourhood's rigid loads keep their lengths
+        sched.info = Provenance(theta=self.incumbent.info.theta, load_order=self.incumbent.info.load_order)
         return self._plain(sched)
 
     # -- the search --------------------------------------------------------------------
