@@ -248,8 +248,8 @@ def test_elk_full_searching_share_limits_is_rigid_valid_and_never_slower(seed):
 @pytest.mark.parametrize("load_model", ["rigid", "fluid"])
 def test_yield_never_stretches_an_exchange_bound_operator(load_model):
     """The yield mode moves loads out of an exchange-bound operator's way (communication >= yield_share of its
-    plan time) instead of stretching it: on random programs every such operator runs exactly its plan time, the
-    schedule passes the simulator, and where the stretch mode does stretch one (and only there) yield differs."""
+    plan time) instead of stretching it: on random programs every such operator runs exactly its plan time and
+    the schedule passes the simulator, while the stretch mode does stretch such operators on several of them."""
     from tests.test_bounds import random_chip, random_program
     stretched_somewhere = 0
     for seed in range(24):

@@ -173,9 +173,9 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
         perms = group_orders(group_types(program, groups), max_displacement, space)
     configs = [(perm, mode, pen, th) for perm in perms for mode in modes for pen in penalties for th in thetas]
 
-    def run(w: Workload, perm, mode, pen, th) -> Schedule | None:
+    def run(w: Workload, perm, mode, pen, th, limits: tuple[float, ...] | None = None) -> Schedule | None:
         try:
-            return _full_pass(w, groups, perm, mode, choosers(w, pen), th)
+            return _full_pass(w, groups, perm, mode, choosers(w, pen), th, limits)
         except ScheduleError:
             return None
 
@@ -225,13 +225,12 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
             best_span, best_cfg = value, cfg
     limits = None  # per-group share limits, where refining them paid
     if best_cfg is not None and group_thetas and groups is not None and len(groups) > 1:
-        limits, best_span, refine_passes = _refine_group_thetas(workload, groups, best_cfg, chooser_of=choosers,
-                                                                values=tuple(group_thetas), span_now=best_span,
-                                                                workers=workers)
+        limits, best_span, refine_passes = _refine_group_thetas(
+            lambda group_limits: run(workload, *best_cfg, group_limits), workload, len(groups), best_cfg[3],
+            values=tuple(group_thetas), span_now=best_span, workers=workers)
         passes += refine_passes
     if best_cfg is not None:  # the winning pass again, here (workers return only spans)
-        perm, mode, pen, th = best_cfg
-        best = _full_pass(workload, groups, perm, mode, choosers(workload, pen), th, limits)
+        best = run(workload, *best_cfg, limits)
     choice = None if best_cfg is None else LoadOrderChoice(tuple(best_cfg[0]), NocMode.parse(best_cfg[1]),
                                                             float(best_cfg[2]), limits)
     result = _as_full(best, choice)
@@ -241,28 +240,25 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
     return result
 
 
-def _refine_group_thetas(workload: Workload, groups, cfg: tuple, *, chooser_of, values: tuple[float, ...],
-                         span_now: float, workers: int | None) -> tuple[tuple[float, ...] | None, float, int]:
-    """Coordinate descent on one share limit per layer group from the winning configuration ``cfg`` (order,
-    mode, penalty, limit): each group in turn takes the value of ``values`` that shortens the whole program's
-    span most, ``GROUP_THETA_ROUNDS`` times over. Returns (the limits, or None if none paid; the span; passes)."""
-    perm, mode, pen, theta = cfg
-    chooser = chooser_of(workload, pen)
-    current = [float(theta)] * len(groups)
+def _refine_group_thetas(run: Callable[[tuple[float, ...]], Schedule | None], workload: Workload, count: int,
+                         theta: float, *, values: tuple[float, ...], span_now: float,
+                         workers: int | None) -> tuple[tuple[float, ...] | None, float, int]:
+    """Coordinate descent on one share limit per layer group (``count`` groups) from the winning
+    configuration's single limit ``theta``; ``run`` is the winning pass with given group limits (None if it
+    fails). Each group in turn takes the value of ``values`` that shortens the whole program's span most,
+    ``GROUP_THETA_ROUNDS`` times over. Returns (the limits, or None if none paid; the span; passes)."""
+    current = [float(theta)] * count
     best_span, passes, improved = span_now, 0, False
     for _ in range(GROUP_THETA_ROUNDS):
         moved = False
-        for g in range(len(groups)):
+        for g in range(count):
             trials = [v for v in values if v != current[g]]
 
             def attempt(k: int, g: int = g, trials: list[float] = trials) -> float | None:
                 limits = list(current)
                 limits[g] = trials[k]
-                try:
-                    return span(_full_pass(workload, groups, perm, mode, chooser, theta, tuple(limits)),
-                                workload.has_load)
-                except ScheduleError:
-                    return None
+                sched = run(tuple(limits))
+                return None if sched is None else span(sched, workload.has_load)
 
             spans = map_passes(attempt, len(trials), workers)
             passes += len(trials)
