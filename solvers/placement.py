@@ -76,12 +76,15 @@ def place_schedule(workload: Workload, schedule: Schedule, *, solver: str = "heu
     The heuristic minimises the peak, so an overflow is measured, not just
     detected. An exact ``solver`` is only asked when the heuristic overflows,
     as a feasibility problem at the capacity, and only a placement that fits
-    replaces the heuristic's. ``work_limit``: see :func:`solvers.alloc.allocate.allocate`.
+    replaces the heuristic's. ``work_limit``: see :func:`solvers.alloc.allocate.allocate`;
+    with one, the heuristic runs all its passes too (no clock decides), so the
+    placement does not depend on the machine's speed.
     """
     bufs = schedule_buffers(workload, schedule, granularity)
     capacity = int(workload.chip.sram_per_core)
     # no capacity for the heuristic: it returns its best placement even when that overflows
-    res = allocate(dataclasses.replace(bufs.problem, capacity=None), solver="heuristic", minimize=True)
+    res = allocate(dataclasses.replace(bufs.problem, capacity=None), solver="heuristic", minimize=True,
+                   time_limit=time_limit, work_limit=work_limit)
     if solver == "heuristic" or res.peak <= capacity:
         return bufs, res
     exact = allocate(bufs.problem, solver=solver, capacity=capacity, time_limit=time_limit, work_limit=work_limit)

@@ -21,6 +21,7 @@ from elk.workload import Workload
 from solvers.registry import EXACT, RunPlan, pick_warm_start, run_design, run_exact
 from solvers.schedule.fallback import keep_faster
 from solvers.schedule.stores import StorePlacementError, place_stores
+from solvers.solver_options import DEFAULT_PLACEMENT, DEFAULT_PLACEMENT_WORK_LIMIT
 
 
 @dataclass
@@ -66,14 +67,16 @@ def _with_stores(workload: Workload, schedules: Iterable[Schedule]) -> list[Sche
 
 
 def run_plan(plan: RunPlan, workload: Workload, *, carry: Iterable[Schedule] = (),
-             placement: str | None = "heuristic", placement_time_limit: float = 10.0,
+             placement: str | None = DEFAULT_PLACEMENT, placement_time_limit: float = 10.0,
+             placement_work_limit: float | None = DEFAULT_PLACEMENT_WORK_LIMIT,
              workers: int | None = None) -> dict[str, DesignRun]:
     """Run ``plan`` on ``workload``; one DesignRun per requested design, in the order requested.
 
     ``carry``: schedules from elsewhere (a neighbouring point of a sweep); the
     fastest that holds here competes as the exact designs' default warm start.
     ``placement``: the allocator that gives strict schedules' buffers SRAM
-    addresses (None: byte budgets only). ``workers``: processes the heuristics'
+    addresses (None: byte budgets only), ``placement_work_limit`` its work
+    limit (None: its time limit alone ends it). ``workers``: processes the heuristics'
     searches fan their passes out to (None: elk.tablecache.default_workers()).
     """
     check_warm_schedules(plan, workload)
@@ -97,13 +100,14 @@ def run_plan(plan: RunPlan, workload: Workload, *, carry: Iterable[Schedule] = (
         run = DesignRun(name, schedule, time.perf_counter() - t0,
                         warm_start_ms=simulate(workload, warm).latency_ms if warm is not None else None)
         if placement is not None and schedule.relaxation.strict:
-            run = _placed(run, plan, workload, placement, placement_time_limit, runs.get(warm_name), workers)
+            run = _placed(run, plan, workload, placement, placement_time_limit, placement_work_limit,
+                          runs.get(warm_name), workers)
         runs[name] = run
     return {n: runs[n] for n in plan.requested}
 
 
 def _placed(run: DesignRun, plan: RunPlan, workload: Workload, solver: str, time_limit: float,
-            warm: DesignRun | None, workers: int | None) -> DesignRun:
+            work_limit: float | None, warm: DesignRun | None, workers: int | None) -> DesignRun:
     """``run`` with its buffers placed (its schedule repaired if they did not fit). An exact design whose repair
     made it slower than its placed warm start reports that warm start, with the placement it already has."""
     from solvers.placement import cost_aware_placement, repair_reruns
@@ -111,7 +115,7 @@ def _placed(run: DesignRun, plan: RunPlan, workload: Workload, solver: str, time
     options = plan.exact[name].without_outputs() if name in plan.exact else plan.heuristic.get(name)
     quick, whole = repair_reruns(name, options, run.schedule, plan.warm_starts.get(name), workers)
     schedule, placed = cost_aware_placement(name, workload, run.schedule, quick, refine=whole, solver=solver,
-                                            time_limit=time_limit)
+                                            time_limit=time_limit, work_limit=work_limit)
     seconds = run.seconds + placed.seconds
     if warm is not None and warm.placement is not None:
         kept, reason = keep_faster(workload, schedule, warm.schedule)

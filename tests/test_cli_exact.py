@@ -81,6 +81,8 @@ def test_an_exact_design_named_as_warm_start_reaches_only_the_later_ones(capture
     (["--designs", "elk-dyn", "--bound-time-limit", "nan"], ["--bound-time-limit"]),
     (["--designs", "elk-dyn", "--bound-time-limit", "inf"], ["--bound-time-limit"]),
     (["--designs", "elk-dyn", "--bound", "best"], ["--bound"]),
+    (["--designs", "elk-dyn", "--placement-work-limit", "0"], ["--placement-work-limit"]),
+    (["--designs", "elk-dyn", "--placement-work-limit", "nan"], ["--placement-work-limit"]),
     (["--designs", "elk-full,cpsat", "--warm-start", "elk-dyn"],
      ["--warm-start elk-dyn", "not among the designs compiled"]),
     (["--designs", "elk-dyn,ideal,cpsat", "--warm-start", "ideal"], ["--warm-start ideal", "relaxed"]),

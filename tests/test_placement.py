@@ -172,6 +172,29 @@ def test_an_exact_allocator_places_what_the_heuristic_could_not():
     validate(placed.buffer_map.problem, placed.offsets, capacity=2048)
 
 
+def test_the_default_placement_asks_the_search_before_repairing():
+    """2.5 KiB cores: the greedy allocator needs 2,636 addresses for ELK-Dyn's schedule, so with it alone the
+    schedule is repaired; the default (search, under a work limit) places the same schedule within 2,560 and
+    keeps it, and does so identically twice (the work limit ends it, not the clock)."""
+    kwargs = dict(chip="ipu-mk2", batch=8, seq=256, designs="elk-dyn", bound=None, workers=1,
+                  chip_overrides={"sram_per_core": 2560, "hbm_bytes_per_s": 0.02e12})
+    greedy = elk.compile("tiny", placement="heuristic", **kwargs).designs["elk-dyn"]
+    assert greedy.placement.status == "repaired" and greedy.placement.unrepaired_peak > 2560
+    first, second = (elk.compile("tiny", **kwargs) for _ in range(2))
+    d = first.designs["elk-dyn"]
+    assert d.placement.status == "placed" and d.placement.solver == "search" and not d.placement.repairs
+    assert d.placement.allocated_peak <= 2560 and d.sim.valid
+    validate(d.placement.buffer_map.problem, d.placement.offsets, capacity=2560)
+    assert np.array_equal(d.placement.offsets, second.designs["elk-dyn"].placement.offsets)
+    assert d.sim.latency_ms <= greedy.sim.latency_ms + 1e-12
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), True])
+def test_compile_rejects_a_bad_placement_work_limit(bad):
+    with pytest.raises(elk.ElkError, match="placement work limit"):
+        elk.compile("tiny", chip="ipu-mk2", batch=4, seq=128, placement_work_limit=bad)
+
+
 @pytest.mark.parametrize("chip_name", ["mk2", "small"])
 @pytest.mark.parametrize("design", ["basic", "static", "elk-dyn", "elk-full"])
 def test_repeating_a_designs_choice_reproduces_its_schedule(chip_name, design):

@@ -20,8 +20,8 @@ from elk.compat import COMPAT_MODES
 from elk.errors import ElkError
 from solvers.alloc.allocate import ALLOC_SOLVERS
 from solvers.registry import DESIGNS, SET_HELP
-from solvers.solver_options import (BOUND_LEVELS, DEFAULT_BOUND, DEFAULT_BOUND_TIME_LIMIT, DEFAULT_TIME_LIMIT,
-                                    MILP_BACKENDS)
+from solvers.solver_options import (BOUND_LEVELS, DEFAULT_BOUND, DEFAULT_BOUND_TIME_LIMIT, DEFAULT_PLACEMENT,
+                                    DEFAULT_PLACEMENT_WORK_LIMIT, DEFAULT_TIME_LIMIT, MILP_BACKENDS)
 
 
 def _positive_int(text: str) -> int:
@@ -283,6 +283,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     plan = RunPlan.build(compiled, options, warm_start)
     result = compile_model(model, chip=chip, batch=args.batch, seq=args.seq, mode=args.mode, designs=plan, **training,
                            placement=None if args.placement == "none" else args.placement,
+                           placement_work_limit=args.placement_work_limit,
                            bound=None if args.bound == "none" else args.bound,
                            bound_time_limit=args.bound_time_limit)
     note = not_applied_note(result.program, args)
@@ -529,8 +530,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "limit there), milp (+ the MILP over plan choices); none skips it")
     p.add_argument("--bound-time-limit", type=_finite_positive, default=DEFAULT_BOUND_TIME_LIMIT,
                    help=f"seconds for the bound's solver (default {DEFAULT_BOUND_TIME_LIMIT:g})")
-    p.add_argument("--placement", default="heuristic", choices=ALLOC_SOLVERS + ("none",),
-                   help="allocator giving each design's buffers SRAM addresses (none = byte budgets only)")
+    p.add_argument("--placement", default=DEFAULT_PLACEMENT, choices=ALLOC_SOLVERS + ("none",),
+                   help="allocator giving each design's buffers SRAM addresses (default search: the greedy "
+                        "allocator, and the exact search only where its placement overflows, before any schedule "
+                        "is repaired; none = byte budgets only)")
+    p.add_argument("--placement-work-limit", type=_finite_positive, default=DEFAULT_PLACEMENT_WORK_LIMIT,
+                   help="work units (about core-seconds) for each exact placement: deterministic, so the result does "
+                        f"not depend on the machine's speed (default {DEFAULT_PLACEMENT_WORK_LIMIT:g})")
     p.add_argument("--json", help="write the report as JSON")
     p.add_argument("--trace", help="write a Chrome trace-event JSON (Perfetto)")
     p.add_argument("--timeline", help="write a PNG timeline")

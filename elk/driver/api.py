@@ -18,7 +18,9 @@ from elk.ir import Program
 from elk.schedule import Schedule
 from elk.simulator import SimResult, simulate
 from elk.workload import Workload
-from solvers.solver_options import DEFAULT_BOUND, DEFAULT_BOUND_TIME_LIMIT, check_bound
+from solvers.solver_options import (DEFAULT_BOUND, DEFAULT_BOUND_TIME_LIMIT, DEFAULT_PLACEMENT,
+                                    DEFAULT_PLACEMENT_WORK_LIMIT, check_bound, check_positive,
+                                    check_seconds)
 
 if TYPE_CHECKING:
     from elk.graphs.training import TrainingOptions
@@ -160,7 +162,8 @@ def window_summary(records) -> dict[str, Any]:
 def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batch: int = 32, seq: int = 2048,
             mode: str = "decode", designs: "str | Iterable[str] | RunPlan" = "default",
             chip_overrides: Mapping[str, Any] | None = None, design_options: Mapping[str, Any] | None = None,
-            placement: str | None = "heuristic", placement_time_limit: float = 10.0,
+            placement: str | None = DEFAULT_PLACEMENT, placement_time_limit: float = 10.0,
+            placement_work_limit: float | None = DEFAULT_PLACEMENT_WORK_LIMIT,
             bound: str | None = DEFAULT_BOUND, bound_time_limit: float = DEFAULT_BOUND_TIME_LIMIT,
             carry: Iterable[Schedule] = (), workers: int | None = None,
             dims: Mapping[str, int] | None = None, training: "TrainingOptions | None" = None,
@@ -185,11 +188,15 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
     accepts here compete with the heuristics as the exact designs' default warm
     start, so an exact design is never slower than a schedule that carries over.
 
-    With ``placement`` (an allocator: heuristic, cpsat or milp) every strict
-    design's buffers also get SRAM addresses; a schedule whose buffers do not
-    fit is repaired by re-running the design under a smaller byte budget, and
-    the design's result is the repaired schedule (the cost is reported).
-    ``placement=None`` keeps byte budgets only.
+    With ``placement`` (an allocator of ``solvers.alloc.allocate``; default
+    ``search``: the greedy allocator, and the exact search where the greedy
+    placement overflows) every strict design's buffers also get SRAM addresses;
+    a schedule whose buffers do not fit is repaired by re-running the design
+    under a smaller byte budget, and the design's result is the repaired
+    schedule (the cost is reported). ``placement_work_limit`` (work units,
+    about core-seconds) ends each exact placement deterministically, so the
+    result does not depend on the machine's speed; None leaves it to
+    ``placement_time_limit``. ``placement=None`` keeps byte budgets only.
 
     ``workers``: processes for building plan tables and for the heuristics'
     searches (None: elk.tablecache.default_workers(), which reads ``ELK_WORKERS``).
@@ -208,6 +215,9 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
     if isinstance(designs, RunPlan) and design_options:
         raise SolverConfigError("design_options go into the RunPlan: give one or the other")
     check_placement(placement)
+    check_seconds(placement_time_limit, "placement time limit")
+    if placement_work_limit is not None:
+        check_positive(placement_work_limit, "placement work limit")
     check_bound(bound, bound_time_limit)
     the_chip = resolve_chip(chip)
     if chip_overrides:
@@ -218,7 +228,7 @@ def compile(model: str | Path | Program, *, chip: str | Chip | None = None, batc
     workload = Workload.build(program, the_chip, workers)
     bounds = compute_bounds(workload, bound, bound_time_limit) if bound is not None else None
     runs = run_plan(plan, workload, carry=carry, placement=placement, placement_time_limit=placement_time_limit,
-                    workers=workers)
+                    placement_work_limit=placement_work_limit, workers=workers)
     results = {name: DesignResult(name, r.schedule, simulate(workload, r.schedule), r.seconds, r.placement,
                                   r.warm_start_ms) for name, r in runs.items()}
     return CompileResult(model=program.name, chip=the_chip, program=program, workload=workload, designs=results,
