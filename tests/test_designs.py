@@ -362,13 +362,13 @@ def test_every_modes_best_is_refined_not_the_winners_alone(llama_rigid_four_laye
     w = llama_rigid_four_layers
     search = dict(workers=1, thetas=(0.99,), max_displacement=1, screen_layers=0)
     alone = [designs.elk_full(w, modes=(mode,), **search) for mode in (NocMode.STRETCH, NocMode.PUSH)]
-    real, calls = designs._refine_group_thetas, []
+    real, calls = designs.refine_group_thetas, []
 
     def counted(*args, **kwargs):
         calls.append(args[3])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(designs, "_refine_group_thetas", counted)
+    monkeypatch.setattr(designs, "refine_group_thetas", counted)
     both = designs.elk_full(w, modes=(NocMode.STRETCH, NocMode.PUSH), **search)
     assert len(calls) == 2  # one refinement per mode
     assert simulate(w, both).valid

@@ -242,7 +242,7 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
         # the refined stretch configuration (10.815 ms) beats the refined winner, a push one (11.246)
         refined = sorted(mode_best.values(), key=lambda vc: vc[0]) if every_mode else [(best_span, best_cfg)]
         for value, cfg in refined:
-            found, refined_span, refine_passes = _refine_group_thetas(
+            found, refined_span, refine_passes = refine_group_thetas(
                 lambda group_limits, cfg=cfg: run(workload, *cfg, group_limits), workload, len(groups), cfg[3],
                 values=tuple(group_thetas), span_now=value, workers=workers)
             passes += refine_passes
@@ -259,7 +259,7 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
     return result
 
 
-def _refine_group_thetas(run: Callable[[tuple[float, ...]], Schedule | None], workload: Workload, count: int,
+def refine_group_thetas(run: Callable[[tuple[float, ...]], Schedule | None], workload: Workload, count: int,
                          theta: float, *, values: tuple[float, ...], span_now: float,
                          workers: int | None) -> tuple[tuple[float, ...] | None, float, int]:
     """Coordinate descent on one share limit per layer group (``count`` groups) from the winning
