@@ -5,8 +5,9 @@ ELK-Full searches load orders x NoC modes x interconnect share limits. Under rig
 mode (loads move out of the way of exchange-bound operators, never stretching them) and then refines the
 winner's share limit per group of the layer. This runs, in one process and on the same machine, ELK-Full as
 it was before both (stretch, push, hybrid; orders nominated by stretch and push; one share limit), with yield
-only, with yield and the winner's limits refined per group, and with its default (every mode's best refined),
-and prints the latencies (judged by the simulator), the times and the ratios to the first.
+only, with yield and the winner's limits refined per group, with every mode's best refined, and with its
+default (every mode's best refined over a second grid too, ``RIGID_GROUP_THETA_RESTARTS``), and prints the
+latencies (judged by the simulator), the times and the ratios to the first.
 
     python -m experiments.bench_rigid_modes [--configs llama2-13b:all-to-all:16:624,...] [--workers 1]
 
@@ -30,7 +31,8 @@ VARIANTS = {
     "before": dict(modes=(NocMode.STRETCH, NocMode.PUSH, NocMode.HYBRID), screen_modes=(NocMode.STRETCH, NocMode.PUSH),
                    group_thetas=None),
     "+yield": dict(group_thetas=None),
-    "+groups": dict(refine_every_mode=False),
+    "+groups": dict(refine_every_mode=False, group_theta_restarts=()),
+    "+modes": dict(group_theta_restarts=()),
     "default": {},
 }
 

@@ -333,7 +333,8 @@ def test_per_group_share_limits_shorten_rigid_elk_full_and_are_repeated(llama_ri
     longer than the unrefined one, records the limits that won, and a placement repair's repeat of the choice
     rebuilds it exactly."""
     from elk.schedule import NocMode
-    from solvers.schedule.designs import GROUP_THETA_ROUNDS, RIGID_GROUP_THETAS, elk_full, repeat_choice
+    from solvers.schedule.designs import (GROUP_THETA_ROUNDS, RIGID_GROUP_THETA_RESTARTS, RIGID_GROUP_THETAS,
+                                          elk_full, repeat_choice)
     w = llama_rigid_four_layers
     search = dict(workers=1, modes=(NocMode.YIELD,), thetas=(0.99,), max_displacement=1, screen_layers=0)
     plain = elk_full(w, group_thetas=None, **search)
@@ -345,9 +346,10 @@ def test_per_group_share_limits_shorten_rigid_elk_full_and_are_repeated(llama_ri
     choice = refined.info.load_order
     assert plain.info.load_order.group_thetas is None
     assert choice.group_thetas is not None and len(choice.group_thetas) == len(layer_groups(w.program))
-    assert set(choice.group_thetas) <= set(RIGID_GROUP_THETAS) | {0.99}
+    grids = (RIGID_GROUP_THETAS, *RIGID_GROUP_THETA_RESTARTS)
+    assert set(choice.group_thetas) <= set().union(*grids) | {0.99}
     passes = refined.info.search["full_passes"] - plain.info.search["full_passes"]
-    assert 0 < passes <= GROUP_THETA_ROUNDS * len(choice.group_thetas) * len(RIGID_GROUP_THETAS)
+    assert 0 < passes <= GROUP_THETA_ROUNDS * len(choice.group_thetas) * sum(len(g) for g in grids)
     again = repeat_choice("elk-full", refined)(w)
     np.testing.assert_array_equal(again.exec_start, refined.exec_start)
     np.testing.assert_array_equal(again.load_start, refined.load_start)
@@ -370,9 +372,11 @@ def test_every_modes_best_is_refined_not_the_winners_alone(llama_rigid_four_laye
 
     monkeypatch.setattr(designs, "refine_group_thetas", counted)
     both = designs.elk_full(w, modes=(NocMode.STRETCH, NocMode.PUSH), **search)
-    assert len(calls) == 2  # one refinement per mode
+    assert len(calls) == 2 * (1 + len(designs.RIGID_GROUP_THETA_RESTARTS))  # per mode: a descent per grid
     assert simulate(w, both).valid
     assert span(both, w.has_load) <= min(span(s, w.has_load) for s in alone) + 1e-6
+    one_grid = designs.elk_full(w, modes=(NocMode.STRETCH, NocMode.PUSH), group_theta_restarts=(), **search)
+    assert span(both, w.has_load) <= span(one_grid, w.has_load) + 1e-6  # a restart keeps the best of both
 
 
 def test_fluid_elk_full_does_not_refine_share_limits(tiny):

@@ -6,6 +6,7 @@ the simulator checks; the latency users see is always the simulator's.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from typing import Callable
@@ -86,6 +87,11 @@ RIGID_THETAS = (PAPER_THETA, 0.7, 0.6, 0.45, 0.4)
 RIGID_GROUP_THETAS = (0.99, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
 #: rounds of that descent over the groups
 GROUP_THETA_ROUNDS = 2
+#: further descents, each over its own grid from the same start, the best of all kept: a coordinate descent is
+#: path-dependent (Llama2-13B on a mesh at 16 TB/s with 192 KiB ends at 10.445 ms with 0.2 in the grid, though
+#: no group keeps 0.2, and at 10.815 without; Llama2-70B on a mesh at 8 TB/s with 192 KiB the other way round,
+#: 28.615 against 28.474)
+RIGID_GROUP_THETA_RESTARTS = (RIGID_GROUP_THETAS + (0.2,),)
 #: ELK-Full's NoC modes under rigid loads: the paper's two, elk's hybrid, and yield (loads move out of the way of
 #: exchange-bound operators, which a rigid load would stretch by 1 / (1 - its share))
 RIGID_MODES = (NocMode.STRETCH, NocMode.PUSH, NocMode.HYBRID, NocMode.YIELD)
@@ -112,7 +118,8 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
              finalists: int = 6,
              screen_modes: tuple[NocMode, ...] | None | str = "auto", order_finalists: int = 8,
              dyn: Schedule | None = None, workers: int | None = None,
-             group_thetas: tuple[float, ...] | None | str = "auto", refine_every_mode: bool = True) -> Schedule:
+             group_thetas: tuple[float, ...] | None | str = "auto", refine_every_mode: bool = True,
+             group_theta_restarts: tuple[tuple[float, ...], ...] | str = "auto") -> Schedule:
     """ELK-Dyn over permuted HBM load orders (the same group permutation in every layer).
 
     Every (order, NoC mode, NoC penalty) is first ranked on the program cut to
@@ -158,6 +165,9 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
     fastest configuration is refined (each mode's best screened one joins the finalists), not only the
     single-limit winner's: the refinement may favour a mode the single-limit search ranked lower. Llama2-13B on
     a mesh at 16 TB/s with 192 KiB, rigid: 11.246 -> 10.815 ms (refined stretch against the refined push winner).
+    ``group_theta_restarts``: further grids, each descended from the same start, the best kept (``"auto"``:
+    ``RIGID_GROUP_THETA_RESTARTS`` under rigid loads, none under fluid ones); the same configuration then ends
+    at 10.445 ms.
     """
     started = time.perf_counter()
     fluid = workload.chip.load_model is LoadModel.FLUID
@@ -169,6 +179,8 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
         thetas = (theta,) if fluid else RIGID_THETAS
     if group_thetas == "auto":
         group_thetas = None if fluid else RIGID_GROUP_THETAS
+    if group_theta_restarts == "auto":
+        group_theta_restarts = () if fluid else RIGID_GROUP_THETA_RESTARTS
     program = workload.program
     groups = layer_groups(program)
     perms: list[tuple[int, ...]] = [()]
@@ -241,10 +253,10 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
         # every mode's best is refined, not the winner's alone: on Llama2-13B on a mesh at 16 TB/s with 192 KiB
         # the refined stretch configuration (10.815 ms) beats the refined winner, a push one (11.246)
         refined = sorted(mode_best.values(), key=lambda vc: vc[0]) if every_mode else [(best_span, best_cfg)]
-        for value, cfg in refined:
+        for (value, cfg), grid in itertools.product(refined, (tuple(group_thetas), *group_theta_restarts)):
             found, refined_span, refine_passes = refine_group_thetas(
                 lambda group_limits, cfg=cfg: run(workload, *cfg, group_limits), workload, len(groups), cfg[3],
-                values=tuple(group_thetas), span_now=value, workers=workers)
+                values=tuple(grid), span_now=value, workers=workers)
             passes += refine_passes
             if found is not None and refined_span < best_span - 1e-6:
                 best_span, best_cfg, limits = refined_span, cfg, found
