@@ -26,7 +26,7 @@ from experiments.gap_study import BATCH, SEQ, Config, Settings
 from solvers.schedule.designs import elk_full
 
 DEFAULT_CONFIGS = ("llama2-13b:all-to-all:16:624", "opt-30b:all-to-all:16:624", "llama2-13b:mesh:16:624",
-                   "gemma2-27b:all-to-all:16:624", "llama2-13b:mesh:16:192")
+                   "gemma2-27b:all-to-all:16:624", "llama2-13b:mesh:16:192", "llama2-70b:mesh:8:192")
 VARIANTS = {
     "before": dict(modes=(NocMode.STRETCH, NocMode.PUSH, NocMode.HYBRID), screen_modes=(NocMode.STRETCH, NocMode.PUSH),
                    group_thetas=None),

@@ -6,7 +6,6 @@ the simulator checks; the latency users see is always the simulator's.
 """
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from typing import Callable
@@ -87,10 +86,10 @@ RIGID_THETAS = (PAPER_THETA, 0.7, 0.6, 0.45, 0.4)
 RIGID_GROUP_THETAS = (0.99, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
 #: rounds of that descent over the groups
 GROUP_THETA_ROUNDS = 2
-#: further descents, each over its own grid from the same start, the best of all kept: a coordinate descent is
-#: path-dependent (Llama2-13B on a mesh at 16 TB/s with 192 KiB ends at 10.445 ms with 0.2 in the grid, though
-#: no group keeps 0.2, and at 10.815 without; Llama2-70B on a mesh at 8 TB/s with 192 KiB the other way round,
-#: 28.615 against 28.474)
+#: further descents of the winner, each over its own grid from its single limit, the best kept: a coordinate
+#: descent is path-dependent (Llama2-13B on a mesh at 16 TB/s with 192 KiB ends at 10.445 ms with 0.2 in the
+#: grid, though no group keeps 0.2, and at 10.815 without; Llama2-70B on a mesh at 8 TB/s with 192 KiB the other
+#: way round, 28.615 against 28.474)
 RIGID_GROUP_THETA_RESTARTS = (RIGID_GROUP_THETAS + (0.2,),)
 #: ELK-Full's NoC modes under rigid loads: the paper's two, elk's hybrid, and yield (loads move out of the way of
 #: exchange-bound operators, which a rigid load would stretch by 1 / (1 - its share))
@@ -165,9 +164,9 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
     fastest configuration is refined (each mode's best screened one joins the finalists), not only the
     single-limit winner's: the refinement may favour a mode the single-limit search ranked lower. Llama2-13B on
     a mesh at 16 TB/s with 192 KiB, rigid: 11.246 -> 10.815 ms (refined stretch against the refined push winner).
-    ``group_theta_restarts``: further grids, each descended from the same start, the best kept (``"auto"``:
-    ``RIGID_GROUP_THETA_RESTARTS`` under rigid loads, none under fluid ones); the same configuration then ends
-    at 10.445 ms.
+    ``group_theta_restarts``: further grids over which the winner so far descends again from its single limit,
+    the best kept (``"auto"``: ``RIGID_GROUP_THETA_RESTARTS`` under rigid loads, none under fluid ones); the
+    same configuration then ends at 10.445 ms.
     """
     started = time.perf_counter()
     fluid = workload.chip.load_model is LoadModel.FLUID
@@ -252,14 +251,22 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
     if refining and best_cfg is not None:
         # every mode's best is refined, not the winner's alone: on Llama2-13B on a mesh at 16 TB/s with 192 KiB
         # the refined stretch configuration (10.815 ms) beats the refined winner, a push one (11.246)
-        refined = sorted(mode_best.values(), key=lambda vc: vc[0]) if every_mode else [(best_span, best_cfg)]
-        for (value, cfg), grid in itertools.product(refined, (tuple(group_thetas), *group_theta_restarts)):
+        unrefined = {cfg: value for value, cfg in mode_best.values()} | {best_cfg: best_span}
+
+        def descend(cfg, grid: tuple[float, ...]) -> None:
+            nonlocal best_span, best_cfg, limits, passes
             found, refined_span, refine_passes = refine_group_thetas(
-                lambda group_limits, cfg=cfg: run(workload, *cfg, group_limits), workload, len(groups), cfg[3],
-                values=tuple(grid), span_now=value, workers=workers)
+                lambda group_limits: run(workload, *cfg, group_limits), workload, len(groups), cfg[3],
+                values=tuple(grid), span_now=unrefined[cfg], workers=workers)
             passes += refine_passes
             if found is not None and refined_span < best_span - 1e-6:
                 best_span, best_cfg, limits = refined_span, cfg, found
+
+        for _, cfg in (sorted(mode_best.values(), key=lambda vc: vc[0]) if every_mode else [(best_span, best_cfg)]):
+            descend(cfg, group_thetas)
+        winner = best_cfg
+        for grid in group_theta_restarts:  # the winner again, from its single limit, over each further grid
+            descend(winner, grid)
     if best_cfg is not None:  # the winning pass again, here (workers return only spans)
         best = run(workload, *best_cfg, limits)
     choice = None if best_cfg is None else LoadOrderChoice(tuple(best_cfg[0]), NocMode.parse(best_cfg[1]),
