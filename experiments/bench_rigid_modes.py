@@ -3,7 +3,7 @@ and what each costs.
 
 ELK-Full searches load orders x NoC modes x interconnect share limits. Under rigid loads elk adds the ``yield``
 mode (loads move out of the way of exchange-bound operators, never stretching them) and then refines the
-winner's share limit per group of the layer. This runs, in one process and on the same machine, ELK-Full as
+share limit per group of the layer. This runs, in one process and on the same machine, ELK-Full as
 it was before both (stretch, push, hybrid; orders nominated by stretch and push; one share limit), with yield
 only, with yield and the winner's limits refined per group, with every mode's best refined, and with its
 default (every mode's best refined over a second grid too, ``RIGID_GROUP_THETA_RESTARTS``), and prints the

@@ -81,8 +81,8 @@ def static(workload: Workload, step_kib: int = 10, *, workers: int | None = None
 PAPER_THETA = 0.99
 #: the interconnect share limits ELK-Full searches under rigid loads (see :func:`elk_full`)
 RIGID_THETAS = (PAPER_THETA, 0.7, 0.6, 0.45, 0.4)
-#: the share limits ELK-Full tries for each group of a layer under rigid loads, once its search has a winner
-#: (coordinate descent from the winner's single limit: a KV-cache load may do best slow and a weight load fast)
+#: the share limits ELK-Full tries for each group of a layer under rigid loads, once its full runs are done
+#: (coordinate descent from a configuration's single limit: a KV-cache load may do best slow and a weight load fast)
 RIGID_GROUP_THETAS = (0.99, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
 #: rounds of that descent over the groups
 GROUP_THETA_ROUNDS = 2
@@ -153,10 +153,11 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
     13.98 -> 13.72 (0.45), Gemma2-27B on a mesh at 400 KiB 13.44 -> 13.24 (0.6), for 1.3-1.8x the time. The
     artifact-compatible mode keeps the paper's single limit (``elk.driver.compat``).
 
-    ``group_thetas``: share limits tried for each group of the layer once the search has a winner (``"auto"``:
+    ``group_thetas``: share limits tried for each group of the layer once the full runs are done (``"auto"``:
     ``RIGID_GROUP_THETAS`` under rigid loads, none under fluid ones; None: no refinement). A coordinate descent
     (``GROUP_THETA_ROUNDS`` rounds over the groups, each group's limit set to the value that shortens the span,
-    the others kept) on the whole program, from the winner's single limit; the limits that won are recorded in
+    the others kept) on the whole program, from a configuration's single limit (which configurations:
+    ``refine_every_mode``); the limits that won are recorded in
     the choice (``LoadOrderChoice.group_thetas``) so a placement repair repeats them. Measured under rigid
     loads (B32 S2048, one run; ``experiments/bench_rigid_modes.py``): Llama2-13B default chip 7.256 -> 7.180
     ms, on a mesh at 16 TB/s 10.104 -> 9.798; OPT-30B and Gemma2-27B on the default chip unchanged; at most 72
@@ -281,8 +282,8 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
 def refine_group_thetas(run: Callable[[tuple[float, ...]], Schedule | None], workload: Workload, count: int,
                          theta: float, *, values: tuple[float, ...], span_now: float,
                          workers: int | None) -> tuple[tuple[float, ...] | None, float, int]:
-    """Coordinate descent on one share limit per layer group (``count`` groups) from the winning
-    configuration's single limit ``theta``; ``run`` is the winning pass with given group limits (None if it
+    """Coordinate descent on one share limit per layer group (``count`` groups) from a configuration's
+    single limit ``theta``; ``run`` is that configuration's pass with given group limits (None if it
     fails). Each group in turn takes the value of ``values`` that shortens the whole program's span most,
     ``GROUP_THETA_ROUNDS`` times over. Returns (the limits, or None if none paid; the span; passes)."""
     current = [float(theta)] * count
