@@ -14,6 +14,7 @@ from elk.workload import Workload
 from elk.graphs.zoo import build_program
 from solvers.schedule.choice import CostAware, FixedCold
 from solvers.schedule.designs import DESIGNS, elk_dyn, preload_depth, span
+from solvers.schedule import engine
 from solvers.schedule.engine import PassConfig, backward_pass
 from solvers.schedule.orders import group_orders, group_types, layer_groups, load_order
 
@@ -132,6 +133,38 @@ def test_backward_pass_with_a_permuted_load_order(tiny, mode):
             loads = [op for op in order if w.has_load[op]]
             starts = s.load_start[loads]
             assert np.all(np.diff(starts) >= -1e-6)
+
+
+@pytest.mark.parametrize("sram", [768, 1024])
+def test_held_cold_check_rejects_only_orders_that_fail_anyway(tiny, sram, monkeypatch):
+    """An order rejected before the pass (the operators held through one leave less than its smallest plan) also
+    fails with the check switched off, at the operator the check names or earlier in the pass; orders the check
+    admits run as before."""
+    groups = layer_groups(tiny)
+    w = Workload.build(tiny, CASES["small-sram"].with_overrides(sram_per_core=sram))
+    cfg = PassConfig(theta=0.99, noc_mode="push")
+    outcomes = {}
+    for perm in group_orders(group_types(tiny, groups)):
+        try:
+            s = backward_pass(w, CostAware(w), cfg, design="p", load_order=load_order(tiny, groups, perm),
+                              max_depth=preload_depth(w))
+            outcomes[perm] = float(s.exec_end.max() - s.exec_start.min())
+        except ScheduleError as e:
+            outcomes[perm] = str(e)
+    rejected = [p for p, o in outcomes.items() if isinstance(o, str) and "holds the cold bytes" in o]
+    assert rejected and len(rejected) < len(outcomes)
+    monkeypatch.setattr(engine, "check_held_colds", lambda *args: None)
+    for perm, before in outcomes.items():
+        try:
+            s = backward_pass(w, CostAware(w), cfg, design="p", load_order=load_order(tiny, groups, perm),
+                              max_depth=preload_depth(w))
+            after: float | str = float(s.exec_end.max() - s.exec_start.min())
+        except ScheduleError as e:
+            after = str(e)
+        if perm in rejected:
+            assert isinstance(after, str) and "no plan that fits" in after, perm
+        else:
+            assert after == before, perm
 
 
 def test_backward_pass_rejects_a_non_permutation(tiny):

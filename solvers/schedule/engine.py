@@ -130,13 +130,17 @@ class _Lists:
     def __init__(self, workload: Workload):
         cache: dict[object, tuple] = {}  # by operator shape: one workload's identical operators share a table
         self.time, self.comm, self.cold = [], [], []
+        smallest: list[float] = []
         for t in workload.tables:
             if t.sig not in cache:
-                cache[t.sig] = (t.time.tolist(), t.comm.tolist(), t.cold.tolist())
-            tm, cm, cd = cache[t.sig]
+                cache[t.sig] = (t.time.tolist(), t.comm.tolist(), t.cold.tolist(), float(t.footprint().min()))
+            tm, cm, cd, fp = cache[t.sig]
             self.time.append(tm)
             self.comm.append(cm)
             self.cold.append(cd)
+            smallest.append(fp)
+        #: per operator, the smallest budget under which some plan fits (its smallest footprint)
+        self.min_footprint = np.array(smallest)
 
 
 #: the lists of the last few workloads passed over, found by identity through a weak reference (a workload that
@@ -220,6 +224,8 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
     greedy = cfg.depth is DepthRule.GREEDY
 
     full_sram = sram
+    if load_order is not None and not greedy:
+        check_held_colds(workload, order, full_sram - np.array(pending), lists.min_footprint)
     for i in range(n - 1, -1, -1):
         sram = full_sram - pending[i]
         m = len(chain)
@@ -351,6 +357,49 @@ def backward_pass(workload: Workload, chooser: Chooser, cfg: PassConfig, *, desi
             load_s[op] = load_e[op] = exec_s[op]
     return Schedule(design, np.array(entry), np.array(exec_s), np.array(exec_e), np.array(load_s),
                     np.array(load_e), relaxation, info=Provenance(theta=theta, noc_mode=cfg.noc_mode))
+
+
+def held_cold_slack(order: Sequence[int], n: int, sram_left: np.ndarray, min_footprint: np.ndarray,
+                    min_cold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each forced resident is held, and the SRAM each operator can spare when every hold is smallest.
+
+    The pass places the load at position ``p`` of ``order`` right after executing the operator
+    ``min(order[p:])`` (every later load in the order must be placed first), so operator ``j``'s cold bytes are
+    resident through the executions of ``held_from[j] .. j-1`` (an empty range when ``held_from[j] == j``, as
+    under the identity order). ``slack[i]``: operator ``i``'s SRAM (``sram_left[i]``) minus its smallest plan
+    footprint and the smallest cold layouts of the operators held through it.
+    """
+    ops = np.asarray(order, dtype=np.int64)
+    held_from = np.arange(n, dtype=np.int64)
+    if ops.size:
+        held_from[ops] = np.minimum.accumulate(ops[::-1])[::-1]
+    held = np.flatnonzero(held_from < np.arange(n))
+    delta = np.zeros(n + 1)
+    np.add.at(delta, held_from[held], min_cold[held].astype(float))
+    np.add.at(delta, held, -min_cold[held].astype(float))
+    return held_from, sram_left - min_footprint - np.cumsum(delta)[:n]
+
+
+def check_held_colds(workload: Workload, order: list[int], sram_left: np.ndarray, min_footprint: np.ndarray) -> None:
+    """Reject, before the pass, a load order that fails whatever plans are chosen.
+
+    An operator's budget at depth 0 is its SRAM minus the cold bytes of the operators held through it, at least
+    their smallest cold layouts; a budget below the operator's smallest footprint admits no plan (choosers only
+    return rows that fit their budget), and the pass fails there. A negative :func:`held_cold_slack` is exactly
+    that case. At 192 KiB this is most of ELK-Full's orders (233 of 268 screened ones on Llama2-70B on a mesh
+    at 8 TB/s: a down projection's load ordered before the gate/up projection's holds its cold bytes through
+    it); the message names the operators, and the pass does no work first.
+    """
+    n = len(workload)
+    held_from, slack = held_cold_slack(order, n, sram_left, min_footprint, workload.min_cold)
+    short = np.flatnonzero(slack < 0)
+    if short.size:
+        k = int(short[-1])  # the pass meets the last one first
+        held = np.flatnonzero((held_from <= k) & (k < np.arange(n)))
+        names = ", ".join(workload.program.ops[j].name for j in held) or "no operator"
+        raise ScheduleError(f"the load order holds the cold bytes of {names} through operator {k} "
+                            f"({workload.program.ops[k].name}): its smallest plan needs {int(min_footprint[k])} bytes, "
+                            f"they leave at most {int(slack[k] + min_footprint[k])}")
 
 
 def _greedy_depth(i: int, cfg: PassConfig, chain: list[int], top: int, forced: float, preload_room: float,
