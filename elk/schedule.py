@@ -47,12 +47,15 @@ class ColdVariant(str, Enum):
 @dataclass(frozen=True)
 class LoadOrderChoice:
     """ELK-Full's winning configuration: a permutation of a layer's groups, a NoC mode and a NoC penalty; under
-    rigid loads also, where refining them paid, one interconnect share limit per group of the layer."""
+    rigid loads also, where refining them paid, one interconnect share limit per group of the layer.
+    ``rigid_loads``: the pass scheduled the loads as rigid ones on a chip with fluid loads (ELK-Full's
+    ``rigid_paced`` search), and a repeat must too."""
 
     order: tuple[int, ...]
     noc_mode: NocMode
     noc_penalty: float
     group_thetas: tuple[float, ...] | None = None
+    rigid_loads: bool = False
 
 
 @dataclass

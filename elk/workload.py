@@ -144,6 +144,14 @@ class Workload:
         self._entry_cache[key] = cols
         return cols
 
+    def with_load_model(self, load_model) -> "Workload":
+        """The same workload (same plan tables) on the chip with ``load_model``: a pass may schedule fluid loads
+        as rigid ones, whose schedules are fluid-valid too (docs/design.md §5.1)."""
+        if self.chip.load_model is load_model:
+            return self
+        return dataclasses.replace(self, chip=dataclasses.replace(self.chip, load_model=load_model),
+                                   _entry_cache={})
+
     def truncated(self, layers: int) -> "Workload":
         """The same program with only its first ``layers`` repeated blocks (plus preamble and tail).
 

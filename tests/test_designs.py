@@ -412,11 +412,36 @@ def test_every_modes_best_is_refined_not_the_winners_alone(llama_rigid_four_laye
     assert span(both, w.has_load) <= span(one_grid, w.has_load) + 1e-6  # a restart keeps the best of both
 
 
-def test_fluid_elk_full_does_not_refine_share_limits(tiny):
+def test_fluid_elk_full_refines_share_limits_only_in_rigid_paced_passes(tiny):
     from solvers.schedule.designs import elk_full
     w = Workload.build(tiny, MK2)
-    s = elk_full(w, workers=1)
-    assert s.info.load_order is None or s.info.load_order.group_thetas is None
+    for paced in (False, True):
+        choice = elk_full(w, workers=1, rigid_paced=paced).info.load_order
+        assert choice is None or choice.group_thetas is None or (paced and choice.rigid_loads)
+
+
+def test_fluid_elk_full_takes_a_rigid_paced_schedule_where_it_is_shorter():
+    """Under fluid loads ELK-Full also runs its winning order with rigid loads (every mode and share limit, then
+    per group): on four Llama2-13B layers on a mesh at 8 TB/s with 192 KiB that schedule is shorter, valid under
+    the fluid load model, recorded as rigid-paced, and a placement repair's repeat rebuilds it exactly; it is
+    never longer than the search without it."""
+    from solvers.schedule.designs import elk_full, repeat_choice
+    chip = preset("ipu-pod4").with_overrides(topology_kind="mesh", hbm_bytes_per_s=8e12, sram_per_core=192 * 1024)
+    w = Workload.build(build_program("llama2-13b", batch=32, seq=2048), chip).truncated(4)
+    assert w.chip.load_model.value == "fluid"
+    search = dict(workers=1, max_displacement=1, screen_layers=0)
+    fluid_only = elk_full(w, rigid_paced=False, **search)
+    paced = elk_full(w, **search)  # the default under fluid loads
+    assert paced.info.load_order.rigid_loads and paced.info.search["rigid_paced"]
+    assert span(paced, w.has_load) < span(fluid_only, w.has_load) - 1e-6
+    result = simulate(w, paced)
+    assert result.valid, result.violations[:2]
+    again = repeat_choice("elk-full", paced)(w)
+    np.testing.assert_array_equal(again.exec_start, paced.exec_start)
+    np.testing.assert_array_equal(again.load_start, paced.load_start)
+    rigid = w.with_load_model(type(w.chip.load_model)("rigid"))
+    assert rigid.tables is w.tables and rigid.chip.load_model.value == "rigid"
+    assert simulate(rigid, paced).valid  # it is a rigid schedule, judged under fluid loads as one of theirs
 
 
 @pytest.mark.parametrize("limits", [(0.5, 0.0), (1.2, 0.5), (0.5, float("nan"))])

@@ -118,7 +118,8 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
              screen_modes: tuple[NocMode, ...] | None | str = "auto", order_finalists: int = 8,
              dyn: Schedule | None = None, workers: int | None = None,
              group_thetas: tuple[float, ...] | None | str = "auto", refine_every_mode: bool = True,
-             group_theta_restarts: tuple[tuple[float, ...], ...] | str = "auto") -> Schedule:
+             group_theta_restarts: tuple[tuple[float, ...], ...] | str = "auto",
+             rigid_paced: bool | str = "auto") -> Schedule:
     """ELK-Dyn over permuted HBM load orders (the same group permutation in every layer).
 
     Every (order, NoC mode, NoC penalty) is first ranked on the program cut to
@@ -168,6 +169,16 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
     ``group_theta_restarts``: further grids over which the winner so far descends again from its single limit,
     the best kept (``"auto"``: ``RIGID_GROUP_THETA_RESTARTS`` under rigid loads, none under fluid ones); the
     same configuration then ends at 10.445 ms.
+
+    ``rigid_paced`` (``"auto"``: under fluid loads): the winning order is also run with rigid loads, in every
+    mode at every ``RIGID_THETAS`` limit, and the best of those refined per group, all on the screening
+    program; the refined configuration is then confirmed on the whole program and kept where it is shorter. A
+    constant rate is one a fluid load may take, so such a schedule is valid under fluid loads (docs/design.md
+    §5.1), and its pass can hold a slow KV-cache load through compute that the fluid pass would rather have
+    finished early. Measured on the gap study's 48 fluid configurations (B32 S2048, one process): shorter at 7,
+    never longer, e.g. Llama2-70B on a mesh at 8 TB/s 192 KiB 29.083 -> 28.304 ms, 624 KiB 21.509 -> 20.884,
+    OPT-30B on a mesh at 8 TB/s 192 KiB 26.175 -> 25.638, Llama2-13B 12.309 -> 12.072; the default
+    ``elk compile llama2-13b`` (no gain there) took as long as before, in the same run.
     """
     started = time.perf_counter()
     fluid = workload.chip.load_model is LoadModel.FLUID
@@ -268,14 +279,41 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
         winner = best_cfg
         for grid in group_theta_restarts:  # the winner again, from its single limit, over each further grid
             descend(winner, grid)
+    paced_won = False
+    if rigid_paced == "auto":
+        rigid_paced = fluid
+    if rigid_paced and fluid and groups is not None and len(groups) > 1:
+        # the winning order again with rigid loads, each mode and share limit, then per group: a constant rate is
+        # one a fluid load may take, so these schedules are valid under fluid loads too (docs/design.md §5.1).
+        # Searched on the screening program (the limits act the same way in every layer), confirmed in full.
+        rigid_small = small.with_load_model(LoadModel.RIGID)
+        perm, pen = (best_cfg[0], best_cfg[2]) if best_cfg is not None else (perms[0], penalties[0])
+        paced = [(perm, mode, pen, th) for mode in RIGID_MODES for th in RIGID_THETAS]
+
+        def paced_pass(k: int) -> float | None:
+            sched = run(rigid_small, *paced[k])
+            return None if sched is None else span(sched, small.has_load)
+
+        scored = [(value, cfg) for value, cfg in zip(map_passes(paced_pass, len(paced), workers), paced)
+                  if value is not None]
+        passes += len(paced)
+        if scored:
+            paced_span, paced_cfg = min(scored, key=lambda vc: vc[0])
+            found, _, refine_passes = refine_group_thetas(
+                lambda group_limits: run(rigid_small, *paced_cfg, group_limits), small, len(groups), paced_cfg[3],
+                values=RIGID_GROUP_THETAS, span_now=paced_span, workers=workers)
+            passes += refine_passes + 1
+            confirmed = run(workload.with_load_model(LoadModel.RIGID), *paced_cfg, found)
+            if confirmed is not None and span(confirmed, workload.has_load) < best_span - 1e-6:
+                best_span, best_cfg, limits, paced_won = span(confirmed, workload.has_load), paced_cfg, found, True
     if best_cfg is not None:  # the winning pass again, here (workers return only spans)
-        best = run(workload, *best_cfg, limits)
+        best = run(workload.with_load_model(LoadModel.RIGID) if paced_won else workload, *best_cfg, limits)
     choice = None if best_cfg is None else LoadOrderChoice(tuple(best_cfg[0]), NocMode.parse(best_cfg[1]),
-                                                            float(best_cfg[2]), limits)
+                                                            float(best_cfg[2]), limits, rigid_loads=paced_won)
     result = _as_full(best, choice)
     result.info.compile_seconds = time.perf_counter() - started
     result.info.search.update(order_space=space, orders=len(perms), configs_screened=screened,
-                              screen_layers=screen_layers, full_passes=passes)
+                              screen_layers=screen_layers, full_passes=passes, rigid_paced=paced_won)
     return result
 
 
@@ -387,7 +425,8 @@ def repeat_choice(name: str, chosen: Schedule) -> Callable[[Workload], Schedule]
 
         def run(w: Workload) -> Schedule:
             chooser = CostAware(w, noc_penalty=choice.noc_penalty)
-            return _as_full(_full_pass(w, layer_groups(w.program), choice.order, choice.noc_mode, chooser,
+            paced = w.with_load_model(LoadModel.RIGID) if choice.rigid_loads else w
+            return _as_full(_full_pass(paced, layer_groups(w.program), choice.order, choice.noc_mode, chooser,
                                        info.theta, choice.group_thetas), choice)
         return run
     return None
