@@ -26,9 +26,13 @@ rows were compiled again in ``refreshed``; ``gap_study.md`` gets a paragraph
 saying what was refreshed, when and with what command (``refresh_note``, which
 ``write_summary`` calls, so a later ``--rebound`` keeps it).
 
-Only the heuristics can be refreshed: an exact design starts from the point's
-other schedules (its warm start), which a refresh does not rebuild. The exact
-designs' rows therefore stay as the study made them.
+An exact design (``periodic``, ``milp``) starts from the point's other
+schedules: its refresh compiles it together with the heuristics, with the
+study's solver settings, so its warm start is the fastest of today's heuristic
+schedules (recorded in ``warm_start``), as in a fresh point. One difference:
+the study ran the periodic design before the MILP windows, which could start
+from it; a MILP refresh does not run the periodic design (it takes 60 s per
+point), so its windows start from the heuristics alone.
 """
 from __future__ import annotations
 
@@ -47,12 +51,13 @@ from typing import Any
 from elk.atomic import replacing, write_text
 from elk.study.execute import finite_json as finite
 from experiments.gap_rebound import BELOW_TOLERANCE
-from experiments.gap_study import (BOUND_FAMILIES, COLUMNS, CONFIG, HEURISTICS, LOAD_MODELS, RELAXED, Config,
+from experiments.gap_study import (BOUND_FAMILIES, COLUMNS, CONFIG, EXACT, HEURISTICS, LOAD_MODELS, RELAXED, Config,
                                    Settings, as_float, best_rows, is_true, label, rows_for, write_gaps,
                                    write_summary)
 
-#: the designs a refresh may compile: those whose schedule depends on the program and the chip alone
-REFRESHABLE = HEURISTICS
+#: the designs a refresh may compile: the heuristics (their schedule depends on the program and the chip alone)
+#: and the study's exact designs (compiled with the heuristics, which give their warm start)
+REFRESHABLE = (*HEURISTICS, *EXACT)
 #: columns a refreshed gaps.csv adds (after the study's and a re-certification's)
 REFRESH_COLUMNS = ("old_latency_ms", "refreshed")
 #: a configuration's best "moved" when its latency changed by more than this (relative), or its design did
@@ -82,6 +87,9 @@ class Compiled:
     valid: bool
     seconds: float
     error: str = ""
+    #: an exact design's warm start (the design it started from) and its solvers' seconds
+    warm_start: str = ""
+    solve_seconds: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -103,7 +111,8 @@ class Entry:
     def from_json(cls, d: Mapping[str, Any]) -> "Entry":
         r = d["result"]
         return cls(d["design"], Compiled(as_float(r["latency_ms"]), bool(r["valid"]), float(r["seconds"]),
-                                         r.get("error") or ""),
+                                         r.get("error") or "", r.get("warm_start") or "",
+                                         as_float(r.get("solve_seconds"))),
                    as_float(d["old_latency_ms"]), bool(d["old_valid"]), d["computed_at"], d["elk_version"])
 
 
@@ -173,20 +182,27 @@ class RefreshStore:
 
 def compile_design(config: Config, design: str) -> Compiled:
     """``design``'s schedule at ``config`` as the study's point compiles it (the same chip, program and
-    placement), judged by the simulator; no bound (the row keeps its proven one). One process: the design's
-    searches run serially."""
+    placement; an exact design with the study's solver settings, after the heuristics it may start from),
+    judged by the simulator; no bound (the row keeps its proven one). One process: the design's searches run
+    serially."""
     from elk.driver.api import compile as compile_model
+    from elk.driver.api import window_summary
     from elk.errors import ElkError
     point = config.point(Settings())
+    exact = design in EXACT
     started = time.perf_counter()
     try:
         result = compile_model(point.model, chip=point.resolved.chip, batch=point.batch, seq=point.seq,
-                               mode=point.mode, designs=design, bound=None, workers=1)
+                               mode=point.mode, designs=",".join((*HEURISTICS, design)) if exact else design,
+                               design_options={design: point.resolved.design_options[design]} if exact else None,
+                               bound=None, workers=1)
     except ElkError as exc:
         return Compiled(math.nan, False, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
     d = result.designs[design]
+    records = d.schedule.info.records
     return Compiled(float(d.sim.latency_ms) if d.sim.latency_ms is not None else math.nan, bool(d.sim.valid),
-                    float(d.compile_seconds))
+                    float(d.compile_seconds), warm_start=d.schedule.info.warm_start or "",
+                    solve_seconds=float(window_summary(records)["solve_seconds"]) if records else math.nan)
 
 
 # -- the table -----------------------------------------------------------------------------------------------------
@@ -221,7 +237,9 @@ def rebuilt(config: Config, block, design: str, entry: Entry | None):
         ms = entry.result.latency_ms
         new = {"design": design, "latency_ms": None if ms != ms else ms, "valid": entry.result.valid,
                "pct_of_ideal": 100.0 * ideal / ms if ideal == ideal and ms == ms and ms else None,
-               "compile_seconds": entry.result.seconds}
+               "compile_seconds": entry.result.seconds, "warm_start": entry.result.warm_start or None,
+               "solve_seconds": None if entry.result.solve_seconds != entry.result.solve_seconds
+               else entry.result.solve_seconds}
         rows = [r for r in record["rows"] if r["design"] != design]
         record["rows"] = [*rows, new]
     frame = pd.DataFrame(rows_for(config, record))
@@ -344,8 +362,8 @@ def stored_preamble(md: Path) -> list[str]:
 
 def check_design(design: str) -> None:
     if design not in REFRESHABLE:
-        raise RefreshInputError(f"--refresh takes a heuristic ({', '.join(REFRESHABLE)}), not {design!r}: an exact "
-                                "design starts from the study's other schedules, which a refresh does not rebuild")
+        raise RefreshInputError(f"--refresh takes one of the study's designs ({', '.join(REFRESHABLE)}), not "
+                                f"{design!r}")
 
 
 def check_load_models(load_models: Sequence[str]) -> tuple[str, ...]:

@@ -44,9 +44,10 @@ configurations per model; Llama2-13B unless ``--models`` is given).
 (``OUT/gaps.csv``) with the current code and re-certify the stored latencies
 against them (see ``experiments/gap_rebound.py``).
 
-``--refresh DESIGN [--load-models rigid]``: compile one heuristic again with the
+``--refresh DESIGN [--load-models rigid]``: compile one design again with the
 current code at a finished study's configurations (of those load models) and
-replace its rows, the derived ``best`` rows rebuilt (see ``experiments/gap_refresh.py``).
+replace its rows, the derived ``best`` rows rebuilt; an exact design is compiled
+after the heuristics, its warm start (see ``experiments/gap_refresh.py``).
 
 Also home of the append-only CSV log and figure helpers that ``tune_solver.py`` shares.
 """
@@ -664,8 +665,9 @@ def parse_args(argv: list[str] | None):
                    help="compile nothing: re-prove the bounds of OUT/gaps.csv's chips with the current code and "
                         "re-certify its stored latencies (experiments/gap_rebound.py)")
     p.add_argument("--refresh", metavar="DESIGN", default=None,
-                   help="compile DESIGN (a heuristic) again at OUT/gaps.csv's configurations with the current code "
-                        "and replace its rows; one configuration at a time (experiments/gap_refresh.py)")
+                   help="compile DESIGN again at OUT/gaps.csv's configurations with the current code (an exact "
+                        "design after the heuristics, its warm start) and replace its rows; one configuration "
+                        "at a time (experiments/gap_refresh.py)")
     p.add_argument("--load-models", default=None,
                    help=f"with --refresh: the configurations' load models, a comma list (default "
                         f"{','.join(LOAD_MODELS)})")

@@ -303,3 +303,20 @@ def test_native_output_silenced_only_while_the_solver_runs(capfd):
     sys.stderr.write("err after\n")
     out, err = capfd.readouterr()
     assert out == "beforeafter\n" and err == "err after\n"
+
+
+def test_windows_replan_a_rigid_paced_warm_start_with_rigid_loads():
+    """A fluid-chip warm start that ELK-Full scheduled with rigid loads is re-planned with rigid loads: every
+    accepted window keeps the schedule rigid-valid (so fluid-valid), and it ends no slower than its warm start."""
+    from elk.chip import LoadModel
+    chip = preset("ipu-pod4").with_overrides(topology_kind="mesh", hbm_bytes_per_s=8e12, sram_per_core=192 * 1024)
+    w = Workload.build(build_program("llama2-13b", batch=32, seq=2048), chip).truncated(4)
+    warm = designs.elk_full(w, workers=1, max_displacement=1, screen_layers=0)
+    assert warm.info.load_order.rigid_loads
+    result = windowed(w, warm, solver="milp", window=8, time_limit=5, workers=1, seed=0)
+    assert sum(r.accepted for r in result.info.records) > 0
+    rigid = w.with_load_model(LoadModel.RIGID)
+    for judge in (w, rigid):
+        verdict = simulate(judge, result)
+        assert verdict.valid, (judge.chip.load_model, verdict.violations[:2])
+    assert simulate(w, result).latency_cycles <= simulate(w, warm).latency_cycles

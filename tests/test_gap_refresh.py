@@ -179,8 +179,9 @@ def test_refresh_refuses_a_latency_below_its_bound(study, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("argv, said", [
-    (["--refresh", "nope"], "--refresh takes a heuristic (basic, static, elk-dyn, elk-full), not 'nope'"),
-    (["--refresh", "milp"], "--refresh takes a heuristic"),
+    (["--refresh", "nope"], "--refresh takes one of the study's designs (basic, static, elk-dyn, elk-full, "
+                            "periodic, milp), not 'nope'"),
+    (["--refresh", "ideal"], "--refresh takes one of the study's designs"),
     (["--refresh", "elk-full", "--load-models", "solid"], "--load-models takes a comma list of fluid, rigid"),
     (["--load-models", "rigid"], "--load-models goes with --refresh"),
     (["--refresh", "elk-full", "--rebound"], "--refresh and --rebound are separate runs"),
@@ -200,3 +201,19 @@ def test_refresh_needs_a_finished_study(tmp_path, fake_compile, capsys):
     shutil.rmtree(tmp_path)
     assert gap.main([*ARGS, "--out", str(tmp_path)]) == 2  # no folder at all: the same
     assert capsys.readouterr().err.startswith("gap_study: error: --refresh needs a finished study")
+
+
+def test_an_exact_designs_refresh_keeps_its_new_warm_start(study, monkeypatch):
+    """A refreshed MILP row carries the warm start and solver seconds of its new compile; the gain over the
+    best heuristic and the best row follow its latency."""
+    monkeypatch.setattr(ref, "compile_design", lambda config, design: ref.Compiled(
+        10.8, True, 30.0, warm_start="elk-dyn", solve_seconds=25.0))
+    assert gap.main(["--refresh", "milp", "--load-models", "rigid", "--out", str(study)]) == 0
+    a = rows(study, "a")
+    assert a.loc["milp", "latency_ms"] == 10.8 and a.loc["milp", "warm_start"] == "elk-dyn"
+    assert a.loc["milp", "solve_seconds"] == 25.0 and a.loc["milp", "old_latency_ms"] == 11.5
+    assert a.loc["milp", "gain_over_best_heuristic_pct"] == pytest.approx(100 * (12.0 - 10.8) / 12.0)
+    assert (a.loc["best", "latency_ms"], a.loc["best", "best_design"]) == (10.8, "milp")
+    stored = json.loads((study / "refresh.json").read_text())["results"]
+    entry = ref.Entry.from_json(next(iter(stored.values())))
+    assert (entry.result.warm_start, entry.result.solve_seconds) == ("elk-dyn", 25.0)

@@ -576,7 +576,18 @@ def windowed(workload: Workload, warm: Schedule, *, solver: str = "cpsat", anyti
 def windowed_with(workload: Workload, warm: Schedule, options: WindowOptions, *, anytime: bool = False,
                   max_options: int | None = None) -> Schedule:
     """Windowed exact re-planning of ``warm``; per-window records go to ``schedule.info.records`` (and to the
-    ``options.records`` file when set)."""
+    ``options.records`` file when set).
+
+    A warm start that ELK-Full scheduled with rigid loads on a chip with fluid ones (``rigid_paced``) is
+    re-planned with rigid loads too: its loads run at their layer group's share limit, which the fluid window
+    model does not keep, and most window solutions then fail on the whole program (120 of 160 on Llama2-13B on a
+    mesh at 8 TB/s with 192 KiB: 12.072 -> 12.072 ms); with rigid loads each accepted window stays rigid-valid,
+    so fluid-valid (docs/design.md §5.1), and the same windows reach 11.946 ms (a schedule whose buffers the
+    default placement then cannot place in 192 KiB, so ``elk.compile`` reports the warm start there).
+    """
+    choice = warm.info.load_order
+    if choice is not None and choice.rigid_loads:
+        workload = workload.with_load_model(LoadModel.RIGID)
     settings = options.settings()
     started = time.perf_counter()
     runner = WindowedSolver(workload, warm, settings, window=options.window, stride=options.stride,
