@@ -31,8 +31,9 @@ schedules: its refresh compiles it together with the heuristics, with the
 study's solver settings, so its warm start is the fastest of today's heuristic
 schedules (recorded in ``warm_start``), as in a fresh point. One difference:
 the study ran the periodic design before the MILP windows, which could start
-from it; a MILP refresh does not run the periodic design (it takes 60 s per
-point), so its windows start from the heuristics alone.
+from it; ``--refresh periodic,milp`` compiles both in one compile per
+configuration, in that order, so the windows may start from the periodic
+schedule again (``--refresh milp`` alone starts them from the heuristics).
 """
 from __future__ import annotations
 
@@ -135,6 +136,8 @@ class RunNote:
     after: Mapping[str, Any]
     #: results taken from refresh.json (computed by an earlier, interrupted run) rather than compiled by this one
     resumed: int = 0
+    #: the designs refreshed with it, in the same compiles (an exact design may start from another's schedule)
+    together: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -168,7 +171,8 @@ class RefreshStore:
         self._write()
 
     def runs(self) -> list[RunNote]:
-        return [RunNote(**{**d, "load_models": tuple(d["load_models"])}) for d in self.data["runs"].values()]
+        return [RunNote(**{**d, "load_models": tuple(d["load_models"]), "together": tuple(d.get("together", ()))})
+                for d in self.data["runs"].values()]
 
     def put_run(self, note: RunNote) -> None:
         self.data["runs"][note.name] = finite(dataclasses.asdict(note))
@@ -181,28 +185,38 @@ class RefreshStore:
 # -- compiling -----------------------------------------------------------------------------------------------------
 
 def compile_design(config: Config, design: str) -> Compiled:
-    """``design``'s schedule at ``config`` as the study's point compiles it (the same chip, program and
-    placement; an exact design with the study's solver settings, after the heuristics it may start from),
-    judged by the simulator; no bound (the row keeps its proven one). One process: the design's searches run
-    serially."""
+    """``design``'s schedule at ``config`` as the study's point compiles it (see :func:`compile_designs`)."""
+    return compile_designs(config, (design,))[design]
+
+
+def compile_designs(config: Config, designs: Sequence[str]) -> dict[str, Compiled]:
+    """``designs``' schedules at ``config`` as the study's point compiles them (the same chip, program and
+    placement; exact designs with the study's solver settings, in the study's order, after every heuristic, the
+    fastest schedule before each being its warm start), judged by the simulator; no bound (the rows keep their
+    proven one). One compile, one process: the designs' searches run serially."""
     from elk.driver.api import compile as compile_model
     from elk.driver.api import window_summary
     from elk.errors import ElkError
     point = config.point(Settings())
-    exact = design in EXACT
+    exact = [d for d in EXACT if d in designs]
+    names = [*(HEURISTICS if exact else [d for d in HEURISTICS if d in designs]), *exact]
     started = time.perf_counter()
     try:
         result = compile_model(point.model, chip=point.resolved.chip, batch=point.batch, seq=point.seq,
-                               mode=point.mode, designs=",".join((*HEURISTICS, design)) if exact else design,
-                               design_options={design: point.resolved.design_options[design]} if exact else None,
+                               mode=point.mode, designs=",".join(names),
+                               design_options={d: point.resolved.design_options[d] for d in exact} or None,
                                bound=None, workers=1)
     except ElkError as exc:
-        return Compiled(math.nan, False, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
-    d = result.designs[design]
-    records = d.schedule.info.records
-    return Compiled(float(d.sim.latency_ms) if d.sim.latency_ms is not None else math.nan, bool(d.sim.valid),
-                    float(d.compile_seconds), warm_start=d.schedule.info.warm_start or "",
-                    solve_seconds=float(window_summary(records)["solve_seconds"]) if records else math.nan)
+        failed = Compiled(math.nan, False, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
+        return {d: failed for d in designs}
+    out = {}
+    for name in designs:
+        d = result.designs[name]
+        records = d.schedule.info.records
+        out[name] = Compiled(float(d.sim.latency_ms) if d.sim.latency_ms is not None else math.nan,
+                             bool(d.sim.valid), float(d.compile_seconds), warm_start=d.schedule.info.warm_start or "",
+                             solve_seconds=float(window_summary(records)["solve_seconds"]) if records else math.nan)
+    return out
 
 
 # -- the table -----------------------------------------------------------------------------------------------------
@@ -318,9 +332,11 @@ def note_text(note: RunNote) -> str:
     from experiments.gap_rebound import headline_text
     lms = " and ".join(note.load_models)
     resumed = f", {note.resumed} of them compiled by an earlier run (refresh.json)" if note.resumed else ""
+    compiled = ("one design per configuration" if not note.together else
+                f"compiled with {', '.join(f'`{d}`' for d in note.together)} and after the heuristics")
     return (f"The `{note.design}` rows of the {note.configurations} {lms} configurations were compiled again on "
-            f"{note.date} with the code of that day (`{note.command}`: {note.seconds:.0f} s{resumed}; one design "
-            f"per configuration, no bound proven again) and judged by the simulator: {note.faster} faster, "
+            f"{note.date} with the code of that day (`{note.command}`: {note.seconds:.0f} s{resumed}; {compiled}, "
+            f"no bound proven again) and judged by the simulator: {note.faster} faster, "
             f"{note.slower} slower, {note.invalid} invalid. The best schedule moved at "
             f"**{note.best_moved} of {note.configurations}** of them (best's certified gap, {lms}: before "
             f"{headline_text(note.before)}; after {headline_text(note.after)}).")
@@ -384,11 +400,11 @@ def read_study(out: Path):
         raise RefreshInputError(str(exc)) from None
 
 
-def refresh_frame(frame, design: str, load_models: Sequence[str],
+def refresh_frame(frame, designs: Sequence[str], load_models: Sequence[str],
                   store: RefreshStore) -> tuple[Any, dict[tuple, tuple[Any, Any]], int]:
-    """gaps.csv with ``design`` compiled again (``compile_design``) at every configuration of ``load_models``
-    that compiled (each result stored as it comes; stored results reused), per refreshed configuration its
-    best row before and after, and how many results came from the store."""
+    """gaps.csv with ``designs`` compiled again (one compile per configuration, ``compile_designs``) at every
+    configuration of ``load_models`` that compiled (each result stored as it comes; stored results reused), per
+    refreshed configuration its best row before and after, and how many configurations came from the store."""
     import pandas as pd
 
     import elk
@@ -407,24 +423,28 @@ def refresh_frame(frame, design: str, load_models: Sequence[str],
             blocks.append(block)
             continue
         done = todo.index(key) + 1
-        old_ms, old_valid = old_of(block, design)
-        entry = store.get(design, config)
-        if entry is not None and same(entry.old_latency_ms, old_ms):  # still the row it replaced: reuse it
-            how = "stored"
+        old = {d: old_of(block, d) for d in designs}
+        entries = {d: store.get(d, config) for d in designs}
+        if all(e is not None and same(e.old_latency_ms, old[d][0]) for d, e in entries.items()):
+            how = "stored"  # still the rows they replaced: reuse them
             resumed += 1
         else:
-            result = compile_design(config, design)
-            entry = Entry(design, result, old_ms, old_valid,
-                          datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), elk.__version__)
-            store.put(config, entry)
-            how = f"{result.seconds:.1f} s"
-        new = entry.result
-        print(f"[{done}/{len(todo)}] {label(block.iloc[0])} {design}: {old_ms:.4f} -> {new.latency_ms:.4f} ms"
-              + ("" if new.valid else " (INVALID" + (f": {new.error}" if new.error else "") + ")") + f" ({how})",
-              flush=True)
-        before = rebuilt(config, block, design, Entry(design, Compiled(old_ms, old_valid, math.nan), old_ms,
-                                                      old_valid, "", ""))
-        after = refreshed_block(config, block, design, entry)
+            results = ({designs[0]: compile_design(config, designs[0])} if len(designs) == 1
+                       else compile_designs(config, designs))
+            when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+            for d in designs:
+                entries[d] = Entry(d, results[d], old[d][0], old[d][1], when, elk.__version__)
+                store.put(config, entries[d])
+            how = f"{sum(r.seconds for r in results.values()):.1f} s"
+        before, after = block, block
+        for d in designs:
+            new = entries[d].result
+            print(f"[{done}/{len(todo)}] {label(block.iloc[0])} {d}: {old[d][0]:.4f} -> {new.latency_ms:.4f} ms"
+                  + ("" if new.valid else " (INVALID" + (f": {new.error}" if new.error else "") + ")")
+                  + f" ({how})", flush=True)
+            before = rebuilt(config, before, d, Entry(d, Compiled(old[d][0], old[d][1], math.nan), old[d][0],
+                                                      old[d][1], "", ""))
+            after = refreshed_block(config, after, d, entries[d])
         blocks.append(after)
         bests[key] = (before[before["design"] == "best"].iloc[0], after[after["design"] == "best"].iloc[0])
     out = pd.concat(blocks, ignore_index=True)
@@ -435,7 +455,7 @@ def refresh_frame(frame, design: str, load_models: Sequence[str],
 
 
 def note_of(frame, bests: Mapping[tuple, tuple[Any, Any]], design: str, load_models: Sequence[str], command: str,
-            seconds: float, resumed: int = 0) -> RunNote:
+            seconds: float, resumed: int = 0, together: tuple[str, ...] = ()) -> RunNote:
     import pandas as pd
     from experiments.gap_rebound import headline
     mine = frame[(frame["design"] == design) & frame["refreshed"].map(is_true)
@@ -452,7 +472,8 @@ def note_of(frame, bests: Mapping[tuple, tuple[Any, Any]], design: str, load_mod
                    date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"), seconds=seconds,
                    configurations=len(bests), faster=int((valid & (new < old * (1 - MOVED))).sum()),
                    slower=int((valid & (new > old * (1 + MOVED))).sum()), invalid=int((~valid).sum()),
-                   best_moved=moved, before=headline(best_rows(before)), after=headline(after), resumed=resumed)
+                   best_moved=moved, before=headline(best_rows(before)), after=headline(after), resumed=resumed,
+                   together=together)
 
 
 def run(out: Path, design: str, load_models: Sequence[str], settings: Settings, command: str) -> int:
@@ -460,8 +481,10 @@ def run(out: Path, design: str, load_models: Sequence[str], settings: Settings, 
     refreshed latency fell below its bound (nothing written but refresh.json), 2 on bad input."""
     from experiments.gap_rebound import comparison_lines, original_command, stored_configs
     started = time.perf_counter()
+    designs = tuple(dict.fromkeys(d.strip() for d in design.split(",") if d.strip()))
     try:
-        check_design(design)
+        for d in designs or ("",):
+            check_design(d)
         lms = check_load_models(load_models)
         frame = read_study(out)
         if not frame["load_model"].isin(list(lms)).any():
@@ -470,9 +493,9 @@ def run(out: Path, design: str, load_models: Sequence[str], settings: Settings, 
         print(f"gap_study: error: {exc}", file=sys.stderr)
         return 2
     store = RefreshStore(out / "refresh.json")
-    print(f"refreshing {design} at the {' and '.join(lms)} configurations of {out / 'gaps.csv'} (one at a time; "
-          f"results kept in {store.path})", flush=True)
-    new, bests, resumed = refresh_frame(frame, design, lms, store)
+    print(f"refreshing {', '.join(designs)} at the {' and '.join(lms)} configurations of {out / 'gaps.csv'} (one "
+          f"at a time; results kept in {store.path})", flush=True)
+    new, bests, resumed = refresh_frame(frame, designs, lms, store)
     try:
         check_bounds(new)
     except RefreshBelowBound as exc:
@@ -480,7 +503,9 @@ def run(out: Path, design: str, load_models: Sequence[str], settings: Settings, 
               f"{store.path}): {exc}", flush=True)
         return 1
     seconds = time.perf_counter() - started
-    store.put_run(note_of(new, bests, design, lms, command, seconds, resumed))
+    for d in designs:
+        store.put_run(note_of(new, bests, d, lms, command, seconds, resumed,
+                              together=tuple(x for x in designs if x != d)))
     configs = stored_configs(new)
     md = out / "gap_study.md"
     preamble, study_command = stored_preamble(md), original_command(md)
@@ -494,4 +519,5 @@ def run(out: Path, design: str, load_models: Sequence[str], settings: Settings, 
 
 
 __all__ = ["Compiled", "Entry", "REFRESHABLE", "REFRESH_COLUMNS", "RefreshStore", "RunNote", "compile_design",
+           "compile_designs",
            "refresh_frame", "refresh_note", "run"]

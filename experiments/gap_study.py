@@ -44,7 +44,7 @@ configurations per model; Llama2-13B unless ``--models`` is given).
 (``OUT/gaps.csv``) with the current code and re-certify the stored latencies
 against them (see ``experiments/gap_rebound.py``).
 
-``--refresh DESIGN [--load-models rigid]``: compile one design again with the
+``--refresh DESIGNS [--load-models rigid]``: compile designs again with the
 current code at a finished study's configurations (of those load models) and
 replace its rows, the derived ``best`` rows rebuilt; an exact design is compiled
 after the heuristics, its warm start (see ``experiments/gap_refresh.py``).
@@ -664,10 +664,10 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--rebound", action="store_true",
                    help="compile nothing: re-prove the bounds of OUT/gaps.csv's chips with the current code and "
                         "re-certify its stored latencies (experiments/gap_rebound.py)")
-    p.add_argument("--refresh", metavar="DESIGN", default=None,
-                   help="compile DESIGN again at OUT/gaps.csv's configurations with the current code (an exact "
-                        "design after the heuristics, its warm start) and replace its rows; one configuration "
-                        "at a time (experiments/gap_refresh.py)")
+    p.add_argument("--refresh", metavar="DESIGNS", default=None,
+                   help="compile DESIGNS (a comma list, compiled together) again at OUT/gaps.csv's configurations "
+                        "with the current code (exact designs after the heuristics, their warm start) and replace "
+                        "their rows; one configuration at a time (experiments/gap_refresh.py)")
     p.add_argument("--load-models", default=None,
                    help=f"with --refresh: the configurations' load models, a comma list (default "
                         f"{','.join(LOAD_MODELS)})")

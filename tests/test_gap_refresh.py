@@ -217,3 +217,31 @@ def test_an_exact_designs_refresh_keeps_its_new_warm_start(study, monkeypatch):
     stored = json.loads((study / "refresh.json").read_text())["results"]
     entry = ref.Entry.from_json(next(iter(stored.values())))
     assert (entry.result.warm_start, entry.result.solve_seconds) == ("elk-dyn", 25.0)
+
+
+def test_exact_designs_refreshed_together_share_one_compile(study, monkeypatch):
+    """``--refresh periodic,milp``: one compile per configuration gives both rows (the windows may start from
+    the periodic schedule, as in the study); each design's run is noted, saying what it was compiled with."""
+    calls: list[tuple[str, tuple[str, ...]]] = []
+
+    def compile_designs(config: gap.Config, designs) -> dict:
+        calls.append((config.model, tuple(designs)))
+        return {"periodic": ref.Compiled(11.2, True, 60.0), "milp": ref.Compiled(11.1, True, 70.0,
+                                                                                warm_start="periodic")}
+
+    monkeypatch.setattr(ref, "compile_designs", compile_designs)
+    monkeypatch.setattr(ref, "compile_design", lambda *a: pytest.fail("compiled one design alone"))
+    assert gap.main(["--refresh", "periodic,milp", "--load-models", "rigid", "--out", str(study)]) == 0
+    assert calls == [(m, ("periodic", "milp")) for m in "abc"]
+    a = rows(study, "a")
+    assert a.loc["periodic", "latency_ms"] == 11.2 and a.loc["milp", "latency_ms"] == 11.1
+    assert a.loc["milp", "warm_start"] == "periodic" and a.loc["periodic", "refreshed"] == True  # noqa: E712
+    assert (a.loc["best", "latency_ms"], a.loc["best", "best_design"]) == (11.1, "milp")
+    runs = json.loads((study / "refresh.json").read_text())["runs"]
+    assert sorted(runs) == ["milp | rigid", "periodic | rigid"]
+    assert runs["milp | rigid"]["together"] == ["periodic"]
+    text = (study / "gap_study.md").read_text()
+    assert "The `milp` rows of the 3 rigid configurations" in text and "compiled with `periodic`" in text
+    calls.clear()  # a rerun reuses both stored results
+    assert gap.main(["--refresh", "periodic,milp", "--load-models", "rigid", "--out", str(study)]) == 0
+    assert calls == []
