@@ -400,11 +400,12 @@ def read_study(out: Path):
         raise RefreshInputError(str(exc)) from None
 
 
-def refresh_frame(frame, designs: Sequence[str], load_models: Sequence[str],
-                  store: RefreshStore) -> tuple[Any, dict[tuple, tuple[Any, Any]], int]:
+def refresh_frame(frame, designs: Sequence[str], load_models: Sequence[str], store: RefreshStore,
+                  models: Sequence[str] | None = None) -> tuple[Any, dict[tuple, tuple[Any, Any]], int]:
     """gaps.csv with ``designs`` compiled again (one compile per configuration, ``compile_designs``) at every
-    configuration of ``load_models`` that compiled (each result stored as it comes; stored results reused), per
-    refreshed configuration its best row before and after, and how many configurations came from the store."""
+    configuration of ``load_models`` (and ``models``, None: every model) that compiled (each result stored as
+    it comes; stored results reused), per refreshed configuration its best row before and after, and how many
+    configurations came from the store."""
     import pandas as pd
 
     import elk
@@ -415,7 +416,7 @@ def refresh_frame(frame, designs: Sequence[str], load_models: Sequence[str],
         positions.setdefault(config_key(r), []).append(k)
     blocks, bests, resumed = [], {}, 0
     todo = [key for key, at in positions.items() if configs[key].load_model in load_models
-            and (frame.iloc[at]["status"] == "ok").any()]
+            and (models is None or configs[key].model in models) and (frame.iloc[at]["status"] == "ok").any()]
     for key, at in positions.items():
         block = frame.iloc[at]
         config = configs[key]
@@ -476,7 +477,8 @@ def note_of(frame, bests: Mapping[tuple, tuple[Any, Any]], design: str, load_mod
                    together=together)
 
 
-def run(out: Path, design: str, load_models: Sequence[str], settings: Settings, command: str) -> int:
+def run(out: Path, design: str, load_models: Sequence[str], settings: Settings, command: str,
+        models: Sequence[str] | None = None) -> int:
     """Refresh ``design``'s rows of the study in ``out`` (see the module docstring): 0 when written, 1 when a
     refreshed latency fell below its bound (nothing written but refresh.json), 2 on bad input."""
     from experiments.gap_rebound import comparison_lines, original_command, stored_configs
@@ -495,7 +497,7 @@ def run(out: Path, design: str, load_models: Sequence[str], settings: Settings, 
     store = RefreshStore(out / "refresh.json")
     print(f"refreshing {', '.join(designs)} at the {' and '.join(lms)} configurations of {out / 'gaps.csv'} (one "
           f"at a time; results kept in {store.path})", flush=True)
-    new, bests, resumed = refresh_frame(frame, designs, lms, store)
+    new, bests, resumed = refresh_frame(frame, designs, lms, store, models)
     try:
         check_bounds(new)
     except RefreshBelowBound as exc:

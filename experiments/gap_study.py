@@ -641,7 +641,8 @@ def parse_args(argv: list[str] | None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("out/gap"), help="output folder (default out/gap)")
     p.add_argument("--models", default=None,
-                   help=f"comma list (default {','.join(LLMS)}; with --quick llama2-13b)")
+                   help=f"comma list (default {','.join(LLMS)}; with --quick llama2-13b; with --refresh: only "
+                        f"these models' configurations)")
     p.add_argument("--quick", action="store_true",
                    help="all-to-all, 16 TB/s, both SRAM sizes and load models: 4 configurations per model")
     p.add_argument("--exact-designs", default=",".join(EXACT),
@@ -698,7 +699,8 @@ def main(argv: list[str] | None = None) -> int:
         from experiments.gap_refresh import run as refresh
         load_models = [m.strip() for m in (args.load_models or ",".join(LOAD_MODELS)).split(",") if m.strip()]
         return refresh(out, args.refresh.strip(), load_models, settings,
-                       " ".join(["python", "-m", "experiments.gap_study", *argv]))
+                       " ".join(["python", "-m", "experiments.gap_study", *argv]),
+                       models=models if args.models else None)
     if args.rebound:
         from experiments.gap_rebound import run as rebound
         return rebound(out, settings, " ".join(["python", "-m", "experiments.gap_study", *argv]),

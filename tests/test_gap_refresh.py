@@ -245,3 +245,13 @@ def test_exact_designs_refreshed_together_share_one_compile(study, monkeypatch):
     calls.clear()  # a rerun reuses both stored results
     assert gap.main(["--refresh", "periodic,milp", "--load-models", "rigid", "--out", str(study)]) == 0
     assert calls == []
+
+
+def test_refresh_takes_only_the_models_asked_for(study, monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setattr(ref, "compile_design", lambda config, design: calls.append(config.model) or FAKE["a"])
+    assert gap.main([*ARGS, "--models", "a,c", "--out", str(study)]) == 0
+    assert calls == ["a", "c"]
+    frame = pd.read_csv(study / "gaps.csv")
+    assert set(frame[frame["refreshed"]]["model"]) == {"a", "c"}
+    assert "The `elk-full` rows of the 2 rigid configurations" in (study / "gap_study.md").read_text()

@@ -580,8 +580,9 @@ def windowed_with(workload: Workload, warm: Schedule, options: WindowOptions, *,
 
     A warm start that ELK-Full scheduled with rigid loads on a chip with fluid ones (``rigid_paced``) is
     re-planned with rigid loads too: its loads run at their layer group's share limit, which the fluid window
-    model does not keep, and most window solutions then fail on the whole program (120 of 160 on Llama2-13B on a
-    mesh at 8 TB/s with 192 KiB: 12.072 -> 12.072 ms); with rigid loads each accepted window stays rigid-valid,
+    model does not keep, and most window solutions then fail on the whole program (on Llama2-13B on a mesh at
+    8 TB/s with 192 KiB, 120 of the 242 windows broke a rule of the simulator there and 40 more ended slower:
+    12.072 -> 12.072 ms); with rigid loads each accepted window stays rigid-valid,
     so fluid-valid (docs/design.md §5.1), and the same windows reach 11.946 ms (a schedule whose buffers the
     default placement then cannot place in 192 KiB, so ``elk.compile`` reports the warm start there).
     """
