@@ -304,10 +304,12 @@ def elk_full(workload: Workload, *, space: str = "complete", max_displacement: i
                 values=RIGID_GROUP_THETAS, span_now=paced_span, workers=workers)
             passes += refine_passes + 1
             confirmed = run(workload.with_load_model(LoadModel.RIGID), *paced_cfg, found)
-            if confirmed is not None and span(confirmed, workload.has_load) < best_span - 1e-6:
-                best_span, best_cfg, limits, paced_won = span(confirmed, workload.has_load), paced_cfg, found, True
-    if best_cfg is not None:  # the winning pass again, here (workers return only spans)
-        best = run(workload.with_load_model(LoadModel.RIGID) if paced_won else workload, *best_cfg, limits)
+            confirmed_span = math.inf if confirmed is None else span(confirmed, workload.has_load)
+            if confirmed_span < best_span - 1e-6:
+                best_span, best_cfg, limits, paced_won = confirmed_span, paced_cfg, found, True
+                best = confirmed  # run here, in this process: no need to run it again
+    if best_cfg is not None and not paced_won:  # the winning pass again, here (workers return only spans)
+        best = run(workload, *best_cfg, limits)
     choice = None if best_cfg is None else LoadOrderChoice(tuple(best_cfg[0]), NocMode.parse(best_cfg[1]),
                                                             float(best_cfg[2]), limits, rigid_loads=paced_won)
     result = _as_full(best, choice)
