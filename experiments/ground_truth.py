@@ -259,14 +259,31 @@ def milp_check(frame: pd.DataFrame, batch: int, seq: int, time_limit: float) -> 
 
 
 def instances(quick: bool, pieces: tuple[str, ...], full: bool = False,
-              load_models: tuple[str, ...] = ("fluid",)) -> list[Instance]:
+              load_models: tuple[str, ...] = ("fluid",),
+              chips: tuple[tuple[str, int, float], ...] | None = None) -> list[Instance]:
+    """The instances to run: ``chips`` when given, else every chip of the gap study (``full``) or ``CHIPS``."""
     if quick:
         return [Instance("llama2-13b", "attention", "all-to-all", 624, 16.0)]
-    if full:
-        chips = list(itertools.product(("all-to-all", "mesh"), (624, 192), (16.0, 8.0, 4.0)))
-    else:
-        chips = CHIPS
+    if chips is None:
+        chips = tuple(itertools.product(("all-to-all", "mesh"), (624, 192), (16.0, 8.0, 4.0))) if full else CHIPS
     return [Instance(m, p, *c, lm) for lm, m, p, c in itertools.product(load_models, MODELS, pieces, chips)]
+
+
+def parse_chips(text: str) -> tuple[tuple[str, int, float], ...]:
+    """``TOPOLOGY:SRAM_KIB:HBM_TBPS`` items, comma-separated, as (topology, KiB, TB/s); ValueError names a bad one."""
+    chips = []
+    for item in (x for x in text.split(",") if x):
+        parts = item.split(":")
+        try:
+            topology, sram, hbm = parts[0], int(parts[1]), float(parts[2])
+        except (IndexError, ValueError):
+            raise ValueError(f"{item!r} is not TOPOLOGY:SRAM_KIB:HBM_TBPS") from None
+        if len(parts) != 3 or topology not in ("all-to-all", "mesh") or sram <= 0 or not hbm > 0:
+            raise ValueError(f"{item!r} is not TOPOLOGY:SRAM_KIB:HBM_TBPS (all-to-all or mesh, positive sizes)")
+        chips.append((topology, sram, hbm))
+    if not chips:
+        raise ValueError("no chip given")
+    return tuple(chips)
 
 
 def md_table(frame: pd.DataFrame) -> str:
@@ -398,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--milp-check", type=float, metavar="SECONDS", default=None,
                     help="solve every CP-SAT-proven instance again as a MILP (HiGHS) with this limit and compare")
     ap.add_argument("--full-grid", action="store_true", help="every chip of the gap study (12), not the 6 default")
+    ap.add_argument("--chips", default=None, metavar="TOPOLOGY:SRAM_KIB:HBM_TBPS,...",
+                    help="these chips only (e.g. all-to-all:192:8,mesh:624:8), instead of the default six")
     ap.add_argument("--time-limit", type=float, default=60.0, help="CP-SAT seconds per instance")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch", type=int, default=32)
@@ -407,6 +426,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [p for p in pieces if p not in PIECES]
     if unknown:
         print(f"elk: error: unknown piece(s) {', '.join(unknown)} (known: {', '.join(PIECES)})", file=sys.stderr)
+        return 2
+    try:
+        chips = parse_chips(args.chips) if args.chips is not None else None
+    except ValueError as err:
+        print(f"elk: error: --chips: {err}", file=sys.stderr)
         return 2
     opts = OptimalOptions(time_limit=args.time_limit, workers=args.workers, max_operators=256)
     csv = args.out / "ground_truth.csv"
@@ -424,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"elk: error: --load-models takes fluid and/or rigid, got {args.load_models!r}", file=sys.stderr)
         return 2
     todo = [] if args.rebound or args.milp_check is not None else \
-        [i for i in instances(args.quick, pieces, args.full_grid, load_models) if i.key not in done and i.model in models]
+        [i for i in instances(args.quick, pieces, args.full_grid, load_models, chips) if i.key not in done and i.model in models]
     todo.sort(key=lambda i: pieces.index(i.piece))  # piece by piece, in the order asked (a budget may stop a run)
     for k, inst in enumerate(todo):
         try:

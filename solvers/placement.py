@@ -93,6 +93,20 @@ def place_schedule(workload: Workload, schedule: Schedule, *, solver: str = "heu
     return bufs, res
 
 
+def placement_check(workload: Workload, *, solver: str = "heuristic", time_limit: float = 10.0,
+                    granularity: str = "tensor", work_limit: float | None = None) -> Callable[[Schedule], bool]:
+    """Whether a schedule's buffers get addresses within the chip's SRAM, with exactly the placement a compile
+    then runs (same solver and limits): what placement-aware exact designs keep to."""
+    capacity = int(workload.chip.sram_per_core)
+
+    def placeable(schedule: Schedule) -> bool:
+        _, res = place_schedule(workload, schedule, solver=solver, time_limit=time_limit, granularity=granularity,
+                                work_limit=work_limit)
+        return fits(res, capacity)
+
+    return placeable
+
+
 def with_budget(workload: Workload, budget: int) -> Workload:
     """The same workload (same plan tables) scheduled as if a core had ``budget`` bytes of SRAM."""
     chip = dataclasses.replace(workload.chip, sram_per_core=int(budget))

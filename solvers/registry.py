@@ -61,9 +61,10 @@ def _lns(workload: Workload, warm: Schedule, o: Any) -> Schedule:
     return lns(workload, warm, o, records=o.records)
 
 
-def _windows(workload: Workload, warm: Schedule, o: WindowOptions) -> Schedule:
+def _windows(workload: Workload, warm: Schedule, o: WindowOptions,
+             placeable: Callable[[Schedule], bool] | None = None) -> Schedule:
     from solvers.schedule.windowed import windowed_with
-    return windowed_with(workload, warm, o)
+    return windowed_with(workload, warm, o, placeable=placeable)
 
 
 def _lp_guided(workload: Workload, warm: Schedule, o: Any) -> Schedule:
@@ -87,15 +88,17 @@ class ExactKind:
     before any work: ``precheck(program, chip, options)`` runs before plan tables are built."""
 
     options: type[ExactOptions]
-    run: Callable[[Workload, Schedule, Any], Schedule]
+    run: Callable[..., Schedule]
     precheck: Callable[[Program, Chip, Any], None] | None = None
+    #: ``run`` also takes ``placeable`` (a check that a schedule's buffers get SRAM addresses) and keeps to it
+    placement_aware: bool = False
 
 
 #: The exact designs, in the order they run (each may start from the ones before it).
 EXACT: dict[str, ExactKind] = {
     "periodic": ExactKind(PeriodicOptions, _periodic),
-    "cpsat": ExactKind(CpsatOptions, _windows),
-    "milp": ExactKind(MilpOptions, _windows),
+    "cpsat": ExactKind(CpsatOptions, _windows, placement_aware=True),
+    "milp": ExactKind(MilpOptions, _windows, placement_aware=True),
     "lp-guided": ExactKind(GuidedOptions, _lp_guided),
     "lns": ExactKind(LnsSettings, _lns),
     "optimal": ExactKind(OptimalOptions, _optimal, _optimal_precheck),
@@ -281,11 +284,16 @@ def run_design(name: str, workload: Workload, done: Mapping[str, Schedule],
     return place_stores(workload, HEURISTIC_DESIGNS[name](workload, **kwargs))
 
 
-def run_exact(name: str, workload: Workload, warm: Schedule, options: ExactOptions) -> Schedule:
+def run_exact(name: str, workload: Workload, warm: Schedule, options: ExactOptions,
+              placeable: Callable[[Schedule], bool] | None = None) -> Schedule:
     """Exact design ``name`` from ``warm``. On a program that stores (docs/design.md §5.2) the design plans on the
     store-free view its model knows, its stores are placed afterwards, and its promise is kept on the program
-    itself: a result whose stores cannot be placed, or which ends slower than ``warm``, gives way to ``warm``."""
+    itself: a result whose stores cannot be placed, or which ends slower than ``warm``, gives way to ``warm``.
+    ``placeable``: a check that a schedule's buffers get SRAM addresses, for the designs that keep to one
+    (``placement_aware``; on programs without stores)."""
     if not workload.has_store.any():
+        if placeable is not None and EXACT[name].placement_aware:
+            return EXACT[name].run(workload, warm, options, placeable=placeable)
         return EXACT[name].run(workload, warm, options)
     planned = EXACT[name].run(workload.without_stores(), warm, options)
     try:

@@ -91,7 +91,9 @@ def run_plan(plan: RunPlan, workload: Workload, *, carry: Iterable[Schedule] = (
         if name in EXACT:  # from the schedules as reported, so that it is compared with what the report shows
             reported = {**designed, **{n: r.schedule for n, r in runs.items()}}
             warm_name, warm = pick_warm_start(workload, reported, plan.warm_starts[name])
-            schedule = run_exact(name, workload, warm, plan.exact[name])
+            schedule = run_exact(name, workload, warm, plan.exact[name],
+                                 placeable=_placement_check(workload, placement, placement_time_limit,
+                                                            placement_work_limit))
         else:
             schedule = run_design(name, workload, designed, plan.heuristic.get(name), workers=workers)
         designed[name] = schedule
@@ -104,6 +106,14 @@ def run_plan(plan: RunPlan, workload: Workload, *, carry: Iterable[Schedule] = (
                           runs.get(warm_name), workers)
         runs[name] = run
     return {n: runs[n] for n in plan.requested}
+
+
+def _placement_check(workload: Workload, solver: str | None, time_limit: float, work_limit: float | None):
+    """The compile's own placement as a check an exact design can keep to (None when placement is off)."""
+    if solver is None:
+        return None
+    from solvers.placement import placement_check
+    return placement_check(workload, solver=solver, time_limit=time_limit, work_limit=work_limit)
 
 
 def _placed(run: DesignRun, plan: RunPlan, workload: Workload, solver: str, time_limit: float,

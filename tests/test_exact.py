@@ -320,3 +320,60 @@ def test_windows_replan_a_rigid_paced_warm_start_with_rigid_loads():
         verdict = simulate(judge, result)
         assert verdict.valid, (judge.chip.load_model, verdict.violations[:2])
     assert simulate(w, result).latency_cycles <= simulate(w, warm).latency_cycles
+
+
+def test_placement_aware_windows_keep_to_the_check(small):
+    """Windows that must pass a placement check: a window whose stitched program fails it is avoided and the
+    windows run again; the answer passes the check, is valid and is never slower than the warm start. Here the
+    check accepts only programs no faster than the first accepted window's (a stand-in for "its buffers get
+    addresses" that some windows fail), so the answer is exactly that program's latency."""
+    from solvers.schedule.windowed import placeable_windows
+    w, _ = small
+    warm = designs.basic(w)  # a weak warm start: five windows gain on it
+    settings = SolverSettings(solver="cpsat", time_limit=10, workers=1, seed=0)
+    plain_runner = WindowedSolver(w, warm, settings, window=3)
+    checkpoints: list = []
+    plain = plain_runner.run(checkpoints=checkpoints)
+    assert len(checkpoints) >= 2, "the fixture must accept at least two windows"
+    latency = [simulate(w, s).latency_cycles for _, s in checkpoints]
+    assert all(b <= a + 1e-6 for a, b in zip(latency, latency[1:]))  # each accepted window is no slower
+    assert latency[-1] == pytest.approx(simulate(w, plain.schedule).latency_cycles)
+    threshold = latency[0]
+    assert latency[-1] < threshold - 1e-6, "the fixture's later windows must gain on the first"
+
+    def placeable(s):
+        return simulate(w, s).latency_cycles >= threshold - 1e-6
+
+    result, info = placeable_windows(WindowedSolver(w, warm, settings, window=3), placeable)
+    verdict = simulate(w, result.schedule)
+    assert verdict.valid and placeable(result.schedule) and info.placeable
+    assert verdict.latency_cycles == pytest.approx(threshold)
+    assert verdict.latency_cycles <= simulate(w, warm).latency_cycles + 1e-6
+    assert info.avoided and info.avoided[0] == checkpoints[1][0] and 1 <= info.rounds <= 4
+    # a check every program passes changes nothing; one none passes keeps the warm start's decisions
+    same, info = placeable_windows(WindowedSolver(w, warm, settings, window=3), lambda s: True)
+    assert (info.rounds, info.avoided) == (1, [])
+    np.testing.assert_array_equal(same.schedule.entry, plain.schedule.entry)
+    np.testing.assert_allclose(same.schedule.exec_end, plain.schedule.exec_end)
+    none, info = placeable_windows(WindowedSolver(w, warm, settings, window=3), lambda s: False)
+    assert not info.placeable and len(info.avoided) == 4
+    assert simulate(w, none.schedule).latency_cycles == pytest.approx(simulate(w, warm).latency_cycles)
+
+
+def test_run_exact_hands_the_check_to_placement_aware_designs_only(small):
+    from solvers.registry import EXACT, exact_options, run_exact
+    w, _ = small
+    warm = designs.basic(w)
+    asked = []
+
+    def placeable(s):
+        asked.append(s)
+        return True
+
+    milp = run_exact("milp", w, warm, exact_options("milp", {"time_limit": 5, "workers": 1, "window": 3}),
+                     placeable=placeable)
+    assert asked and milp.info.search["placement_rounds"] == 1 and milp.info.search["placement_checked"]
+    assert [n for n, k in EXACT.items() if k.placement_aware] == ["cpsat", "milp"]
+    asked.clear()
+    run_exact("periodic", w, warm, exact_options("periodic", {"time_limit": 5, "workers": 1}), placeable=placeable)
+    assert not asked

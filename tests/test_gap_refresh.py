@@ -255,3 +255,36 @@ def test_refresh_takes_only_the_models_asked_for(study, monkeypatch):
     frame = pd.read_csv(study / "gaps.csv")
     assert set(frame[frame["refreshed"]]["model"]) == {"a", "c"}
     assert "The `elk-full` rows of the 2 rigid configurations" in (study / "gap_study.md").read_text()
+
+
+def test_milp_alone_compiles_periodic_where_it_was_the_studys_warm_start(study, monkeypatch):
+    """``--refresh milp``: where the stored periodic row beat every heuristic, the periodic design is compiled
+    again with the windows (they start from it, as in the study) and only the windows' row is replaced;
+    elsewhere the windows are compiled alone."""
+    frame = pd.read_csv(study / "gaps.csv")
+    stored_periodic = {"design": "periodic", "latency_ms": 11.8, "valid": True}
+    periodic_rows = []
+    for model, ms in (("a", 11.8), ("b", 12.5)):  # a: faster than elk-full's 12.0; b: slower
+        row = frame[(frame["model"] == model) & (frame["load_model"] == "rigid")].iloc[0].to_dict()
+        periodic_rows.append({**row, **stored_periodic, "latency_ms": ms})
+    frame = pd.concat([frame, pd.DataFrame(periodic_rows)], ignore_index=True)
+    frame.to_csv(study / "gaps.csv", index=False)
+    together: list[tuple[str, tuple[str, ...]]] = []
+    alone: list[str] = []
+
+    def compile_designs(config, designs):
+        together.append((config.model, tuple(designs)))
+        return {"periodic": ref.Compiled(11.9, True, 60.0), "milp": ref.Compiled(11.7, True, 9.0,
+                                                                                warm_start="periodic")}
+
+    monkeypatch.setattr(ref, "compile_designs", compile_designs)
+    monkeypatch.setattr(ref, "compile_design", lambda config, design: alone.append(config.model) or ref.Compiled(
+        11.6, True, 9.0, warm_start="elk-full"))
+    assert ref.warm_start_designs(frame[frame["model"] == "a"], ["milp"]) == ("periodic",)
+    assert ref.warm_start_designs(frame[frame["model"] == "a"], ["periodic", "milp"]) == ()
+    assert gap.main(["--refresh", "milp", "--load-models", "rigid", "--out", str(study)]) == 0
+    assert together == [("a", ("periodic", "milp"))] and alone == ["b", "c"]
+    a = rows(study, "a")
+    assert a.loc["milp", "latency_ms"] == 11.7 and a.loc["milp", "warm_start"] == "periodic"
+    assert a.loc["periodic", "latency_ms"] == 11.8  # the stored periodic row stays
+    assert rows(study, "b").loc["milp", "latency_ms"] == 11.6

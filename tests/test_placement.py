@@ -269,3 +269,20 @@ def test_a_budget_the_one_pass_rerun_cannot_schedule_runs_the_whole_design_once(
     repaired, placed = cost_aware_placement("elk-full", w, sched, quick, refine=whole)
     assert placed.status == "repaired" and budgets == [placed.budget]
     assert simulate(w, repaired).valid
+
+
+@pytest.mark.slow
+@pytest.mark.solver
+def test_windows_whose_result_cannot_be_placed_avoid_the_window_that_fragments_it():
+    """Llama2-13B on a mesh at 8 TB/s with 192 KiB: the MILP windows from ELK-Full end in a schedule whose buffers
+    fit byte for byte but not in addresses (one accepted window fragments them), so a compile used to report the
+    warm start. Placement-aware windows avoid that window: the result is placed as it is (no repair) and is
+    never slower than ELK-Full's."""
+    chip = preset("ipu-pod4").with_overrides(topology_kind="mesh", hbm_bytes_per_s=8e12, sram_per_core=192 * 1024)
+    result = elk.compile("llama2-13b", chip=chip, designs="elk-full,milp", bound=None, workers=1,
+                         design_options={"milp": {"time_limit": 5, "workers": 1, "seed": 0}})
+    full, milp = result.designs["elk-full"], result.designs["milp"]
+    assert milp.sim.valid and milp.placement.status == "placed"
+    assert milp.placement.allocated_peak <= chip.sram_per_core
+    assert milp.sim.latency_ms <= full.sim.latency_ms + 1e-9
+    assert milp.schedule.info.search["placement_checked"]

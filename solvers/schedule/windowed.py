@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
@@ -415,9 +416,14 @@ class WindowedSolver:
         self.best_latency = verdict.latency_cycles
         return ""
 
-    def run(self, model_name: str = "") -> WindowedResult:
+    def run(self, model_name: str = "", *, avoid: frozenset[int] = frozenset(),
+            checkpoints: list[tuple[int, Schedule]] | None = None) -> WindowedResult:
+        """Every window in turn; a window that cuts at a commit in ``avoid`` keeps the warm start's decisions.
+        ``checkpoints`` (if given) gets (commit, the stitched program) after each accepted window. The window
+        cache persists across runs: a second run re-solves only windows whose model changed."""
         w, ws = self.w, self.warm
         state = StitchState.from_schedule(ws)
+        self.best_latency = self.warm_latency
         records: list[WindowRecord] = []
         params = json.dumps(dict(self.settings.params), sort_keys=True, default=str)
         for index, (first, stop, commit) in enumerate(self.ranges):
@@ -440,6 +446,8 @@ class WindowedSolver:
                 or (solution.makespan() <= built.heuristic_makespan + 1e-6 and built.hint_ok
                     and solution.objective(built.problem) < built.hint.objective(built.problem)))
             rejected = ""
+            if better and commit in avoid:
+                better, rejected = False, "its stitched program's buffers could not be placed"
             if better:
                 trial = StitchState(*(x.copy() for x in (state.entry, state.exec_start, state.exec_end,
                                                           state.load_start, state.load_end, state.committed)))
@@ -448,6 +456,8 @@ class WindowedSolver:
                 better = not rejected
             if better:
                 state = trial
+                if checkpoints is not None:
+                    checkpoints.append((commit, self.stitched(state, commit)))
             else:
                 self.apply_warm(state, built, first, stop, commit)
             # report in the rounded model's units when the warm start is expressible there
@@ -479,12 +489,15 @@ class WindowedSolver:
         entry, s, e, a, b = state.entry, state.exec_start, state.exec_end, state.load_start, state.load_end
         for op in np.flatnonzero(~w.has_load):
             a[op] = b[op] = s[op]
-        result = Schedule(self.settings.solver, entry.copy(), s.copy(), e.copy(), a.copy(), b.copy(),
-                          info=Provenance(theta=self.theta))
-        kept, reason = keep_faster(w, result, ws)  # checked by the simulator all the same
+        result = Schedule(self.settings.solver, entry.copy(), s.copy(), e.copy(), a.copy(), b.copy())
+        return WindowedResult(self.finished(result), records)
+
+    def finished(self, result: Schedule) -> Schedule:
+        """``result`` under the solver's name, or the warm start where that is not valid and faster."""
+        kept, reason = keep_faster(self.w, result, self.warm)  # checked by the simulator all the same
         if reason:
-            result = kept.renamed(self.settings.solver, Provenance(theta=self.theta, kept_warm_start=reason))
-        return WindowedResult(result, records)
+            return kept.renamed(self.settings.solver, Provenance(theta=self.theta, kept_warm_start=reason))
+        return result.renamed(self.settings.solver, Provenance(theta=self.theta))
 
     def _apply_solution(self, state: StitchState, built: BuiltWindow, a: WindowAssignment, commit: int) -> None:
         entry, s, e, ls, le, committed = (state.entry, state.exec_start, state.exec_end, state.load_start,
@@ -573,8 +586,67 @@ def windowed(workload: Workload, warm: Schedule, *, solver: str = "cpsat", anyti
                          max_options=max_options)
 
 
+#: how many times placement-aware windows run again, each avoiding one more window whose result could not be placed
+PLACEMENT_ROUNDS = 4
+
+
+@dataclass
+class PlacedWindows:
+    """What placement-aware windows did: the windows they kept to the warm start's decisions, the rounds run,
+    and whether the result is a schedule the check placed."""
+
+    avoided: list[int] = field(default_factory=list)  # commits (first operator after the cut) of avoided windows
+    rounds: int = 0
+    placeable: bool = True
+
+
+def placeable_windows(runner: WindowedSolver, placeable: Callable[[Schedule], bool],
+                      rounds: int = PLACEMENT_ROUNDS) -> tuple[WindowedResult, PlacedWindows]:
+    """Windows whose result ``placeable`` accepts (its buffers get SRAM addresses), never slower than the warm start.
+
+    Windows budget bytes, not addresses: a stitched program can fit SRAM byte for byte and still need more
+    addresses than a core has, when one accepted window leaves its buffers' lifetimes too fragmented
+    (Llama2-13B on a mesh at 8 TB/s with 192 KiB: 216,636 B of addresses for 191,654 B of bytes in a 196,608 B
+    core), and ``elk.compile`` then reports the warm start. Each accepted window's stitched program is
+    valid, so the search bisects them for the first that cannot be placed (assuming, as it finds in practice,
+    that a program stays unplaceable once a window made it so), runs the windows again with that one window
+    kept to the warm start's decisions (the cache re-solves nothing that did not change) and repeats, at most
+    ``rounds`` times. The answer is the last round's result if it is placed, else the fastest placed stitched
+    program seen (the warm start's own decisions if none); ``PlacedWindows.placeable`` says whether the check
+    accepted it, and it is checked, not assumed.
+    """
+    info = PlacedWindows()
+    best: Schedule | None = None
+    result = None
+    for _ in range(max(1, rounds)):
+        info.rounds += 1
+        checkpoints: list[tuple[int, Schedule]] = []
+        result = runner.run(avoid=frozenset(info.avoided), checkpoints=checkpoints)
+        if not checkpoints or placeable(result.schedule):
+            return result, info
+        lo, hi = -1, len(checkpoints) - 1  # hi cannot be placed; lo (-1: the warm start) is taken as placeable
+        if placeable(checkpoints[hi][1]):  # the kept result differs from the last checkpoint only if it is the warm
+            return WindowedResult(runner.finished(checkpoints[hi][1]), result.records), info
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if placeable(checkpoints[mid][1]):
+                lo = mid
+            else:
+                hi = mid
+        if lo >= 0:
+            candidate = checkpoints[lo][1]
+            if best is None or simulate(runner.w, candidate).latency_cycles < simulate(runner.w, best).latency_cycles:
+                best = candidate
+        info.avoided.append(checkpoints[hi][0])
+    assert result is not None
+    if best is None:
+        info.placeable = placeable(runner.warm)
+        return WindowedResult(runner.finished(runner.warm), result.records), info
+    return WindowedResult(runner.finished(best), result.records), info
+
+
 def windowed_with(workload: Workload, warm: Schedule, options: WindowOptions, *, anytime: bool = False,
-                  max_options: int | None = None) -> Schedule:
+                  max_options: int | None = None, placeable: Callable[[Schedule], bool] | None = None) -> Schedule:
     """Windowed exact re-planning of ``warm``; per-window records go to ``schedule.info.records`` (and to the
     ``options.records`` file when set).
 
@@ -585,6 +657,10 @@ def windowed_with(workload: Workload, warm: Schedule, options: WindowOptions, *,
     12.072 -> 12.072 ms); with rigid loads each accepted window stays rigid-valid,
     so fluid-valid (docs/design.md §5.1), and the same windows reach 11.946 ms (a schedule whose buffers the
     default placement then cannot place in 192 KiB, so ``elk.compile`` reports the warm start there).
+
+    ``placeable`` (a check that a schedule's buffers get SRAM addresses; ``elk.compile`` passes its placement
+    when one is on) makes the windows placement-aware (:func:`placeable_windows`): with it, that same run ends
+    at 11.946 ms and is placed.
     """
     choice = warm.info.load_order
     if choice is not None and choice.rigid_loads:
@@ -593,7 +669,11 @@ def windowed_with(workload: Workload, warm: Schedule, options: WindowOptions, *,
     started = time.perf_counter()
     runner = WindowedSolver(workload, warm, settings, window=options.window, stride=options.stride,
                             reuse=options.reuse, anytime=anytime, max_options=max_options)
-    result = runner.run()
+    placed = None
+    if placeable is None:
+        result = runner.run()
+    else:
+        result, placed = placeable_windows(runner, placeable)
     sched = result.schedule
     sched.design = settings.solver
     sched.info.records = tuple(result.records)
@@ -603,6 +683,9 @@ def windowed_with(workload: Workload, warm: Schedule, options: WindowOptions, *,
     sched.info.search.update(windows=len(runner.ranges), solver=settings.name, version=runner.version,
                              windows_solved=sum(1 for r in result.records if not r.reused),
                              windows_improved=sum(1 for r in result.records if r.accepted))
+    if placed is not None:
+        sched.info.search.update(placement_rounds=placed.rounds, placement_avoided=list(placed.avoided),
+                                 placement_checked=placed.placeable)
     if options.records:
         from solvers.schedule.records import write_records
         write_records(result.records, options.records)
