@@ -78,3 +78,20 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     with pytest.raises(ValueError, match="TOPOLOGY:SRAM_KIB:HBM_TBPS"):
         parse_chips("torus:192:8")
     assert parse_chips("all-to-all:192:8,mesh:624:16") == (("all-to-all", 192, 8.0), ("mesh", 624, 16.0))
+
+
+@pytest.mark.parametrize("path", ["experiments/results/ground_truth/ground_truth.csv",
+                                  "experiments/results/ground_truth_open/ground_truth.csv"])
+def test_the_committed_ground_truth_is_consistent(path):
+    """Every committed instance: no elk bound above its best valid schedule, its optimum's interval ordered,
+    and every MILP check of a CP-SAT optimum agreeing (a disagreement or a bound above a schedule is a bug)."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    frame = load_ground_truth([root / path])
+    assert len(frame) > 0
+    pinned_rows = frame[frame["optimum_upper_ms"].notna() & frame["optimum_lower_ms"].notna()]
+    assert (pinned_rows["optimum_lower_ms"] <= pinned_rows["optimum_upper_ms"] * (1 + 1e-9)).all()
+    assert (pinned_rows["bound_ms"] <= pinned_rows["optimum_upper_ms"] * (1 + 1e-9)).all()
+    assert not frame["bound_above_schedule"].fillna(False).astype(bool).any()
+    checked = frame[frame["milp_status"].notna()] if "milp_status" in frame else frame.iloc[0:0]
+    assert checked[checked["milp_status"] == "OPTIMAL"]["milp_agrees"].astype(bool).all()
