@@ -354,6 +354,9 @@ def note_text(note: RunNote) -> str:
     resumed = f", {note.resumed} of them compiled by an earlier run (refresh.json)" if note.resumed else ""
     compiled = ("one design per configuration" if not note.together else
                 f"compiled with {', '.join(f'`{d}`' for d in note.together)} and after the heuristics")
+    if note.design == "milp" and "periodic" not in note.together:
+        compiled += (", the periodic design compiled again for the windows' warm start where its stored row beat "
+                     "every heuristic")
     return (f"The `{note.design}` rows of the {note.configurations} {lms} configurations were compiled again on "
             f"{note.date} with the code of that day (`{note.command}`: {note.seconds:.0f} s{resumed}; {compiled}, "
             f"no bound proven again) and judged by the simulator: {note.faster} faster, "
