@@ -613,10 +613,12 @@ def placeable_windows(runner: WindowedSolver, placeable: Callable[[Schedule], bo
     kept to the warm start's decisions (the cache re-solves nothing that did not change) and repeats, at most
     ``rounds`` times. The answer is the last round's result if it is placed, else the fastest placed stitched
     program seen (the warm start's own decisions if none); ``PlacedWindows.placeable`` says whether the check
-    accepted it, and it is checked, not assumed.
+    accepted it, and it is checked, not assumed. The records are those of the round the answer comes from
+    (when it is an earlier stitched program, the windows that round accepted after it are not in it).
     """
     info = PlacedWindows()
     best: Schedule | None = None
+    best_records: list[WindowRecord] = []  # of the round whose stitched program ``best`` is
     result = None
     for _ in range(max(1, rounds)):
         info.rounds += 1
@@ -636,13 +638,13 @@ def placeable_windows(runner: WindowedSolver, placeable: Callable[[Schedule], bo
         if lo >= 0:
             candidate = checkpoints[lo][1]
             if best is None or simulate(runner.w, candidate).latency_cycles < simulate(runner.w, best).latency_cycles:
-                best = candidate
+                best, best_records = candidate, result.records
         info.avoided.append(checkpoints[hi][0])
     assert result is not None
     if best is None:
         info.placeable = placeable(runner.warm)
         return WindowedResult(runner.finished(runner.warm), result.records), info
-    return WindowedResult(runner.finished(best), result.records), info
+    return WindowedResult(runner.finished(best), best_records), info
 
 
 def windowed_with(workload: Workload, warm: Schedule, options: WindowOptions, *, anytime: bool = False,
