@@ -87,12 +87,15 @@ def load_ground_truth(paths) -> pd.DataFrame:
     return frame
 
 
+#: what a piece needs to count: a proven interval on its optimum, its best heuristic and elk's bound (ms)
+PINNED_COLUMNS = ("optimum_lower_ms", "optimum_upper_ms", "best_heuristic_ms", "bound_ms")
+
+
 def pinned(frame: pd.DataFrame) -> pd.Series:
     """Whether each instance has a proven interval on its optimum, a heuristic and a bound."""
-    need = ("optimum_lower_ms", "optimum_upper_ms", "best_heuristic_ms", "bound_ms")
-    if any(c not in frame for c in need):
+    if any(c not in frame for c in PINNED_COLUMNS):
         return pd.Series(False, index=frame.index)
-    values = frame[list(need)].apply(pd.to_numeric, errors="coerce")
+    values = frame[list(PINNED_COLUMNS)].apply(pd.to_numeric, errors="coerce")
     return (values > 0).all(axis=1)
 
 
@@ -113,21 +116,20 @@ def evidence(truth: pd.DataFrame, row) -> Evidence:
     gaps.csv)."""
     pieces, load_model = pieces_of(truth, row)
     known = pieces[pinned(pieces)]
+    common = dict(label=label(row), gap_pct=float(row["certified_gap_pct"]), binding=str(row["bound_name"]),
+                  pieces_load_model=load_model, pinned=len(known), tried=len(pieces))
+    if not len(known):
+        return Evidence(**common, solved=0, schedule_pct=0.0, schedule_piece="", bound_pct=0.0, bound_piece="")
+    ms = {c: known[c].astype(float) for c in PINNED_COLUMNS}
 
     def largest(losses: pd.Series) -> tuple[float, str]:
-        if not len(known):
-            return 0.0, ""
         losses = (100.0 * losses).clip(lower=0.0)
         at = losses.idxmax()
         return float(losses[at]), str(known.loc[at, "piece"])
 
-    num = {c: known[c].astype(float) for c in ("optimum_lower_ms", "optimum_upper_ms", "best_heuristic_ms",
-                                                "bound_ms")} if len(known) else {}
-    schedule_pct, schedule_piece = largest(num["best_heuristic_ms"] / num["optimum_upper_ms"] - 1) if num else (0.0, "")
-    bound_pct, bound_piece = largest(num["optimum_lower_ms"] / num["bound_ms"] - 1) if num else (0.0, "")
-    solved = int(known["solved"].fillna(False).astype(bool).sum()) if len(known) else 0
-    return Evidence(label=label(row), gap_pct=float(row["certified_gap_pct"]), binding=str(row["bound_name"]),
-                    pieces_load_model=load_model, pinned=len(known), solved=solved, tried=len(pieces),
+    schedule_pct, schedule_piece = largest(ms["best_heuristic_ms"] / ms["optimum_upper_ms"] - 1)
+    bound_pct, bound_piece = largest(ms["optimum_lower_ms"] / ms["bound_ms"] - 1)
+    return Evidence(**common, solved=int(known["solved"].fillna(False).astype(bool).sum()),
                     schedule_pct=schedule_pct, schedule_piece=schedule_piece, bound_pct=bound_pct,
                     bound_piece=bound_piece)
 
