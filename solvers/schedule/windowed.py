@@ -618,6 +618,7 @@ def placeable_windows(runner: WindowedSolver, placeable: Callable[[Schedule], bo
     """
     info = PlacedWindows()
     best: Schedule | None = None
+    best_cycles = math.inf  # ``best``'s simulated latency
     best_records: list[WindowRecord] = []  # of the round whose stitched program ``best`` is
     result = None
     for _ in range(max(1, rounds)):
@@ -627,7 +628,9 @@ def placeable_windows(runner: WindowedSolver, placeable: Callable[[Schedule], bo
         if not checkpoints or placeable(result.schedule):
             return result, info
         lo, hi = -1, len(checkpoints) - 1  # hi cannot be placed; lo (-1: the warm start) is taken as placeable
-        if placeable(checkpoints[hi][1]):  # the kept result differs from the last checkpoint only if it is the warm
+        # the result can differ from the last stitched program (the windows after it keep the warm start's
+        # decisions at their own lead; or the result fell back to the warm start), so that one is checked too
+        if placeable(checkpoints[hi][1]):
             return WindowedResult(runner.finished(checkpoints[hi][1]), result.records), info
         while hi - lo > 1:
             mid = (lo + hi) // 2
@@ -636,9 +639,9 @@ def placeable_windows(runner: WindowedSolver, placeable: Callable[[Schedule], bo
             else:
                 hi = mid
         if lo >= 0:
-            candidate = checkpoints[lo][1]
-            if best is None or simulate(runner.w, candidate).latency_cycles < simulate(runner.w, best).latency_cycles:
-                best, best_records = candidate, result.records
+            cycles = simulate(runner.w, checkpoints[lo][1]).latency_cycles
+            if cycles < best_cycles:
+                best, best_cycles, best_records = checkpoints[lo][1], cycles, result.records
         info.avoided.append(checkpoints[hi][0])
     assert result is not None
     if best is None:
