@@ -172,7 +172,13 @@ class Chip:
         return (("plan_enumeration", self.plan_enumeration.value),)
 
     def with_overrides(self, **changes: Any) -> "Chip":
-        """A copy with some fields changed; validated like any other chip."""
+        """A copy with some fields changed; validated like any other chip. ``topology`` may be a topology's name
+        (``"mesh"``: the most square shape for the core count), as the knobs take it."""
+        if isinstance(changes.get("topology"), str):
+            kind = changes.pop("topology")
+            changes["topology_kind"] = kind
+            if kind == "mesh":
+                changes.update(rows=0, cols=0)
         topo_changes = {k: changes.pop(k) for k in list(changes)
                         if k in ("topology_kind", "rows", "cols", "link_bytes_per_cycle")}
         unknown = set(changes) - {f.name for f in dataclasses.fields(Chip)}
@@ -236,6 +242,9 @@ def _validate(chip: Chip) -> None:
     if chip.inter_chip_comm_factor < 1:
         raise ChipConfigError(f"chip '{chip.name}': inter_chip_comm_factor must be >= 1")
     topo = chip.topology
+    if not isinstance(topo, Topology):
+        raise ChipConfigError(f"chip '{chip.name}': topology must be one of {', '.join(TOPOLOGIES)} "
+                              f"or a Topology, got {topo!r}")
     if topo.kind not in TOPOLOGIES:
         raise ChipConfigError(f"chip '{chip.name}': unknown topology '{topo.kind}' "
                               f"(choose from {', '.join(TOPOLOGIES)})")

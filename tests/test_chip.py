@@ -181,10 +181,20 @@ def test_nan_sync_cycles_rejected(tmp_path):
     (dict(topology_kind="torus"), "unknown topology"),
     (dict(topology_kind="mesh", rows=10, cols=10), "mesh 10x10"),
     (dict(topology_kind="mesh", link_bytes_per_cycle=-1.0), "link_bytes_per_cycle"),
+    (dict(topology="ring"), "unknown topology 'ring'"),
+    (dict(topology=5), "topology must be one of"),
 ])
 def test_with_overrides_validates(changes, match):
     with pytest.raises(ChipConfigError, match=match):
         preset("ipu-mk2").with_overrides(**changes)
+
+
+def test_topology_override_by_name_as_the_knobs_take_it():
+    """``chip_overrides={"topology": "mesh"}`` (what elk.compile passes on) used to end in an AttributeError."""
+    mk2 = preset("ipu-mk2")
+    assert mk2.with_overrides(topology="mesh").topology == mk2.with_overrides(topology_kind="mesh").topology
+    assert mk2.with_overrides(topology="mesh").with_overrides(topology="all-to-all").topology.kind == "all-to-all"
+    assert mk2.with_overrides(topology=Topology(kind="mesh", rows=32, cols=46)).topology.rows == 32
 
 
 def test_with_overrides_builds_a_new_chip():
