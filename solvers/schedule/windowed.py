@@ -280,15 +280,16 @@ class WindowedSolver:
                       load_work=work, load_cap=cap or SHARE_SCALE)
 
     def fixed_cap(self, op: int, row: int) -> int:
-        """A committed fluid load's top interconnect rate, rounded *up*.
+        """A committed fluid load's top interconnect rate, rounded *up*: used where the rate rounded down (as
+        every load's is first) leaves the warm start no solution of the window.
 
         A free load's rate is rounded down (it may only take longer than it could). A committed load's interval
         is fixed and the simulator has already found room for its work there, often at its top rate for the
         whole interval: rounded down by up to 1/SHARE_SCALE over ~10^5 cycles, that rate leaves it cycles of
-        work short, every window after it becomes infeasible and keeps its warm start (Gemma2-27B all-to-all
-        8 TB/s: 319 of 324 windows). Rounded up, the model may credit it up to 1/SHARE_SCALE of the
-        interconnect it does not have; the simulator, which judges every stitched program before it is
-        accepted (``rejects``), takes that back."""
+        work short, and the window becomes infeasible and keeps its warm start (Gemma2-27B all-to-all 8 TB/s:
+        278 of 324 windows). Rounded up, the model may credit it up to 1/SHARE_SCALE of the interconnect it
+        does not have; the simulator, which judges every stitched program before it is accepted (``rejects``),
+        takes that back. Only where needed: elsewhere the rounded-down rate keeps solutions valid as solved."""
         cold = float(self.w.tables[op].cold[row])
         noc, hbm = self.w.load_noc_cycles(op, cold), float(self.w.hbm_cycles[op])
         return min(SHARE_SCALE, math.ceil(SHARE_SCALE * min(1.0, noc / hbm if hbm > 0 else 1.0) - 1e-9))
@@ -339,8 +340,7 @@ class WindowedSolver:
             owner = int(j) - first if j < stop else -1
             work = math.ceil(SHARE_SCALE * left.get(int(j), 0.0) - 1e-9) if end > 0 else 0
             fixed.append(FixedLoad(op=int(j), start=start, end=end, share=opt.load_share if end > start else 0,
-                                   cold=opt.cold, owner=owner, work=work,
-                                   cap=self.fixed_cap(int(j), row) if self.fluid else opt.load_cap))
+                                   cold=opt.cold, owner=owner, work=work, cap=opt.load_cap))
         future = [FutureLoad(op=j, option=self.option(j, int(ws.entry[j])),
                              latest_end=rel_ceil(ws.load_end[j] - lead) + slack) for j in future_ops]
         heuristic = window_end_ws - lead - origin
@@ -375,9 +375,15 @@ class WindowedSolver:
             short = interconnect_short(errors, first)
             if not short or len(short) < len(errors):
                 break
-            # a committed load cannot move: give it room in the executions it overlaps instead
+            # a committed load cannot move: its top rate rounded up first (``fixed_cap``), then room in the
+            # executions it overlaps
             for key in [k for k in short if k[0] == "load" and k[1] in fixed_span]:
                 short.discard(key)
+                at = next(i for i, f in enumerate(fixed) if f.op == key[1])
+                raised = self.fixed_cap(key[1], int(entry[key[1]]))
+                if fixed[at].cap < raised:
+                    fixed[at] = replace(fixed[at], cap=raised)
+                    continue
                 lo, hi = fixed_span[key[1]]
                 short.update(("exec", k) for k in range(len(ops))
                              if hint.exec_start[k] < hi and hint.exec_end[k] > max(lo, 0))
