@@ -7,7 +7,10 @@ truth (``experiments.ground_truth``) solves real-shape pieces of the same
 model on the same chip (the attention and FFN halves, the head, and smaller
 parts of them) and states, per solved piece, how far the best heuristic is
 above the optimum (the schedule's side) and how far elk's best bound on that
-piece is below it (the bound's side).
+piece is below it (the bound's side). A piece's bounds are the ``milp`` level's,
+the whole-load MILP among them: the relaxation that a whole program's layer
+bounds solve per layer or block of layers (not over the whole program), so a
+tight piece bound says that relaxation is tight on the piece.
 
 This joins the two: for every open configuration, the solved pieces of its
 model and chip (under its load model where the ground truth ran it, else the
@@ -156,7 +159,9 @@ def report(items: list[Evidence], sources: list[str]) -> str:
              "truth's instances of the same model and chip with a proven interval [lower, upper] on their optimum "
              "(solved: width <= 0.1%), under the configuration's load model where it ran, else fluid. Schedule side: "
              "the largest proven excess of the best heuristic over a piece's optimum (heuristic / upper - 1); bound "
-             "side: the largest proven slack of elk's best bound on a piece (lower / bound - 1); the larger of the "
+             "side: the largest proven slack of elk's best bound on a piece (lower / bound - 1; a piece's bounds "
+             "include the whole-load MILP, the relaxation a whole program's layer bounds solve per layer or block "
+             "of layers, not over the whole program); the larger of the "
              "two if it is at least "
              f"{SIDE_PCT:g}%, else `between pieces` (both sides close on every piece: the open gap is in how pieces "
              "and layers follow each other, which no piece holds). Evidence from parts, not a proof about the "

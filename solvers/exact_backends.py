@@ -197,6 +197,18 @@ def native_output_silenced() -> Iterator[None]:
             os.close(fd)
 
 
+def run_highs(h, *, threads: int, time_limit: float | None, seed: int = 0) -> None:
+    """Solve a built HiGHS model in this process: its thread count (``use_highs_threads``), a fixed seed, an
+    optional time limit, and HiGHS's own printing silenced."""
+    use_highs_threads(int(threads))
+    h.setOptionValue("threads", int(threads))
+    h.setOptionValue("random_seed", int(seed))
+    if time_limit is not None:
+        h.setOptionValue("time_limit", float(time_limit))
+    with native_output_silenced():
+        h.run()
+
+
 def use_highs_threads(threads: int) -> None:
     """Every in-process HiGHS solve asks for its thread count through this.
 

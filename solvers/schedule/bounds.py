@@ -30,7 +30,7 @@ import numpy as np
 from elk.errors import ElkError
 from elk.workload import Workload
 from formulations.schedule.bound_lp import BoundData, build_bound_lp
-from solvers.exact_backends import native_output_silenced, use_highs_threads
+from solvers.exact_backends import native_output_silenced, run_highs, use_highs_threads
 from solvers.solver_options import BOUND_LEVELS, DEFAULT_BOUND, DEFAULT_BOUND_TIME_LIMIT
 
 #: LP-based bounds are lowered by this relative margin: HiGHS works to ~1e-7 feasibility/optimality tolerances
@@ -337,14 +337,8 @@ def whole_load_milp_bound(workload: Workload, *, time_limit: float, threads: int
     import highspy
     check_time_limit(time_limit, "whole-load MILP bound time limit")
     started = time.perf_counter()
-    lp = build_bound_lp(bound_data(workload), integer=True, pairs=pairs, link=True)
-    h = lp.highs
-    use_highs_threads(int(threads))
-    h.setOptionValue("threads", int(threads))
-    h.setOptionValue("random_seed", 0)
-    h.setOptionValue("time_limit", float(time_limit))
-    with native_output_silenced():
-        h.run()
+    h = build_bound_lp(bound_data(workload), integer=True, pairs=pairs, link=True).highs
+    run_highs(h, threads=threads, time_limit=time_limit)
     status = h.getModelStatus()
     dual = float(h.getInfo().mip_dual_bound)
     if not math.isfinite(dual) or dual <= 0:
@@ -599,15 +593,8 @@ def _layer_dual(workload: Workload, layer: BoundData, pairs: int, chosen: bool, 
                 threads: int) -> tuple[float, bool]:
     """The one-layer MILP's proven dual bound (cycles), and whether it was solved to optimality."""
     import highspy
-    lp = build_bound_lp(layer, integer=True, pairs=pairs, free_entry=True, link=chosen)
-    h = lp.highs
-    use_highs_threads(int(threads))
-    h.setOptionValue("threads", int(threads))
-    h.setOptionValue("random_seed", 0)
-    if time_limit is not None:
-        h.setOptionValue("time_limit", float(time_limit))
-    with native_output_silenced():
-        h.run()
+    h = build_bound_lp(layer, integer=True, pairs=pairs, free_entry=True, link=chosen).highs
+    run_highs(h, threads=threads, time_limit=time_limit)
     dual = float(h.getInfo().mip_dual_bound)
     if not math.isfinite(dual) or dual < 0:
         raise BoundError(f"layer bound on {workload.program.name}: no dual bound "

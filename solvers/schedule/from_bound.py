@@ -34,7 +34,7 @@ from elk.errors import SolverConfigError
 from elk.schedule import Schedule
 from elk.workload import Workload
 from formulations.schedule.bound_lp import BoundData, build_bound_lp
-from solvers.exact_backends import native_output_silenced, use_highs_threads
+from solvers.exact_backends import run_highs
 from solvers.schedule.fallback import keep_faster
 from solvers.solver_options import ExactOptions, check_positive
 
@@ -66,12 +66,7 @@ def bound_guided(workload: Workload, *, ratio_cap: float = 1.1, time_limit: floa
     data, rows = capped_rows(workload, ratio_cap)
     lp = build_bound_lp(data, integer=True)
     h = lp.highs
-    use_highs_threads(int(threads))
-    h.setOptionValue("threads", int(threads))
-    h.setOptionValue("random_seed", 0)
-    h.setOptionValue("time_limit", float(time_limit))
-    with native_output_silenced():
-        h.run()
+    run_highs(h, threads=threads, time_limit=time_limit)
     x = np.asarray(h.getSolution().col_value)
     n = lp.n
     if len(x) < 4 * n:
