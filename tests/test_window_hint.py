@@ -65,8 +65,8 @@ def test_interconnect_short_names_what_to_lengthen_only_when_nothing_else_breaks
 def test_hints_of_a_tight_real_program_keep_sram_order_and_channel(load_model):
     """OPT-30B, one layer, 192 KiB, 16 TB/s, ELK-Dyn's schedule in windows of 4: the window at operator 12 used
     to get a hint in which the load of operator 21 starts a cycle before operator 14 (hot 176,470 B) ends
-    (``SRAM 338262 > 196608``). No hint breaks SRAM, order, the channel or its own bounds now; under rigid loads
-    every hint is feasible, and under fluid ones too since committed loads get their top rate rounded up."""
+    (``SRAM 338262 > 196608``). No hint breaks SRAM, order, the channel or its own bounds now; every hint is
+    feasible, under fluid loads too since a committed load's top rate is rounded up where the hint needs it."""
     from elk.chip import preset
     from elk.graphs.zoo import build_program, resolve_model
     from elk.simulator import simulate

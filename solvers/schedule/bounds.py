@@ -30,7 +30,7 @@ import numpy as np
 from elk.errors import ElkError
 from elk.workload import Workload
 from formulations.schedule.bound_lp import BoundData, build_bound_lp
-from solvers.exact_backends import native_output_silenced, run_highs, use_highs_threads
+from solvers.exact_backends import native_output_silenced, run_highs
 from solvers.solver_options import BOUND_LEVELS, DEFAULT_BOUND, DEFAULT_BOUND_TIME_LIMIT
 
 #: LP-based bounds are lowered by this relative margin: HiGHS works to ~1e-7 feasibility/optimality tolerances
@@ -282,13 +282,7 @@ def lp_bound(workload: Workload, *, integer: bool = False, time_limit: float | N
     # interconnect does not bind, e.g. all-to-all chips) it is the optimum with them too, and costs nothing more
     lp = build_bound_lp(bound_data(workload), integer=integer, pairs=pairs, staged=not integer)
     h = lp.highs
-    use_highs_threads(int(threads))
-    h.setOptionValue("threads", int(threads))
-    if time_limit is not None:
-        h.setOptionValue("time_limit", float(time_limit))
-    h.setOptionValue("random_seed", 0)
-    with native_output_silenced():
-        h.run()
+    run_highs(h, threads=threads, time_limit=time_limit)
     status = h.getModelStatus()
     if lp.late is not None and status == highspy.HighsModelStatus.kOptimal:
         x = np.asarray(h.getSolution().col_value)
@@ -299,21 +293,28 @@ def lp_bound(workload: Workload, *, integer: bool = False, time_limit: float | N
             with native_output_silenced():
                 h.run()
             status = h.getModelStatus()
-    info = h.getInfo()
-    version = f"HiGHS {highspy.Highs().version()}" if hasattr(highspy.Highs(), "version") else "HiGHS"
     name = "milp" if integer else "lp"
     if integer:
-        dual = float(info.mip_dual_bound)
-        if not math.isfinite(dual) or dual <= 0:
-            raise BoundError(f"{name} bound on {workload.program.name}: HiGHS returned no dual bound "
-                             f"({h.modelStatusToString(status)})")
-        proven = "optimal" if status == highspy.HighsModelStatus.kOptimal else "dual bound at the time limit"
-        return _make(workload, name, dual * (1 - LP_SAFETY), started, proven, version)
+        return _dual_bound(workload, h, name, started)
     if status != highspy.HighsModelStatus.kOptimal:
         raise BoundError(f"{name} bound on {workload.program.name} ({len(workload)} operators, chip "
                          f"{workload.chip.describe()}): HiGHS says {h.modelStatusToString(status)}; a relaxation "
                          f"of a schedulable program always has an optimum, so this is a bug in elk")
-    return _make(workload, name, lp.objective() * (1 - LP_SAFETY), started, "optimal", version)
+    return _make(workload, name, lp.objective() * (1 - LP_SAFETY), started, "optimal",
+                 f"HiGHS {highspy.Highs().version()}")
+
+
+def _dual_bound(workload: Workload, h, name: str, started: float) -> Bound:
+    """A solved MILP relaxation's proven dual bound (at optimality or at the time limit) as the bound ``name``;
+    none is a BoundError, never a number."""
+    import highspy
+    status = h.getModelStatus()
+    dual = float(h.getInfo().mip_dual_bound)
+    if not math.isfinite(dual) or dual <= 0:
+        raise BoundError(f"{name} bound on {workload.program.name}: HiGHS returned no dual bound "
+                         f"({h.modelStatusToString(status)})")
+    proven = "optimal" if status == highspy.HighsModelStatus.kOptimal else "dual bound at the time limit"
+    return _make(workload, name, dual * (1 - LP_SAFETY), started, proven, f"HiGHS {highspy.Highs().version()}")
 
 
 #: the whole-load MILP is built for programs up to this many operators (pieces, small models); on whole LLMs
@@ -334,19 +335,11 @@ def whole_load_milp_bound(workload: Workload, *, time_limit: float, threads: int
     least 0.3071. Every row holds for every valid schedule under both load models (the module docstring and
     :func:`layer_bound` give the arguments), so the proven dual bound is a bound, at optimality or at the limit.
     """
-    import highspy
     check_time_limit(time_limit, "whole-load MILP bound time limit")
     started = time.perf_counter()
     h = build_bound_lp(bound_data(workload), integer=True, pairs=pairs, link=True).highs
     run_highs(h, threads=threads, time_limit=time_limit)
-    status = h.getModelStatus()
-    dual = float(h.getInfo().mip_dual_bound)
-    if not math.isfinite(dual) or dual <= 0:
-        raise BoundError(f"whole-load MILP bound on {workload.program.name}: HiGHS returned no dual bound "
-                         f"({h.modelStatusToString(status)})")
-    proven = "optimal" if status == highspy.HighsModelStatus.kOptimal else "dual bound at the time limit"
-    return _make(workload, "whole-load-milp", dual * (1 - LP_SAFETY), started, proven,
-                 f"HiGHS {highspy.Highs().version()}")
+    return _dual_bound(workload, h, "whole-load-milp", started)
 
 
 def check_time_limit(value: object, what: str) -> None:
@@ -464,12 +457,7 @@ def steady_state_bound(workload: Workload, *, time_limit: float, threads: int = 
         h = lp.highs
         h.changeColCost(int(lp.work_at_start[0]), lam)  # + lambda Gs[0] (E)
         h.changeColCost(int(lp.work_at_end[-1]), -lam)  # - lambda Ge[n-1] (X + H)
-        use_highs_threads(int(threads))
-        h.setOptionValue("threads", int(threads))
-        h.setOptionValue("random_seed", 0)
-        h.setOptionValue("time_limit", max(left / max(evaluations - len(tried), 1), 0.5))
-        with native_output_silenced():
-            h.run()
+        run_highs(h, threads=threads, time_limit=max(left / max(evaluations - len(tried), 1), 0.5))
         dual = float(h.getInfo().mip_dual_bound)
         optimal_all &= h.getModelStatus() == highspy.HighsModelStatus.kOptimal
         # a solve cut off before its first dual bound proves nothing at this lambda (the others still hold)

@@ -149,6 +149,13 @@ def warm_hint(choice: list[int], options: list[Option], exec_start: np.ndarray, 
 HINT_REPAIRS = 8
 
 
+def segment_work(prof, begin: float, lo: float, hi: float) -> np.ndarray:
+    """Interconnect work (cycles) the loads of a simulated interconnect profile (``timeline.noc``, its times
+    from ``begin``) do inside ``[lo, hi)``, per segment of the profile (``prof.load_op`` says whose)."""
+    t0, t1 = prof.time[:-1] + begin, prof.time[1:] + begin
+    return np.clip(np.minimum(t1, hi) - np.maximum(t0, lo), 0.0, None) * prof.load_share
+
+
 def interconnect_short(errors: list[str], first: int) -> set[tuple[str, int]]:
     """The executions (by window position) and loads (by op) the window checker finds short of interconnect
     room, as ``warm_hint``'s ``extra`` keys; empty if any other rule is broken too."""
@@ -267,7 +274,7 @@ class WindowedSolver:
             noc = self.w.load_noc_cycles(op, cold)
             hbm = float(self.w.hbm_cycles[op])
             if self.fluid:  # shortest length at the top rate (rounded down); any longer one is allowed
-                cap = max(1, math.floor(SHARE_SCALE * min(1.0, noc / hbm if hbm > 0 else 1.0) + 1e-9))
+                cap = max(1, math.floor(SHARE_SCALE * self.top_rate(op, cold) + 1e-9))
                 work = math.ceil(SHARE_SCALE * noc - 1e-9)
                 load_time = max(math.ceil(hbm - 1e-9), math.ceil(work / cap))
             else:
@@ -291,9 +298,13 @@ class WindowedSolver:
         278 of 324 windows). Rounded up, the model may credit it up to 1/SHARE_SCALE of the interconnect it
         does not have; the simulator, which judges every stitched program before it is accepted (``rejects``),
         takes that back. Only where needed: elsewhere the rounded-down rate keeps solutions valid as solved."""
-        cold = float(self.w.tables[op].cold[row])
+        return min(SHARE_SCALE, math.ceil(SHARE_SCALE * self.top_rate(op, int(self.w.tables[op].cold[row])) - 1e-9))
+
+    def top_rate(self, op: int, cold: int) -> float:
+        """The interconnect share a fluid load of ``op`` in a layout of ``cold`` bytes per core uses at full HBM
+        speed (at most 1): its top rate, before any rounding."""
         noc, hbm = self.w.load_noc_cycles(op, cold), float(self.w.hbm_cycles[op])
-        return min(SHARE_SCALE, math.ceil(SHARE_SCALE * min(1.0, noc / hbm if hbm > 0 else 1.0) - 1e-9))
+        return min(1.0, noc / hbm if hbm > 0 else 1.0)
 
     def past_window(self, op: int, opt: Option, stop: int) -> Option:
         """A later operator's fluid load as the window [.., stop) sees it: its work raised by what the model
@@ -315,8 +326,7 @@ class WindowedSolver:
         span = float(ws.load_end[op]) - after
         if span <= 0:
             return opt
-        t0, t1 = prof.time[:-1] + self.begin, prof.time[1:] + self.begin
-        done = float((np.clip(t1 - np.maximum(t0, after), 0.0, None) * prof.load_share)[prof.load_op == op].sum())
+        done = float(segment_work(prof, self.begin, after, math.inf)[prof.load_op == op].sum())
         extra = math.ceil(opt.load_cap * span - SHARE_SCALE * done - 1e-9)
         return replace(opt, load_work=opt.load_work + extra) if extra > 0 else opt
 
@@ -435,8 +445,7 @@ class WindowedSolver:
         if not verdict.valid or prof is None:
             return {}
         begin = min(float(sched.exec_start.min()), float(sched.load_start[self.w.has_load].min()))
-        t0, t1 = prof.time[:-1] + begin, prof.time[1:] + begin
-        done = np.clip(np.minimum(t1, origin) - t0, 0.0, None) * prof.load_share
+        done = segment_work(prof, begin, -math.inf, origin)
         chosen = self.w.chosen(sched.entry)["noc"]
         out = {}
         for j in np.flatnonzero(state.committed[first:]) + first:
