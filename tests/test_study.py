@@ -516,6 +516,42 @@ def test_sweep_over_load_models_with_bound_columns(tmp_path, capsys):
     rec = json.loads(next((out / "points").glob("*.json")).read_text())
     assert rec["schema"] == SCHEMA_VERSION == 2 and rec["bound_name"]
     assert rec["knobs"]["load_model"] in ("fluid", "rigid")
+    # the chip's bounds were proven once, by the first point, and the other reused that proof
+    recs = sorted((json.loads(f.read_text()) for f in (out / "points").glob("*.json")),
+                  key=lambda r: r["finished_at"])
+    assert [r["bound_shared"] for r in recs] == [False, True]
+    assert recs[0]["bound_seconds"] > 0 and recs[1]["bound_seconds"] == 0
+    assert recs[0]["bounds"] == recs[1]["bounds"] and recs[0]["bound_ms"] == recs[1]["bound_ms"]
+    assert len(list((out / "bounds").glob("*.json"))) == 1
+    assert "ELK_STUDY_BOUNDS" not in os.environ  # set for the run only
+
+
+def test_shared_bounds_are_the_bounds_a_point_proves_alone(tmp_path, monkeypatch):
+    """A point that reuses a study's proof gets exactly the bounds it would have proven itself; one that finds
+    another process proving its chip compiles first and then waits for that proof instead of proving again."""
+    from filelock import FileLock
+
+    from elk.study.execute import execute_point
+    from elk.study.shared_bounds import BOUND_CACHE_ENV, SharedBounds, bound_key
+
+    fluid, rigid = Point(**TINY, designs="elk-dyn"), Point(**TINY, designs="elk-dyn", load_model="rigid")
+    alone = execute_point(rigid)
+    monkeypatch.setenv(BOUND_CACHE_ENV, str(tmp_path / "b"))
+    first = execute_point(fluid)
+    shared = execute_point(rigid)
+    assert first["bound_shared"] is False and shared["bound_shared"] is True
+    def proven(rec):
+        return [(b["name"], b["ms"], b["status"]) for b in rec["bounds"]]
+    assert proven(shared) == proven(alone) and shared["bound_ms"] == alone["bound_ms"]
+    assert [r["gap_to_bound"] for r in shared["rows"]] == [r["gap_to_bound"] for r in alone["rows"]]
+    # a busy key: without waiting the cache says so (None), and proves nothing
+    res = rigid.resolved
+    other = Point(**TINY, designs="elk-dyn", hbm_tbps=4).resolved
+    key = bound_key(other.table_group, other.chip, other.bound, other.bound_time_limit)
+    cache = SharedBounds(tmp_path / "b")
+    with FileLock(str(tmp_path / "b" / f"{key}.json") + ".lock"):
+        assert cache.get_or_prove(key, lambda: pytest.fail("proved a busy key"), wait=False) == (None, False)
+    assert key != bound_key(res.table_group, res.chip, res.bound, res.bound_time_limit)
 
 
 def test_sweep_prints_why_points_failed(tmp_path, capsys):

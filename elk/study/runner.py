@@ -14,6 +14,7 @@ plan tables are shared between points, :mod:`elk.study.store` for the files.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sys
@@ -25,6 +26,7 @@ from tqdm import tqdm
 
 from elk.atomic import replacing, write_text
 from elk.study.point import KNOBS, PAPER, SCHEMA_VERSION, Point, StudyError
+from elk.study.shared_bounds import sharing
 from elk.study.store import CorruptPoint, PointStore, folder_lock
 
 __all__ = ["Point", "Study", "StudyError", "grid", "run_study", "load_results", "export_results", "to_frame",
@@ -153,26 +155,12 @@ def run_study(study_or_points: Study | Iterable[Point], out_dir: str | os.PathLi
     def on_tables(point: Point, info: dict[str, Any]) -> None:
         report.table_tasks.append((info["group"], info["seconds"], info.get("cpu_seconds", 0.0)))
 
+    # points that differ only in the load model prove their chip's bounds once (elk.study.shared_bounds); a
+    # Dask cluster's workers may not see this folder, and prove their own
+    sharing_bounds = sharing(store.root / "bounds") if address is None else contextlib.nullcontext()
     try:
-        if carry:
-            from elk.study import execute as study_exec
-
-            def stored(p: Point):
-                try:
-                    return store.read(p.key())
-                except CorruptPoint:
-                    return None
-            study_exec.run_carried(list(study.points), stored, on_record)
-        elif todo:
-            from elk.study import execute as study_exec
-            if address is not None:
-                study_exec.run_dask(todo, address, workers, on_record, on_tables)
-            else:
-                n = max(1, min(workers or os.cpu_count() or 1, len(todo)))
-                if n == 1:
-                    study_exec.run_serial(todo, on_record)
-                else:
-                    study_exec.run_pool(todo, n, on_record, on_tables=on_tables)
+        with sharing_bounds:
+            _execute(study, todo, store, on_record, on_tables, carry=carry, address=address, workers=workers)
     finally:
         bar.close()
     if report.failed and progress:
@@ -190,6 +178,28 @@ def run_study(study_or_points: Study | Iterable[Point], out_dir: str | os.PathLi
     df = to_frame(records)
     df.attrs["study"] = report.as_dict()
     return df
+
+
+def _execute(study: Study, todo: list[Point], store: PointStore, on_record, on_tables, *, carry: bool,
+             address: str | None, workers: int | None) -> None:
+    """Run the points ``run_study`` picked: chain by chain when carrying, else on Dask, a pool or here."""
+    from elk.study import execute as study_exec
+    if carry:
+        def stored(p: Point):
+            try:
+                return store.read(p.key())
+            except CorruptPoint:
+                return None
+        study_exec.run_carried(list(study.points), stored, on_record)
+    elif todo:
+        if address is not None:
+            study_exec.run_dask(todo, address, workers, on_record, on_tables)
+        else:
+            n = max(1, min(workers or os.cpu_count() or 1, len(todo)))
+            if n == 1:
+                study_exec.run_serial(todo, on_record)
+            else:
+                study_exec.run_pool(todo, n, on_record, on_tables=on_tables)
 
 
 def load_results(out_dir: str | os.PathLike):
