@@ -526,6 +526,20 @@ def test_sweep_over_load_models_with_bound_columns(tmp_path, capsys):
     assert "ELK_STUDY_BOUNDS" not in os.environ  # set for the run only
 
 
+def test_pool_workers_share_a_chips_bounds(tmp_path):
+    """Pool workers start from a forkserver, not from the study's process: they get the proofs folder through
+    their initializer, so the fluid and rigid points of a chip prove its bounds once between them."""
+    pts = grid(**TINY, designs="elk-dyn", hbm_tbps=[8, 16], load_model=["fluid", "rigid"])
+    df = run_study(pts, tmp_path / "s", workers=2, progress=False)
+    recs = [json.loads(f.read_text()) for f in (tmp_path / "s" / "points").glob("*.json")]
+    assert sorted(r["bound_shared"] for r in recs) == [False, False, True, True]
+    for hbm in (8, 16):
+        mine = [r for r in recs if r["knobs"]["hbm_tbps"] == hbm]
+        assert {r["bound_shared"] for r in mine} == {False, True}
+        assert mine[0]["bound_ms"] == mine[1]["bound_ms"]
+    assert len(list((tmp_path / "s" / "bounds").glob("*.json"))) == 2 and df["bound_ms"].notna().all()
+
+
 def test_shared_bounds_are_the_bounds_a_point_proves_alone(tmp_path, monkeypatch):
     """A point that reuses a study's proof gets exactly the bounds it would have proven itself; one that finds
     another process proving its chip compiles first and then waits for that proof instead of proving again."""

@@ -36,7 +36,7 @@ from elk.chip import Chip
 from elk.errors import ElkError
 from elk.procs import sigint_deferred
 from elk.study.point import Point, StudyError
-from elk.study.shared_bounds import bound_key, report_from_json, shared_from_env
+from elk.study.shared_bounds import BOUND_CACHE_ENV, bound_key, report_from_json, shared_from_env
 
 #: Recycle a pool worker after this many tasks (bounds any slow memory creep).
 MAX_TASKS_PER_CHILD = 40
@@ -351,8 +351,10 @@ def run_serial(points: list[Point], on_record: OnRecord) -> None:
         on_record(p, execute_point(p))
 
 
-def _worker_init(owner: int) -> None:
-    """In each pool worker: end with the process that owns the pool, however it ends.
+def _worker_init(owner: int, shared_bounds: str | None = None) -> None:
+    """In each pool worker: the owner's shared-bounds folder (a forkserver's children inherit the environment
+    the forkserver started with, not the owner's now), and end with the process that owns the pool, however it
+    ends.
 
     SIGINT and normal exits shut the pool down, but a SIGKILLed owner runs no
     cleanup, and a worker waiting for its next task would wait forever: it
@@ -361,6 +363,11 @@ def _worker_init(owner: int) -> None:
     does not help here; a watchdog thread on the owner's pid does.
     """
     from elk.procs import die_with_parent, exit_with
+    from elk.study.shared_bounds import BOUND_CACHE_ENV
+    if shared_bounds:
+        os.environ[BOUND_CACHE_ENV] = shared_bounds
+    else:
+        os.environ.pop(BOUND_CACHE_ENV, None)
     exit_with(owner)
     die_with_parent()  # and if the forkserver itself goes
 
@@ -372,7 +379,8 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["elk.study.execute", "elk.driver.api", "elk.graphs.zoo", "solvers.registry"])
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, max_tasks_per_child=MAX_TASKS_PER_CHILD,
-                               initializer=_worker_init, initargs=(os.getpid(),))
+                               initializer=_worker_init,
+                               initargs=(os.getpid(), os.environ.get(BOUND_CACHE_ENV)))
 
 
 def run_pool(points: list[Point], workers: int, on_record: OnRecord, table_workers: int = 1,

@@ -106,7 +106,8 @@ class RunReport:
 
 
 def run_study(study_or_points: Study | Iterable[Point], out_dir: str | os.PathLike, *, workers: int | None = None,
-              address: str | None = None, progress: bool = True, retry_errors: bool = False, carry: bool = False):
+              address: str | None = None, progress: bool = True, retry_errors: bool = False, carry: bool = False,
+              share_bounds: bool = True):
     """Run the study's missing points, store each as it finishes, return its result table.
 
     ``workers``: local processes (default: one per core; 1 = in this process).
@@ -116,6 +117,8 @@ def run_study(study_or_points: Study | Iterable[Point], out_dir: str | os.PathLi
     ``carry``: along every chain of points that differ only in HBM bandwidth and SRAM, each point's exact
     designs may start from the best schedule of a point with less of both (it carries over), so their
     curves never rise where it does; runs in this process, chain by chain (see elk.study.execute.run_carried).
+    ``share_bounds``: points that differ only in the load model prove their chip's bounds once
+    (elk.study.shared_bounds; local runs only). Off, every point proves its own (for comparison).
     """
     study = study_or_points if isinstance(study_or_points, Study) else Study("study", list(study_or_points))
     if address is not None:
@@ -157,7 +160,8 @@ def run_study(study_or_points: Study | Iterable[Point], out_dir: str | os.PathLi
 
     # points that differ only in the load model prove their chip's bounds once (elk.study.shared_bounds); a
     # Dask cluster's workers may not see this folder, and prove their own
-    sharing_bounds = sharing(store.root / "bounds") if address is None else contextlib.nullcontext()
+    sharing_bounds = sharing(store.root / "bounds") if share_bounds and address is None else \
+        contextlib.nullcontext()
     try:
         with sharing_bounds:
             _execute(study, todo, store, on_record, on_tables, carry=carry, address=address, workers=workers)
