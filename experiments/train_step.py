@@ -31,7 +31,6 @@ import pandas as pd
 import elk
 from elk.chip import preset
 from elk.graphs.training import TrainingOptions
-from elk.graphs.zoo import build_program
 
 OUT = Path(__file__).resolve().parent / "results" / "train_step"
 DESIGNS = "default"

@@ -5,7 +5,6 @@ One test per case, run through the command line (``main([...])``) where the user
 """
 from __future__ import annotations
 
-import json
 
 import pytest
 

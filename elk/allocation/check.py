@@ -136,9 +136,8 @@ def is_valid(problem: AllocationProblem, offsets: np.ndarray | None, capacity: i
     return True
 
 
-__all__ = ["maximal_sections", "AllocationProblem", "AllocationResult", "read_csv", "read_placement", "write_csv", "validate",
-           "first_overlap", "is_valid", "max_load_lower_bound", "lower_bound", "load_profile", "peak_of",
-           "capacity_from_name", "STATUSES"]
+__all__ = ["maximal_sections", "validate", "first_overlap", "is_valid", "max_load_lower_bound", "lower_bound",
+           "load_profile", "peak_of"]
 
 
 def maximal_sections(lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

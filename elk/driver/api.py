@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from elk.chip import Chip, resolve_chip
-from elk.errors import ElkError, ScheduleError, SolverConfigError
+from elk.errors import ElkError, SolverConfigError
 from elk.ir import Program
 from elk.schedule import Schedule
 from elk.simulator import SimResult, simulate

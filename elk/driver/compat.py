@@ -87,7 +87,6 @@ def compile_compat(model: str | Path | Program, compat: Compat, *, chip: str | C
     Raises ``ChipConfigError`` before building anything when the chip is one
     the mode cannot honour (a mesh).
     """
-    from solvers.registry import HEURISTIC_DESIGNS
     started = time.perf_counter()
     base = resolve_chip(chip)
     check_request(compat, topology=base.topology.kind)

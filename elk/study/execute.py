@@ -106,7 +106,7 @@ def execute_point(point: Point, table_workers: int | None = None, after: Any = N
         key = bound_key(res.table_group, res.chip, res.bound, res.bound_time_limit) if shared else ""
         proof, proved = None, False
         if shared is not None:  # prove first unless another process is proving this chip right now
-            proof, proved = shared.get_or_prove(key, lambda: _prove(point), wait=False)
+            proof, proved = shared.get_or_prove(key, lambda: _prove(point, workers=table_workers), wait=False)
         result = compile_model(point.model, chip=res.chip, batch=point.batch, seq=point.seq, mode=point.mode,
                                designs=",".join(res.designs), design_options=res.design_options, carry=carry,
                                bound=None if shared is not None else res.bound,
@@ -157,14 +157,15 @@ def execute_point(point: Point, table_workers: int | None = None, after: Any = N
     return finite_json(record)
 
 
-def _prove(point: Point, workload: Any = None):
-    """The point's bounds at its level (``workload``: the compiled one, else built here from the table cache)."""
+def _prove(point: Point, workload: Any = None, workers: int | None = None):
+    """The point's bounds at its level (``workload``: the compiled one, else built here, its plan tables from
+    the cache or by ``workers`` processes as the compile would)."""
     from solvers.schedule.bounds import compute_bounds
     if workload is None:
         from elk.graphs.zoo import build_program
         from elk.workload import Workload
         program = build_program(point.model, batch=point.batch, seq=point.seq, mode=point.mode)
-        workload = Workload.build(program, point.resolved.chip)
+        workload = Workload.build(program, point.resolved.chip, workers)
     return compute_bounds(workload, point.resolved.bound, point.resolved.bound_time_limit)
 
 

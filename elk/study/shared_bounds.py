@@ -10,8 +10,9 @@ the folder; ``elk.study.runner.run_study`` sets it for its own processes). The k
 with its load model set aside, the bound level and its time limit. A point that finds its chip's proof reuses
 it; one that finds another process proving it compiles its designs first and reads the proof after (waiting
 only if it is still running), so two workers never prove the same chip at once and rarely wait. The folder
-belongs to one study's results: a proof from older code is never read by a new study folder. Points that run
-elsewhere (a Dask cluster without the folder) prove their own, as before.
+belongs to one study's results: a new study folder never reads a proof older code made, and a resumed study
+reuses the proofs in its folder as it reuses its finished points. Points that run elsewhere (a Dask cluster
+without the folder) prove their own, as before.
 """
 from __future__ import annotations
 

@@ -33,7 +33,6 @@ from elk.workload import Workload
 from formulations.schedule.modulo import SCALE, Block, BlockOption, ModuloProblem, ModuloSolution, build_modulo
 from solvers.schedule.bounds import undominated
 from solvers.schedule.choice import CostAware
-from solvers.schedule.designs import preload_depth
 from solvers.schedule.engine import PassConfig, backward_pass
 from solvers.schedule.fallback import keep_faster
 from solvers.solver_options import DEFAULT_TIME_LIMIT
