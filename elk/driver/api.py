@@ -24,6 +24,7 @@ from solvers.solver_options import (DEFAULT_BOUND, DEFAULT_BOUND_TIME_LIMIT, DEF
 
 if TYPE_CHECKING:
     from elk.graphs.training import TrainingOptions
+    from solvers.registry import RunPlan
 
 
 @dataclass
