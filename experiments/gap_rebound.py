@@ -41,7 +41,7 @@ from typing import Any
 from elk.atomic import write_text
 from experiments.gap_study import (BATCH, BOUND_FAMILIES, CLOSED_PCT, COLUMNS, CONFIG, DESIGN_ORDER, NEAR_PCT,
                                    RELAXED, SEQ, Config, Settings, as_float, is_true, best_rows, label,
-                                   md_table, write_gaps, write_summary)
+                                   md_table, with_rigid_schedules, write_gaps, write_summary)
 
 #: columns a re-certified gaps.csv adds to the study's
 REBOUND_COLUMNS = ("old_bound_ms", "old_bound_name", "old_certified_gap_pct", "bound_reproven")
@@ -416,7 +416,7 @@ def run(out: Path, settings: Settings, command: str, prove_missing: bool = True)
           flush=True)
     reproven = reprove_all(frame, configs, store, settings, prove_missing)
     try:
-        new = rebound_frame(frame, configs, reproven)
+        new = with_rigid_schedules(rebound_frame(frame, configs, reproven))
     except BoundAboveLatency as exc:
         print(f"gap_study: error: a re-proven bound exceeds a stored valid latency (a bug in a bound; nothing "
               f"written but {store.path}): {exc}", flush=True)

@@ -55,8 +55,8 @@ from elk.atomic import replacing, write_text
 from elk.study.execute import finite_json as finite
 from experiments.gap_rebound import BELOW_TOLERANCE
 from experiments.gap_study import (BOUND_FAMILIES, COLUMNS, CONFIG, EXACT, HEURISTICS, LOAD_MODELS, RELAXED, Config,
-                                   Settings, as_float, best_rows, is_true, label, rows_for, write_gaps,
-                                   write_summary)
+                                   Settings, as_float, best_rows, is_true, label, rows_for,
+                                   with_rigid_schedules, write_gaps, write_summary)
 
 #: the designs a refresh may compile: the heuristics (their schedule depends on the program and the chip alone)
 #: and the study's exact designs (compiled with the heuristics, which give their warm start)
@@ -526,6 +526,7 @@ def run(out: Path, design: str, load_models: Sequence[str], settings: Settings, 
     print(f"refreshing {', '.join(designs)} at the {' and '.join(lms)} configurations of {out / 'gaps.csv'} (one "
           f"at a time; results kept in {store.path})", flush=True)
     new, bests, resumed = refresh_frame(frame, designs, lms, store, models)
+    new = with_rigid_schedules(new)
     try:
         check_bounds(new)
     except RefreshBelowBound as exc:

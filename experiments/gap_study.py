@@ -307,6 +307,16 @@ def is_true(value) -> bool:
     return value is True or str(value).lower() in ("true", "1")
 
 
+def fastest_design(valid: Mapping[str, float]) -> str:
+    """The design a configuration's best row names among ``valid`` (design -> latency of a valid, strict
+    schedule): the first in DESIGN_ORDER (heuristics, then exact) within float noise of the fastest, so an exact
+    design that only ties its warm start is not named as the best."""
+    fastest = min(valid.values())
+    order = {d: k for k, d in enumerate(DESIGN_ORDER)}
+    return min((d for d, ms in valid.items() if ms <= fastest * (1 + 1e-9)),
+               key=lambda d: order.get(d, len(DESIGN_ORDER)))
+
+
 def rows_for(config: Config, record: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """gaps.csv's rows of one configuration from its stored point record (one per design, then ``best``)."""
     base = {"model": config.model, "topology": config.topology, "hbm_tbps": config.hbm_tbps,
@@ -348,10 +358,7 @@ def rows_for(config: Config, record: Mapping[str, Any] | None) -> list[dict[str,
                      "windows": r.get("windows"), "windows_improved": r.get("windows_improved"),
                      "proven_optimal_pct": r.get("proven_optimal_pct")})
     if valid:
-        # the first design (heuristics, then exact) within float noise of the fastest: an exact design that
-        # only ties its warm start is not named as the best
-        fastest = min(valid.values())
-        best = next(d for d in DESIGN_ORDER if d in valid and valid[d] <= fastest * (1 + 1e-9))
+        best = fastest_design(valid)
         ms = valid[best]
         rows.append({**base, "design": "best", "best_design": best, "latency_ms": ms, "valid": True,
                      "certified_gap_pct": gap(ms), "relaxed": False,
@@ -368,16 +375,14 @@ RIGID_SUFFIX = " (rigid loads)"
 
 def fastest_row(block) -> tuple[str, float] | None:
     """(design, latency) of the fastest valid, strict schedule among a configuration's design rows (not its
-    ``best`` row): the first design in DESIGN_ORDER within float noise of the fastest, as ``rows_for`` names it."""
+    ``best`` row), named as ``rows_for`` names it (``fastest_design``)."""
     rows = block[(block["design"] != "best") & ~block["design"].isin(RELAXED)
                  & block["valid"].map(is_true) & block["latency_ms"].notna()]
     if rows.empty:
         return None
-    fastest = float(rows["latency_ms"].min())
-    near = rows[rows["latency_ms"] <= fastest * (1 + 1e-9)]
-    order = {d: k for k, d in enumerate(DESIGN_ORDER)}
-    design = min(near["design"], key=lambda d: order.get(d, len(DESIGN_ORDER)))
-    return str(design), float(near.loc[near["design"] == design, "latency_ms"].min())
+    valid = {str(d): float(ms) for d, ms in zip(rows["design"], rows["latency_ms"])}
+    design = fastest_design(valid)
+    return design, valid[design]
 
 
 def with_rigid_schedules(frame):
@@ -388,7 +393,9 @@ def with_rigid_schedules(frame):
     constant rate is one choice of rates, and the latency is the schedule's own intervals: docs/design.md §5.1,
     tests/test_simulator_property.py), so it is a schedule of the fluid configuration too; its design is named
     with ``RIGID_SUFFIX``. Recomputed from the design rows every time (idempotent): a ``best`` row taken from the
-    rigid configuration goes back to the fluid designs' fastest when that is no longer faster.
+    rigid configuration goes back to the fluid designs' fastest when that is no longer faster. Each run (full,
+    refresh, re-certification) applies it once to the frame it finished, so that every table, figure and
+    summary section it writes sees the same best rows.
     """
     if frame.empty or "load_model" not in frame:
         return frame
@@ -416,9 +423,7 @@ def with_rigid_schedules(frame):
 
 
 def write_gaps(frame, out: Path, configurations: int) -> None:
-    """gaps.csv (atomically: a temporary file, then a rename), the printed table and the heatmaps; fluid
-    configurations' best rows first take their chip's rigid schedules where faster (``with_rigid_schedules``)."""
-    frame = with_rigid_schedules(frame)
+    """gaps.csv (atomically: a temporary file, then a rename), the printed table and the heatmaps."""
     tmp = out / ".gaps.csv.tmp"
     frame.to_csv(tmp, index=False)
     os.replace(tmp, out / "gaps.csv")
@@ -544,7 +549,6 @@ def write_summary(frame, path: Path, *, command: str, settings: Settings, config
     the summary (experiments/gap_refresh.py)."""
     import pandas as pd
     from experiments.gap_refresh import refresh_note
-    frame = with_rigid_schedules(frame)
     best = best_rows(frame)
     n = len(best)
     lines = ["# Certified optimality gaps", "",
@@ -779,7 +783,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gap_study: error: {exc}", file=sys.stderr)
         return 2
     records = {p.key(): store.read(p.key()) for p in points.values()}
-    frame = gaps_frame(configs, records, settings)
+    frame = with_rigid_schedules(gaps_frame(configs, records, settings))
     write_gaps(frame, out, len(configs))
     command = " ".join(["python", "-m", "experiments.gap_study", *argv])
     md = write_summary(frame, out / "gap_study.md", command=command, settings=settings, configs=configs,

@@ -103,7 +103,7 @@ def execute_point(point: Point, table_workers: int | None = None, after: Any = N
                       "python": platform.python_version(), "started_at": started}
     try:
         shared = shared_from_env() if res.bound is not None else None
-        key = bound_key(res.table_group, res.chip, res.bound, res.bound_time_limit) if shared else ""
+        key = bound_key(res.table_group, res.chip, res.bound, res.bound_time_limit) if shared is not None else ""
         proof, proved = None, False
         if shared is not None:  # prove first unless another process is proving this chip right now
             proof, proved = shared.get_or_prove(key, lambda: _prove(point, workers=table_workers), wait=False)
