@@ -186,20 +186,21 @@ class RefreshStore:
 
 # -- compiling -----------------------------------------------------------------------------------------------------
 
-def compile_design(config: Config, design: str) -> Compiled:
+def compile_design(config: Config, design: str, settings: Settings | None = None) -> Compiled:
     """``design``'s schedule at ``config`` as the study's point compiles it (see :func:`compile_designs`)."""
-    return compile_designs(config, (design,))[design]
+    return compile_designs(config, (design,), settings)[design]
 
 
-def compile_designs(config: Config, designs: Sequence[str]) -> dict[str, Compiled]:
+def compile_designs(config: Config, designs: Sequence[str], settings: Settings | None = None) -> dict[str, Compiled]:
     """``designs``' schedules at ``config`` as the study's point compiles them (the same chip, program and
     placement; exact designs with the study's solver settings, in the study's order, after every heuristic, the
     fastest schedule before each being its warm start), judged by the simulator; no bound (the rows keep their
-    proven one). One compile, one process: the designs' searches run serially."""
+    proven one). One compile, one process: the designs' searches run serially. ``settings``: the exact designs'
+    solver settings (the command's ``--exact-time-limit``, ``--window``...; None: the study's defaults)."""
     from elk.driver.api import compile as compile_model
     from elk.driver.api import window_summary
     from elk.errors import ElkError
-    point = config.point(Settings())
+    point = config.point(settings or Settings())
     exact = [d for d in EXACT if d in designs]
     names = [*(HEURISTICS if exact else [d for d in HEURISTICS if d in designs]), *exact]
     started = time.perf_counter()
@@ -424,7 +425,7 @@ def read_study(out: Path):
 
 
 def refresh_frame(frame, designs: Sequence[str], load_models: Sequence[str], store: RefreshStore,
-                  models: Sequence[str] | None = None) -> tuple[Any, dict[tuple, tuple[Any, Any]], int]:
+                  models: Sequence[str] | None = None, settings: Settings | None = None) -> tuple[Any, dict[tuple, tuple[Any, Any]], int]:
     """gaps.csv with ``designs`` compiled again (one compile per configuration, ``compile_designs``) at every
     configuration of ``load_models`` (and ``models``, None: every model) that compiled (each result stored as
     it comes; stored results reused), per refreshed configuration its best row before and after, and how many
@@ -455,10 +456,10 @@ def refresh_frame(frame, designs: Sequence[str], load_models: Sequence[str], sto
         else:
             helpers = warm_start_designs(block, designs)
             if helpers:
-                results = compile_designs(config, (*helpers, *designs))
+                results = compile_designs(config, (*helpers, *designs), settings)
             else:
-                results = ({designs[0]: compile_design(config, designs[0])} if len(designs) == 1
-                           else compile_designs(config, designs))
+                results = ({designs[0]: compile_design(config, designs[0], settings)} if len(designs) == 1
+                           else compile_designs(config, designs, settings))
             when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
             for d in designs:
                 entries[d] = Entry(d, results[d], old[d][0], old[d][1], when, elk.__version__)
@@ -525,7 +526,7 @@ def run(out: Path, design: str, load_models: Sequence[str], settings: Settings, 
     store = RefreshStore(out / "refresh.json")
     print(f"refreshing {', '.join(designs)} at the {' and '.join(lms)} configurations of {out / 'gaps.csv'} (one "
           f"at a time; results kept in {store.path})", flush=True)
-    new, bests, resumed = refresh_frame(frame, designs, lms, store, models)
+    new, bests, resumed = refresh_frame(frame, designs, lms, store, models, settings)
     new = with_rigid_schedules(new)
     try:
         check_bounds(new)

@@ -39,7 +39,8 @@ def assert_png(path: Path) -> None:
 # -- gap study ---------------------------------------------------------------------------------------------------
 
 GAP_ARGS = ["--models", "tiny", "--quick", "--exact-time-limit", "2", "--window-time-limit", "1",
-            "--bound-time-limit", "5", "--workers", "1", "--no-progress"]
+            "--bound-time-limit", "5", "--workers", "1", "--no-progress", "--bound", "lp",
+            "--exact-designs", "periodic,milp"]
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +72,14 @@ def test_gap_study_quick_grid():
     full = gap.grid(list(gap.LLMS), quick=False)
     assert len(full) == 96 and len({c.point(gap.Settings()).key() for c in full}) == 96
     p = full[0].point(gap.Settings())
-    # heuristics, Ideal for reference, then periodic and the MILP windows (which start from periodic)
-    assert p.resolved.designs == ("basic", "static", "elk-dyn", "elk-full", "ideal", "periodic", "milp")
-    assert p.resolved.design_options["periodic"].time_limit == 60.0
+    # heuristics, Ideal for reference, then periodic, the MILP windows (which start from periodic) and the
+    # relaxation's own schedule
+    assert p.resolved.designs == ("basic", "static", "elk-dyn", "elk-full", "ideal", "periodic", "milp", "lp-guided")
+    assert p.resolved.design_options["periodic"].time_limit == 20.0
     assert p.resolved.design_options["milp"].time_limit == 5.0 and p.resolved.design_options["milp"].window == 8
-    assert (p.resolved.bound, p.resolved.bound_time_limit) == ("lp", 60.0)
+    assert (p.resolved.bound, p.resolved.bound_time_limit) == ("layers", 60.0)
+    args = gap.parse_args([])  # the command line's defaults are the Settings' defaults
+    assert (args.exact_designs, args.exact_time_limit, args.bound) == ("periodic,milp,lp-guided", 20.0, "layers")
 
 
 def test_gap_study_knows_every_exact_design_in_run_order():

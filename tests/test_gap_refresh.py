@@ -60,7 +60,7 @@ def fake_compile(monkeypatch) -> list[tuple[str, str]]:
     """The compile step replaced by FAKE; the calls made, in order."""
     calls: list[tuple[str, str]] = []
 
-    def compile_design(config: gap.Config, design: str) -> ref.Compiled:
+    def compile_design(config: gap.Config, design: str, settings=None) -> ref.Compiled:
         calls.append((config.model, config.load_model))
         assert (design, config.load_model) == ("elk-full", "rigid")
         return FAKE[config.model]
@@ -118,7 +118,7 @@ def test_refresh_resumes_from_its_store(study, fake_compile, monkeypatch):
     (the latency it replaced stays the study's)."""
     done = fake_compile
 
-    def interrupted(config: gap.Config, design: str) -> ref.Compiled:
+    def interrupted(config: gap.Config, design: str, settings=None) -> ref.Compiled:
         if config.model == "b":
             raise KeyboardInterrupt
         done.append((config.model, config.load_model))
@@ -133,7 +133,7 @@ def test_refresh_resumes_from_its_store(study, fake_compile, monkeypatch):
     done.clear()
     monkeypatch.undo()
     calls: list[str] = []
-    monkeypatch.setattr(ref, "compile_design", lambda config, design: calls.append(config.model) or FAKE[config.model])
+    monkeypatch.setattr(ref, "compile_design", lambda config, design, settings=None: calls.append(config.model) or FAKE[config.model])
     assert gap.main([*ARGS, "--out", str(study)]) == 0
     assert calls == ["b", "c"]
     assert "1 of them compiled by an earlier run (refresh.json)" in (study / "gap_study.md").read_text()
@@ -174,7 +174,7 @@ def test_a_later_rebound_keeps_the_refresh(study, fake_compile, monkeypatch):
 
 def test_refresh_refuses_a_latency_below_its_bound(study, monkeypatch, capsys):
     before = {p: (study / p).read_bytes() for p in ("gaps.csv", "gap_study.md")}
-    monkeypatch.setattr(ref, "compile_design", lambda config, design: ref.Compiled(BOUND / 2, True, 1.0))
+    monkeypatch.setattr(ref, "compile_design", lambda config, design, settings=None: ref.Compiled(BOUND / 2, True, 1.0))
     assert gap.main([*ARGS, "--out", str(study)]) == 1
     assert "a refreshed valid latency is below its proven bound" in capsys.readouterr().out
     assert {p: (study / p).read_bytes() for p in before} == before
@@ -209,7 +209,7 @@ def test_refresh_needs_a_finished_study(tmp_path, fake_compile, capsys):
 def test_an_exact_designs_refresh_keeps_its_new_warm_start(study, monkeypatch):
     """A refreshed MILP row carries the warm start and solver seconds of its new compile; the gain over the
     best heuristic and the best row follow its latency."""
-    monkeypatch.setattr(ref, "compile_design", lambda config, design: ref.Compiled(
+    monkeypatch.setattr(ref, "compile_design", lambda config, design, settings=None: ref.Compiled(
         10.8, True, 30.0, warm_start="elk-dyn", solve_seconds=25.0))
     assert gap.main(["--refresh", "milp", "--load-models", "rigid", "--out", str(study)]) == 0
     a = rows(study, "a")
@@ -227,7 +227,7 @@ def test_exact_designs_refreshed_together_share_one_compile(study, monkeypatch):
     the periodic schedule, as in the study); each design's run is noted, saying what it was compiled with."""
     calls: list[tuple[str, tuple[str, ...]]] = []
 
-    def compile_designs(config: gap.Config, designs) -> dict:
+    def compile_designs(config: gap.Config, designs, settings=None) -> dict:
         calls.append((config.model, tuple(designs)))
         return {"periodic": ref.Compiled(11.2, True, 60.0), "milp": ref.Compiled(11.1, True, 70.0,
                                                                                 warm_start="periodic")}
@@ -250,9 +250,28 @@ def test_exact_designs_refreshed_together_share_one_compile(study, monkeypatch):
     assert calls == []
 
 
+def test_refresh_compiles_with_the_commands_solver_settings(study, monkeypatch):
+    """``--exact-time-limit`` and ``--window`` given with ``--refresh`` reach the compile (a refresh of a study run
+    with other settings than today's defaults says them again, and is not silently run at the defaults)."""
+    seen = []
+
+    def compile_designs(config, designs, settings=None):
+        seen.append(settings)
+        return {"periodic": ref.Compiled(11.2, True, 60.0)}
+
+    monkeypatch.setattr(ref, "compile_designs", compile_designs)
+    monkeypatch.setattr(ref, "compile_design", lambda config, design, settings=None:
+                        compile_designs(config, (design,), settings)[design])
+    assert gap.main(["--refresh", "periodic", "--load-models", "rigid", "--exact-time-limit", "60", "--window", "6",
+                     "--out", str(study)]) == 0
+    assert seen and all(s.exact_time_limit == 60.0 and s.window == 6 for s in seen)
+    point = gap.Config("llama2-13b", "mesh", 16.0, 192.0, "rigid").point(seen[0])
+    assert point.resolved.design_options["periodic"].time_limit == 60.0
+
+
 def test_refresh_takes_only_the_models_asked_for(study, monkeypatch):
     calls: list[str] = []
-    monkeypatch.setattr(ref, "compile_design", lambda config, design: calls.append(config.model) or FAKE["a"])
+    monkeypatch.setattr(ref, "compile_design", lambda config, design, settings=None: calls.append(config.model) or FAKE["a"])
     assert gap.main([*ARGS, "--models", "a,c", "--out", str(study)]) == 0
     assert calls == ["a", "c"]
     frame = pd.read_csv(study / "gaps.csv")
@@ -275,13 +294,13 @@ def test_milp_alone_compiles_periodic_where_it_was_the_studys_warm_start(study, 
     together: list[tuple[str, tuple[str, ...]]] = []
     alone: list[str] = []
 
-    def compile_designs(config, designs):
+    def compile_designs(config, designs, settings=None):
         together.append((config.model, tuple(designs)))
         return {"periodic": ref.Compiled(11.9, True, 60.0), "milp": ref.Compiled(11.7, True, 9.0,
                                                                                 warm_start="periodic")}
 
     monkeypatch.setattr(ref, "compile_designs", compile_designs)
-    monkeypatch.setattr(ref, "compile_design", lambda config, design: alone.append(config.model) or ref.Compiled(
+    monkeypatch.setattr(ref, "compile_design", lambda config, design, settings=None: alone.append(config.model) or ref.Compiled(
         11.6, True, 9.0, warm_start="elk-full"))
     assert ref.warm_start_designs(frame[frame["model"] == "a"], ["milp"]) == ("periodic",)
     assert ref.warm_start_designs(frame[frame["model"] == "a"], ["periodic", "milp"]) == ()
