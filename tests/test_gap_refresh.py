@@ -183,7 +183,7 @@ def test_refresh_refuses_a_latency_below_its_bound(study, monkeypatch, capsys):
 
 @pytest.mark.parametrize("argv, said", [
     (["--refresh", "nope"], "--refresh takes one of the study's designs (basic, static, elk-dyn, elk-full, "
-                            "periodic, milp), not 'nope'"),
+                            "periodic, milp, lp-guided), not 'nope'"),
     (["--refresh", "ideal"], "--refresh takes one of the study's designs"),
     (["--refresh", "elk-full", "--load-models", "solid"], "--load-models takes a comma list of fluid, rigid"),
     (["--load-models", "rigid"], "--load-models goes with --refresh"),
