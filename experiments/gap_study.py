@@ -17,7 +17,7 @@ under ``OUT/results``; a rerun skips them, so an interrupted study resumes)
 compiles the heuristics (basic, static, elk-dyn, elk-full; Ideal too, a
 relaxed schedule shown for reference, never a bound), then the exact designs in
 order: ``periodic`` (a modulo schedule of one layer with CP-SAT, from the best
-heuristic, 20 s), the ``milp`` windows (from the fastest schedule so far, so from
+heuristic, 20 s, 1 worker), the ``milp`` windows (from the fastest schedule so far, so from
 periodic's) and ``lp-guided`` (the schedule read off the plan-choice relaxation, kept where faster);
 ``--exact-designs`` may add ``cpsat`` and ``lns``, which run in the registry's order (``EXACT_KNOWN``).
 It proves the lower bounds at level ``layers`` by default (closed forms, LP, layer, steady-state and
@@ -182,6 +182,11 @@ class Settings:
     window: int = 8
     window_time_limit: float = 5.0
     solver_workers: int = 1
+    #: CP-SAT workers of the periodic design (None: the design's own default, 8). 1: a study runs 2 points on
+    #: 2 cores, where 8 workers take both cores from the other point for 20 s (OPT-30B mesh 8 TB/s 192 KiB: 42
+    #: core-seconds for the compile against 22 with 1 worker, same schedule), and 1 worker reached the periodic
+    #: schedule of the fresh run at 6 of the 7 configurations where it beat every heuristic (8 workers: 4)
+    periodic_workers: int | None = 1
     seed: int = 0
     bound: str = "layers"
     bound_time_limit: float = 60.0
@@ -210,6 +215,7 @@ class Config:
                      load_model=self.load_model, designs=s.designs, window=s.window,
                      time_limit=s.window_time_limit, workers=s.solver_workers, seed=s.seed,
                      periodic_time_limit=s.exact_time_limit if "periodic" in s.exact_designs else None,
+                     periodic_workers=s.periodic_workers if "periodic" in s.exact_designs else None,
                      bound=s.bound, bound_time_limit=s.bound_time_limit)
 
 
@@ -564,7 +570,9 @@ def write_summary(frame, path: Path, *, command: str, settings: Settings, config
     lines = ["# Certified optimality gaps", "",
              f"`{command}`", "",
              f"{len(configs)} configurations (B{BATCH} S{SEQ} decode on {CHIP}); designs {settings.designs}; "
-             f"periodic: CP-SAT {settings.exact_time_limit:g} s; MILP windows of {settings.window} with "
+             f"periodic: CP-SAT {settings.exact_time_limit:g} s"
+             + (f" ({settings.periodic_workers} workers)" if settings.periodic_workers else "")
+             + f"; MILP windows of {settings.window} with "
              f"{settings.window_time_limit:g} s each; bounds at level `{settings.bound}` "
              f"({settings.bound_time_limit:g} s). {run_seconds_label}: {seconds:.0f} s.", "", *preamble,
              *refresh_note(frame, path.parent),
@@ -727,6 +735,9 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--bound-time-limit", type=float, default=60.0, help="seconds for the bounds' solvers (60)")
     p.add_argument("--workers", type=int, default=2, help="points compiled at once (default 2)")
     p.add_argument("--solver-workers", type=int, default=1, help="threads per exact solve (default 1)")
+    p.add_argument("--periodic-workers", type=int, default=1,
+                   help="CP-SAT workers of the periodic design (default 1: one per point, as the study runs a "
+                        "point per core)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--stored-only", action="store_true",
@@ -756,9 +767,16 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in (("--exact-time-limit", args.exact_time_limit), ("--window-time-limit", args.window_time_limit),
                         ("--bound-time-limit", args.bound_time_limit)):
         if not value > 0 or value == math.inf:
-            raise SystemExit(f"{name} must be a positive number of seconds, got {value}")
+            print(f"gap_study: error: {name} must be a positive number of seconds, got {value:g}", file=sys.stderr)
+            return 2
+    for name, count in (("--periodic-workers", args.periodic_workers), ("--solver-workers", args.solver_workers),
+                        ("--workers", args.workers), ("--window", args.window)):
+        if count < 1:
+            print(f"gap_study: error: {name} must be a positive integer, got {count}", file=sys.stderr)
+            return 2
     settings = Settings(exact_designs=exact, exact_time_limit=args.exact_time_limit, window=args.window,
-                        window_time_limit=args.window_time_limit, solver_workers=args.solver_workers, seed=args.seed,
+                        window_time_limit=args.window_time_limit, solver_workers=args.solver_workers,
+                        periodic_workers=args.periodic_workers, seed=args.seed,
                         bound=args.bound, bound_time_limit=args.bound_time_limit)
     out: Path = args.out
     if args.refresh is not None or args.load_models is not None:

@@ -76,10 +76,23 @@ def test_gap_study_quick_grid():
     # relaxation's own schedule
     assert p.resolved.designs == ("basic", "static", "elk-dyn", "elk-full", "ideal", "periodic", "milp", "lp-guided")
     assert p.resolved.design_options["periodic"].time_limit == 20.0
+    assert p.resolved.design_options["periodic"].workers == 1
     assert p.resolved.design_options["milp"].time_limit == 5.0 and p.resolved.design_options["milp"].window == 8
     assert (p.resolved.bound, p.resolved.bound_time_limit) == ("layers", 60.0)
     args = gap.parse_args([])  # the command line's defaults are the Settings' defaults
     assert (args.exact_designs, args.exact_time_limit, args.bound) == ("periodic,milp,lp-guided", 20.0, "layers")
+    assert args.periodic_workers == gap.Settings().periodic_workers == 1
+
+def test_gap_study_refuses_bad_counts_and_time_limits_before_any_work(tmp_path, capsys):
+    gap = load("gap_study")
+    for flag in ("--periodic-workers", "--solver-workers", "--workers", "--window"):
+        assert gap.main(["--models", "tiny", "--quick", flag, "0", "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err == f"gap_study: error: {flag} must be a positive integer, got 0\n"
+    for flag in ("--exact-time-limit", "--window-time-limit", "--bound-time-limit"):
+        assert gap.main(["--models", "tiny", "--quick", flag, "0", "--out", str(tmp_path / "out")]) == 2
+        assert capsys.readouterr().err == f"gap_study: error: {flag} must be a positive number of seconds, got 0\n"
+    assert not (tmp_path / "out").exists()
 
 
 def test_gap_study_knows_every_exact_design_in_run_order():
