@@ -25,13 +25,14 @@ blocks of layers; ``--bound lp`` leaves out the last two, ``--bound milp`` adds 
 which on the quick grid ran to its time limit without raising the best bound), each chip's once for both
 load models (``elk.study.shared_bounds``).
 
-Why these defaults (one fresh run of all 96 configurations on 2 cores, 2 workers, in
-experiments/results/gap_rerun/): 2.07 h summed point time, against 2.69 h for the committed run with the
-periodic design at 60 s, bounds at level ``layers`` proven per point and no ``lp-guided``; the best
-schedule's certified gap <= 3% at 59 of 96 in both, mean 3.10% against 3.06%. The periodic design's 60 s
-beat its 20 s by more than 0.01% at 3 configurations (0.07-0.14%, none near 3%). ``lp-guided`` costs 4.5 s
-per point and is the fastest schedule at 2 configurations (OPT-30B all-to-all 16 TB/s 624 KiB fluid:
-12.593 ms against the windows' 12.819). Outputs:
+Why these defaults (fresh runs of all 96 configurations on 2 cores, 2 points at once:
+experiments/results/gap_rerun/ with the periodic design's 8 CP-SAT workers, gap_1worker/ with these
+defaults): 2.07 h and 2.03 h summed point time, against 2.69 h for the committed run (the periodic design at
+60 s, bounds at level ``layers`` proven per point, no ``lp-guided``); the best schedule's certified gap <= 3%
+at 59 of 96 in all three, mean 3.10% and 3.06% against 3.06%. Recompiled where 60 s had gained, 60 s beat
+20 s at 3 configurations by 0.07-0.14%, none near 3%. ``lp-guided`` costs 4.5 s per point and is the
+fastest schedule at 2 configurations (OPT-30B all-to-all 16 TB/s 624 KiB fluid: 12.593 ms against the
+windows' 12.819). Outputs:
 
 * ``OUT/gaps.csv``: one row per configuration x design, plus a ``best`` row per
   configuration (the fastest valid schedule of any design): latency, certified
@@ -182,10 +183,9 @@ class Settings:
     window: int = 8
     window_time_limit: float = 5.0
     solver_workers: int = 1
-    #: CP-SAT workers of the periodic design (None: the design's own default, 8). 1: a study runs 2 points on
-    #: 2 cores, where 8 workers take both cores from the other point for 20 s (OPT-30B mesh 8 TB/s 192 KiB: 42
-    #: core-seconds for the compile against 22 with 1 worker, same schedule), and 1 worker reached the periodic
-    #: schedule of the fresh run at 6 of the 7 configurations where it beat every heuristic (8 workers: 4)
+    #: CP-SAT workers of the periodic design (None: the design's own default, 8). 1: a study runs a point per
+    #: core; in two fresh runs of the 96 configurations, 8 workers then 1 (experiments/results/gap_rerun and
+    #: gap_1worker), the summed point time was 2.07 h then 2.03 h and the mean certified gap 3.10% then 3.06%
     periodic_workers: int | None = 1
     seed: int = 0
     bound: str = "layers"
@@ -571,7 +571,8 @@ def write_summary(frame, path: Path, *, command: str, settings: Settings, config
              f"`{command}`", "",
              f"{len(configs)} configurations (B{BATCH} S{SEQ} decode on {CHIP}); designs {settings.designs}; "
              f"periodic: CP-SAT {settings.exact_time_limit:g} s"
-             + (f" ({settings.periodic_workers} workers)" if settings.periodic_workers else "")
+             + (f" ({settings.periodic_workers} worker{'' if settings.periodic_workers == 1 else 's'})"
+                if settings.periodic_workers else "")
              + f"; MILP windows of {settings.window} with "
              f"{settings.window_time_limit:g} s each; bounds at level `{settings.bound}` "
              f"({settings.bound_time_limit:g} s). {run_seconds_label}: {seconds:.0f} s.", "", *preamble,
