@@ -83,6 +83,7 @@ def test_gap_study_quick_grid():
     assert (args.exact_designs, args.exact_time_limit, args.bound) == ("periodic,milp,lp-guided", 20.0, "layers")
     assert args.periodic_workers == gap.Settings().periodic_workers == 1
 
+
 def test_gap_study_refuses_bad_counts_and_time_limits_before_any_work(tmp_path, capsys):
     gap = load("gap_study")
     for flag in ("--periodic-workers", "--solver-workers", "--workers", "--window"):
