@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from experiments.gap_rebound import NoStoredStudy, headline, headline_text, read_stored
 from experiments.gap_study import best_rows, label
 
 #: what identifies a configuration across runs (the SRAM asked for: a run may have settled another size)
@@ -26,36 +26,20 @@ class NotAGapStudy(ValueError):
     """A file that is not a readable gaps.csv."""
 
 
-@dataclass(frozen=True)
-class Headline:
-    """One run's best schedules in one line: how many configurations are within 3% and 10%, mean and max gap."""
-
-    configurations: int
-    within_3: int
-    within_10: int
-    mean_pct: float
-    max_pct: float
-
-    def text(self) -> str:
-        return (f"{self.within_3} of {self.configurations} within 3%, {self.within_10} within 10%, "
-                f"mean {self.mean_pct:.2f}%, max {self.max_pct:.2f}%")
-
-
-def headline(best) -> Headline:
-    gap = best["certified_gap_pct"].astype(float)
-    return Headline(len(best), int((gap <= 3).sum()), int((gap <= 10).sum()), float(gap.mean()), float(gap.max()))
-
-
 def read_best(path: Path):
-    """The ``best`` rows of a gaps.csv, one per configuration, indexed by KEY."""
-    import pandas as pd
+    """The ``best`` rows of a gaps.csv, one per configuration, indexed by KEY (the table checked as a
+    re-certification checks it, plus the columns this comparison reads)."""
+    if not path.is_file():
+        raise NotAGapStudy(f"{path}: no such file")
     try:
-        frame = pd.read_csv(path)
+        frame = read_stored(path)
+    except NoStoredStudy as exc:
+        raise NotAGapStudy(str(exc)) from None
     except (OSError, ValueError) as exc:
         raise NotAGapStudy(f"cannot read {path}: {exc}") from None
-    missing = [c for c in (*KEY, "design", "latency_ms", "certified_gap_pct", "bound_ms") if c not in frame]
+    missing = [c for c in ("certified_gap_pct", "best_design") if c not in frame]
     if missing:
-        raise NotAGapStudy(f"{path} is not a gap study's gaps.csv (no {', '.join(missing)})")
+        raise NotAGapStudy(f"{path} has no column {', '.join(missing)}: not a gap study's table")
     return best_rows(frame).set_index(list(KEY))
 
 
@@ -72,7 +56,7 @@ def moved(before, after, tolerance_pct: float):
 def report(a: Path, b: Path, tolerance_pct: float = 0.01) -> list[str]:
     before, after = read_best(a), read_best(b)
     both, changed = moved(before, after, tolerance_pct)
-    lines = [f"A: {a}: {headline(before).text()}", f"B: {b}: {headline(after).text()}",
+    lines = [f"A: {a}: {headline_text(headline(before))}", f"B: {b}: {headline_text(headline(after))}",
              f"{len(both)} configurations in both; {len(changed)} moved by more than {tolerance_pct:g}% "
              f"(best latency or bound):", "",
              "| configuration | A best ms (design) | B best ms (design) | latency % | bound % | A gap % | B gap % |",

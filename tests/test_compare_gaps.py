@@ -11,7 +11,7 @@ def frame(latencies: dict[str, float], bounds: dict[str, float]) -> pd.DataFrame
     rows = []
     for model, ms in latencies.items():
         base = {"model": model, "topology": "mesh", "hbm_tbps": 16.0, "sram_kib": 624.0, "sram_requested_kib": 624.0,
-                "load_model": "fluid", "bound_ms": bounds[model]}
+                "load_model": "fluid", "bound_ms": bounds[model], "valid": True}
         rows.append({**base, "design": "elk-full", "latency_ms": ms + 1, "certified_gap_pct": 0.0,
                      "best_design": ""})
         rows.append({**base, "design": "best", "latency_ms": ms, "best_design": "milp",
@@ -26,8 +26,8 @@ def test_headline_and_moved_configurations(tmp_path, capsys):
     assert cg.main([str(a), str(b)]) == 0
     out = capsys.readouterr().out.splitlines()
     # A: gaps 2%, 9%, 0%; B: 2%, 5%, 9.09%
-    assert out[0].endswith("2 of 3 within 3%, 3 within 10%, mean 3.67%, max 9.00%")
-    assert out[1].endswith("1 of 3 within 3%, 3 within 10%, mean 5.36%, max 9.09%")
+    assert out[0].endswith("<= 3% at 2 of 3, <= 10% at 3 of 3, mean 3.67%, max 9.00%")
+    assert out[1].endswith("<= 3% at 1 of 3, <= 10% at 3 of 3, mean 5.36%, max 9.09%")
     assert "2 moved by more than 0.01%" in out[2]
     table = [line for line in out if line.startswith("| ") and "configuration" not in line]
     assert len(table) == 2  # x did not move
