@@ -17,7 +17,7 @@ under ``OUT/results``; a rerun skips them, so an interrupted study resumes)
 compiles the heuristics (basic, static, elk-dyn, elk-full; Ideal too, a
 relaxed schedule shown for reference, never a bound), then the exact designs in
 order: ``periodic`` (a modulo schedule of one layer with CP-SAT, from the best
-heuristic, 20 s, 1 worker), the ``milp`` windows (from the fastest schedule so far, so from
+heuristic, CP-SAT deterministic time 2.5, 1 worker), the ``milp`` windows (from the fastest schedule so far, so from
 periodic's) and ``lp-guided`` (the schedule read off the plan-choice relaxation, kept where faster);
 ``--exact-designs`` may add ``cpsat`` and ``lns``, which run in the registry's order (``EXACT_KNOWN``).
 It proves the lower bounds at level ``layers`` by default (closed forms, LP, layer, steady-state and
@@ -45,8 +45,10 @@ windows' 12.819). Outputs:
   heuristic's certified gap is above 2%.
 
     python -m experiments.gap_study [--models llama2-13b,...] [--quick] [--out out/gap]
-                                    [--exact-time-limit 20] [--window-time-limit 5] [--window 8]
-                                    [--bound layers] [--workers 2] [--solver-workers 1]
+                                    [--exact-time-limit 60] [--periodic-deterministic-time 2.5]
+                                    [--window-time-limit 2] [--guided-time-limit 5] [--window 8]
+                                    [--bound layers] [--bound-time-limit 45] [--workers 2]
+                                    [--solver-workers 1]
                                     [--periodic-workers 1]
 
 ``--quick``: all-to-all, 16 TB/s, both SRAM sizes and both load models (4
@@ -87,6 +89,17 @@ SRAM_LADDER = (400.0, 448.0, 512.0, 576.0, 624.0)
 HEURISTICS = ("basic", "static", "elk-dyn", "elk-full")
 RELAXED = ("ideal",)
 EXACT = ("periodic", "milp", "lp-guided")
+#: The periodic design's CP-SAT deterministic time. One worker on this 2-core machine spends 3.3-8.8 of it in 20 s
+#: of wall clock on the grid's layer models (Llama2-13B all-to-all 16 TB/s 624 KiB, Gemma2-27B at 8 TB/s 400 KiB),
+#: so this ends a solve in about 7-15 s there, and the same way on a machine twice as busy.
+PERIODIC_DETERMINISTIC_TIME = 2.5
+#: Seconds per MILP window. From the same warm starts, 2 s gave 5 s's schedule at Llama2-13B all-to-all 16 TB/s
+#: and mesh 8 TB/s 624 KiB fluid and 0.012% slower at OPT-30B mesh 16 TB/s 624 KiB fluid, in 44-64% of the time.
+WINDOW_TIME_LIMIT = 2.0
+#: Seconds for a chip's bounds. Where blocks of layers raised the bound (4 chips at 192 KiB timed beside another
+#: solve), the block size that set it was proven within 23-42 s; past that the budget went to a block that stopped
+#: at its limit without raising the bound, and to OPT-30B's blocks at 624 KiB, which never bind there.
+BOUND_TIME_LIMIT = 45.0
 #: every exact design a point may run, in the registry's run order (solvers.registry.EXACT; tests check it);
 #: ``optimal`` is left out: it refuses programs of more than 64 operators, and the zoo's LLMs have hundreds
 EXACT_KNOWN = ("periodic", "cpsat", "milp", "lp-guided", "lns")
@@ -178,12 +191,17 @@ class Settings:
     """What every point of one invocation shares (solver settings are part of each point's key)."""
 
     exact_designs: tuple[str, ...] = EXACT
-    #: the periodic design's CP-SAT time limit (seconds; recompiled where 60 s had gained, it beat 20 s at 3
-    #: configurations by 0.07-0.14%)
-    exact_time_limit: float = 20.0
+    #: the periodic design's CP-SAT wall-clock limit (seconds): a safety net above its deterministic time, which
+    #: ends the solve first on a machine like the one the study was measured on
+    exact_time_limit: float = 60.0
+    #: the periodic design's CP-SAT deterministic time (None: the wall-clock limit alone). With one worker the solve
+    #: is then the same on a busy machine as on a quiet one, so a study's periodic rows do not move with its load
+    periodic_deterministic_time: float | None = PERIODIC_DETERMINISTIC_TIME
     #: the MILP windows: operators per window and seconds per window
     window: int = 8
-    window_time_limit: float = 5.0
+    window_time_limit: float = WINDOW_TIME_LIMIT
+    #: the lp-guided design's MILP (seconds): one model of the whole program, which often runs to 5 s
+    guided_time_limit: float = 5.0
     solver_workers: int = 1
     #: CP-SAT workers of the periodic design (None: the design's own default, 8). 1: a study runs a point per
     #: core; in two fresh runs of the 96 configurations, 8 workers then 1 (experiments/results/gap_rerun and
@@ -191,7 +209,7 @@ class Settings:
     periodic_workers: int | None = 1
     seed: int = 0
     bound: str = "layers"
-    bound_time_limit: float = 60.0
+    bound_time_limit: float = BOUND_TIME_LIMIT
 
     @property
     def designs(self) -> str:
@@ -218,6 +236,9 @@ class Config:
                      time_limit=s.window_time_limit, workers=s.solver_workers, seed=s.seed,
                      periodic_time_limit=s.exact_time_limit if "periodic" in s.exact_designs else None,
                      periodic_workers=s.periodic_workers if "periodic" in s.exact_designs else None,
+                     periodic_deterministic_time=s.periodic_deterministic_time if "periodic" in s.exact_designs
+                     else None,
+                     guided_time_limit=s.guided_time_limit if "lp-guided" in s.exact_designs else None,
                      bound=s.bound, bound_time_limit=s.bound_time_limit)
 
 
@@ -572,11 +593,16 @@ def write_summary(frame, path: Path, *, command: str, settings: Settings, config
     lines = ["# Certified optimality gaps", "",
              f"`{command}`", "",
              f"{len(configs)} configurations (B{BATCH} S{SEQ} decode on {CHIP}); designs {settings.designs}; "
-             f"periodic: CP-SAT {settings.exact_time_limit:g} s"
+             f"periodic: CP-SAT "
+             + (f"deterministic time {settings.periodic_deterministic_time:g}, at most "
+                if settings.periodic_deterministic_time else "")
+             + f"{settings.exact_time_limit:g} s"
              + (f" ({settings.periodic_workers} worker{'' if settings.periodic_workers == 1 else 's'})"
                 if settings.periodic_workers else "")
              + f"; MILP windows of {settings.window} with "
-             f"{settings.window_time_limit:g} s each; bounds at level `{settings.bound}` "
+             f"{settings.window_time_limit:g} s each"
+             + (f"; lp-guided {settings.guided_time_limit:g} s" if "lp-guided" in settings.exact_designs else "")
+             + f"; bounds at level `{settings.bound}` "
              f"({settings.bound_time_limit:g} s). {run_seconds_label}: {seconds:.0f} s.", "", *preamble,
              *refresh_note(frame, path.parent),
              "Certified gap = latency / best proven lower bound - 1 (no valid schedule beats the bound). Ideal is a "
@@ -718,6 +744,11 @@ def figure(frame, path: Path) -> None:
 
 # -- entry point ---------------------------------------------------------------------------------------------------
 
+def _deterministic_time(text: str) -> float | None:
+    """``--periodic-deterministic-time``: a number, or ``none`` for the wall-clock limit alone."""
+    return None if text.strip().lower() == "none" else float(text)
+
+
 def parse_args(argv: list[str] | None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("out/gap"), help="output folder (default out/gap)")
@@ -728,14 +759,20 @@ def parse_args(argv: list[str] | None):
                    help="all-to-all, 16 TB/s, both SRAM sizes and load models: 4 configurations per model")
     p.add_argument("--exact-designs", default=",".join(EXACT),
                    help=f"exact designs, run in the order {', '.join(EXACT_KNOWN)} (default periodic,milp,lp-guided; '' for "
-                        "none); lp-guided and lns take --window-time-limit as their time limit (lp-guided: its "
-                        "MILP; lns: each repair)")
-    p.add_argument("--exact-time-limit", type=float, default=20.0, help="periodic design: CP-SAT seconds (20)")
-    p.add_argument("--window-time-limit", type=float, default=5.0, help="MILP windows: seconds per window (5)")
+                        "none); lp-guided takes --guided-time-limit, lns --window-time-limit for each repair")
+    p.add_argument("--exact-time-limit", type=float, default=60.0,
+                   help="periodic design: CP-SAT wall-clock seconds, a cap above its deterministic time (60)")
+    p.add_argument("--periodic-deterministic-time", type=_deterministic_time, default=PERIODIC_DETERMINISTIC_TIME,
+                   help=f"periodic design: CP-SAT deterministic time, which ends the solve the same way on any load "
+                        f"({PERIODIC_DETERMINISTIC_TIME:g}; 'none': the wall-clock limit alone)")
+    p.add_argument("--window-time-limit", type=float, default=WINDOW_TIME_LIMIT,
+                   help=f"MILP windows: seconds per window ({WINDOW_TIME_LIMIT:g}); lns: per repair")
+    p.add_argument("--guided-time-limit", type=float, default=5.0, help="lp-guided: seconds for its MILP (5)")
     p.add_argument("--window", type=int, default=8, help="MILP windows: operators per window (8)")
     p.add_argument("--bound", choices=("lp", "layers", "milp"), default="layers",
                    help="bound level: lp (closed forms, LP, layer), layers (adds the steady-state bound and blocks of layers where SRAM binds; default) or milp (adds the MILP over plan choices too: on the quick grid it ran to its limit without raising the best bound)")
-    p.add_argument("--bound-time-limit", type=float, default=60.0, help="seconds for the bounds' solvers (60)")
+    p.add_argument("--bound-time-limit", type=float, default=BOUND_TIME_LIMIT,
+                   help=f"seconds for the bounds' solvers ({BOUND_TIME_LIMIT:g})")
     p.add_argument("--workers", type=int, default=2, help="points compiled at once (default 2)")
     p.add_argument("--solver-workers", type=int, default=1, help="threads per exact solve (default 1)")
     p.add_argument("--periodic-workers", type=int, default=1,
@@ -767,7 +804,12 @@ def main(argv: list[str] | None = None) -> int:
     models = split_list(args.models or ("llama2-13b" if args.quick else ",".join(LLMS)), what="model")
     exact = tuple(split_list(args.exact_designs, EXACT_KNOWN, "exact design")) \
         if args.exact_designs.strip() else ()
+    if args.periodic_deterministic_time is not None and not 0 < args.periodic_deterministic_time < math.inf:
+        print(f"gap_study: error: --periodic-deterministic-time must be a positive number or 'none', got "
+              f"{args.periodic_deterministic_time:g}", file=sys.stderr)
+        return 2
     for name, value in (("--exact-time-limit", args.exact_time_limit), ("--window-time-limit", args.window_time_limit),
+                        ("--guided-time-limit", args.guided_time_limit),
                         ("--bound-time-limit", args.bound_time_limit)):
         if not value > 0 or value == math.inf:
             print(f"gap_study: error: {name} must be a positive number of seconds, got {value:g}", file=sys.stderr)
@@ -778,8 +820,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gap_study: error: {name} must be a positive integer, got {count}", file=sys.stderr)
             return 2
     settings = Settings(exact_designs=exact, exact_time_limit=args.exact_time_limit, window=args.window,
-                        window_time_limit=args.window_time_limit, solver_workers=args.solver_workers,
-                        periodic_workers=args.periodic_workers, seed=args.seed,
+                        window_time_limit=args.window_time_limit, guided_time_limit=args.guided_time_limit,
+                        solver_workers=args.solver_workers,
+                        periodic_workers=args.periodic_workers,
+                        periodic_deterministic_time=args.periodic_deterministic_time, seed=args.seed,
                         bound=args.bound, bound_time_limit=args.bound_time_limit)
     out: Path = args.out
     if args.refresh is not None or args.load_models is not None:

@@ -75,12 +75,19 @@ def test_gap_study_quick_grid():
     # heuristics, Ideal for reference, then periodic, the MILP windows (which start from periodic) and the
     # relaxation's own schedule
     assert p.resolved.designs == ("basic", "static", "elk-dyn", "elk-full", "ideal", "periodic", "milp", "lp-guided")
-    assert p.resolved.design_options["periodic"].time_limit == 20.0
+    assert p.resolved.design_options["periodic"].time_limit == 60.0
+    assert p.resolved.design_options["periodic"].deterministic_time == gap.PERIODIC_DETERMINISTIC_TIME
     assert p.resolved.design_options["periodic"].workers == 1
-    assert p.resolved.design_options["milp"].time_limit == 5.0 and p.resolved.design_options["milp"].window == 8
-    assert (p.resolved.bound, p.resolved.bound_time_limit) == ("layers", 60.0)
+    assert p.resolved.design_options["milp"].time_limit == gap.WINDOW_TIME_LIMIT == 2.0
+    assert p.resolved.design_options["milp"].window == 8
+    assert p.resolved.design_options["lp-guided"].time_limit == 5.0  # its own limit, not the window limit
+    assert (p.resolved.bound, p.resolved.bound_time_limit) == ("layers", gap.BOUND_TIME_LIMIT)
     args = gap.parse_args([])  # the command line's defaults are the Settings' defaults
-    assert (args.exact_designs, args.exact_time_limit, args.bound) == ("periodic,milp,lp-guided", 20.0, "layers")
+    assert (args.exact_designs, args.exact_time_limit, args.bound) == ("periodic,milp,lp-guided", 60.0, "layers")
+    assert args.periodic_deterministic_time == gap.Settings().periodic_deterministic_time
+    assert (args.window_time_limit, args.guided_time_limit, args.bound_time_limit) == \
+        (gap.Settings().window_time_limit, gap.Settings().guided_time_limit, gap.Settings().bound_time_limit)
+    assert gap.parse_args(["--periodic-deterministic-time", "none"]).periodic_deterministic_time is None
     assert args.periodic_workers == gap.Settings().periodic_workers == 1
 
 
@@ -90,15 +97,20 @@ def test_gap_study_refuses_bad_counts_and_time_limits_before_any_work(tmp_path, 
         assert gap.main(["--models", "tiny", "--quick", flag, "0", "--out", str(tmp_path / "out")]) == 2
         err = capsys.readouterr().err
         assert err == f"gap_study: error: {flag} must be a positive integer, got 0\n"
-    for flag in ("--exact-time-limit", "--window-time-limit", "--bound-time-limit"):
+    for flag in ("--exact-time-limit", "--window-time-limit", "--guided-time-limit", "--bound-time-limit"):
         assert gap.main(["--models", "tiny", "--quick", flag, "0", "--out", str(tmp_path / "out")]) == 2
         assert capsys.readouterr().err == f"gap_study: error: {flag} must be a positive number of seconds, got 0\n"
+    for value in ("0", "-1", "inf"):
+        assert gap.main(["--models", "tiny", "--quick", "--periodic-deterministic-time", value,
+                         "--out", str(tmp_path / "out")]) == 2
+        assert capsys.readouterr().err.startswith("gap_study: error: --periodic-deterministic-time must be a "
+                                                  "positive number or 'none'")
     assert not (tmp_path / "out").exists()
 
 
 def test_gap_study_knows_every_exact_design_in_run_order():
     """The gap study may run every exact design the registry has, in its order, except ``optimal`` (which refuses
-    programs as large as the grid's LLMs); lp-guided and lns get the window time limit."""
+    programs as large as the grid's LLMs); lns gets the window time limit, lp-guided its own."""
     from solvers.registry import EXACT_DESIGNS
     gap = load("gap_study")
     assert gap.EXACT_KNOWN == tuple(d for d in EXACT_DESIGNS if d != "optimal")
@@ -107,7 +119,9 @@ def test_gap_study_knows_every_exact_design_in_run_order():
     p = gap.grid(["tiny"], quick=True)[0].point(settings)
     assert p.resolved.designs[-3:] == ("periodic", "lp-guided", "lns")
     assert p.resolved.design_options["lp-guided"].time_limit == 5.0
-    assert p.resolved.design_options["lns"].time_limit == 5.0
+    assert p.resolved.design_options["lns"].time_limit == gap.WINDOW_TIME_LIMIT
+    assert gap.grid(["tiny"], quick=True)[0].point(gap.Settings(guided_time_limit=7.0)) \
+        .resolved.design_options["lp-guided"].time_limit == 7.0
     assert gap.parse_args(["--exact-designs", "lp-guided,lns"]).exact_designs == "lp-guided,lns"
 
 
@@ -124,8 +138,21 @@ def test_study_knobs_the_studies_rely_on():
     assert longer.resolved.design_options["periodic"].time_limit == 30.0
     assert longer.resolved.design_options["milp"].time_limit == 5.0
     assert base.resolved.design_options["periodic"].time_limit == 5.0
+    steady = Point(model="tiny", designs="paper,periodic,milp", time_limit=5.0, periodic_deterministic_time=2.0)
+    assert steady.key() != base.key()
+    assert steady.resolved.design_options["periodic"].deterministic_time == 2.0
+    assert base.resolved.design_options["periodic"].deterministic_time is None
+    assert getattr(steady.resolved.design_options["milp"], "deterministic_time", None) is None
     # without the periodic design the knob means nothing, so it is not part of the key
     assert Point(model="tiny", designs="paper,milp", periodic_time_limit=30.0).key() == \
+        Point(model="tiny", designs="paper,milp").key()
+    assert Point(model="tiny", designs="paper,milp", periodic_deterministic_time=2.0).key() == \
+        Point(model="tiny", designs="paper,milp").key()
+    guided = Point(model="tiny", designs="paper,milp,lp-guided", time_limit=5.0, guided_time_limit=9.0)
+    assert guided.key() != Point(model="tiny", designs="paper,milp,lp-guided", time_limit=5.0).key()
+    assert guided.resolved.design_options["lp-guided"].time_limit == 9.0
+    assert guided.resolved.design_options["milp"].time_limit == 5.0
+    assert Point(model="tiny", designs="paper,milp", guided_time_limit=9.0).key() == \
         Point(model="tiny", designs="paper,milp").key()
     with pytest.raises(StudyError, match="unknown bound"):
         Point(model="tiny", bound="exact")

@@ -248,8 +248,11 @@ def test_an_optimal_layer_meets_its_model_and_is_no_longer_than_the_expressible_
     model = layer_problem(w, warm)
     assert len(model.problem.blocks) == 3 and any(len(b.options) > 1 for b in model.problem.blocks)
     assert any(b.blocking > 0 for b in model.problem.blocks) == (hbm > 5e10)
-    sol, status, _, bound = solve_layer(model, time_limit=60, workers=1, seed=0, deterministic_time=10.0)
-    assert status == "OPTIMAL" and sol is not None
+    solve = solve_layer(model, time_limit=60, workers=1, seed=0, deterministic_time=10.0)
+    sol, bound = solve.solution, solve.bound
+    assert solve.status == "OPTIMAL" and sol is not None
+    assert solve.period == pytest.approx(sol.period) and solve.deterministic_seconds <= 10.0
+    assert (solve.workers, solve.seed, solve.deterministic_time) == (1, 0, 10.0) and "ortools" in solve.solver
     assert violations(model.problem, sol) == []
     assert sol.period == pytest.approx(bound)  # proven: no smaller period of this (rounded) model exists
     assert sol.period >= model.problem.period_lb

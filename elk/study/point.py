@@ -33,11 +33,12 @@ TOPOLOGY_KINDS = ("all-to-all", "mesh")
 #: Knobs whose value is a positive integer / a positive number.
 INT_KNOBS = ("batch", "seq", "cores", "window", "workers", "periodic_workers")
 FLOAT_KNOBS = ("sram_kib", "hbm_tbps", "noc_scale", "noc_tbps", "compute_scale", "time_limit",
-               "periodic_time_limit", "bound_time_limit")
+               "periodic_time_limit", "periodic_deterministic_time", "guided_time_limit", "bound_time_limit")
 #: Solver settings: they only reach the exact designs, so they are dropped from the key otherwise.
-SOLVER_KNOBS = ("window", "time_limit", "workers", "seed", "milp_solver", "periodic_time_limit", "periodic_workers")
+SOLVER_KNOBS = ("window", "time_limit", "workers", "seed", "milp_solver", "periodic_time_limit", "periodic_workers",
+                "periodic_deterministic_time", "guided_time_limit")
 #: Knobs added after schema 2's keys were first stored: hashed only when set, so older points keep their keys.
-LATE_KNOBS = ("periodic_time_limit", "periodic_workers")
+LATE_KNOBS = ("periodic_time_limit", "periodic_workers", "periodic_deterministic_time", "guided_time_limit")
 #: The proven lower bound every point computes unless its ``bound`` / ``bound_time_limit`` say otherwise
 #: (DEFAULT_BOUND, DEFAULT_BOUND_TIME_LIMIT: elk.compile's defaults); like the late knobs, hashed only when they
 #: differ from these.
@@ -80,6 +81,12 @@ class Point:
     #: CP-SAT workers of the periodic design; None = its own default (8: a portfolio proves the layer optimum
     #: in seconds where 1 or 2 workers can take 10 s or more), not ``workers`` (the windows')
     periodic_workers: int | None = None
+    #: CP-SAT deterministic time of the periodic design (its ``max_deterministic_time``): with one worker the
+    #: solve, and so the point's result, no longer depends on the machine's load; None = the wall-clock limit alone
+    periodic_deterministic_time: float | None = None
+    #: seconds for the ``lp-guided`` design's plan-choice MILP; None = ``time_limit`` (the windows'): one MILP over
+    #: the whole program needs more than a window does
+    guided_time_limit: float | None = None
     #: the proven lower bound computed with the point: "closed", "lp" or "milp" (None = lp, elk.compile's default)
     bound: str | None = None
     #: seconds for the bound's solvers (None = 30, elk.compile's default)
@@ -178,7 +185,9 @@ def _resolve(p: Point) -> Resolved:
     exact = [d for d in designs if d in EXACT]
     solver = {k: (getattr(p, k) if exact else None) for k in SOLVER_KNOBS}
     if "periodic" not in exact:
-        solver["periodic_time_limit"] = solver["periodic_workers"] = None
+        solver["periodic_time_limit"] = solver["periodic_workers"] = solver["periodic_deterministic_time"] = None
+    if "lp-guided" not in exact:
+        solver["guided_time_limit"] = None
     options = {name: _exact_options(name, solver) for name in exact}
     if model["family"] == "dit":  # one denoising step whatever the mode; the image fixes the token count
         mode, seq = "forward", model["tokens"]
@@ -211,12 +220,15 @@ def _resolve(p: Point) -> Resolved:
 
 
 def _exact_options(name: str, solver: dict[str, Any]) -> ExactOptions:
-    """An exact design's options from the point's solver knobs: ``workers`` are the windows' (the periodic design
-    has its own ``periodic_workers`` and ``periodic_time_limit``)."""
+    """An exact design's options from the point's solver knobs: ``workers`` and ``time_limit`` are the windows'
+    (the periodic design has its own ``periodic_workers``, ``periodic_time_limit`` and deterministic time,
+    ``lp-guided`` its own ``guided_time_limit``)."""
     periodic = name == "periodic"
-    knobs = {"time_limit": (solver["periodic_time_limit"] if periodic else None) or solver["time_limit"],
+    own = {"periodic": solver["periodic_time_limit"], "lp-guided": solver["guided_time_limit"]}.get(name)
+    knobs = {"time_limit": own or solver["time_limit"],
              "workers": solver["periodic_workers"] if periodic else solver["workers"], "seed": solver["seed"],
-             "window": solver["window"], "backend": solver["milp_solver"]}
+             "window": solver["window"], "backend": solver["milp_solver"],
+             "deterministic_time": solver["periodic_deterministic_time"] if periodic else None}
     try:
         return EXACT[name].options.from_knobs(**knobs)
     except ElkError as err:

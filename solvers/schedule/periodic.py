@@ -53,15 +53,27 @@ class LayerModel:
     hint: ModuloSolution | None
 
 
-@dataclass
-class PeriodicResult:
-    """The periodic design's schedule and how it got there: the layer model's period, status and time."""
-    schedule: Schedule
-    period_cycles: float | None = None
-    model_status: str = ""
-    model_seconds: float = 0.0
-    replay_latency_cycles: float | None = None
-    notes: list[str] = field(default_factory=list)
+@dataclass(frozen=True)
+class LayerSolve:
+    """One CP-SAT solve of the layer model, as every exact solve is recorded: what it was asked (limits, workers,
+    seed, solver version) and what it found and proved (status, period, lower bound on the period, in the model's
+    units: cycles / ``SCALE``). Kept in the periodic schedule's ``info.search["layer_solve"]``."""
+
+    solution: ModuloSolution | None
+    status: str
+    seconds: float
+    deterministic_seconds: float
+    period: float | None
+    bound: float | None
+    time_limit: float
+    deterministic_time: float | None
+    workers: int
+    seed: int
+    solver: str
+
+    def summary(self) -> dict:
+        """The record without the solution (JSON-ready)."""
+        return {k: v for k, v in self.__dict__.items() if k != "solution"}
 
 
 class FixedRows:
@@ -213,8 +225,10 @@ def _hint(workload: Workload, warm: Schedule, p: ModuloProblem, base: int, perio
 
 
 def solve_layer(model: LayerModel, *, time_limit: float, workers: int, seed: int,
-                deterministic_time: float | None = None):
-    """CP-SAT on the modulo problem: (solution or None, status, seconds, model lower bound on the period)."""
+                deterministic_time: float | None = None) -> LayerSolve:
+    """CP-SAT on the modulo problem. With ``deterministic_time`` and one worker, the same model gives the same
+    solution on a busy machine as on a quiet one (the wall-clock limit is then only a safety net)."""
+    import ortools
     from ortools.sat.python import cp_model
     built = build_modulo(model.problem)
     if model.hint is not None:
@@ -233,10 +247,13 @@ def solve_layer(model: LayerModel, *, time_limit: float, workers: int, seed: int
     started = time.perf_counter()
     status = solver.solve(built.model)
     seconds = time.perf_counter() - started
-    name = solver.status_name(status)
-    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return built.decode(solver), name, seconds, solver.best_objective_bound
-    return None, name, seconds, None
+    found = status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+    return LayerSolve(solution=built.decode(solver) if found else None, status=solver.status_name(status),
+                      seconds=seconds, deterministic_seconds=float(solver.deterministic_time),
+                      period=float(solver.objective_value) if found else None,
+                      bound=float(solver.best_objective_bound) if found else None, time_limit=float(time_limit),
+                      deterministic_time=None if deterministic_time is None else float(deterministic_time),
+                      workers=int(workers), seed=int(seed), solver=f"cp-sat (ortools {ortools.__version__})")
 
 
 def replay_rows(workload: Workload, model: LayerModel, sol: ModuloSolution) -> tuple[dict[int, int], list[int]]:
@@ -298,10 +315,12 @@ def periodic(workload: Workload, warm_start: Schedule | None = None, *, time_lim
     started = time.perf_counter()
     warm = warm_start if warm_start is not None else elk_full(workload)
     best = None
+    solve: LayerSolve | None = None
     if workload.program.layers is not None:
         model = layer_problem(workload, warm)
-        sol, status, seconds, _ = solve_layer(model, time_limit=time_limit, workers=workers, seed=seed,
-                                              deterministic_time=deterministic_time)
+        solve = solve_layer(model, time_limit=time_limit, workers=workers, seed=seed,
+                            deterministic_time=deterministic_time)
+        sol = solve.solution
         fluid = workload.chip.load_model is LoadModel.FLUID
         modes = (NocMode.PUSH, NocMode.HYBRID) if fluid else RIGID_MODES
         if sol is not None:
@@ -313,5 +332,7 @@ def periodic(workload: Workload, warm_start: Schedule | None = None, *, time_lim
             best = min(candidates, key=lambda s: simulate(workload, s).latency_cycles, default=None)
     result, _ = keep_faster(workload, best, warm, tie="warm")  # a replay only counts if it gains something
     out = result.renamed("periodic", result.info.copy(warm_start=warm.design))
+    if solve is not None:
+        out.info.search["layer_solve"] = solve.summary()
     out.info.compile_seconds = time.perf_counter() - started
     return out
