@@ -118,9 +118,13 @@ def execute_point(point: Point, table_workers: int | None = None, after: Any = N
             record["bound_shared"] = not proved
         rows = []
         for row in result.rows():
-            records = result.designs[row["design"]].schedule.info.records
-            if records:
-                row.update(_solver_columns(window_summary(records)))
+            info = result.designs[row["design"]].schedule.info
+            if info.records:
+                row.update(_solver_columns(window_summary(info.records)))
+            layer = info.search.get("layer_solve")
+            if layer:  # the periodic design's one CP-SAT solve, in the windows' columns
+                row.update(solve_seconds=layer["seconds"], solver=layer["solver"], solver_version=layer["version"],
+                           proven_optimal_pct=100.0 if layer["status"] == "OPTIMAL" else 0.0, layer_solve=layer)
             rows.append(row)
         best = result.bound  # at the point's bound level: every row's gap_to_bound is certified against it
         record.update(status="ok", error=None, rows=rows, table_seconds=result.table_seconds,

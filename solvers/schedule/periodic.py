@@ -70,6 +70,7 @@ class LayerSolve:
     workers: int
     seed: int
     solver: str
+    version: str
 
     def summary(self) -> dict:
         """The record without the solution (JSON-ready)."""
@@ -253,7 +254,7 @@ def solve_layer(model: LayerModel, *, time_limit: float, workers: int, seed: int
                       period=float(solver.objective_value) if found else None,
                       bound=float(solver.best_objective_bound) if found else None, time_limit=float(time_limit),
                       deterministic_time=None if deterministic_time is None else float(deterministic_time),
-                      workers=int(workers), seed=int(seed), solver=f"cp-sat (ortools {ortools.__version__})")
+                      workers=int(workers), seed=int(seed), solver="cp-sat", version=f"ortools {ortools.__version__}")
 
 
 def replay_rows(workload: Workload, model: LayerModel, sol: ModuloSolution) -> tuple[dict[int, int], list[int]]:
