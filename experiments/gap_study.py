@@ -25,14 +25,14 @@ blocks of layers; ``--bound lp`` leaves out the last two, ``--bound milp`` adds 
 which on the quick grid ran to its time limit without raising the best bound), each chip's once for both
 load models (``elk.study.shared_bounds``).
 
-Why these defaults (fresh runs of all 96 configurations on 2 cores, 2 points at once:
-experiments/results/gap_rerun/ with the periodic design's 8 CP-SAT workers, gap_1worker/ with these
-defaults): 2.07 h and 2.03 h summed point time, against 2.69 h for the committed run (the periodic design at
-60 s, bounds at level ``layers`` proven per point, no ``lp-guided``); the best schedule's certified gap <= 3%
-at 59 of 96 in all three, mean 3.10% and 3.06% against 3.06%. Recompiled where 60 s had gained, 60 s beat
-20 s at 3 configurations by 0.07-0.14%, none near 3%. ``lp-guided`` costs 4.5 s per point and is the
-fastest schedule at 2 configurations (OPT-30B all-to-all 16 TB/s 624 KiB fluid: 12.593 ms against the
-windows' 12.819). Outputs:
+Why these defaults (fresh runs of all 96 configurations on 2 cores, 2 points at once, in
+experiments/results/: gap_rerun/, gap_1worker/, gap_budget/ at these defaults): 1.505 h summed point time,
+against 2.03 h with the periodic design at 20 s of wall clock, windows at 5 s and bounds at 60 s, and 2.69 h
+for the committed run; the best schedule's certified gap <= 3% at 59 of 96 in all, mean 3.07% against 3.06%,
+no bound moved. The periodic design stops on deterministic time, so its schedule does not depend on the
+machine's load; what the shorter budgets cost is in gap_budget/README.md (+0.41% at one configuration, +0.12%
+at two). ``lp-guided`` costs 4 s per point and is the fastest schedule at 2 configurations (OPT-30B all-to-all
+16 TB/s 624 KiB fluid: 12.593 ms against the windows' 12.819). Outputs:
 
 * ``OUT/gaps.csv``: one row per configuration x design, plus a ``best`` row per
   configuration (the fastest valid schedule of any design): latency, certified
