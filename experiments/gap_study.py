@@ -90,8 +90,9 @@ HEURISTICS = ("basic", "static", "elk-dyn", "elk-full")
 RELAXED = ("ideal",)
 EXACT = ("periodic", "milp", "lp-guided")
 #: The periodic design's CP-SAT deterministic time. One worker on this 2-core machine spends 3.3-8.8 of it in 20 s
-#: of wall clock on the grid's layer models (Llama2-13B all-to-all 16 TB/s 624 KiB, Gemma2-27B at 8 TB/s 400 KiB),
-#: so this ends a solve in about 7-15 s there, and the same way on a machine twice as busy.
+#: of wall clock on the grid's layer models (Llama2-13B all-to-all 16 TB/s 624 KiB, Gemma2-27B at 8 TB/s 400 KiB);
+#: at 2.5 a periodic compile took 2-14 s at 9 configurations (7 with 20 s's schedule), and it ends the same way on a
+#: machine twice as busy (experiments/results/gap_budget/README.md).
 PERIODIC_DETERMINISTIC_TIME = 2.5
 #: Seconds per MILP window. From the same warm starts, 2 s gave 5 s's schedule at Llama2-13B all-to-all 16 TB/s
 #: and mesh 8 TB/s 624 KiB fluid and 0.012% slower at OPT-30B mesh 16 TB/s 624 KiB fluid, in 44-64% of the time.
