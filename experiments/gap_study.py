@@ -797,6 +797,24 @@ def parse_args(argv: list[str] | None):
     return p.parse_args(argv)
 
 
+def bad_number(args) -> str | None:
+    """What is wrong with the command line's limits and counts (the first problem), or None: checked before the
+    SRAM probe or any point runs."""
+    if args.periodic_deterministic_time is not None and not 0 < args.periodic_deterministic_time < math.inf:
+        return (f"--periodic-deterministic-time must be a positive number or 'none', got "
+                f"{args.periodic_deterministic_time:g}")
+    for name, value in (("--exact-time-limit", args.exact_time_limit), ("--window-time-limit", args.window_time_limit),
+                        ("--guided-time-limit", args.guided_time_limit),
+                        ("--bound-time-limit", args.bound_time_limit)):
+        if not 0 < value < math.inf:
+            return f"{name} must be a positive number of seconds, got {value:g}"
+    for name, count in (("--periodic-workers", args.periodic_workers), ("--solver-workers", args.solver_workers),
+                        ("--workers", args.workers), ("--window", args.window)):
+        if count < 1:
+            return f"{name} must be a positive integer, got {count}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     from elk.errors import ElkError
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -805,21 +823,10 @@ def main(argv: list[str] | None = None) -> int:
     models = split_list(args.models or ("llama2-13b" if args.quick else ",".join(LLMS)), what="model")
     exact = tuple(split_list(args.exact_designs, EXACT_KNOWN, "exact design")) \
         if args.exact_designs.strip() else ()
-    if args.periodic_deterministic_time is not None and not 0 < args.periodic_deterministic_time < math.inf:
-        print(f"gap_study: error: --periodic-deterministic-time must be a positive number or 'none', got "
-              f"{args.periodic_deterministic_time:g}", file=sys.stderr)
+    problem = bad_number(args)
+    if problem:
+        print(f"gap_study: error: {problem}", file=sys.stderr)
         return 2
-    for name, value in (("--exact-time-limit", args.exact_time_limit), ("--window-time-limit", args.window_time_limit),
-                        ("--guided-time-limit", args.guided_time_limit),
-                        ("--bound-time-limit", args.bound_time_limit)):
-        if not value > 0 or value == math.inf:
-            print(f"gap_study: error: {name} must be a positive number of seconds, got {value:g}", file=sys.stderr)
-            return 2
-    for name, count in (("--periodic-workers", args.periodic_workers), ("--solver-workers", args.solver_workers),
-                        ("--workers", args.workers), ("--window", args.window)):
-        if count < 1:
-            print(f"gap_study: error: {name} must be a positive integer, got {count}", file=sys.stderr)
-            return 2
     settings = Settings(exact_designs=exact, exact_time_limit=args.exact_time_limit, window=args.window,
                         window_time_limit=args.window_time_limit, guided_time_limit=args.guided_time_limit,
                         solver_workers=args.solver_workers,

@@ -100,7 +100,7 @@ def test_gap_study_refuses_bad_counts_and_time_limits_before_any_work(tmp_path, 
     for flag in ("--exact-time-limit", "--window-time-limit", "--guided-time-limit", "--bound-time-limit"):
         assert gap.main(["--models", "tiny", "--quick", flag, "0", "--out", str(tmp_path / "out")]) == 2
         assert capsys.readouterr().err == f"gap_study: error: {flag} must be a positive number of seconds, got 0\n"
-    for value in ("0", "-1", "inf"):
+    for value in ("0", "-1", "inf", "nan"):
         assert gap.main(["--models", "tiny", "--quick", "--periodic-deterministic-time", value,
                          "--out", str(tmp_path / "out")]) == 2
         assert capsys.readouterr().err.startswith("gap_study: error: --periodic-deterministic-time must be a "
