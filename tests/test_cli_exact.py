@@ -164,6 +164,8 @@ def test_warm_start_from_a_file_round_trips(saved, tmp_path, capsys, monkeypatch
         assert d["latency_ms"] <= saved_ms * (1 + 1e-9)
     assert set(doc["designs"]) == {"periodic", "cpsat"}  # nothing else ran: the file is the warm start
     assert f"against its warm start file:{path}" in out and "end to end" in out
+    periodic_note = next(line for line in out.splitlines() if line.startswith("note: periodic:"))
+    assert "; layer model: " in periodic_note and "(1 worker, ortools " in periodic_note  # how its CP-SAT solve went
     assert "improved on the warm start" not in out
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no records file: --records was not given
 

@@ -138,6 +138,17 @@ def warm_start_note(name: str, d) -> str:
         parts.append(f"{w['windows']} windows of {info.window} ops ({w['solved']} solved, {w['reused']} reused "
                      f"from identical windows), {w['proven_optimal_pct']:.0f}% of solved windows proven optimal; "
                      f"{w['solve_seconds']:.1f} s in {w['solver']} ({w['version']})")
+    layer = info.search.get("layer_solve")
+    if layer:  # the periodic design's CP-SAT model of one layer
+        workers = f"{layer['workers']} worker{'' if layer['workers'] == 1 else 's'}"
+        if layer["status"] == "OPTIMAL":
+            found = "period proven optimal"
+        elif layer["period"]:
+            found = (f"{layer['status']}, period at most {100 * (1 - layer['bound'] / layer['period']):.1f}% above "
+                     f"its proven bound")
+        else:
+            found = f"{layer['status']}, no period found"
+        parts.append(f"layer model: {found} in {layer['seconds']:.1f} s ({workers}, {layer['version']})")
     if info.kept_warm_start:
         parts.append(f"kept the warm start: {info.kept_warm_start}")
     return "; ".join(parts)
