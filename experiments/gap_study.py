@@ -97,6 +97,8 @@ PERIODIC_DETERMINISTIC_TIME = 2.5
 #: Seconds per MILP window. From the same warm starts, 2 s gave 5 s's schedule at Llama2-13B all-to-all 16 TB/s
 #: and mesh 8 TB/s 624 KiB fluid and 0.012% slower at OPT-30B mesh 16 TB/s 624 KiB fluid, in 44-64% of the time.
 WINDOW_TIME_LIMIT = 2.0
+#: Seconds for lp-guided's MILP: one model of the whole program, which ran to 5 s at a third of the grid.
+GUIDED_TIME_LIMIT = 5.0
 #: Seconds for a chip's bounds. Where blocks of layers raised the bound (4 chips at 192 KiB timed beside another
 #: solve), the block size that set it was proven within 23-42 s; past that the budget went to a block that stopped
 #: at its limit without raising the bound, and to OPT-30B's blocks at 624 KiB, which never bind there.
@@ -201,8 +203,8 @@ class Settings:
     #: the MILP windows: operators per window and seconds per window
     window: int = 8
     window_time_limit: float = WINDOW_TIME_LIMIT
-    #: the lp-guided design's MILP (seconds): one model of the whole program, which often runs to 5 s
-    guided_time_limit: float = 5.0
+    #: the lp-guided design's MILP (seconds)
+    guided_time_limit: float = GUIDED_TIME_LIMIT
     solver_workers: int = 1
     #: CP-SAT workers of the periodic design (None: the design's own default, 8). 1: a study runs a point per
     #: core; in two fresh runs of the 96 configurations, 8 workers then 1 (experiments/results/gap_rerun and
@@ -768,7 +770,8 @@ def parse_args(argv: list[str] | None):
                         f"({PERIODIC_DETERMINISTIC_TIME:g}; 'none': the wall-clock limit alone)")
     p.add_argument("--window-time-limit", type=float, default=WINDOW_TIME_LIMIT,
                    help=f"MILP windows: seconds per window ({WINDOW_TIME_LIMIT:g}); lns: per repair")
-    p.add_argument("--guided-time-limit", type=float, default=5.0, help="lp-guided: seconds for its MILP (5)")
+    p.add_argument("--guided-time-limit", type=float, default=GUIDED_TIME_LIMIT,
+                   help=f"lp-guided: seconds for its MILP ({GUIDED_TIME_LIMIT:g})")
     p.add_argument("--window", type=int, default=8, help="MILP windows: operators per window (8)")
     p.add_argument("--bound", choices=("lp", "layers", "milp"), default="layers",
                    help="bound level: lp (closed forms, LP, layer), layers (adds the steady-state bound and blocks of layers where SRAM binds; default) or milp (adds the MILP over plan choices too: on the quick grid it ran to its limit without raising the best bound)")
