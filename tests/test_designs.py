@@ -388,6 +388,38 @@ def test_per_group_share_limits_shorten_rigid_elk_full_and_are_repeated(llama_ri
     np.testing.assert_array_equal(again.load_start, refined.load_start)
 
 
+def test_share_limits_searched_on_the_screening_program_are_confirmed_in_full(llama_rigid_four_layers, monkeypatch):
+    """By default the per-group descent runs on the screening program (here 2 of the 4 layers) and its limits are
+    kept only where the whole program is shorter with them, then the winner takes one round on the whole program:
+    every other descent pass sees the cut program, the result
+    is valid and never longer than the search without refinement, and the kept limits are repeated exactly."""
+    from elk.schedule import NocMode
+    from solvers.schedule import designs
+    w = llama_rigid_four_layers
+    search = dict(workers=1, modes=(NocMode.YIELD,), thetas=(0.99,), max_displacement=1, screen_layers=2,
+                  finalists=1)
+    plain = designs.elk_full(w, group_thetas=None, **search)
+    real, seen = designs.refine_group_thetas, []
+
+    def recorded(run, workload, *args, **kwargs):
+        seen.append((len(workload), kwargs.get("rounds", designs.GROUP_THETA_ROUNDS)))
+        return real(run, workload, *args, **kwargs)
+
+    monkeypatch.setattr(designs, "refine_group_thetas", recorded)
+    screened = designs.elk_full(w, **search)
+    # every descent on the cut program, then one closing round on the whole program
+    assert len(seen) >= 2 and all(n < len(w) for n, _ in seen[:-1]) and seen[-1] == (len(w), 1)
+    assert simulate(w, screened).valid
+    assert span(screened, w.has_load) <= span(plain, w.has_load) + 1e-6
+    assert screened.info.load_order.group_thetas is not None  # the screened limits pay on the whole program here
+    again = designs.repeat_choice("elk-full", screened)(w)
+    np.testing.assert_array_equal(again.exec_start, screened.exec_start)
+    seen.clear()
+    whole = designs.elk_full(w, refine_on_screen=False, **search)
+    assert seen and all(n == len(w) and rounds == designs.GROUP_THETA_ROUNDS for n, rounds in seen)
+    assert simulate(w, whole).valid
+
+
 def test_every_modes_best_is_refined_not_the_winners_alone(llama_rigid_four_layers, monkeypatch):
     """The refinement may favour a mode the single-limit search ranked lower (Llama2-13B on a mesh at 16 TB/s,
     192 KiB: refined stretch 10.815 ms against the refined push winner's 11.246): each mode's fastest full run
