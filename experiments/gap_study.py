@@ -29,9 +29,10 @@ Why these defaults (fresh runs of all 96 configurations on 2 cores, 2 points at 
 experiments/results/: gap_rerun/, gap_1worker/, gap_budget/, and gap_refine/ at these defaults): 1.40 h summed
 point time (1.505 h before ELK-Full searched its rigid share limits on the screening program), against 2.03 h
 with the periodic design at 20 s of wall clock, windows at 5 s and bounds at 60 s, and 2.69 h for the committed
-run; the best schedule's certified gap <= 3% at 59 of 96 in all, mean 3.05% against 3.06%, no bound moved. The periodic design stops on deterministic time, so its schedule does not depend on the
-machine's load; what the shorter budgets cost is in gap_budget/README.md (+0.41% at one configuration, +0.12%
-at two). ``lp-guided`` costs 4 s per point and is the fastest schedule at 2 configurations (OPT-30B all-to-all
+run; the best schedule's certified gap <= 3% at 59 of 96 in all, mean 3.05% against 3.06%, no bound moved. The
+periodic design stops on deterministic time, so its schedule does not depend on the machine's load; what the
+shorter budgets cost is in gap_budget/README.md (+0.41% at one configuration, +0.12% at two), what ELK-Full's
+screened rigid descent moved in gap_refine/README.md. ``lp-guided`` costs 4 s per point and is the fastest schedule at 2 configurations (OPT-30B all-to-all
 16 TB/s 624 KiB fluid: 12.593 ms against the windows' 12.819). Outputs:
 
 * ``OUT/gaps.csv``: one row per configuration x design, plus a ``best`` row per

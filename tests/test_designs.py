@@ -391,8 +391,8 @@ def test_per_group_share_limits_shorten_rigid_elk_full_and_are_repeated(llama_ri
 def test_share_limits_searched_on_the_screening_program_are_confirmed_in_full(llama_rigid_four_layers, monkeypatch):
     """By default the per-group descent runs on the screening program (here 2 of the 4 layers) and its limits are
     kept only where the whole program is shorter with them, then the winner takes one round on the whole program:
-    every other descent pass sees the cut program, the result
-    is valid and never longer than the search without refinement, and the kept limits are repeated exactly."""
+    every other descent sees the cut program, the result is valid and never longer than the search without
+    refinement, and the kept limits are repeated exactly."""
     from elk.schedule import NocMode
     from solvers.schedule import designs
     w = llama_rigid_four_layers
