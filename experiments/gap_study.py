@@ -32,8 +32,9 @@ with the periodic design at 20 s of wall clock, windows at 5 s and bounds at 60 
 run; the best schedule's certified gap <= 3% at 59 of 96 in all, mean 3.05% against 3.06%, no bound moved. The
 periodic design stops on deterministic time, so its schedule does not depend on the machine's load; what the
 shorter budgets cost is in gap_budget/README.md (+0.41% at one configuration, +0.12% at two), what ELK-Full's
-screened rigid descent moved in gap_refine/README.md. ``lp-guided`` costs 4 s per point and is the fastest schedule at 2 configurations (OPT-30B all-to-all
-16 TB/s 624 KiB fluid: 12.593 ms against the windows' 12.819). Outputs:
+screened rigid descent moved in gap_refine/README.md. ``lp-guided`` costs 4 s per point and is the fastest
+schedule at 2 configurations (OPT-30B all-to-all 16 TB/s 624 KiB fluid: 12.593 ms against the windows' 12.819).
+Outputs:
 
 * ``OUT/gaps.csv``: one row per configuration x design, plus a ``best`` row per
   configuration (the fastest valid schedule of any design): latency, certified
