@@ -11,9 +11,8 @@ time, and the totals.
     python -m experiments.bench_refine_screen [--configs llama2-13b:mesh:16:192,...] [--shard 0/2] [--workers 1]
 
 A config is model:topology:HBM TB/s:SRAM KiB (the size it runs at), built as the gap study builds it (B32,
-S2048, decode). Default: every rigid configuration of ``experiments/results/gap_budget/gaps.csv`` (the run it was measured
-against; the grid is the same in every run).
-``--shard k/n`` runs every n-th one from the k-th (to split the list over processes).
+S2048, decode). Default: every rigid configuration of ``experiments/results/gap_budget/gaps.csv`` (the run it
+was measured against; the grid is the same in every run). ``--shard k/n`` runs every n-th one from the k-th (to split the list over processes).
 """
 from __future__ import annotations
 
